@@ -1,0 +1,1 @@
+"""The `netfabric` command: parses arguments, calls the API, prints tables or JSON."""

@@ -1,0 +1,111 @@
+"""The simulated-host harness on the real kernel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from netfabric.lab.topology import Topology, clean, list_netns
+from tests.conftest import HostsFactory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_three_hosts_reach_each_other(hosts: HostsFactory) -> None:
+    topo = hosts(3, mtu=1400)
+    assert len({h.address for h in topo.hosts}) == 3
+    for a in topo.hosts:
+        mtu = topo.exec(a, ["cat", "/sys/class/net/eth0/mtu"], check=True).stdout.strip()
+        assert mtu == "1400"
+        for b in topo.hosts:
+            if a is not b:
+                proc = topo.exec(a, ["ping", "-c1", "-W2", b.address])
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_names_carry_the_prefix(hosts: HostsFactory) -> None:
+    topo = hosts(2)
+    mine = [ns for ns in list_netns() if ns.startswith(topo.prefix)]
+    assert sorted(mine) == sorted([topo.switch_netns, *(h.netns for h in topo.hosts)])
+
+
+def test_cut_and_heal(hosts: HostsFactory) -> None:
+    topo = hosts(2)
+    a, b = topo.hosts
+    topo.set_link(b, up=False)
+    assert topo.exec(a, ["ping", "-c1", "-W1", b.address]).returncode != 0
+    topo.set_link(b, up=True)
+    assert topo.exec(a, ["ping", "-c1", "-W2", b.address]).returncode == 0
+
+
+def _child(tmp_path: Path, body: str) -> subprocess.Popen[str]:
+    test = tmp_path / "test_child.py"
+    test.write_text(textwrap.dedent(body))
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+         "--rootdir", str(tmp_path), str(test)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_failing_test_leaves_no_namespace(tmp_path: Path) -> None:
+    marker = tmp_path / "prefix"
+    child = _child(tmp_path, f"""
+        def test_fails_halfway(hosts):
+            topo = hosts(2)
+            open({str(marker)!r}, "w").write(topo.prefix)
+            assert False, "deliberate failure halfway"
+        """)
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 1, out
+    assert "deliberate failure halfway" in out
+    prefix = marker.read_text()
+    assert prefix.startswith("nf")
+    assert [ns for ns in list_netns() if ns.startswith(prefix)] == []
+
+
+def test_crashed_run_is_cleaned(tmp_path: Path) -> None:
+    marker = tmp_path / "prefix"
+    child = _child(tmp_path, f"""
+        import time
+        def test_hangs(hosts):
+            topo = hosts(2)
+            open({str(marker)!r}, "w").write(topo.prefix)
+            time.sleep(60)
+        """)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline, "child never built its hosts"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        prefix = marker.read_text()
+        assert any(ns.startswith(prefix) for ns in list_netns()), "kill -9 should leave them"
+        removed = clean(prefix)
+        assert removed and [ns for ns in list_netns() if ns.startswith(prefix)] == []
+    finally:
+        child.kill()
+        child.communicate()
+        if marker.exists() and marker.read_text():
+            clean(marker.read_text())
+
+
+def test_build_failure_rolls_back() -> None:
+    topo = Topology(prefix="nfzz" + os.urandom(2).hex()[:3], mtu=1500)
+    try:
+        topo.create(2)
+        # A second host with a name already taken fails; destroy still removes all.
+        try:
+            topo.add_host("h1")
+        except Exception:
+            pass
+    finally:
+        topo.destroy()
+    assert [ns for ns in list_netns() if ns.startswith(topo.prefix)] == []
