@@ -11,6 +11,7 @@ test fixtures all build hosts here: there is one implementation.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
@@ -68,10 +69,8 @@ def list_netns() -> list[str]:
 def _kill_netns_pids(netns: str) -> None:
     proc = _run(["ip", "netns", "pids", netns], check=False)
     for word in proc.stdout.split():
-        try:
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
             os.kill(int(word), signal.SIGKILL)
-        except (ValueError, ProcessLookupError, PermissionError):
-            pass
 
 
 def clean(prefix: str = NETNS_TAG) -> list[str]:
@@ -81,7 +80,8 @@ def clean(prefix: str = NETNS_TAG) -> list[str]:
     command runs first, so a crashed earlier run leaves nothing behind for long.
     """
     if not prefix.startswith(NETNS_TAG):
-        raise InvalidArgument(f"refusing to clean {prefix!r}: netfabric names start with {NETNS_TAG!r}")
+        raise InvalidArgument(
+            f"refusing to clean {prefix!r}: netfabric names start with {NETNS_TAG!r}")
     doomed = [ns for ns in list_netns() if ns.startswith(prefix)]
     for ns in doomed:
         _kill_netns_pids(ns)
@@ -162,7 +162,8 @@ class Topology:
         _run(["ip", "-n", sw, "link", "add", port, "mtu", str(self.mtu), "type", "veth",
               "peer", "name", "eth0", "mtu", str(self.mtu), "netns", netns])
         _run(["ip", "-n", sw, "link", "set", port, "master", SWITCH_BRIDGE, "up"])
-        _run(["ip", "-n", netns, "addr", "add", f"{address}/{UNDERLAY_NET.prefixlen}", "dev", "eth0"])
+        cidr = f"{address}/{UNDERLAY_NET.prefixlen}"
+        _run(["ip", "-n", netns, "addr", "add", cidr, "dev", "eth0"])
         _run(["ip", "-n", netns, "link", "set", "eth0", "up"])
         host = Host(name=name, netns=netns, address=address, index=index, mtu=self.mtu)
         self.hosts.append(host)

@@ -10,6 +10,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from netfabric.errors import LabError
 from netfabric.lab.topology import Topology, clean, list_netns
 from tests.conftest import HostsFactory
 
@@ -102,10 +105,8 @@ def test_build_failure_rolls_back() -> None:
     try:
         topo.create(2)
         # A second host with a name already taken fails; destroy still removes all.
-        try:
+        with pytest.raises(LabError):
             topo.add_host("h1")
-        except Exception:
-            pass
     finally:
         topo.destroy()
     assert [ns for ns in list_netns() if ns.startswith(topo.prefix)] == []
