@@ -1,0 +1,199 @@
+"""Named network namespaces, touched only from the dataplane's own worker thread.
+
+``setns(2)`` moves the calling *thread*, so these helpers enter a netns, do one thing (make
+a socket, create the netns, read or write a sysctl) and come back, all on the dataplane
+worker thread (:class:`netfabric.dataplane.kernel.Kernel`), never on the caller's thread and
+never on an event loop. A netlink socket made inside a netns keeps talking to that netns
+after the thread has left it; that is how :class:`Kernel` reaches every netns without a
+fork per namespace.
+
+``ip netns add`` layout: ``/run/netns`` is a shared mount point and each netns is a bind
+mount of ``/proc/thread-self/ns/net`` on ``/run/netns/NAME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from netfabric.errors import DataplaneError, InvalidArgument
+
+__all__ = [
+    "NETNS_DIR",
+    "create_netns",
+    "delete_netns",
+    "entered",
+    "netlink_socket",
+    "netns_exists",
+    "netns_path",
+    "read_sysctl",
+    "write_sysctl",
+]
+
+NETNS_DIR = "/run/netns"
+_CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+_MS_REC = 16384
+_MS_SHARED = 1 << 20
+_MNT_DETACH = 2
+_NETLINK_ROUTE = 0
+
+T = TypeVar("T")
+
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        code = ctypes.get_errno()
+        raise DataplaneError(f"{what}: {os.strerror(code)}")
+
+
+def _valid(name: str) -> str:
+    if not name or "/" in name or name in (".", "..") or len(name) > 200:
+        raise InvalidArgument(f"bad netns name {name!r}")
+    return name
+
+
+def netns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, _valid(name))
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(netns_path(name))
+
+
+@contextlib.contextmanager
+def entered(name: str | None) -> Iterator[None]:
+    """Run the body with the calling thread inside netns ``name`` (``None``: stay)."""
+    if name is None:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise DataplaneError(f"netns {name!r} does not exist") from exc
+        try:
+            _check(_c().setns(target, _CLONE_NEWNET), f"setns {name}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            # Coming back must work, or this thread would serve the wrong netns forever.
+            if _c().setns(own, _CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+                os.abort()
+    finally:
+        os.close(own)
+
+
+def in_netns(name: str | None, func: Callable[[], T]) -> T:
+    with entered(name):
+        return func()
+
+
+def netlink_socket(name: str | None) -> socket.socket:
+    """An rtnetlink socket bound to netns ``name`` (``None``: the thread's own)."""
+    return in_netns(name, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
+                                                _NETLINK_ROUTE))
+
+
+def _share_run_dir() -> None:
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    libc = _c()
+    if libc.mount(b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != errno.EINVAL:
+        _check(-1, f"make {NETNS_DIR} shared")
+    _check(libc.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", _MS_BIND | _MS_REC,
+                      None), f"bind {NETNS_DIR}")
+    _check(libc.mount(b"", NETNS_DIR.encode(), b"none", _MS_SHARED | _MS_REC, None),
+           f"make {NETNS_DIR} shared")
+
+
+def create_netns(name: str) -> bool:
+    """Create netns ``name``; ``False`` if it already existed. Call on a worker thread."""
+    path = netns_path(name)
+    if os.path.exists(path):
+        return False
+    _share_run_dir()
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        return False
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc = _c()
+        if libc.unshare(_CLONE_NEWNET) != 0:
+            code = ctypes.get_errno()
+            os.unlink(path)
+            raise DataplaneError(f"unshare for netns {name}: {os.strerror(code)}")
+        try:
+            rc = libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None)
+            code = ctypes.get_errno()
+        finally:
+            if libc.setns(own, _CLONE_NEWNET) != 0:  # pragma: no cover - kernel refused
+                os.abort()
+        if rc != 0:
+            os.unlink(path)
+            raise DataplaneError(f"mount netns {name}: {os.strerror(code)}")
+    finally:
+        os.close(own)
+    # A fresh netns has lo down; everything in it expects 127.0.0.1 to work.
+    with entered(name), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, 0x8913, ifreq))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))  # SIOCSIFFLAGS UP
+    return True
+
+
+def delete_netns(name: str) -> bool:
+    """Remove netns ``name`` (its processes are the caller's business); ``False`` if absent."""
+    path = netns_path(name)
+    if not os.path.exists(path):
+        return False
+    _c().umount2(path.encode(), _MNT_DETACH)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise DataplaneError(f"remove netns {name}: {exc.strerror}") from exc
+    return True
+
+
+def read_sysctl(name: str | None, path: str) -> str | None:
+    """The value of ``/proc/sys/<path>`` inside netns ``name``, ``None`` if absent."""
+    def read() -> str | None:
+        try:
+            with open(os.path.join("/proc/sys", path)) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+    return in_netns(name, read)
+
+
+def write_sysctl(name: str | None, path: str, value: str) -> None:
+    def write() -> None:
+        try:
+            with open(os.path.join("/proc/sys", path), "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise DataplaneError(f"sysctl {path}={value}: {exc.strerror}") from exc
+    in_netns(name, write)
