@@ -149,6 +149,10 @@ class Resolver:
             self._index[networks] = {}
         return cache
 
+    def peek_cache(self, networks: frozenset[str]) -> dict[bytes, bytes] | None:
+        """The live cache of a network set if there is one; never creates (thread-safe)."""
+        return self._caches.get(networks)
+
     def forget(self, networks: frozenset[str]) -> None:
         """Drop the cache of a network set no sandbox uses any more."""
         cache = self._caches.pop(networks, None)
