@@ -1,0 +1,31 @@
+"""Docker's remote NetworkDriver + IpamDriver plugin (libnetwork v1 socket, local scope).
+
+:class:`DockerPlugin` holds the pure handlers over the :class:`Fabric` seam (implemented by
+the agent) and the :class:`Engine` seam (dockerd's API, for names); :class:`PluginServer`
+serves them as HTTP on a unix socket. The agent starts both; see ``serve.py``.
+"""
+
+from netfabric.plugin.docker.backend import Attachment, Engine, Fabric, FabricNetwork
+from netfabric.plugin.docker.engine import DockerEngine, docker_socket_of, engine_factory
+from netfabric.plugin.docker.handlers import ADDRESS_SPACE, DockerPlugin, Reply, mac_for
+from netfabric.plugin.docker.server import DEFAULT_PLUGIN_SOCKET, PluginServer, write_spec
+from netfabric.plugin.docker.state import PluginState, StateFile
+
+__all__ = [
+    "ADDRESS_SPACE",
+    "DEFAULT_PLUGIN_SOCKET",
+    "Attachment",
+    "DockerEngine",
+    "DockerPlugin",
+    "Engine",
+    "Fabric",
+    "FabricNetwork",
+    "PluginServer",
+    "PluginState",
+    "Reply",
+    "StateFile",
+    "docker_socket_of",
+    "engine_factory",
+    "mac_for",
+    "write_spec",
+]

@@ -1,0 +1,107 @@
+"""The dockerd that calls the plugin, asked for the names the remote protocol leaves out.
+
+Zero configuration: the plugin's socket gives the caller's pid (``SO_PEERCRED``), which is
+dockerd's; its command line names its API socket (``-H unix://PATH``, default
+``/var/run/docker.sock``), reached through ``/proc/PID/root`` so that a dockerd in another
+mount namespace works too. A fixed socket path can be configured instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import quote
+
+from netfabric.errors import AgentUnreachable
+
+__all__ = ["DEFAULT_DOCKER_SOCKET", "DockerEngine", "docker_socket_of", "engine_factory"]
+
+DEFAULT_DOCKER_SOCKET: Final = "/var/run/docker.sock"
+API_VERSION: Final = "v1.41"
+TIMEOUT_S: Final = 3.0
+
+
+def docker_socket_of(pid: int) -> str:
+    """The API socket of the dockerd with this pid, as a path this process can open."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return DEFAULT_DOCKER_SOCKET
+    path = DEFAULT_DOCKER_SOCKET
+    for i, arg in enumerate(argv):
+        value = ""
+        if arg in ("-H", "--host") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(("-H=", "--host=")):
+            value = arg.split("=", 1)[1]
+        if value.startswith("unix://"):
+            path = value.removeprefix("unix://")
+            break
+    return f"/proc/{pid}/root{path}" if os.path.isabs(path) else path
+
+
+class DockerEngine:
+    """A minimal client of dockerd's API for network and container names."""
+
+    def __init__(self, socket_path: str, *, timeout_s: float = TIMEOUT_S) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+
+    async def _get(self, path: str) -> tuple[int, Any]:
+        try:
+            return await asyncio.wait_for(self._get_once(path), self.timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            why = exc or "timeout"
+            raise AgentUnreachable(f"dockerd API at {self.socket_path}: {why}") from exc
+
+    async def _get_once(self, path: str) -> tuple[int, Any]:
+        reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        try:
+            writer.write(f"GET /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+            await writer.drain()
+            raw = await reader.read(-1)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, json.loads(body) if body.strip() else None
+
+    async def network_name(self, network_id: str) -> str | None:
+        status, obj = await self._get(f"/networks/{quote(network_id)}")
+        if status == 200 and isinstance(obj, dict) and isinstance(obj.get("Name"), str):
+            return str(obj["Name"])
+        return None
+
+    async def endpoint_names(self, network_id: str, endpoint_id: str) -> tuple[str, ...]:
+        status, net = await self._get(f"/networks/{quote(network_id)}")
+        if status != 200 or not isinstance(net, dict):
+            return ()
+        found = [(cid, info) for cid, info in (net.get("Containers") or {}).items()
+                 if isinstance(info, dict) and info.get("EndpointID") == endpoint_id]
+        if not found:
+            return ()
+        cid, info = found[0]
+        names = [str(info.get("Name", "")).lstrip("/")]
+        status, ctr = await self._get(f"/containers/{quote(cid)}/json")
+        if status == 200 and isinstance(ctr, dict):
+            nets = (ctr.get("NetworkSettings") or {}).get("Networks") or {}
+            mine = nets.get(net.get("Name")) or {}
+            names += [str(a) for a in (mine.get("Aliases") or [])]
+        return tuple(dict.fromkeys(n for n in names if n))
+
+
+def engine_factory(socket_path: str | None = None) -> Callable[[int | None], DockerEngine]:
+    """An ``engine_for(pid)`` for :class:`DockerPlugin`: the fixed socket if given, else the
+    caller's own dockerd found from its pid."""
+
+    def engine_for(pid: int | None) -> DockerEngine:
+        if socket_path:
+            return DockerEngine(socket_path)
+        return DockerEngine(docker_socket_of(pid) if pid else DEFAULT_DOCKER_SOCKET)
+
+    return engine_for
