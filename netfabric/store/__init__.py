@@ -1,1 +1,29 @@
-"""netfabric.store."""
+"""netfabric.store: the persistence seam (:class:`Store`) and its implementations.
+
+:class:`SqliteStore` is the embedded default (one file in the manager's data dir);
+:class:`MemoryStore` is the fake beside it. Both keep IPAM rows and network records.
+"""
+
+from netfabric.store.base import (
+    BlockRecord,
+    Durability,
+    Snapshot,
+    Store,
+    SubnetRecord,
+    network_from_record,
+    network_to_record,
+)
+from netfabric.store.memory import MemoryStore
+from netfabric.store.sqlite import SqliteStore
+
+__all__ = [
+    "BlockRecord",
+    "Durability",
+    "MemoryStore",
+    "Snapshot",
+    "SqliteStore",
+    "Store",
+    "SubnetRecord",
+    "network_from_record",
+    "network_to_record",
+]

@@ -1,0 +1,187 @@
+"""The narrow persistence seam under IPAM and the network table.
+
+The allocator keeps its indexes in memory and writes every change through a :class:`Store`
+before it returns, so a store only needs to keep rows and hand them back at start-up
+(:meth:`Store.load`). Three kinds of rows:
+
+- **networks**: one :class:`~netfabric.model.Network` per id;
+- **subnets**: one :class:`SubnetRecord` per (network, CIDR);
+- **blocks**: one :class:`BlockRecord` per (network, subnet, block index). A block is the
+  unit of address persistence and of host leases: ``owner`` is the host holding its lease
+  ("" for none) and ``data`` has one byte per address of the block. Rows that would say
+  "nobody, nothing" are deleted rather than kept.
+
+Writes outside :meth:`Store.transaction` are durable when they return; inside it, when the
+outermost block exits without an exception (and rolled back otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from netfabric.errors import InvalidArgument
+from netfabric.model import Driver, Network, Scope, SubnetSpec
+
+__all__ = [
+    "BlockRecord",
+    "Durability",
+    "Snapshot",
+    "Store",
+    "SubnetRecord",
+    "decode_network",
+    "encode_network",
+    "network_from_record",
+    "network_to_record",
+]
+
+class Durability(Enum):
+    """How far a committed write has travelled before the call returns.
+
+    ``PROCESS``: in the OS (SQLite WAL with ``synchronous=NORMAL``): survives a crash or kill
+    of the process, may lose the last commits on power loss. ``POWER``: fsync'd
+    (``synchronous=FULL``): survives power loss, about one disk flush per commit.
+    """
+
+    PROCESS = "process"
+    POWER = "power"
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetRecord:
+    """One subnet held by one network, as persisted."""
+
+    network_id: str
+    space: str
+    cidr: str
+    gateway: str
+    ip_range: str | None
+    block_prefix: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """One block row: who leases it and one state byte per address."""
+
+    network_id: str
+    subnet: str
+    index: int
+    owner: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a store holds about IPAM, as read at start-up."""
+
+    subnets: tuple[SubnetRecord, ...] = ()
+    blocks: tuple[BlockRecord, ...] = field(default=())
+
+
+class Store(Protocol):
+    """Rows of networks, subnets and blocks; durable when a write returns."""
+
+    @property
+    def location(self) -> str:
+        """Where the state lives (a file path, or ``":memory:"``), for error messages."""
+        ...
+
+    def load(self) -> Snapshot:
+        """Every subnet and block row; raises StoreCorrupt naming the file if unreadable."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group writes: all of them are durable together at exit, or none on error."""
+        ...
+
+    def put_subnet(self, record: SubnetRecord) -> None: ...
+
+    def delete_subnet(self, network_id: str, cidr: str) -> None:
+        """Drop the subnet row and every block row under it."""
+        ...
+
+    def put_block(self, network_id: str, subnet: str, index: int, owner: str,
+                  data: bytes | bytearray) -> None:
+        """Write one block row. ``data`` is handed over: the caller never mutates it."""
+        ...
+
+    def delete_block(self, network_id: str, subnet: str, index: int) -> None: ...
+
+    def put_network(self, network: Network) -> None: ...
+
+    def get_network(self, network_id: str) -> Network | None: ...
+
+    def list_networks(self) -> list[Network]: ...
+
+    def delete_network(self, network_id: str) -> bool:
+        """Remove one network record; False when there was none."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def network_to_record(network: Network) -> dict[str, Any]:
+    """A JSON-able dict for one network (enums as their values, tuples as lists)."""
+    return {
+        "id": network.id,
+        "name": network.name,
+        "driver": network.driver.value,
+        "scope": network.scope.value,
+        "subnets": [
+            {"cidr": s.cidr, "gateway": s.gateway, "ip_range": s.ip_range}
+            for s in network.subnets
+        ],
+        "vni": network.vni,
+        "attachable": network.attachable,
+        "internal": network.internal,
+        "ipv6": network.ipv6,
+        "mtu": network.mtu,
+        "options": [[k, v] for k, v in network.options],
+        "created": network.created,
+    }
+
+
+def network_from_record(record: Mapping[str, Any]) -> Network:
+    """The inverse of :func:`network_to_record`; InvalidArgument on a malformed dict."""
+    try:
+        return Network(
+            id=str(record["id"]),
+            name=str(record["name"]),
+            driver=Driver(record["driver"]),
+            scope=Scope(record["scope"]),
+            subnets=tuple(
+                SubnetSpec(cidr=str(s["cidr"]), gateway=str(s["gateway"]),
+                           ip_range=None if s.get("ip_range") is None else str(s["ip_range"]))
+                for s in record.get("subnets", ())
+            ),
+            vni=None if record.get("vni") is None else int(record["vni"]),
+            attachable=bool(record.get("attachable", False)),
+            internal=bool(record.get("internal", False)),
+            ipv6=bool(record.get("ipv6", False)),
+            mtu=None if record.get("mtu") is None else int(record["mtu"]),
+            options=tuple((str(k), str(v)) for k, v in record.get("options", ())),
+            created=float(record.get("created", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidArgument(f"malformed network record: {exc!r}") from exc
+
+
+def encode_network(network: Network) -> str:
+    """Canonical JSON text of one network record."""
+    return json.dumps(network_to_record(network), sort_keys=True, separators=(",", ":"))
+
+
+def decode_network(text: str | bytes) -> Network:
+    """Parse :func:`encode_network` output; InvalidArgument when it does not parse."""
+    try:
+        record = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"network record is not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise InvalidArgument("network record is not a JSON object")
+    return network_from_record(record)
+
