@@ -1,16 +1,20 @@
 """Entry point of the `netfabric` command.
 
 Every NetfabricError becomes one line on stderr and exit code 1 (2 for bad arguments);
-no traceback reaches a user.
+no traceback reaches a user. The agent is reached at ``-H unix://PATH`` or
+``$NETFABRIC_HOST``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from netfabric import __version__
+from netfabric.cli.commands import add_commands
+from netfabric.cli.labcmd import add_lab_commands
 from netfabric.errors import InvalidArgument, NetfabricError
 
 __all__ = ["build_parser", "main"]
@@ -51,7 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netfabric",
         description="Overlay network fabric for containers: networks, sandboxes, DNS, cluster.",
+        epilog="Start with `netfabric lab walkthrough` (the seed lab on 3 simulated hosts), or "
+               "`netfabric lab up --hosts 3` then `netfabric lab exec node1 -- netfabric "
+               "network ls`.",
     )
+    parser.add_argument("-H", "--host", default=None, metavar="unix://PATH",
+                        help="agent socket (default: $NETFABRIC_HOST, then "
+                             "unix:///run/netfabric/agent.sock)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -68,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
     p.set_defaults(func=_cmd_lab_hosts)
+    add_lab_commands(labsub)
+    add_commands(sub)
     return parser
 
 
@@ -85,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.command == "agent":  # a daemon's log keeps the whole story
+            logging.getLogger("netfabric.agent").exception("agent crashed")
+        print(f"Error: internal error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 1
     return rc
 
 

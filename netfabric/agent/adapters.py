@@ -1,0 +1,276 @@
+"""The seams of :mod:`netfabric.agent.ports`, implemented over the real packages.
+
+- :class:`DriverKernel`: the bridge and overlay drivers on one dataplane kernel;
+- :class:`IpamBook`: the IPAM manager over the SQLite store in the agent's data dir;
+- :class:`DnsNames`: the records view and the per-sandbox DNS server.
+
+Each is a thin translation: the rules live in the packages and in AgentCore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from netfabric.agent.core import AgentConfig
+from netfabric.agent.ports import Allocation, Member, Mesh, MeshEvent
+from netfabric.dataplane.kernel import Kernel as DataplaneKernel
+from netfabric.dns.records import Records
+from netfabric.dns.server import DnsServer, ServerConfig
+from netfabric.drivers.bridge import BridgeDriver
+from netfabric.drivers.overlay import OverlayDriver
+from netfabric.errors import ClusterError, InvalidArgument, NotFound
+from netfabric.ipam.manager import Ipam
+from netfabric.ipam.pools import AddressSpace
+from netfabric.model import Driver, Endpoint, Network, SubnetSpec
+from netfabric.store.sqlite import SqliteStore
+
+__all__ = [
+    "STORE_FILE",
+    "DnsNames",
+    "DriverKernel",
+    "IpamBook",
+    "NoMesh",
+    "build_layers",
+    "build_mesh",
+    "sandbox_name",
+]
+
+STORE_FILE = "ipam.sqlite"
+T = TypeVar("T")
+
+
+def sandbox_name(netns_path: str) -> str:
+    """The netns name of a sandbox path; only named netns (/run/netns/NAME) are supported."""
+    head, _, name = netns_path.rpartition("/")
+    if head != "/run/netns" or not name:
+        raise InvalidArgument(f"netns {netns_path!r} is not a named netns under /run/netns")
+    return name
+
+
+class DriverKernel:
+    """Bridge networks and overlays of one host, sharing one dataplane worker."""
+
+    def __init__(self, *, host_netns: str, advertise_addr: str | None,
+                 vxlan_port: int) -> None:
+        self._dp = DataplaneKernel(host_netns=host_netns)
+        self._host_netns = host_netns
+        self.bridge = BridgeDriver(host_netns=host_netns, kernel=self._dp)
+        self.overlay = (OverlayDriver(host_netns=host_netns, advertise_addr=advertise_addr,
+                                      vxlan_port=vxlan_port, kernel=self._dp)
+                        if advertise_addr else None)
+
+    def _overlay(self) -> OverlayDriver:
+        if self.overlay is None:
+            raise InvalidArgument("overlay networks need the agent's --advertise-addr")
+        return self.overlay
+
+    def ensure_network(self, network: Network) -> None:
+        if network.driver is Driver.BRIDGE:
+            self.bridge.create_network(network)
+
+    def delete_network(self, network: Network) -> None:
+        if network.driver is Driver.BRIDGE:
+            self.bridge.delete_network(network.id)
+
+    def ensure_sandbox(self, netns: str) -> None:
+        self._dp.ensure_netns(netns)
+
+    def delete_sandbox(self, netns: str) -> None:
+        self._dp.delete_netns(netns)
+
+    def sandboxes(self, prefix: str) -> list[str]:
+        return self._dp.list_netns(prefix)
+
+    def attach(self, network: Network, endpoint: Endpoint, *, netns_path: str, ifname: str,
+               gateway: str | None) -> None:
+        driver = self.bridge if network.driver is Driver.BRIDGE else self._overlay()
+        driver.attach(network, endpoint, sandbox_netns=sandbox_name(netns_path), ifname=ifname)
+
+    def detach(self, network: Network, endpoint: Endpoint, *, netns_path: str,
+               ifname: str) -> None:
+        if network.driver is Driver.BRIDGE:
+            self.bridge.detach(network.id, endpoint.id)
+        elif self.overlay is not None:
+            self.overlay.detach(network.id, endpoint.id)
+
+    def set_peers(self, network: Network, peers: Sequence[Endpoint]) -> None:
+        if network.driver is Driver.OVERLAY and self.overlay is not None:
+            self.overlay.set_peers(network.id, peers)
+
+    def reconcile(self) -> None:
+        self.bridge.reconcile()
+        if self.overlay is not None:
+            self.overlay.reconcile()
+
+    def close(self) -> None:
+        self.bridge.close()
+        if self.overlay is not None:
+            self.overlay.close()
+        self._dp.close()
+
+
+class IpamBook:
+    """Subnets and addresses from the IPAM manager, persisted in ``DIR/ipam.sqlite``.
+
+    Bridge networks take subnets from the local address space, overlays from the global
+    one. Addresses are handed out by this node's IPAM (on a manager, for the whole cluster).
+    SQLite connections belong to one thread, so every call runs on the book's own thread.
+    """
+
+    def __init__(self, data_dir: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nf-ipam")
+        self._store: SqliteStore | None = None
+        try:
+            self.ipam = self._on_thread(lambda: self._open(data_dir))
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, data_dir: str) -> Ipam:
+        self._store = SqliteStore(os.path.join(data_dir, STORE_FILE))
+        return Ipam(self._store)
+
+    def _on_thread(self, fn: Callable[[], T]) -> T:
+        return self._pool.submit(fn).result()
+
+    def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
+                       ip_range: str | None) -> tuple[SubnetSpec, ...]:
+        space = AddressSpace.LOCAL if network.driver is Driver.BRIDGE else AddressSpace.GLOBAL
+        got = self._on_thread(lambda: self.ipam.request_subnet(
+            network.id, space=space, cidr=subnet, gateway=gateway, ip_range=ip_range))
+        return (SubnetSpec(cidr=got.cidr, gateway=got.gateway, ip_range=got.ip_range),)
+
+    def delete_network(self, network_id: str) -> None:
+        def run() -> None:
+            with contextlib.suppress(NotFound):
+                self.ipam.release_network(network_id)
+        self._on_thread(run)
+
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
+        got = self._on_thread(lambda: self.ipam.allocate(network_id, address=ip))
+        return Allocation(ipv4=got.address, prefixlen=got.prefixlen, gateway=got.gateway)
+
+    def release(self, network_id: str, ip: str, *, node_id: str) -> None:
+        def run() -> None:
+            with contextlib.suppress(NotFound):
+                self.ipam.release(network_id, ip)
+        self._on_thread(run)
+
+    def allocated(self, network_id: str) -> set[str]:
+        def run() -> set[str]:
+            try:
+                return set(self.ipam.allocated(network_id))
+            except NotFound:
+                return set()
+        return self._on_thread(run)
+
+    def release_node(self, node_id: str) -> None:
+        self._on_thread(lambda: self.ipam.reclaim_host(node_id))
+
+    def close(self) -> None:
+        store = self._store
+        if store is not None:
+            self._store = None
+            self._on_thread(store.close)
+        self._pool.shutdown(wait=True)
+
+
+class DnsNames:
+    """DNS records plus the 127.0.0.11 server of every sandbox on this host."""
+
+    def __init__(self, *, upstreams: Sequence[str] | None) -> None:
+        from netfabric.dns.forwarder import parse_upstream
+
+        self.records = Records()
+        ups = None if upstreams is None else tuple(parse_upstream(u) for u in upstreams)
+        self.server = DnsServer(self.records, config=ServerConfig(upstreams=ups))
+
+    def set_endpoint(self, network_id: str, name: str, *, aliases: Sequence[str],
+                     ipv4: str | None, ipv6: str | None, owner: str) -> None:
+        self.records.set_endpoint(network_id, name, aliases=aliases, ipv4=ipv4, ipv6=ipv6,
+                                  endpoint_id=owner)
+
+    def remove_endpoint(self, network_id: str, name: str, *, owner: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.records.remove_endpoint(network_id, name, endpoint_id=owner)
+
+    async def open_sandbox(self, netns: str, netns_path: str,
+                           networks: frozenset[str]) -> None:
+        name = sandbox_name(netns_path)
+        if name in self.server.sandboxes():
+            self.server.update_sandbox_networks(name, networks)
+        else:
+            await self.server.add_sandbox(name, networks)
+
+    async def close_sandbox(self, netns: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.server.remove_sandbox(netns)
+
+    async def close(self) -> None:
+        await self.server.close()
+
+
+class NoMesh:
+    """The mesh of a node in no cluster: no peers, no entries. ``start`` (init or join)
+    refuses, naming what is missing, when this build has no gossip runtime."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
+        raise ClusterError(f"cluster mode is unavailable: {self.reason}")
+
+    def publish(self, endpoint: Endpoint) -> None:
+        pass
+
+    def withdraw(self, endpoint: Endpoint) -> None:
+        pass
+
+    def join_network(self, network_id: str) -> None:
+        pass
+
+    def leave_network(self, network_id: str) -> None:
+        pass
+
+    def endpoints(self, network_id: str) -> list[Endpoint]:
+        return []
+
+    def members(self) -> list[Member]:
+        return []
+
+    def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
+        pass
+
+    async def leave(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def build_layers(config: AgentConfig, *, node_id: str,
+                 dns_upstreams: Sequence[str] | None = None
+                 ) -> tuple[DriverKernel, IpamBook, DnsNames, Mesh]:
+    """The real layers for one agent; whatever was built is closed if a later one fails."""
+    kernel = DriverKernel(host_netns=config.host_netns, advertise_addr=config.advertise_addr,
+                          vxlan_port=config.vxlan_port)
+    try:
+        book = IpamBook(config.data_dir)
+        try:
+            names = DnsNames(upstreams=dns_upstreams)
+            mesh = build_mesh(config, node_id=node_id)
+        except BaseException:
+            book.close()
+            raise
+    except BaseException:
+        kernel.close()
+        raise
+    return kernel, book, names, mesh
+
+
+def build_mesh(config: AgentConfig, *, node_id: str) -> Mesh:
+    return NoMesh("the gossip runtime is not integrated in this build yet")

@@ -1,0 +1,202 @@
+"""``netfabric agent``: one asyncio process per host, in the netns it is started in.
+
+It loads its state, builds the layers (drivers, IPAM store, DNS, gossip), recovers the
+kernel to match the state, then serves the local API on a unix socket and, on a manager, the
+cluster endpoint on TCP 2377. SIGTERM/SIGINT stop it cleanly; kernel state (sandboxes,
+bridges, overlays) stays, as containers outlive a dockerd restart with live-restore, and the
+next start reconciles it.
+
+Other front ends attach here: :func:`add_service` registers a factory called with the core
+once it is running (the Docker plugin's socket server uses it); each returns an object with
+``async close()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from netfabric.agent.api import dispatch
+from netfabric.agent.core import AgentConfig, AgentCore, check_name
+from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, split_addr, verify_mac
+from netfabric.agent.server import Request, RpcServer
+from netfabric.agent.state import LocalState
+from netfabric.errors import InvalidArgument, NetfabricError, NotAManager
+
+__all__ = ["AgentService", "ServiceFactory", "add_argument_flags", "add_service", "current_netns",
+           "run_agent"]
+
+log = logging.getLogger("netfabric.agent")
+
+
+class AgentService(Protocol):
+    """Something served next to the API (the Docker plugin socket, ...)."""
+
+    async def close(self) -> None: ...
+
+
+ServiceFactory = Callable[[AgentCore, argparse.Namespace], Awaitable[AgentService | None]]
+_SERVICES: list[ServiceFactory] = []
+
+
+async def _docker_plugin(core: AgentCore, args: argparse.Namespace) -> AgentService | None:
+    """``--docker-plugin PATH``: the plugin package's ``serve(core, path)`` opens it."""
+    path = getattr(args, "docker_plugin", None)
+    if not path:
+        return None
+    from netfabric.plugin import docker as plugin
+
+    serve = getattr(plugin, "serve", None)
+    if serve is None:
+        raise NetfabricError("this build has no Docker plugin server (netfabric.plugin.docker)")
+    svc: AgentService = await serve(core, path)
+    return svc
+
+
+def add_service(factory: ServiceFactory) -> None:
+    """Register a front end started with the agent (called before :func:`run_agent`)."""
+    _SERVICES.append(factory)
+
+
+def current_netns() -> str | None:
+    """The name under /run/netns of the netns this process runs in, if it has one."""
+    try:
+        mine = os.stat("/proc/self/ns/net")
+        names = sorted(os.listdir("/run/netns"))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            st = os.stat(f"/run/netns/{name}")
+        except OSError:
+            continue
+        if (st.st_ino, st.st_dev) == (mine.st_ino, mine.st_dev):
+            return name
+    return None
+
+
+def add_argument_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="state directory: agent state, IPAM store (created if missing)")
+    p.add_argument("--socket", metavar="PATH", default=None,
+                   help="local API socket (default DIR/agent.sock)")
+    p.add_argument("--advertise-addr", metavar="IP", default=None,
+                   help="underlay address peers reach this host at (VTEP, gossip, 2377)")
+    p.add_argument("--gossip-port", type=int, default=7946, metavar="PORT",
+                   help="gossip UDP+TCP port (default 7946)")
+    p.add_argument("--vxlan-port", type=int, default=4789, metavar="PORT",
+                   help="VXLAN UDP port (default 4789)")
+    p.add_argument("--hostname", default=None, metavar="NAME",
+                   help="node name shown in `node ls` (default: the system hostname)")
+    p.add_argument("--netns-name", default=None, metavar="NAME",
+                   help="name of the netns the agent runs in (default: found in /run/netns); "
+                        "sandbox netns names derive from it")
+    p.add_argument("--dns-upstream", action="append", default=None, metavar="IP[:PORT]",
+                   help="resolver for names netfabric does not own (repeatable; default: the "
+                        "host's resolv.conf; 'none' forwards nothing)")
+    p.add_argument("--docker-plugin", default=None, metavar="PATH",
+                   help="also serve the Docker network plugin on this unix socket")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    netns = args.netns_name or current_netns()
+    if not netns or not netns.startswith("nf"):
+        raise InvalidArgument(
+            "the agent must run inside a netfabric host netns (name starting with 'nf'): "
+            "start it with `ip netns exec NS netfabric agent ...` or give --netns-name")
+    if args.advertise_addr is not None:
+        try:
+            ipaddress.ip_address(args.advertise_addr)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid --advertise-addr {args.advertise_addr!r}") from exc
+    for flag in ("gossip_port", "vxlan_port"):
+        if not 0 < getattr(args, flag) < 65536:
+            raise InvalidArgument(f"--{flag.replace('_', '-')} must be 1..65535")
+    hostname = args.hostname or socket.gethostname()
+    check_name(hostname, "host")
+    data_dir = os.path.abspath(args.data_dir)
+    return AgentConfig(data_dir=data_dir,
+                       socket=os.path.abspath(args.socket or os.path.join(data_dir, "agent.sock")),
+                       hostname=hostname, host_netns=netns, advertise_addr=args.advertise_addr,
+                       gossip_port=args.gossip_port, vxlan_port=args.vxlan_port)
+
+
+async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
+    from netfabric.agent.adapters import build_layers
+
+    os.makedirs(config.data_dir, exist_ok=True)
+    state = LocalState.load(config.data_dir, hostname=config.hostname)
+    state.save(config.data_dir)
+    ups = args.dns_upstream
+    if ups is not None:
+        ups = [u for u in ups if u != "none"]
+    kernel, book, names, mesh = build_layers(config, node_id=state.node_id, dns_upstreams=ups)
+    core = AgentCore(config, state, kernel=kernel, book=book, names=names, mesh=mesh)
+
+    async def local(request: Request) -> object:
+        return await dispatch(core, request)
+
+    async def cluster(request: Request) -> object:
+        if core.state.cluster is None or core.role.value != "manager":
+            raise NotAManager("this node is not a manager")
+        if request.verb != "join":
+            verify_mac(core.state.cluster.secret, request.verb, request.body,
+                       request.headers.get(MAC_HEADER))
+        return await core.handle_cluster(request.verb, request.args)
+
+    api = RpcServer(local)
+    cluster_server = RpcServer(cluster, prefix=CLUSTER_PREFIX)
+
+    async def open_cluster_endpoint(listen: str) -> None:
+        host, port = split_addr(listen)
+        await cluster_server.start_tcp(host, port)
+
+    core.set_cluster_endpoint(open_cluster_endpoint)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    services: list[AgentService] = []
+    try:
+        await core.start()
+        await api.start_unix(config.socket)
+        for factory in [_docker_plugin, *_SERVICES]:
+            svc = await factory(core, args)
+            if svc is not None:
+                services.append(svc)
+        log.info("agent %s (%s) ready on unix://%s", state.hostname, state.node_id[:12],
+                 config.socket)
+        print(f"netfabric agent ready on unix://{config.socket}", flush=True)
+        await stop.wait()
+    finally:
+        for svc in services:
+            with contextlib.suppress(Exception):
+                await svc.close()
+        await api.close()
+        await cluster_server.close()
+        await core.close()
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """Run until SIGTERM; return the exit code."""
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    config = config_from_args(args)
+    try:
+        asyncio.run(_serve(config, args))
+    except NetfabricError:
+        raise
+    except OSError as exc:
+        raise NetfabricError(f"agent failed to start: {exc}") from exc
+    return 0

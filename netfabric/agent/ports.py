@@ -1,0 +1,154 @@
+"""The narrow seams between the agent's logic and the layers it wires.
+
+:class:`AgentCore` only talks to these protocols; :mod:`netfabric.agent.adapters` implements
+them over the real packages (drivers/dataplane, dns, gossip, ipam/store), and unit tests put
+fakes beside them. Kernel calls are blocking and run in a worker thread; the rest run on the
+event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from netfabric.model import Endpoint, Network, SubnetSpec
+
+__all__ = [
+    "AddressBook",
+    "Allocation",
+    "Kernel",
+    "Member",
+    "Mesh",
+    "MeshEvent",
+    "MeshEventKind",
+    "NameService",
+]
+
+
+class Kernel(Protocol):
+    """The dataplane, as desired state per network. Blocking: called from a worker thread.
+    Every call is idempotent, and a failed call leaves nothing half-made."""
+
+    def ensure_network(self, network: Network) -> None:
+        """Make the network's host-side objects (a bridge network's bridge)."""
+
+    def delete_network(self, network: Network) -> None: ...
+
+    def ensure_sandbox(self, netns: str) -> None:
+        """Create a named netns for a sandbox (with ``lo`` up)."""
+
+    def delete_sandbox(self, netns: str) -> None: ...
+
+    def sandboxes(self, prefix: str) -> list[str]:
+        """Names of existing netns starting with ``prefix`` (to find leaked sandboxes)."""
+
+    def reconcile(self) -> None:
+        """Repair everything the drivers own to their desired state; remove leftovers."""
+
+    def attach(self, network: Network, endpoint: Endpoint, *, netns_path: str, ifname: str,
+               gateway: str | None) -> None:
+        """Plumb one endpoint into a sandbox (creates an overlay's netns on first use)."""
+
+    def detach(self, network: Network, endpoint: Endpoint, *, netns_path: str,
+               ifname: str) -> None:
+        """Remove one endpoint (and an overlay's netns with its last local endpoint)."""
+
+    def set_peers(self, network: Network, peers: Sequence[Endpoint]) -> None:
+        """The remote endpoints of an overlay: FDB and neighbour entries follow exactly."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """An address handed out for one endpoint."""
+
+    ipv4: str
+    prefixlen: int
+    gateway: str | None
+
+
+class AddressBook(Protocol):
+    """IPAM over the persistent store: subnets for networks, addresses for endpoints.
+    Everything is durable before it returns."""
+
+    def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
+                       ip_range: str | None) -> tuple[SubnetSpec, ...]: ...
+
+    def delete_network(self, network_id: str) -> None: ...
+
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation: ...
+
+    def release(self, network_id: str, ip: str, *, node_id: str) -> None: ...
+
+    def allocated(self, network_id: str) -> set[str]:
+        """Addresses currently held (not the gateway)."""
+
+    def release_node(self, node_id: str) -> None:
+        """Reclaim every block and address of a dead or departed node."""
+
+    def close(self) -> None: ...
+
+
+class NameService(Protocol):
+    """DNS records and the per-sandbox 127.0.0.11 servers."""
+
+    def set_endpoint(self, network_id: str, name: str, *, aliases: Sequence[str],
+                     ipv4: str | None, ipv6: str | None, owner: str) -> None: ...
+
+    def remove_endpoint(self, network_id: str, name: str, *, owner: str) -> None: ...
+
+    async def open_sandbox(self, netns: str, netns_path: str,
+                           networks: frozenset[str]) -> None: ...
+
+    async def close_sandbox(self, netns: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MeshEventKind(StrEnum):
+    ENDPOINT_SET = "endpoint-set"
+    ENDPOINT_GONE = "endpoint-gone"
+    NODE_UP = "node-up"
+    NODE_DOWN = "node-down"
+
+
+@dataclass(frozen=True, slots=True)
+class MeshEvent:
+    kind: MeshEventKind
+    node_id: str
+    endpoint: Endpoint | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node_id: str
+    address: str
+    alive: bool
+
+
+class Mesh(Protocol):
+    """Gossip: membership and the endpoint table, scoped per network."""
+
+    async def start(self, *, secret: str, seeds: Sequence[str]) -> None: ...
+
+    def publish(self, endpoint: Endpoint) -> None: ...
+
+    def withdraw(self, endpoint: Endpoint) -> None: ...
+
+    def join_network(self, network_id: str) -> None: ...
+
+    def leave_network(self, network_id: str) -> None: ...
+
+    def endpoints(self, network_id: str) -> list[Endpoint]:
+        """Every endpoint of a network the table holds, remote and local."""
+
+    def members(self) -> list[Member]: ...
+
+    def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None: ...
+
+    async def leave(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,112 @@
+"""Node-to-manager calls over the cluster endpoint (TCP, port 2377 by default).
+
+Same framing as the local API (``POST /cluster/v1/<verb>``, JSON); every call but ``join``
+carries an HMAC of its body under the cluster secret, so only members of the cluster can
+ask a manager for networks or addresses. A manager that does not answer is
+:class:`AgentUnreachable` with its address, so a worker's error names what is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from netfabric.agent.tokens import request_mac
+from netfabric.api.http import MAX_BODY, MAX_HEAD, decode_json, parse_head
+from netfabric.api.wire import error_from_wire
+from netfabric.errors import AgentUnreachable, AuthError, InvalidArgument
+
+__all__ = ["CLUSTER_PREFIX", "DEFAULT_CLUSTER_PORT", "MAC_HEADER", "ManagerLink", "split_addr",
+           "verify_mac"]
+
+DEFAULT_CLUSTER_PORT = 2377
+CLUSTER_PREFIX = "/cluster/v1/"
+MAC_HEADER = "x-netfabric-mac"
+CALL_TIMEOUT = 10.0
+"""Seconds one call to a manager may take."""
+
+
+def split_addr(addr: str, *, default_port: int = DEFAULT_CLUSTER_PORT) -> tuple[str, int]:
+    """``HOST[:PORT]`` as a pair; bad input is :class:`InvalidArgument`."""
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        host, port = addr, str(default_port)
+    if not host:
+        raise InvalidArgument(f"invalid address {addr!r}: expected HOST[:PORT]")
+    try:
+        number = int(port)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid port in {addr!r}") from exc
+    if not 0 < number < 65536:
+        raise InvalidArgument(f"invalid port in {addr!r}: must be 1..65535")
+    return host, number
+
+
+def verify_mac(secret: str, verb: str, body: bytes, mac: str | None) -> None:
+    import hmac as _hmac
+
+    if not mac or not _hmac.compare_digest(mac, request_mac(secret, verb, body)):
+        raise AuthError("request not authenticated for this cluster")
+
+
+async def _post(addr: str, verb: str, args: dict[str, Any], *, secret: str | None,
+                timeout: float) -> Any:
+    import json
+
+    host, port = split_addr(addr)
+    body = json.dumps(args, separators=(",", ":")).encode()
+    extra = f"{MAC_HEADER}: {request_mac(secret, verb, body)}\r\n" if secret else ""
+    head = (f"POST {CLUSTER_PREFIX}{verb} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+            f"{extra}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(head.encode() + body)
+                await writer.drain()
+                raw = await reader.read(MAX_HEAD + MAX_BODY)
+                while chunk := await reader.read(65536):
+                    raw += chunk
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except TimeoutError as exc:
+        raise AgentUnreachable(f"manager at {host}:{port} did not answer in {timeout:g}s") from exc
+    except OSError as exc:
+        raise AgentUnreachable(
+            f"cannot reach a manager at {host}:{port}: {exc.strerror or exc}") from exc
+    head_raw, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise AgentUnreachable(f"manager at {host}:{port} closed the connection")
+    parsed = parse_head(head_raw)
+    data = decode_json(rest[:parsed.content_length])
+    if parsed.first[1] != "200":
+        raise error_from_wire(data)
+    if not isinstance(data, dict) or "result" not in data:
+        raise AgentUnreachable(f"manager at {host}:{port} sent a malformed answer")
+    return data["result"]
+
+
+class ManagerLink:
+    """Calls the cluster's managers, trying each in turn until one answers."""
+
+    def __init__(self, managers: Sequence[str], *, secret: str | None,
+                 timeout: float = CALL_TIMEOUT) -> None:
+        if not managers:
+            raise InvalidArgument("no manager address known")
+        self.managers = list(managers)
+        self.secret = secret
+        self.timeout = timeout
+
+    async def call(self, verb: str, args: dict[str, Any]) -> Any:
+        last: AgentUnreachable | None = None
+        for addr in self.managers:
+            try:
+                return await _post(addr, verb, args, secret=self.secret, timeout=self.timeout)
+            except AgentUnreachable as exc:
+                last = exc
+        assert last is not None
+        raise last

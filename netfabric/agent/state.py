@@ -1,0 +1,198 @@
+"""The agent's own durable state: identity, cluster membership, node registry, sandboxes.
+
+Networks and address allocations live in the IPAM store (:mod:`netfabric.store`); this file
+holds what only the agent knows: who this node is, which cluster it belongs to (and, on a
+manager, the join secrets and the node registry), and which sandboxes and endpoints exist
+here. It is one JSON document written atomically (temp file, fsync, rename) before any call
+returns, so a ``kill -9`` at any point leaves either the old or the new document, which is
+what restart recovery reconciles the kernel against. An unreadable file is
+:class:`StoreCorrupt`, never silently reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from netfabric.api.types import Availability, Role, to_wire
+from netfabric.errors import StoreCorrupt, StoreError
+
+__all__ = [
+    "STATE_FILE",
+    "ClusterRecord",
+    "EndpointRecord",
+    "LocalState",
+    "NetworkRecord",
+    "NodeRecord",
+    "SandboxRecord",
+    "new_id",
+]
+
+STATE_FILE = "agent-state.json"
+_VERSION = 1
+
+
+def new_id(nbytes: int = 16) -> str:
+    """A random lowercase hex id (Docker shows the first 12 characters)."""
+    return secrets.token_hex(nbytes)
+
+
+@dataclass(slots=True)
+class EndpointRecord:
+    """One endpoint of a local sandbox, with everything needed to rebuild it."""
+
+    id: str
+    network_id: str
+    network: str
+    ifname: str
+    mac: str
+    ipv4: str | None
+    prefixlen: int
+    gateway: str | None
+    ipv6: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SandboxRecord:
+    """A sandbox on this host: its netns and endpoints. ``external`` netns are not ours to
+    delete (attached by path, e.g. Docker's or CNI's)."""
+
+    id: str
+    name: str
+    netns: str
+    netns_path: str
+    external: bool
+    created: float
+    endpoints: list[EndpointRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NetworkRecord:
+    """A network this host knows: its own local ones, and cluster ones learned from a
+    manager (kept so that a worker restarts without asking the manager)."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str
+    subnets: list[tuple[str, str, str | None]]
+    vni: int | None
+    attachable: bool
+    internal: bool
+    ipv6: bool
+    mtu: int | None
+    options: list[tuple[str, str]]
+    created: float
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """A node as the manager registers it at join."""
+
+    id: str
+    hostname: str
+    address: str
+    gossip_port: int
+    role: Role
+    availability: Availability = Availability.ACTIVE
+
+
+@dataclass(slots=True)
+class ClusterRecord:
+    """Membership: the secret (root of trust), role, where the managers listen.
+    ``role_secrets`` is set on managers only."""
+
+    cluster_id: str
+    secret: str
+    role: Role
+    managers: list[str]
+    role_secrets: dict[str, str] = field(default_factory=dict)
+    listen: str = ""
+
+
+@dataclass(slots=True)
+class LocalState:
+    node_id: str
+    hostname: str
+    cluster: ClusterRecord | None = None
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    networks: dict[str, NetworkRecord] = field(default_factory=dict)
+    sandboxes: dict[str, SandboxRecord] = field(default_factory=dict)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, data_dir: str, *, hostname: str) -> LocalState:
+        """Read the state of ``data_dir``, or a fresh identity when there is none."""
+        path = os.path.join(data_dir, STATE_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except FileNotFoundError:
+            return cls(node_id=new_id(13), hostname=hostname)
+        except (OSError, ValueError) as exc:
+            raise StoreCorrupt(f"agent state {path} is unreadable: {exc}") from exc
+        try:
+            return cls._from_wire(raw, hostname=hostname)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreCorrupt(f"agent state {path} is malformed: {exc!r}") from exc
+
+    def save(self, data_dir: str) -> None:
+        path = os.path.join(data_dir, STATE_FILE)
+        tmp = f"{path}.tmp{os.getpid()}"
+        data = json.dumps({"version": _VERSION, **to_wire(self)}, indent=1, sort_keys=True)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"cannot write agent state {path}: {exc}") from exc
+
+    @classmethod
+    def _from_wire(cls, raw: dict[str, Any], *, hostname: str) -> LocalState:
+        if raw.get("version") != _VERSION:
+            raise ValueError(f"unknown version {raw.get('version')!r}")
+        cl = raw.get("cluster")
+        cluster = None
+        if cl is not None:
+            cluster = ClusterRecord(
+                cluster_id=str(cl["cluster_id"]), secret=str(cl["secret"]),
+                role=Role(cl["role"]), managers=[str(m) for m in cl["managers"]],
+                role_secrets={str(k): str(v) for k, v in cl.get("role_secrets", {}).items()},
+                listen=str(cl.get("listen", "")))
+        nodes = {k: NodeRecord(id=str(n["id"]), hostname=str(n["hostname"]),
+                               address=str(n["address"]), gossip_port=int(n["gossip_port"]),
+                               role=Role(n["role"]),
+                               availability=Availability(n["availability"]))
+                 for k, n in raw.get("nodes", {}).items()}
+        networks = {k: NetworkRecord(
+            id=str(n["id"]), name=str(n["name"]), driver=str(n["driver"]),
+            scope=str(n["scope"]),
+            subnets=[(str(s[0]), str(s[1]), None if s[2] is None else str(s[2]))
+                     for s in n["subnets"]],
+            vni=n["vni"], attachable=bool(n["attachable"]), internal=bool(n["internal"]),
+            ipv6=bool(n["ipv6"]), mtu=n["mtu"],
+            options=[(str(a), str(b)) for a, b in n["options"]], created=float(n["created"]))
+            for k, n in raw.get("networks", {}).items()}
+        sandboxes = {}
+        for k, s in raw.get("sandboxes", {}).items():
+            eps = [EndpointRecord(
+                id=str(e["id"]), network_id=str(e["network_id"]), network=str(e["network"]),
+                ifname=str(e["ifname"]), mac=str(e["mac"]), ipv4=e["ipv4"],
+                prefixlen=int(e["prefixlen"]), gateway=e["gateway"], ipv6=e.get("ipv6"),
+                aliases=[str(a) for a in e.get("aliases", [])]) for e in s["endpoints"]]
+            sandboxes[k] = SandboxRecord(
+                id=str(s["id"]), name=str(s["name"]), netns=str(s["netns"]),
+                netns_path=str(s["netns_path"]), external=bool(s["external"]),
+                created=float(s["created"]), endpoints=eps)
+        return cls(node_id=str(raw["node_id"]), hostname=hostname or str(raw.get("hostname", "")),
+                   cluster=cluster, nodes=nodes, networks=networks, sandboxes=sandboxes)

@@ -1,0 +1,93 @@
+"""``netfabric lab up|down|exec|walkthrough``: the lab's commands over :mod:`netfabric.lab`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from netfabric.errors import InvalidArgument
+
+__all__ = ["add_lab_commands"]
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from netfabric.lab.cluster import Lab
+
+    lab = Lab.up(args.hosts, mtu=args.mtu)
+    if args.join:
+        from netfabric.lab.walkthrough import form_cluster
+
+        form_cluster(lab)
+    print(f"lab {lab.prefix} is up: {len(lab.agents)} hosts, underlay mtu {lab.mtu}")
+    for a in lab.agents:
+        print(f"  {a.name:<8} netns {a.netns:<16} {a.address:<15} agent {a.url}")
+    print(f"\nRun commands on a host:  netfabric lab exec {lab.agents[0].name} -- "
+          "netfabric network ls\nRemove it all:           netfabric lab down")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from netfabric.lab.cluster import Lab
+
+    lab = Lab.load(args.prefix)
+    lab.down()
+    print(f"lab {lab.prefix} removed")
+    return 0
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    from netfabric.lab.cluster import Lab
+
+    argv = list(args.cmd)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise InvalidArgument("lab exec needs a command: netfabric lab exec node1 -- "
+                              "netfabric node ls")
+    lab = Lab.load(args.prefix)
+    agent = lab.agent(args.hostname)
+    cmd = lab.exec_argv(agent, argv)
+    sys.stdout.flush()
+    os.environ["NETFABRIC_HOST"] = agent.url
+    os.execvp(cmd[0], cmd)
+    return 0  # pragma: no cover
+
+
+def _cmd_walkthrough(args: argparse.Namespace) -> int:
+    from netfabric.lab.walkthrough import run_walkthrough
+
+    return 0 if run_walkthrough(mtu=args.mtu, keep=args.keep) else 1
+
+
+def add_lab_commands(labsub: Any) -> None:
+    p = labsub.add_parser("up", help="build N simulated hosts and start an agent on each",
+                          description="Build N hosts (netns on one switch, underlay "
+                          "198.51.100.0/24) and start one netfabric agent in each. The lab "
+                          "stays up until `netfabric lab down`.")
+    p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
+    p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
+    p.add_argument("--join", action="store_true",
+                   help="also init a cluster on node1 and join the others as workers")
+    p.set_defaults(func=_cmd_up)
+    p = labsub.add_parser("down", help="stop the agents and remove every trace of the lab")
+    p.add_argument("prefix", nargs="?", help="which lab (needed only when several are up)")
+    p.set_defaults(func=_cmd_down)
+    p = labsub.add_parser("exec", help="run a command on a host, against its agent",
+                          description="Run CMD inside host HOSTNAME's netns with "
+                          "NETFABRIC_HOST set to its agent, e.g. "
+                          "`netfabric lab exec node2 -- netfabric network ls`.")
+    p.add_argument("--prefix", default=None, help="which lab (when several are up)")
+    p.add_argument("hostname", metavar="HOSTNAME", help="node1, node2, ... (or h1, h2, ...)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    p.set_defaults(func=_cmd_exec)
+    p = labsub.add_parser("walkthrough",
+                          help="replay the seed lab's networking on 3 hosts, step by step",
+                          description="Build 3 hosts and replay the Docker Swarm lab's "
+                          "network steps: init/join, bridge isolation and DNS, an overlay "
+                          "across hosts, a node failure healing. Each command is printed "
+                          "with its output; the lab is removed at the end.")
+    p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
+    p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
+    p.set_defaults(func=_cmd_walkthrough)
