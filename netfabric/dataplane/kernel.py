@@ -57,6 +57,7 @@ ALL_PHASES = frozenset(Phase)
 _IFF_UP = 1
 _NUD_PERMANENT = 0x80
 _NTF_SELF = 0x02
+_NTF_MASTER = 0x04
 _IFA_F_NODAD = 0x02
 _MAIN_TABLE = 254
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL)
@@ -284,8 +285,12 @@ class Kernel:
             self._gone_ok(lambda: self.ipr(r.netns).route(
                 "del", family=r.family, dst=_route_dst(r), table=_MAIN_TABLE))
         elif isinstance(r, Fdb):
+            # The VXLAN's own entry, then what the bridge may have learned from it.
             self._gone_ok(lambda: self.ipr(r.netns).fdb(
-                "del", ifindex=self._index(r.netns, r.dev), lladdr=r.mac, dst=r.dst))
+                "del", ifindex=self._index(r.netns, r.dev), lladdr=r.mac, dst=r.dst,
+                flags=_NTF_SELF))
+            self._gone_ok(lambda: self.ipr(r.netns).fdb(
+                "del", ifindex=self._index(r.netns, r.dev), lladdr=r.mac, flags=_NTF_MASTER))
         elif isinstance(r, Neigh):
             self._gone_ok(lambda: self.ipr(r.netns).neigh(
                 "del", ifindex=self._index(r.netns, r.dev), dst=r.ip,
@@ -501,6 +506,8 @@ class Kernel:
             kind = self._kind(m)
             state = LinkState.UP if m["flags"] & _IFF_UP else LinkState.DOWN
             mtu = int(m.get_attr("IFLA_MTU"))
+            if kind == "vxlan":
+                vxlans.append((int(m["index"]), name))
             if kind == "bridge" and Phase.BRIDGE in scope.phases:
                 out.append(Bridge(scope.netns, name, mtu, state))
             elif kind == "vxlan" and Phase.VXLAN in scope.phases:
@@ -510,7 +517,6 @@ class Kernel:
                                  str(_attr(data, "IFLA_VXLAN_LOCAL") or ""),
                                  int(_attr(data, "IFLA_VXLAN_PORT") or 0), mtu,
                                  master or "", state))
-                vxlans.append((int(m["index"]), name))
             elif kind == "veth" and Phase.VETH in scope.phases:
                 veth = self._observe_veth(scope.netns, m, peers.get(name))
                 if veth is not None:
