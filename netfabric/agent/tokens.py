@@ -18,7 +18,6 @@ from netfabric.errors import InvalidToken
 __all__ = [
     "TOKEN_PREFIX",
     "ParsedToken",
-    "check_token",
     "cluster_digest",
     "make_token",
     "new_cluster_secret",
@@ -79,18 +78,6 @@ def parse_token(token: str) -> ParsedToken:
         raise InvalidToken("invalid join token: malformed (copy it whole from "
                            "`netfabric join-token worker` on a manager)")
     return ParsedToken(digest=rest[0], secret=rest[1])
-
-
-def check_token(token: str, *, cluster_secret: str, role_secrets: dict[str, str]) -> str:
-    """The role a token grants, or :class:`InvalidToken` (wrong cluster, forged, rotated)."""
-    parsed = parse_token(token)
-    if not hmac.compare_digest(parsed.digest, cluster_digest(cluster_secret)):
-        raise InvalidToken("invalid join token: it was not issued by this cluster")
-    for role, secret in sorted(role_secrets.items()):
-        if hmac.compare_digest(parsed.secret, secret):
-            return role
-    raise InvalidToken("invalid join token: it is forged or was rotated out; ask a manager "
-                       "for a current one with `netfabric join-token worker`")
 
 
 def request_mac(cluster_secret: str, verb: str, body: bytes) -> str:
