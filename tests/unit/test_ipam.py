@@ -63,7 +63,7 @@ def test_ipv6_subnets_are_64s_from_the_ula_pool(ipam: Ipam) -> None:
     assert c.cidr == "fd6e:6600:1::/64"
     for s in (a, b, c):
         net = ipaddress.ip_network(s.cidr)
-        assert net.prefixlen == 64 and net.subnet_of(ipaddress.ip_network("fd00::/8"))
+        assert net.prefixlen == 64 and net.subnet_of(ipaddress.IPv6Network("fd00::/8"))  # type: ignore[arg-type]
         assert s.gateway == str(net.network_address + 1)
 
 

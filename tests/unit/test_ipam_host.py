@@ -1,0 +1,207 @@
+"""Host side of IPAM: local allocation in leased blocks, leasing more, returning, reclaim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netfabric.errors import (
+    AddressInUse,
+    AddressOutOfRange,
+    InvalidArgument,
+    NotFound,
+    PoolExhausted,
+    StoreCorrupt,
+)
+from netfabric.ipam import BlockLease, HostAllocator, Ipam, IpamConfig, IPFamily
+from netfabric.store import MemoryStore, SqliteStore
+
+
+class CountingSource:
+    """The manager, counting round trips (what a host saves by allocating locally)."""
+
+    def __init__(self, ipam: Ipam) -> None:
+        self.ipam = ipam
+        self.leases = 0
+        self.returns = 0
+        self.fail_returns = False
+
+    def lease_block(self, network_id: str, host_id: str, *, address: str | None = None,
+                    family: IPFamily = IPFamily.V4) -> BlockLease:
+        self.leases += 1
+        return self.ipam.lease_block(network_id, host_id, address=address, family=family)
+
+    def release_block(self, network_id: str, host_id: str, block: str) -> None:
+        if self.fail_returns:
+            raise NotFound("manager unreachable (simulated)")
+        self.returns += 1
+        self.ipam.release_block(network_id, host_id, block)
+
+
+@pytest.fixture
+def manager() -> Ipam:
+    ipam = Ipam(MemoryStore(), config=IpamConfig(block_prefix_v4=28))
+    ipam.request_subnet("n", cidr="10.1.0.0/24")
+    return ipam
+
+
+def test_host_allocates_locally_in_one_block(manager: Ipam) -> None:
+    src = CountingSource(manager)
+    host = HostAllocator("h1", src, MemoryStore())
+    got = [host.allocate("n").address for _ in range(13)]
+    # block 10.1.0.0/28: .0 network, .1 gateway; .2-.15 usable (only the subnet's
+    # broadcast is reserved)
+    assert got == [f"10.1.0.{i}" for i in range(2, 15)]
+    assert src.leases == 1
+    assert host.allocated("n") == got
+
+
+def test_host_leases_another_block_when_full_and_returns_empty_ones(manager: Ipam) -> None:
+    src = CountingSource(manager)
+    host = HostAllocator("h1", src, MemoryStore())
+    first = [host.allocate("n").address for _ in range(14)]
+    assert src.leases == 1
+    extra = [host.allocate("n").address for _ in range(3)]
+    assert src.leases == 2 and extra == ["10.1.0.16", "10.1.0.17", "10.1.0.18"]
+    assert [b.block for b in manager.blocks(host_id="h1")] == ["10.1.0.0/28", "10.1.0.16/28"]
+    for a in extra:
+        host.release("n", a)
+    assert src.returns == 1 and host.stats.returned == 1
+    assert [b.block for b in host.blocks()] == ["10.1.0.0/28"]
+    assert [b.block for b in manager.blocks(host_id="h1")] == ["10.1.0.0/28"]
+    for a in first:  # the last block is kept: churn does not lease/return each time
+        host.release("n", a)
+    assert [b.block for b in host.blocks("n")] == ["10.1.0.0/28"]
+    assert host.return_empty_blocks() == ["10.1.0.0/28"]
+    assert manager.blocks() == [] and host.blocks() == []
+
+
+def test_host_serial_allocation_moves_on_and_wraps(manager: Ipam) -> None:
+    host = HostAllocator("h1", manager, MemoryStore())
+    a = host.allocate("n").address
+    b = host.allocate("n").address
+    host.release("n", a)
+    assert host.allocate("n").address == "10.1.0.4"
+    for _ in range(11):
+        host.allocate("n")
+    host.release("n", b)
+    # the block is full but for .2 (released long ago) and .3 (just released): serial
+    # wraps inside the host's blocks to .2, before leasing anything new
+    assert host.allocate("n").address == "10.1.0.2"
+
+
+def test_two_hosts_never_share_addresses(manager: Ipam) -> None:
+    h1 = HostAllocator("h1", manager, MemoryStore())
+    h2 = HostAllocator("h2", manager, MemoryStore())
+    got = [h.allocate("n").address for _ in range(40) for h in (h1, h2)]
+    assert len(set(got)) == len(got)
+    assert {b.host_id for b in manager.blocks()} == {"h1", "h2"}
+
+
+def test_specific_address_outside_blocks_goes_through_the_manager(manager: Ipam) -> None:
+    src = CountingSource(manager)
+    h1 = HostAllocator("h1", src, MemoryStore())
+    h2 = HostAllocator("h2", manager, MemoryStore())
+    assert h1.allocate("n", address="10.1.0.100").address == "10.1.0.100"
+    assert src.leases == 1 and h1.blocks()[0].block == "10.1.0.96/28"
+    assert h1.allocate("n", address="10.1.0.101").address == "10.1.0.101"
+    assert src.leases == 1  # inside its own block now: local
+    with pytest.raises(AddressInUse, match="already allocated on host 'h1'"):
+        h1.allocate("n", address="10.1.0.101")
+    with pytest.raises(AddressInUse, match="leased to host 'h1'"):
+        h2.allocate("n", address="10.1.0.102")
+    with pytest.raises(AddressOutOfRange):
+        h2.allocate("n", address="10.9.0.1")
+
+
+def test_host_respects_taken_reserved_and_ip_range() -> None:
+    ipam = Ipam(MemoryStore(), config=IpamConfig(block_prefix_v4=28))
+    ipam.request_subnet("n", cidr="10.1.0.0/28", ip_range="10.1.0.0/29", gateway="10.1.0.5")
+    ipam.allocate("n", address="10.1.0.3")
+    host = HostAllocator("h1", ipam, MemoryStore())
+    got = [host.allocate("n").address for _ in range(5)]
+    assert got == ["10.1.0.1", "10.1.0.2", "10.1.0.4", "10.1.0.6", "10.1.0.7"]
+    with pytest.raises(PoolExhausted):
+        host.allocate("n")
+    with pytest.raises(AddressInUse, match="manager"):
+        host.allocate("n", address="10.1.0.3")
+    with pytest.raises(AddressInUse, match="gateway"):
+        host.allocate("n", address="10.1.0.5")
+    with pytest.raises(AddressOutOfRange, match="ip-range"):
+        host.allocate("n", address="10.1.0.9")
+
+
+def test_dead_host_reclaim_frees_its_addresses(manager: Ipam) -> None:
+    h1 = HostAllocator("h1", manager, MemoryStore())
+    got = [h1.allocate("n").address for _ in range(20)]
+    reclaimed = manager.reclaim_host("h1")
+    assert [r.block for r in reclaimed] == ["10.1.0.0/28", "10.1.0.16/28"]
+    assert manager.blocks() == []
+    h2 = HostAllocator("h2", manager, MemoryStore())
+    assert h2.allocate("n", address=got[0]).address == got[0]  # free again
+    assert manager.allocate("n", address=got[-1]).address == got[-1]
+
+
+def test_host_release_errors_and_failed_returns_are_counted(manager: Ipam) -> None:
+    src = CountingSource(manager)
+    host = HostAllocator("h1", src, MemoryStore())
+    with pytest.raises(NotFound):
+        host.release("n", "10.1.0.2")
+    got = [host.allocate("n").address for _ in range(15)]
+    src.fail_returns = True
+    host.release("n", got[-1])
+    assert host.stats.return_failures == 1
+    assert len(host.blocks()) == 2  # kept, not lost
+    with pytest.raises(NotFound):
+        host.release("n", got[-1])
+
+
+def test_host_v6_blocks(manager: Ipam) -> None:
+    manager.request_subnet("n", family=IPFamily.V6)
+    host = HostAllocator("h1", manager, MemoryStore())
+    a = host.allocate("n", family=IPFamily.V6)
+    assert a.address == "fd6e:6600::2" and a.prefixlen == 64
+    assert host.allocate("n").address == "10.1.0.2"
+    assert [b.block for b in manager.blocks(host_id="h1")] == ["10.1.0.0/28", "fd6e:6600::/122"]
+
+
+def test_host_state_survives_restart(tmp_path: Path, manager: Ipam) -> None:
+    path = tmp_path / "host.db"
+    with SqliteStore(path) as store:
+        host = HostAllocator("h1", manager, store)
+        got = [host.allocate("n").address for _ in range(16)]
+        host.release("n", got[5])
+        before = (host.blocks(), host.allocated("n"))
+        expect_next = host.allocate("n").address
+        host.release("n", expect_next)
+        host.allocate("n", address=expect_next)
+        host.release("n", expect_next)
+    with SqliteStore(path) as store:
+        host = HostAllocator("h1", manager, store)
+        assert [b.block for b in host.blocks()] == [b.block for b in before[0]]
+        assert host.allocated("n") == before[1]
+        assert host.allocate("n").address != got[5]  # the serial cursor survived
+        host.forget_network("n")
+        assert host.blocks() == []
+    with SqliteStore(path) as store:
+        assert HostAllocator("h1", manager, store).blocks() == []
+
+
+def test_host_store_of_another_host_is_refused(tmp_path: Path, manager: Ipam) -> None:
+    store = MemoryStore()
+    HostAllocator("h1", manager, store).allocate("n")
+    with pytest.raises(StoreCorrupt, match="h1"):
+        HostAllocator("h2", manager, store)
+    with pytest.raises(InvalidArgument):
+        HostAllocator("", manager, MemoryStore())
+
+
+def test_a_lease_for_another_host_is_refused(manager: Ipam) -> None:
+    class Wrong(CountingSource):
+        def lease_block(self, network_id: str, host_id: str, *, address: str | None = None,
+                        family: IPFamily = IPFamily.V4) -> BlockLease:
+            return self.ipam.lease_block(network_id, "other", address=address, family=family)
+
+    with pytest.raises(InvalidArgument, match="other"):
+        HostAllocator("h1", Wrong(manager), MemoryStore()).allocate("n")

@@ -1,0 +1,319 @@
+"""Stores: SQLite durability and reopen, corrupt files, network records, transactions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from netfabric.errors import StoreCorrupt, StoreError
+from netfabric.ipam import HostAllocator, Ipam, IpamConfig, IPFamily
+from netfabric.model import Driver, Network, Scope, SubnetSpec
+from netfabric.store import Durability, MemoryStore, SqliteStore, Store, SubnetRecord
+from netfabric.store.base import network_from_record, network_to_record
+
+NET = Network(id="abc123", name="web", driver=Driver.OVERLAY, scope=Scope.SWARM,
+              subnets=(SubnetSpec("10.0.0.0/24", "10.0.0.1", "10.0.0.128/25"),), vni=4097,
+              attachable=True, ipv6=True, mtu=1450, options=(("k", "v"),), created=12.5)
+
+
+def _state(ipam: Ipam) -> object:
+    """Everything observable about an Ipam."""
+    return (ipam.subnets(), ipam.blocks(),
+            {n: ipam.allocated(n) for n in ipam.networks()})
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest,
+               tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    opened: list[Store] = []
+    mem = MemoryStore()
+
+    def make() -> Store:
+        if request.param == "memory":
+            return mem
+        store = SqliteStore(tmp_path / "state.db")
+        opened.append(store)
+        return store
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store]) -> None:
+    ipam = Ipam(make_store())
+    ipam.request_subnet("a")
+    ipam.request_subnet("a", family=IPFamily.V6)
+    ipam.request_subnet("b", cidr="10.7.0.0/16", gateway="10.7.255.254",
+                        ip_range="10.7.8.0/22")
+    for _ in range(100):
+        ipam.allocate("b")
+    ipam.allocate("a", family=IPFamily.V6)
+    ipam.allocate("a", address="10.0.0.200")
+    ipam.release("b", "10.7.8.10")
+    ipam.lease_block("b", "h1")
+    ipam.lease_block("a", "h2", family=IPFamily.V6)
+    ipam.lease_block("a", "h2", address="10.0.0.201")
+    before = _state(ipam)
+    reopened = Ipam(make_store())
+    assert _state(reopened) == before
+    # the serial cursors survived too: both continue identically
+    for net, fam in (("b", IPFamily.V4), ("a", IPFamily.V6), ("a", IPFamily.V4)):
+        assert ipam.allocate(net, family=fam) == reopened.allocate(net, family=fam)
+
+
+def test_cursor_survives_when_last_address_was_released(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.1.0.0/24")
+        for _ in range(70):
+            last = ipam.allocate("n").address
+        ipam.release("n", last)
+    with SqliteStore(path) as store:
+        assert Ipam(store).allocate("n").address == "10.1.0.72"
+
+
+def test_released_subnets_and_returned_blocks_leave_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.1.0.0/24")
+        lease = ipam.lease_block("n", "h")
+        ipam.release_block("n", "h", lease.block)
+        ipam.request_subnet("m", cidr="10.2.0.0/24")
+        ipam.allocate("m")
+        ipam.release_network("m")
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM blocks").fetchone()[0] == 0
+        assert conn.execute("SELECT cidr FROM subnets").fetchall() == [("10.1.0.0/24",)]
+    finally:
+        conn.close()
+
+
+def test_allocation_is_durable_before_return_even_if_killed(tmp_path: Path) -> None:
+    """A child allocates, prints each address, and is SIGKILLed without closing."""
+    path = tmp_path / "s.db"
+    code = textwrap.dedent(f"""
+        import os, sys, signal
+        from netfabric.ipam import Ipam
+        from netfabric.store import SqliteStore
+        ipam = Ipam(SqliteStore({str(path)!r}))
+        ipam.request_subnet("n", cidr="10.1.0.0/24")
+        ipam.lease_block("n", "h1")
+        for _ in range(50):
+            print(ipam.allocate("n").address, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    handed_out = proc.stdout.split()
+    assert len(handed_out) == 50
+    with SqliteStore(path) as store:
+        ipam = Ipam(store)
+        assert ipam.allocated("n") == handed_out
+        assert [b.host_id for b in ipam.blocks()] == ["h1"]
+        assert ipam.allocate("n").address not in handed_out
+
+
+def test_durability_power_mode(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "s.db", durability=Durability.POWER) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n")
+        assert ipam.allocate("n").address == "10.0.0.2"
+        conn_sync = store._db.execute("PRAGMA synchronous").fetchone()[0]
+        assert conn_sync == 2  # FULL
+    with SqliteStore(tmp_path / "s.db") as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100,
+                                     b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_garbage_file_is_corrupt_names_the_file_and_is_untouched(
+        tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(content)
+    with pytest.raises(StoreCorrupt, match=str(path)):
+        SqliteStore(path)
+    assert path.read_bytes() == content
+
+
+def test_foreign_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreCorrupt, match="not a netfabric store"):
+        SqliteStore(path)
+
+
+def test_future_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(StoreCorrupt, match="schema version 99"):
+        SqliteStore(path)
+
+
+def test_truncated_database_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        ipam = Ipam(store)
+        for i in range(300):
+            ipam.request_subnet(f"n{i}")
+            ipam.allocate(f"n{i}")
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    for wal in (tmp_path / "s.db-wal", tmp_path / "s.db-shm"):
+        wal.unlink(missing_ok=True)
+    with pytest.raises(StoreCorrupt, match=str(path)):
+        Ipam(SqliteStore(path))
+
+
+def test_unopenable_path_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "dir.db"
+    path.mkdir()
+    with pytest.raises(StoreError, match=str(path)):
+        SqliteStore(path)
+    with pytest.raises(StoreError, match="nowhere"):
+        SqliteStore(tmp_path / "nowhere" / "s.db")
+
+
+@pytest.mark.parametrize(("table", "row"), [
+    ("subnets", ("n", "10.0.0.5/24", "global", "10.0.0.1", None, 26)),
+    ("subnets", ("n", "10.0.0.0/24", "sideways", "10.0.0.1", None, 26)),
+    ("subnets", ("n", "10.0.0.0/24", "global", "10.9.0.1", None, 26)),
+    ("blocks", ("ghost", "10.0.0.0/24", 0, "", b"\x01" * 64)),
+    ("blocks", ("n", "10.0.0.0/24", 0, "", b"\x01" * 64)),  # network address marked used
+    ("blocks", ("n", "10.0.0.0/24", 0, "", b"\x00" * 10)),
+    ("blocks", ("n", "10.0.0.0/24", 9, "", b"\x00" * 64)),
+    ("blocks", ("n", "10.0.0.0/24", 1, "", b"\x07" * 64)),
+    ("blocks", ("n", "10.0.0.0/24", 1, "", "text, not bytes")),
+])
+def test_impossible_rows_are_corrupt_not_reset(tmp_path: Path, table: str,
+                                               row: tuple[object, ...]) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        Ipam(store).request_subnet("n", cidr="10.0.0.0/24")
+        if table == "subnets":
+            store._db.execute("DELETE FROM subnets")
+        store._db.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
+    with SqliteStore(path) as store, pytest.raises(StoreCorrupt, match=str(path)):
+        Ipam(store)
+    with SqliteStore(path) as store:  # still there: nothing was reset
+        assert store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] >= 1
+
+
+def test_overlapping_stored_subnets_are_corrupt() -> None:
+    store = MemoryStore()
+    store.put_subnet(SubnetRecord("a", "global", "10.0.0.0/16", "10.0.0.1", None, 26))
+    store.put_subnet(SubnetRecord("b", "global", "10.0.1.0/24", "10.0.1.1", None, 26))
+    with pytest.raises(StoreCorrupt, match="overlaps"):
+        Ipam(store)
+
+
+def test_network_records(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    other = Network(id="b2", name="br", driver=Driver.BRIDGE, scope=Scope.LOCAL)
+    store.put_network(NET)
+    store.put_network(other)
+    store = make_store()
+    assert store.get_network("abc123") == NET
+    assert store.list_networks() == [NET, other]
+    assert store.get_network("zzz") is None
+    assert store.delete_network("b2") is True
+    assert store.delete_network("b2") is False
+    store = make_store()
+    assert store.list_networks() == [NET]
+
+
+def test_network_record_dicts_round_trip() -> None:
+    assert network_from_record(network_to_record(NET)) == NET
+
+
+def test_corrupt_network_record_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        store.put_network(NET)
+        store._db.execute("INSERT INTO networks VALUES ('bad', '{not json')")
+        store._db.execute("INSERT INTO networks VALUES ('bad2', '{\"id\": \"x\"}')")
+    with SqliteStore(path) as store:
+        with pytest.raises(StoreCorrupt, match="'bad'"):
+            store.list_networks()
+        with pytest.raises(StoreCorrupt, match="'bad2'"):
+            store.get_network("bad2")
+        assert store.get_network("abc123") == NET
+
+
+def test_transaction_rolls_back_on_error(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    store.put_network(NET)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.delete_network(NET.id)
+        store.put_subnet(SubnetRecord("a", "global", "10.0.0.0/24", "10.0.0.1", None, 26))
+        store.put_block("a", "10.0.0.0/24", 0, "h", b"\x00" * 64)
+        with store.transaction():  # nested: part of the outer one
+            store.put_block("a", "10.0.0.0/24", 1, "h", b"\x00" * 64)
+        raise RuntimeError("abort")
+    store = make_store()
+    assert store.get_network(NET.id) == NET
+    assert store.load().subnets == () and store.load().blocks == ()
+
+
+def test_failed_write_leaves_memory_unchanged() -> None:
+    """A store that refuses writes: the allocator's state does not move either."""
+
+    class Refusing(MemoryStore):
+        refuse = False
+
+        def put_block(self, *args: object) -> None:
+            if self.refuse:
+                raise StoreError("disk full (simulated)")
+            super().put_block(*args)  # type: ignore[arg-type]
+
+    store = Refusing()
+    ipam = Ipam(store, config=IpamConfig(block_prefix_v4=28))
+    ipam.request_subnet("n", cidr="10.1.0.0/24")
+    ipam.allocate("n")
+    before = _state(ipam)
+    store.refuse = True
+    for call in (lambda: ipam.allocate("n"), lambda: ipam.allocate("n", address="10.1.0.9"),
+                 lambda: ipam.release("n", "10.1.0.2"), lambda: ipam.lease_block("n", "h"),
+                 lambda: HostAllocator("h", ipam, store).allocate("n")):
+        with pytest.raises(StoreError):
+            call()
+        assert _state(ipam) == before
+    store.refuse = False
+    assert ipam.allocate("n").address == "10.1.0.3"
+
+
+def test_closed_store_refuses(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.put_network(NET)
+
+
+def test_store_file_permissions_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SqliteStore(path).close()
+    os.chmod(path, 0o600)
+    with SqliteStore(path) as store:
+        assert store.location == str(path)
+    assert (os.stat(path).st_mode & 0o777) == 0o600
