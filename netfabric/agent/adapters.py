@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from netfabric.agent.core import AgentConfig
+from netfabric.agent.mesh import GossipMesh
 from netfabric.agent.ports import Allocation, Member, Mesh, MeshEvent
 from netfabric.dataplane.kernel import Kernel as DataplaneKernel
 from netfabric.dns.records import Records
@@ -35,7 +36,6 @@ __all__ = [
     "IpamBook",
     "NoMesh",
     "build_layers",
-    "build_mesh",
     "sandbox_name",
 ]
 
@@ -253,7 +253,7 @@ class NoMesh:
 
 
 def build_layers(config: AgentConfig, *, node_id: str,
-                 dns_upstreams: Sequence[str] | None = None
+                 dns_upstreams: Sequence[str] | None = None, gossip_profile: str = "lan"
                  ) -> tuple[DriverKernel, IpamBook, DnsNames, Mesh]:
     """The real layers for one agent; whatever was built is closed if a later one fails."""
     kernel = DriverKernel(host_netns=config.host_netns, advertise_addr=config.advertise_addr,
@@ -262,7 +262,7 @@ def build_layers(config: AgentConfig, *, node_id: str,
         book = IpamBook(config.data_dir)
         try:
             names = DnsNames(upstreams=dns_upstreams)
-            mesh = build_mesh(config, node_id=node_id)
+            mesh = GossipMesh(config, node_id=node_id, profile=gossip_profile)
         except BaseException:
             book.close()
             raise
@@ -270,7 +270,3 @@ def build_layers(config: AgentConfig, *, node_id: str,
         kernel.close()
         raise
     return kernel, book, names, mesh
-
-
-def build_mesh(config: AgentConfig, *, node_id: str) -> Mesh:
-    return NoMesh("the gossip runtime is not integrated in this build yet")

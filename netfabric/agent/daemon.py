@@ -103,6 +103,9 @@ def add_argument_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dns-upstream", action="append", default=None, metavar="IP[:PORT]",
                    help="resolver for names netfabric does not own (repeatable; default: the "
                         "host's resolv.conf; 'none' forwards nothing)")
+    p.add_argument("--gossip-profile", choices=["lan", "local", "wan"], default="lan",
+                   help="gossip timers: lan (default), local (one machine, fast failure "
+                        "detection), wan")
     p.add_argument("--docker-plugin", default=None, metavar="PATH",
                    help="also serve the Docker network plugin on this unix socket")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
@@ -140,7 +143,8 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     ups = args.dns_upstream
     if ups is not None:
         ups = [u for u in ups if u != "none"]
-    kernel, book, names, mesh = build_layers(config, node_id=state.node_id, dns_upstreams=ups)
+    kernel, book, names, mesh = build_layers(config, node_id=state.node_id, dns_upstreams=ups,
+                                             gossip_profile=args.gossip_profile)
     core = AgentCore(config, state, kernel=kernel, book=book, names=names, mesh=mesh)
 
     async def local(request: Request) -> object:

@@ -178,7 +178,8 @@ class Lab:
         argv = ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *netfabric_argv(), "agent",
                 "--data-dir", agent.data_dir, "--socket", agent.socket,
                 "--advertise-addr", agent.address, "--hostname", agent.name,
-                "--netns-name", agent.netns, "--dns-upstream", "none"]
+                "--netns-name", agent.netns, "--dns-upstream", "none",
+                "--gossip-profile", "local"]
         with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, env={**os.environ, **(env or {})})
