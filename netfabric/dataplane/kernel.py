@@ -272,6 +272,8 @@ class Kernel:
             self._create(new)
 
     def _delete(self, r: Resource) -> None:
+        if not isinstance(r, Netns) and r.netns is not None and not ns.netns_exists(r.netns):
+            return  # gone with its netns
         if isinstance(r, Netns):
             self._netns_delete(r.name)
         elif isinstance(r, Sysctl):

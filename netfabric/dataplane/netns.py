@@ -20,6 +20,7 @@ import fcntl
 import os
 import socket
 import struct
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -127,11 +128,32 @@ def _share_run_dir() -> None:
            f"make {NETNS_DIR} shared")
 
 
+def _private_mounts() -> bool:
+    """Whether this process has its own mount namespace (``ip netns exec`` makes one, with
+    ``/`` a slave): a netns bind-mounted here would be seen by no one else, and would die
+    with the process."""
+    try:
+        return os.readlink("/proc/self/ns/mnt") != os.readlink("/proc/1/ns/mnt")
+    except OSError:
+        return False
+
+
+def _in_root_mounts(argv: list[str]) -> None:
+    proc = subprocess.run(["nsenter", "--mount=/proc/1/ns/mnt", *argv], capture_output=True,
+                          text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        raise DataplaneError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+
+
 def create_netns(name: str) -> bool:
     """Create netns ``name``; ``False`` if it already existed. Call on a worker thread."""
     path = netns_path(name)
     if os.path.exists(path):
         return False
+    if _private_mounts():
+        _in_root_mounts(["ip", "netns", "add", name])
+        _lo_up(name)
+        return True
     _share_run_dir()
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
@@ -155,12 +177,16 @@ def create_netns(name: str) -> bool:
             raise DataplaneError(f"mount netns {name}: {os.strerror(code)}")
     finally:
         os.close(own)
-    # A fresh netns has lo down; everything in it expects 127.0.0.1 to work.
+    _lo_up(name)
+    return True
+
+
+def _lo_up(name: str) -> None:
+    """A fresh netns has lo down; everything in it expects 127.0.0.1 to work."""
     with entered(name), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s, 0x8913, ifreq))[1]  # SIOCGIFFLAGS
         fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))  # SIOCSIFFLAGS UP
-    return True
 
 
 def delete_netns(name: str) -> bool:
@@ -168,6 +194,9 @@ def delete_netns(name: str) -> bool:
     path = netns_path(name)
     if not os.path.exists(path):
         return False
+    if _private_mounts():
+        _in_root_mounts(["ip", "netns", "delete", name])
+        return True
     _c().umount2(path.encode(), _MNT_DETACH)
     try:
         os.unlink(path)

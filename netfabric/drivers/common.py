@@ -29,16 +29,17 @@ __all__ = [
 ]
 
 MAX_IFNAME = 15
-_SAFE = re.compile(r"[0-9A-Za-z]+")
+_RANDOM_HEX = re.compile(r"[0-9a-f]{12,}")
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 MTU_OPTIONS = ("mtu", "com.docker.network.driver.mtu")
 
 
 def short_id(ident: str, n: int) -> str:
-    """``n`` characters naming ``ident`` in a link name: its head when that is safe, else a
-    digest (so any id gives a valid, stable name)."""
-    if _SAFE.fullmatch(ident) and len(ident) >= n:
-        return ident[:n].lower()
+    """``n`` characters naming ``ident`` in a link name: the head of a random hex id
+    (Docker's and ours, so names are recognisable), else a digest (any id gives a valid,
+    stable, distinct name)."""
+    if _RANDOM_HEX.fullmatch(ident) and len(ident) >= n:
+        return ident[:n]
     return hashlib.sha256(ident.encode()).hexdigest()[:n]
 
 
