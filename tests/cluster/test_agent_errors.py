@@ -1,0 +1,143 @@
+"""Refusals, each one clear line and nothing half-made: /29 exhaustion, duplicate names, bad
+input, a worker asked for cluster state, non-attachable overlays, bad join tokens."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from netfabric import Client
+from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
+from netfabric.errors import (
+    AlreadyExists,
+    InUse,
+    InvalidArgument,
+    InvalidToken,
+    NotAManager,
+    NotFound,
+    PoolExhausted,
+)
+from netfabric.lab.cluster import Lab
+
+pytestmark = [pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with Lab.up(3, state_dir=str(tmp_path_factory.mktemp("lab"))) as lab:
+        token = Client(lab.agent("node1").url).init(lab.agent("node1").address).token
+        Client(lab.agent("node2").url).join(token, lab.agent("node1").address)
+        yield lab
+
+
+def _cli(lab: Lab, host: str, *argv: str) -> tuple[int, str, str]:
+    proc = lab.run(host, ["netfabric", *argv])
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error"), err
+    return lines[0]
+
+
+def _kernel_names(lab: Lab, host: str) -> set[str]:
+    agent = lab.agent(host)
+    links = lab.run(host, ["ip", "-o", "link", "show"]).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
+    netns = {n for n in os.listdir("/run/netns") if n.startswith(agent.netns + "-")}
+    return names | netns
+
+
+def test_exhausted_29_fails_cleanly_and_leaves_nothing(lab: Lab) -> None:
+    nf = Client(lab.agent("node1").url)
+    nf.create_network("tiny", driver="overlay", attachable=True, subnet="10.99.0.0/29")
+    for i in range(5):   # a /29 has 8 addresses: network, gateway, broadcast reserved
+        nf.run(f"t{i}", network="tiny")
+    before = _kernel_names(lab, "node1")
+    containers = {c.name for c in nf.containers()}
+    rc, _, err = _cli(lab, "node1", "container", "run", "-d", "--network", "tiny",
+                      "--name", "t5")
+    line = _one_error_line(err)
+    assert rc == 1 and "tiny" in line and "10.99.0.0/29" in line
+    assert _kernel_names(lab, "node1") == before
+    assert {c.name for c in nf.containers()} == containers
+    with pytest.raises(PoolExhausted):
+        Client(lab.agent("node2").url).run("t6", network="tiny")   # via the manager
+    assert "t6" not in {c.name for c in Client(lab.agent("node2").url).containers()}
+    with pytest.raises(InUse, match="t0"):
+        nf.remove_network("tiny")
+    for i in range(5):
+        nf.remove_container(f"t{i}")
+    nf.remove_network("tiny")
+    assert "tiny" not in {n.name for n in nf.networks()}
+
+
+def test_duplicate_names_and_bad_input(lab: Lab) -> None:
+    nf = Client(lab.agent("node1").url)
+    nf.create_network("dupnet")
+    with pytest.raises(AlreadyExists, match="dupnet already exists"):
+        nf.create_network("dupnet")
+    nf.run("dupc", network="dupnet")
+    with pytest.raises(AlreadyExists, match='"/dupc" is already in use'):
+        nf.run("dupc", network="dupnet")
+    with pytest.raises(InvalidArgument):
+        nf.create_network("badcidr", subnet="10.1.2.300/24")
+    with pytest.raises(NotFound, match="network nosuchnet not found"):
+        nf.run("x1", network="nosuchnet")
+    with pytest.raises(InvalidArgument, match="invalid container name"):
+        nf.run("bad name!", network="dupnet")
+    for argv, code in ((["network", "create", "--subnet", "10.0.0.0/33", "x"], 2),
+                       (["network", "create", "dupnet"], 1),
+                       (["container", "run", "-d", "--network", "nope", "--name", "z"], 1),
+                       (["network", "rm", "dupnet"], 1),
+                       (["inspect", "nothing-here"], 1)):
+        rc, _, err = _cli(lab, "node1", *argv)
+        assert rc == code, (argv, err)
+        _one_error_line(err)
+    nf.remove_container("dupc")
+    nf.remove_network("dupnet")
+
+
+def test_worker_is_refused_cluster_state(lab: Lab) -> None:
+    rc, _, err = _cli(lab, "node2", "node", "ls")
+    line = _one_error_line(err)
+    assert rc == 1 and "This node is not a swarm manager" in line
+    with pytest.raises(NotAManager):
+        Client(lab.agent("node2").url).join_token("worker")
+    with pytest.raises(NotAManager, match="worker node"):
+        Client(lab.agent("node2").url).create_network("ov2", driver="overlay")
+
+
+def test_non_attachable_overlay_is_refused(lab: Lab) -> None:
+    nf = Client(lab.agent("node1").url)
+    nf.create_network("svcnet", driver="overlay")
+    with pytest.raises(InvalidArgument, match="not manually attachable"):
+        nf.run("s1", network="svcnet")
+    assert "s1" not in {c.name for c in nf.containers()}
+    nf.remove_network("svcnet")
+
+
+def test_bad_tokens_are_refused_and_the_node_stays_out(lab: Lab) -> None:
+    manager = Client(lab.agent("node1").url)
+    outsider = Client(lab.agent("node3").url)
+    addr = f"{lab.agent('node1').address}:2377"
+    old = manager.join_token("worker").token
+    new = manager.join_token("worker", rotate=True).token
+    assert new != old
+    tail = "a" * 25 if not old.endswith("a" * 25) else "b" * 25
+    forged = old[:-25] + tail
+    foreign = make_token(new_cluster_secret(), new_role_secret())
+    for token, why in ((old, "rotated out"), (forged, "forged"),
+                       (foreign, "not issued by this cluster"), ("SWMTKN-1-x", "malformed")):
+        with pytest.raises(InvalidToken, match=why):
+            outsider.join(token, addr)
+        assert outsider.info().role == "standalone"
+    rc, _, err = _cli(lab, "node3", "join", "--token", old, addr)
+    assert rc == 1 and "invalid join token" in _one_error_line(err)
+    assert {n.hostname for n in manager.nodes()} == {"node1", "node2"}
+    assert outsider.join(new, addr).role == "worker"
+    assert {n.hostname for n in manager.nodes()} == {"node1", "node2", "node3"}
