@@ -82,6 +82,7 @@ class _Batch:
         self.lens = memoryview(self.rx).cast("B").cast("I")
         self.tx_lens = memoryview(self.tx_iov).cast("B").cast("Q")
         self.tx_base = ctypes.addressof(self.tx)
+        self.rx_base = ctypes.addressof(self.rx)
 
     def addr(self, i: int) -> tuple[str, int]:
         names: Any = self.names
@@ -95,10 +96,10 @@ class UdpPump:
     def __init__(self, server: DnsServer, loop: asyncio.AbstractEventLoop) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         self._recvmmsg = libc.recvmmsg
-        self._recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+        self._recvmmsg.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                    ctypes.c_void_p]
         self._sendmmsg = libc.sendmmsg
-        self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+        self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int]
         self._server = server
         self._loop = loop
         self._lock = threading.Lock()
@@ -111,6 +112,7 @@ class UdpPump:
         self.misses = 0
         self.send_errors = 0
         self.recv_errors = 0
+        self.batches = 0
         self._thread = threading.Thread(target=self._main, name="dns-udp-pump", daemon=True)
         self._thread.start()
 
@@ -130,8 +132,8 @@ class UdpPump:
                 self._epoll.unregister(fd)
 
     def counters(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "send_errors": self.send_errors,
-                "recv_errors": self.recv_errors}
+        return {"hits": self.hits, "misses": self.misses, "batches": self.batches,
+                "send_errors": self.send_errors, "recv_errors": self.recv_errors}
 
     def close(self) -> None:
         self._stop = True
@@ -160,12 +162,15 @@ class UdpPump:
         tx_lens = b.tx_lens
         data: Any = b.data  # c_char array: slicing gives bytes (typeshed says list)
         stride = _MMSG // 4
+        recvmmsg = self._recvmmsg
+        rx = b.rx_base
         for _ in range(_ROUNDS):
-            n = self._recvmmsg(fd, b.rx, BATCH, _MSG_DONTWAIT, None)
+            n = recvmmsg(fd, rx, BATCH, _MSG_DONTWAIT, None)
             if n <= 0:
                 if n < 0 and ctypes.get_errno() not in _EAGAIN:
                     self.recv_errors += 1
                 return
+            self.batches += 1
             cache = caches(sb.asker.networks)
             misses: list[tuple[bytes, tuple[str, int]]] = []
             run_start = 0

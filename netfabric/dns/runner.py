@@ -102,7 +102,7 @@ async def _serve(args: argparse.Namespace) -> None:
                  if args.upstream is not None else None)
     server = DnsServer(
         Records(), rng=random.Random(args.seed),
-        resolver_config=ResolverConfig(ttl=args.ttl),
+        resolver_config=ResolverConfig(ttl=args.ttl, cache_entries=args.cache_entries),
         config=ServerConfig(upstreams=upstreams, mode=ServingMode(args.mode),
                             forward_timeout=args.forward_timeout))
     loop = asyncio.get_running_loop()
@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", choices=[m.value for m in ServingMode],
                         default=ServingMode.LOOP.value)
     parser.add_argument("--forward-timeout", type=float, default=2.0)
+    parser.add_argument("--cache-entries", type=int, default=ResolverConfig().cache_entries,
+                        help="reply cache bound per network set (0: no cache)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     try:
