@@ -113,6 +113,7 @@ class UdpPump:
         self.send_errors = 0
         self.recv_errors = 0
         self.batches = 0
+        self.errors = 0
         self._thread = threading.Thread(target=self._main, name="dns-udp-pump", daemon=True)
         self._thread.start()
 
@@ -133,7 +134,8 @@ class UdpPump:
 
     def counters(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "batches": self.batches,
-                "send_errors": self.send_errors, "recv_errors": self.recv_errors}
+                "send_errors": self.send_errors, "recv_errors": self.recv_errors,
+                "errors": self.errors}
 
     def close(self) -> None:
         self._stop = True
@@ -152,8 +154,12 @@ class UdpPump:
             with self._lock:
                 for fd, _ in events:
                     sb = self._fds.get(fd)
-                    if sb is not None:
+                    if sb is None:
+                        continue
+                    try:
                         self._drain(fd, sb, batch)
+                    except Exception:  # a bug here must not stop serving every sandbox
+                        self.errors += 1
 
     def _drain(self, fd: int, sb: Sandbox, b: _Batch) -> None:
         caches = self._server.resolver.peek_cache
