@@ -127,8 +127,11 @@ class Ipam:
                     raise InvalidArgument(f"subnet {geo.cidr} of network {rec.network_id} "
                                           f"overlaps one of network {hit[2]}")
                 idx.add(geo.net, geo.net + geo.size, rec.network_id)
-                self._nets.setdefault(rec.network_id, []).append(
-                    _SubnetState(rec.network_id, space, geo))
+                held = self._nets.get(rec.network_id)
+                if held and held[0].space is not space:
+                    raise InvalidArgument(f"network {rec.network_id} has subnets in two "
+                                          "address spaces")
+                self._add_state(_SubnetState(rec.network_id, space, geo))
             by_key = {(st.subnet.network_id, st.geo.cidr): st
                       for sts in self._nets.values() for st in sts}
             for blk in snap.blocks:
@@ -182,7 +185,8 @@ class Ipam:
         """Give ``network_id`` a subnet: ``cidr`` if given (it must not overlap a subnet of
         the same space), else the next free subnet of the space's pools for ``family``.
         ``gateway`` defaults to the first usable address; ``ip_range`` limits dynamic
-        addresses. Asking again for the very same subnet returns it (idempotent)."""
+        addresses. All subnets of one network lie in one address space. Asking again for
+        the very same subnet returns it (idempotent)."""
         _check_id(network_id, "network id")
         space = _as_space(space)
         block_prefix = 0
@@ -209,6 +213,10 @@ class Ipam:
             block_prefix = self._config.block_prefix(fam)
             idx = self._space(space, fam)
             geo = self._next_from_pools(network_id, space, fam, idx, block_prefix)
+        current = self._nets.get(network_id)
+        if current and current[0].space is not space:
+            raise InvalidArgument(f"network {network_id!r} holds subnets in the "
+                                  f"{current[0].space.value} address space, not {space.value}")
         st = _SubnetState(network_id, space, geo)
         idx.add(geo.net, geo.net + geo.size, network_id)
         try:
@@ -217,8 +225,15 @@ class Ipam:
         except BaseException:
             idx.remove(geo.net)
             raise
-        self._nets.setdefault(network_id, []).append(st)
+        self._add_state(st)
         return st.subnet
+
+    def _add_state(self, st: _SubnetState) -> None:
+        """Keep each network's subnets sorted (IPv4 first, then by address): allocation
+        tries them in this order, the same before and after a reopen."""
+        sts = self._nets.setdefault(st.network_id, [])
+        sts.append(st)
+        sts.sort(key=lambda s: (s.family, s.net))
 
     def _next_from_pools(self, network_id: str, space: AddressSpace, fam: IPFamily,
                          idx: SpaceIndex, block_prefix: int) -> Geometry:
@@ -282,10 +297,10 @@ class Ipam:
                 self._hints[key] = min(self._hints[key], low)
 
     def subnets(self, network_id: str | None = None) -> list[Subnet]:
-        """Subnets of one network, or of all networks, in request order."""
+        """Subnets of one network, or of all networks (by network id), IPv4 first."""
         if network_id is not None:
             return [st.subnet for st in self._nets.get(network_id, ())]
-        return [st.subnet for sts in self._nets.values() for st in sts]
+        return [st.subnet for nid in sorted(self._nets) for st in self._nets[nid]]
 
     def networks(self) -> list[str]:
         """Ids of the networks that hold at least one subnet."""

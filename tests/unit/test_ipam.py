@@ -110,6 +110,14 @@ def test_overlap_is_per_address_space(ipam: Ipam) -> None:
         ipam.request_subnet("br2", cidr="172.17.5.0/24", space=LOCAL)
 
 
+def test_a_network_lives_in_one_address_space(ipam: Ipam) -> None:
+    ipam.request_subnet("n", space=LOCAL)
+    with pytest.raises(InvalidArgument, match="local address space"):
+        ipam.request_subnet("n", space=GLOBAL)
+    ipam.request_subnet("n", space=LOCAL, family=IPFamily.V6)
+    assert [s.cidr for s in ipam.subnets("n")] == ["172.17.0.0/16", "fd6e:6600:1::/64"]
+
+
 def test_next_free_skips_user_subnets_and_reuses_released(ipam: Ipam) -> None:
     ipam.request_subnet("u", cidr="10.0.1.0/24")
     ipam.request_subnet("u2", cidr="10.0.2.128/25")
