@@ -1,0 +1,96 @@
+"""No duplicate address, ever: random `run`/`rm` on several hosts interleaved with kill -9
+and restart of agents, the manager's included. Checked in the agents' answers and in the
+kernel (the addresses actually configured in every sandbox)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netfabric import Client, NetfabricError
+from netfabric.lab.cluster import Lab
+from netfabric.lab.walkthrough import form_cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+SEED = int(os.environ.get("NETFABRIC_CHURN_SEED", "8"))
+OPS = 60
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Lab.up(3, state_dir=str(tmp_path)) as lab:
+        form_cluster(lab)
+        yield lab
+
+
+def _kernel_addresses(lab: Lab) -> list[str]:
+    out: list[str] = []
+    for agent in lab.agents:
+        for netns in os.listdir("/run/netns"):
+            if netns.startswith(agent.netns + "-c"):
+                proc = subprocess.run(["ip", "-n", netns, "-4", "-o", "addr", "show"],
+                                      capture_output=True, text=True, check=False)
+                out += [line.split()[3].split("/")[0] for line in proc.stdout.splitlines()
+                        if " lo " not in line]
+    return out
+
+
+def _agent_addresses(lab: Lab) -> list[str]:
+    out: list[str] = []
+    for agent in lab.agents:
+        if agent.alive():
+            for con in Client(agent.url).containers():
+                out += [e.ipv4 for e in con.networks if e.ipv4 and e.network == "churn"]
+    return out
+
+
+def _assert_unique(addresses: list[str], what: str) -> None:
+    dups = [a for a, n in Counter(addresses).items() if n > 1]
+    assert not dups, f"duplicate {what} addresses: {dups}"
+
+
+def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
+    rng = random.Random(SEED)
+    Client(lab.agents[0].url).create_network("churn", driver="overlay", attachable=True,
+                                             subnet="10.77.0.0/27")
+    names: dict[str, list[str]] = {a.name: [] for a in lab.agents}
+    counter = 0
+    refused = 0
+    for _ in range(OPS):
+        agent = rng.choice(lab.agents)
+        roll = rng.random()
+        if not agent.alive() or roll < 0.12:
+            if agent.alive():
+                lab.stop_agent(agent, sig=signal.SIGKILL)
+            lab.start_agent(agent)
+            lab.wait_ready(agent)
+            continue
+        nf = Client(agent.url)
+        try:
+            if names[agent.name] and roll < 0.45:
+                victim = names[agent.name].pop(rng.randrange(len(names[agent.name])))
+                nf.remove_container(victim)
+            else:
+                counter += 1
+                name = f"c{counter}"
+                nf.run(name, network="churn")
+                names[agent.name].append(name)
+        except NetfabricError:
+            refused += 1   # a full /27 or a manager just killed: refused, never duplicated
+        if rng.random() < 0.1:   # kill the manager now and then, mid-churn
+            manager = lab.agents[0]
+            lab.stop_agent(manager, sig=signal.SIGKILL)
+            lab.start_agent(manager)
+            lab.wait_ready(manager)
+        _assert_unique(_kernel_addresses(lab), "kernel")
+    _assert_unique(_agent_addresses(lab), "agent")
+    live = sum(len(v) for v in names.values())
+    assert live > 0 and refused < OPS

@@ -1,0 +1,91 @@
+"""A partition: one host's underlay is cut for 20 s, then healed. Within 5 s of the heal
+its names resolve on every other host again and pings pass; meanwhile no host ever
+resolves a stale address."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netfabric import Client
+from netfabric.lab.cluster import Lab
+from netfabric.lab.walkthrough import form_cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+PARTITION_S = 20.0
+HEAL_BUDGET_S = 5.0
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Lab.up(3, state_dir=str(tmp_path)) as lab:
+        form_cluster(lab)
+        yield lab
+
+
+def _getent(netns: str, name: str) -> str:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "getent", "hosts", name],
+                          capture_output=True, text=True, timeout=10, check=False)
+    return proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout else ""
+
+
+def _ping(netns: str, name: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c1", "-W1", name],
+                          capture_output=True, timeout=10, check=False).returncode == 0
+
+
+def test_partition_20s_then_heal(lab: Lab) -> None:
+    assert lab.topo is not None
+    Client(lab.agent("node1").url).create_network("ov", driver="overlay", attachable=True)
+    sandboxes: dict[str, tuple[str, str]] = {}   # name -> (netns, ip)
+    for agent in lab.agents:
+        name = "s" + agent.name[-1]
+        con = Client(agent.url).run(name, network="ov")
+        sandboxes[name] = (con.netns, con.networks[0].ipv4 or "")
+    cut = "s3"
+    others = ["s1", "s2"]
+    deadline = time.monotonic() + 10
+    while any(_getent(sandboxes[o][0], cut) != sandboxes[cut][1] for o in others):
+        assert time.monotonic() < deadline, "the overlay did not converge before the cut"
+        time.sleep(0.2)
+
+    host3 = lab.topo.hosts[2]
+    lab.topo.set_link(host3, up=False)
+    healed = False
+    try:
+        seen: dict[tuple[str, str], set[str]] = {}
+        end = time.monotonic() + PARTITION_S
+        while time.monotonic() < end:
+            for asker in ["s1", "s2", "s3"]:
+                for target in sandboxes:
+                    if target != asker:
+                        got = _getent(sandboxes[asker][0], target)
+                        seen.setdefault((asker, target), set()).add(got)
+                        assert got in ("", sandboxes[target][1]), \
+                            f"{asker} resolved {target} to stale {got}"
+            time.sleep(0.5)
+        # the cut host's names are gone from the others once it is declared dead
+        assert "" in seen[("s1", cut)] and "" in seen[("s2", cut)], seen
+        lab.topo.set_link(host3, up=True)
+        healed = True
+        t0 = time.monotonic()
+        while True:
+            ok = all(_getent(sandboxes[o][0], cut) == sandboxes[cut][1] for o in others) and \
+                all(_getent(sandboxes[cut][0], o) == sandboxes[o][1] for o in others)
+            if ok:
+                break
+            assert time.monotonic() - t0 < HEAL_BUDGET_S, "names did not come back in 5 s"
+            time.sleep(0.1)
+        heal_s = time.monotonic() - t0
+        for o in others:
+            assert _ping(sandboxes[o][0], cut) and _ping(sandboxes[cut][0], o)
+        assert time.monotonic() - t0 < HEAL_BUDGET_S + 4, "pings took too long after heal"
+        print(f"names back {heal_s:.2f}s after the heal")
+    finally:
+        if not healed:
+            lab.topo.set_link(host3, up=True)
