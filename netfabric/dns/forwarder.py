@@ -31,6 +31,7 @@ DEFAULT_FORWARD_TIMEOUT = 3.0
 
 _MAX_REPLY = 65535
 _OUR_ADDRESS = "127.0.0.11"
+_RETRANSMIT = 0.4  # seconds before a UDP query is sent again (same socket, same ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class ForwarderStats:
     queries: int = 0
     answered: int = 0
     tcp_retries: int = 0
+    retransmits: int = 0
     upstream_errors: int = 0
     servfail: int = 0
     in_flight: int = 0
@@ -167,11 +169,16 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         with self._factory(upstream.family, socket.SOCK_DGRAM) as sock:
             await loop.sock_connect(sock, (upstream.host, upstream.port))
-            await loop.sock_sendall(sock, query)
-            while True:  # connected: only the upstream's datagrams arrive; skip stale IDs
-                reply = await loop.sock_recv(sock, _MAX_REPLY)
-                if _matches(reply, qid, query):
-                    return reply
+            while True:  # UDP may lose either datagram: resend until the deadline
+                await loop.sock_sendall(sock, query)
+                try:
+                    async with asyncio.timeout(_RETRANSMIT):
+                        while True:  # connected: only the upstream's datagrams arrive
+                            reply = await loop.sock_recv(sock, _MAX_REPLY)
+                            if _matches(reply, qid, query):
+                                return reply
+                except TimeoutError:
+                    self.stats.retransmits += 1
 
     async def _tcp(self, upstream: Upstream, query: bytes, qid: int) -> bytes:
         loop = asyncio.get_running_loop()

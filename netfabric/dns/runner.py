@@ -25,7 +25,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from netfabric.dns.forwarder import parse_upstream
+from netfabric.dns.forwarder import DEFAULT_FORWARD_TIMEOUT, parse_upstream
 from netfabric.dns.records import Records, ServiceMode
 from netfabric.dns.resolver import ResolverConfig
 from netfabric.dns.server import DnsServer, ServerConfig, ServingMode
@@ -133,8 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="forward nothing (every unknown name gets SERVFAIL)")
     parser.add_argument("--ttl", type=int, default=ResolverConfig().ttl)
     parser.add_argument("--mode", choices=[m.value for m in ServingMode],
-                        default=ServingMode.LOOP.value)
-    parser.add_argument("--forward-timeout", type=float, default=2.0)
+                        default=ServingMode.THREAD.value)
+    parser.add_argument("--forward-timeout", type=float, default=DEFAULT_FORWARD_TIMEOUT)
     parser.add_argument("--cache-entries", type=int, default=ResolverConfig().cache_entries,
                         help="reply cache bound per network set (0: no cache)")
     parser.add_argument("--seed", type=int, default=None)

@@ -39,6 +39,7 @@ DNS_ADDRESS = "127.0.0.11"
 
 RESOLV_CONF = f"nameserver {DNS_ADDRESS}\noptions ndots:0\n"
 _UDP_RCVBUF = 4 << 20
+_SO_RCVBUFFORCE = 33
 _TCP_BACKLOG = 128
 _UDP_DRAIN = 64
 
@@ -66,7 +67,7 @@ class ServerConfig:
     """Where ``ip netns exec`` finds per-netns /etc files."""
     port: int = 53
     """Port bound on 127.0.0.11 in each sandbox."""
-    mode: ServingMode = ServingMode.LOOP
+    mode: ServingMode = ServingMode.THREAD
     """Who serves UDP: see :class:`ServingMode`."""
     tcp_idle_timeout: float = 10.0
     """Seconds a TCP client may stay idle between queries."""
@@ -325,7 +326,9 @@ def _open_sockets(port: int) -> tuple[socket.socket, socket.socket]:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        with contextlib.suppress(OSError):
+        try:  # root may exceed net.core.rmem_max: bursts must not be dropped here
+            udp.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _UDP_RCVBUF)
+        except OSError:
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
         udp.bind((DNS_ADDRESS, port))
         udp.setblocking(False)
