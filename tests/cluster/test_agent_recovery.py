@@ -82,6 +82,7 @@ def test_kill9_and_restart_restores_everything(lab: Lab) -> None:
     n2.remove_container("web")
     n2.remove_container("db")
     links, netns = _kernel(lab, "node2")
+    assert links < kernel_before[0] and len(kernel_before[0] - links) == 2   # two bridge veths
     assert not any(n.endswith((f"-c{web.id[:8]}", f"-c{db.id[:8]}")) for n in netns)
     assert not [n for n in netns if "-ov" in n], netns
     assert db.networks[0].ipv4 is not None
