@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,10 @@ def test_docker_socket_found_from_pid() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()",
                               "-H", "unix:///tmp/x/docker.sock"], stdin=subprocess.PIPE)
     try:
+        for _ in range(200):  # right after exec the kernel may show an empty cmdline
+            if Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.01)
         assert docker_socket_of(child.pid) == f"/proc/{child.pid}/root/tmp/x/docker.sock"
     finally:
         child.communicate(b"")

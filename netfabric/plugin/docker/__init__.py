@@ -5,6 +5,10 @@ the agent) and the :class:`Engine` seam (dockerd's API, for names); :class:`Plug
 serves them as HTTP on a unix socket. The agent starts both; see ``serve.py``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from netfabric.plugin.docker.backend import Attachment, Engine, Fabric, FabricNetwork
 from netfabric.plugin.docker.engine import DockerEngine, docker_socket_of, engine_factory
 from netfabric.plugin.docker.handlers import ADDRESS_SPACE, DockerPlugin, Reply, mac_for
@@ -27,5 +31,18 @@ __all__ = [
     "docker_socket_of",
     "engine_factory",
     "mac_for",
+    "serve",
     "write_spec",
 ]
+
+if TYPE_CHECKING:
+    from netfabric.agent.core import AgentCore
+    from netfabric.plugin.docker.service import DockerPluginService
+
+
+async def serve(core: AgentCore, path: str) -> DockerPluginService:
+    """The agent's hook (``--docker-plugin PATH``): serve the plugin for ``core`` on ``path``.
+    Imported lazily so that the handlers need none of the agent."""
+    from netfabric.plugin.docker.service import serve as serve_service
+
+    return await serve_service(core, path)

@@ -1,0 +1,264 @@
+"""The :class:`Fabric` seam over the running agent (:class:`AgentCore`) and its layers.
+
+Networks come from the agent (one netfabric network per name across the cluster, a worker
+asking its manager), addresses from its IPAM (so Docker containers, netfabric sandboxes and
+CNI pods never collide), and the data path from its drivers. A Docker endpoint is a veth
+whose inner end waits in this host's netns, named ``nfd<endpoint id>``, for dockerd to move
+it into the container (Docker sets the address and routes there); the outer end sits on the
+network's bridge (``br0`` in an overlay's netns, or the local bridge). It is published to
+gossip like any endpoint, first under its id and then, once dockerd lists the container,
+under the container's name and aliases, so every host resolves it.
+
+Names across hosts: dockerd's embedded resolver (127.0.0.11 in each container) answers
+same-host names and forwards the rest from dockerd's netns to the ``nameserver`` of the
+resolv.conf dockerd reads. The plugin opens netfabric's resolver at 127.0.0.11:53 in this
+host's netns, scoped to the networks that have Docker endpoints here, so the one setting per
+host is ``nameserver 127.0.0.11`` in dockerd's resolv.conf.
+
+Endpoints of this module are not sandboxes of the agent's state: after an agent restart the
+plugin's own state still lists them, but the drivers no longer know their veths (see the
+issue notes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Final
+
+from netfabric.agent.core import AgentCore, to_record
+from netfabric.agent.ports import MeshEvent
+from netfabric.errors import (
+    AlreadyExists,
+    InUse,
+    InvalidArgument,
+    NetfabricError,
+    NotAManager,
+    NotFound,
+    PoolExhausted,
+)
+from netfabric.model import Driver, Endpoint, Network, Scope
+from netfabric.plugin.docker.backend import Attachment, FabricNetwork
+
+__all__ = ["DNS_ADDRESS", "AgentFabric", "docker_ifname"]
+
+log = logging.getLogger(__name__)
+
+DNS_ADDRESS: Final = "127.0.0.11"
+"""Where the plugin serves netfabric's resolver in the host netns (dockerd's upstream)."""
+_PROPOSAL_BASE: Final = ipaddress.IPv4Network("10.0.0.0/8")
+_OPTION_KEYS: Final = frozenset({"mtu", "com.docker.network.driver.mtu"})
+
+
+def docker_ifname(endpoint_id: str) -> str:
+    """The veth end handed to dockerd: ``nfd`` + 12 characters of the endpoint id."""
+    return "nfd" + endpoint_id[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class _DockerEndpoint:
+    network: Network
+    endpoint: Endpoint
+    ifname: str
+    published: bool = True
+
+
+def _view(net: Network) -> FabricNetwork:
+    v4 = [s for s in net.subnets if ipaddress.ip_network(s.cidr).version == 4]
+    if not v4:
+        raise InvalidArgument(f"network {net.name} has no IPv4 subnet")
+    return FabricNetwork(name=net.name, driver=net.driver, subnet=v4[0].cidr,
+                         gateway=v4[0].gateway)
+
+
+class AgentFabric:
+    """netfabric as the Docker plugin sees it, over a running :class:`AgentCore`."""
+
+    def __init__(self, core: AgentCore) -> None:
+        self.core = core
+        self._eps: dict[str, _DockerEndpoint] = {}
+        self._dns_networks: frozenset[str] | None = None
+        self._sync_tasks: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._closed = False
+        core.mesh.subscribe(self._on_mesh_event)
+
+    @property
+    def host_netns_path(self) -> str:
+        return f"/run/netns/{self.core.config.host_netns}"
+
+    async def _network(self, name: str) -> Network:
+        return await self.core._resolve_network(name)
+
+    # -- networks -----------------------------------------------------------------------------
+
+    async def lookup_network(self, name: str) -> FabricNetwork | None:
+        try:
+            return _view(await self._network(name))
+        except NotFound:
+            return None
+
+    async def ensure_network(self, name: str, *, driver: Driver, subnet: str | None,
+                             gateway: str | None, ip_range: str | None,
+                             options: Mapping[str, str]) -> FabricNetwork:
+        unknown = sorted(set(options) - _OPTION_KEYS)
+        if unknown:
+            raise InvalidArgument(f"unknown option(s) {', '.join(unknown)} for network {name}: "
+                                  "netfabric knows -o type=overlay|bridge and -o mtu=N")
+        mtu = next((v for k, v in sorted(options.items()) if k in _OPTION_KEYS), None)
+        opts = {"mtu": mtu} if mtu else {}
+        try:
+            await self.core.create_network(name, driver=driver.value, attachable=True,
+                                           subnet=subnet, gateway=gateway if subnet else None,
+                                           ip_range=ip_range if subnet else None, options=opts)
+        except AlreadyExists:
+            pass
+        except NotAManager as exc:
+            raise NotAManager(f"netfabric network {name!r} does not exist yet and this node is "
+                              "a worker: create it (or run its first container) on a manager"
+                              ) from exc
+        return _view(await self._network(name))
+
+    async def release_network(self, name: str) -> None:
+        with contextlib.suppress(InUse, NotFound, NotAManager, InvalidArgument):
+            await self.core.remove_network(name)
+
+    async def propose_subnet(self, *, exclude: frozenset[str]) -> str:
+        taken = [ipaddress.ip_network(c) for c in exclude]
+        for rec in self.core.state.networks.values():
+            taken += [ipaddress.ip_network(c) for c, _, _ in rec.subnets]
+        for cand in _PROPOSAL_BASE.subnets(new_prefix=24):
+            if not any(cand.overlaps(t) for t in taken):
+                return str(cand)
+        raise PoolExhausted("no free /24 left in 10.0.0.0/8 to propose")
+
+    # -- addresses ----------------------------------------------------------------------------
+
+    async def allocate_address(self, network: str, *, address: str | None) -> str:
+        net = await self._network(network)
+        return (await self.core._allocate(net, address)).ipv4
+
+    async def release_address(self, network: str, address: str) -> None:
+        await self.core._release(await self._network(network), address)
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def attach(self, network: str, *, endpoint_id: str, address: str,
+                     mac: str) -> Attachment:
+        net = await self._network(network)
+        view = _view(net)
+        core = self.core
+        ep = Endpoint(id=endpoint_id, network_id=net.id, sandbox=endpoint_id[:12],
+                      node_id=core.state.node_id, mac=mac, ipv4=address,
+                      prefixlen=ipaddress.ip_network(view.subnet).prefixlen, vtep=core.address)
+        ifname = docker_ifname(endpoint_id)
+        async with core._lock:
+            if net.id not in core.state.networks:   # a cluster network new to this worker
+                core.state.networks[net.id] = to_record(net)
+                core._save()
+            await asyncio.to_thread(core.kernel.attach, net, ep,
+                                    netns_path=self.host_netns_path, ifname=ifname,
+                                    gateway=view.gateway)
+        self._eps[endpoint_id] = _DockerEndpoint(net, ep, ifname)
+        self._publish(self._eps[endpoint_id])
+        await self._sync_peers(net)
+        await self._update_dns()
+        return Attachment(ifname=ifname, gateway=view.gateway)
+
+    def _publish(self, d: _DockerEndpoint) -> None:
+        ep = d.endpoint
+        self.core.names.set_endpoint(ep.network_id, ep.sandbox, aliases=ep.aliases,
+                                     ipv4=ep.ipv4, ipv6=ep.ipv6, owner=ep.id)
+        if d.network.scope == Scope.SWARM and self.core._mesh_started:
+            self.core.mesh.join_network(d.network.id)
+            self.core.mesh.publish(ep)
+
+    def _withdraw(self, d: _DockerEndpoint) -> None:
+        ep = d.endpoint
+        self.core.names.remove_endpoint(ep.network_id, ep.sandbox, owner=ep.id)
+        if d.network.scope == Scope.SWARM and self.core._mesh_started:
+            self.core.mesh.withdraw(ep)
+
+    async def set_names(self, network: str, *, endpoint_id: str,
+                        names: tuple[str, ...]) -> None:
+        d = self._eps.get(endpoint_id)
+        if d is None or not d.published or not names:
+            return
+        self.core.names.remove_endpoint(d.network.id, d.endpoint.sandbox, owner=endpoint_id)
+        new = replace(d, endpoint=replace(d.endpoint, sandbox=names[0],
+                                          aliases=tuple(a for a in names[1:] if a != names[0])))
+        self._eps[endpoint_id] = new
+        self._publish(new)
+
+    async def leave(self, network: str, *, endpoint_id: str) -> None:
+        d = self._eps.get(endpoint_id)
+        if d is not None and d.published:
+            self._withdraw(d)
+            self._eps[endpoint_id] = replace(d, published=False)
+
+    async def detach(self, network: str, *, endpoint_id: str) -> None:
+        d = self._eps.pop(endpoint_id, None)
+        if d is None:
+            return
+        if d.published:
+            self._withdraw(d)
+        async with self.core._lock:
+            await asyncio.to_thread(self.core.kernel.detach, d.network, d.endpoint,
+                                    netns_path=self.host_netns_path, ifname=d.ifname)
+        await self._update_dns()
+
+    # -- peers and DNS ------------------------------------------------------------------------
+
+    async def _sync_peers(self, net: Network) -> None:
+        if net.scope == Scope.SWARM:
+            await self.core._sync_peers(net)
+
+    async def _on_mesh_event(self, event: MeshEvent) -> None:
+        ep = event.endpoint
+        if self._closed or ep is None or event.node_id == self.core.state.node_id:
+            return
+        if not any(d.network.id == ep.network_id for d in self._eps.values()):
+            return
+        self._dirty.add(ep.network_id)
+        task = self._sync_tasks.get(ep.network_id)
+        if task is None or task.done():
+            self._sync_tasks[ep.network_id] = asyncio.get_running_loop().create_task(
+                self._sync_job(ep.network_id))
+
+    async def _sync_job(self, network_id: str) -> None:
+        while network_id in self._dirty and not self._closed:
+            self._dirty.discard(network_id)
+            net = next((d.network for d in self._eps.values()
+                        if d.network.id == network_id), None)
+            if net is None:
+                return
+            try:
+                await self._sync_peers(net)
+            except NetfabricError as exc:
+                log.warning("docker plugin: peer sync of %s failed: %s", net.name, exc)
+
+    async def _update_dns(self) -> None:
+        """Serve 127.0.0.11 in the host netns for the networks with Docker endpoints."""
+        nets = frozenset(d.network.id for d in self._eps.values())
+        if nets == self._dns_networks:
+            return
+        netns = self.core.config.host_netns
+        if nets:
+            await self.core.names.open_sandbox(netns, self.host_netns_path, nets)
+        else:
+            await self.core.names.close_sandbox(netns)
+        self._dns_networks = nets or None
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._sync_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._sync_tasks.values(), return_exceptions=True)
+        if self._dns_networks:
+            with contextlib.suppress(NetfabricError):
+                await self.core.names.close_sandbox(self.core.config.host_netns)
+            self._dns_networks = None
