@@ -29,6 +29,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netfabric.dataplane import netns as ns
 from netfabric.dataplane import nft
+from netfabric.dataplane.rawnl import Rtnl, RtnlError
 from netfabric.dataplane.resources import (
     Addr,
     Bridge,
@@ -119,6 +120,7 @@ class Kernel:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nf-dataplane")
         self._lock = threading.Lock()
         self._ipr: dict[str | None, IPRoute] = {}
+        self._raw: dict[str | None, Rtnl] = {}
         self._keep: set[str | None] = {None}
         self._closed = False
 
@@ -137,6 +139,8 @@ class Kernel:
         finally:
             for key in [k for k in self._ipr if k not in self._keep]:
                 self._ipr.pop(key).close()
+            for key in [k for k in self._raw if k not in self._keep]:
+                self._raw.pop(key).close()
 
     def _real(self, name: str | None) -> str | None:
         return self.host_netns if name is None else name
@@ -151,6 +155,14 @@ class Kernel:
             self._ipr[key] = sock
         return sock
 
+    def raw(self, name: str | None) -> Rtnl:
+        """The hot-path socket into netns ``name`` (see :mod:`rawnl`). Worker thread only."""
+        key = self._real(name)
+        sock = self._raw.get(key)
+        if sock is None:
+            sock = self._raw[key] = Rtnl(ns.netlink_socket(key))
+        return sock
+
     def keep(self, name: str) -> None:
         """Keep a socket into ``name`` between calls (a netns the drivers own)."""
         self._keep.add(name)
@@ -160,6 +172,9 @@ class Kernel:
         sock = self._ipr.pop(name, None)
         if sock is not None:
             sock.close()
+        raw = self._raw.pop(name, None)
+        if raw is not None:
+            raw.close()
 
     def close(self) -> None:
         with self._lock:
@@ -196,6 +211,13 @@ class Kernel:
         the link holding ``local``)."""
         return self.call(lambda: self._underlay_mtu(list(towards), local))
 
+    def ensure(self, resources: Iterable[Resource]) -> int:
+        """Create each resource, outermost first, without reading the kernel first: every
+        create is idempotent (what exists and matches is success). The fast path of attach;
+        ``observe`` + ``diff`` + ``apply`` is the thorough one."""
+        ordered = sorted(resources, key=lambda r: r.phase)
+        return self.apply(Create(r) for r in ordered)
+
     def apply(self, ops: Iterable[Op]) -> int:
         """Run ``ops`` in order; returns how many ran. Stops at the first failure, raising
         :class:`DataplaneError` naming the op."""
@@ -226,6 +248,8 @@ class Kernel:
                 self._apply_one(op)
             except NetlinkError as exc:
                 raise DataplaneError(f"{_describe(op)}: {os.strerror(exc.code)}") from exc
+            except RtnlError as exc:
+                raise DataplaneError(f"{_describe(op)}: {exc.strerror}") from exc
             except DataplaneError as exc:
                 raise DataplaneError(f"{_describe(op)}: {exc}") from exc
             except OSError as exc:
@@ -307,6 +331,9 @@ class Kernel:
         except NetlinkError as exc:
             if exc.code not in _GONE:
                 raise
+        except RtnlError as exc:
+            if exc.errno not in _GONE:
+                raise
         except _Missing:
             return
 
@@ -321,10 +348,10 @@ class Kernel:
             raise
 
     def _index(self, netns: str | None, name: str) -> int:
-        msg = self._get_link(netns, name)
-        if msg is None:
+        link = self.raw(netns).link(name)
+        if link is None:
             raise _Missing(f"no link {name} in {self._real(netns) or 'host'}")
-        return int(msg["index"])
+        return link.index
 
     def _link_delete(self, netns: str | None, name: str) -> None:
         if netns is not None and not ns.netns_exists(netns):
@@ -386,35 +413,44 @@ class Kernel:
     def _veth(self, r: Veth) -> None:
         if r.peer is None:
             raise DataplaneError(f"veth {r.name} without a peer name")
-        ipr = self.ipr(r.netns)
         peer_ns = self._real(r.peer_netns)
-        peer: dict[str, Any] = {"ifname": r.peer, "mtu": r.mtu}
-        if r.peer_mac:
-            peer["address"] = r.peer_mac
-        if peer_ns != self._real(r.netns):
-            if peer_ns is None:
-                raise DataplaneError(f"veth {r.name}: no netns to put {r.peer} in")
-            peer["net_ns_fd"] = ns.netns_path(peer_ns)
-        spec: dict[str, Any] = {"ifname": r.name, "kind": "veth", "mtu": r.mtu,
-                                "state": "up", "peer": peer}
-        if r.master is not None:
-            spec["master"] = self._index(r.netns, r.master)
+        if peer_ns is None and self._real(r.netns) is not None:
+            raise DataplaneError(f"veth {r.name}: no netns to put {r.peer} in")
+        master = None if r.master is None else self._index(r.netns, r.master)
         try:
-            ipr.link("add", **spec)
-        except NetlinkError as exc:
-            if exc.code != errno.EEXIST:
+            self._veth_add(r, master)
+        except RtnlError as exc:
+            if exc.errno != errno.EEXIST:
                 raise
-            self._veth_converge(r)
-            return
-        pipr = self.ipr(r.peer_netns)
-        pipr.link("set", index=self._index(r.peer_netns, r.peer), state="up")
+            if self.raw(r.netns).link(r.name) is None:
+                raise DataplaneError(f"{r.peer} already exists in {peer_ns}") from exc
+            if self._veth_converge(r):
+                return
+            # Our name, but not our pair (a crash mid-way, a sandbox that died): redo it.
+            self._link_delete(r.netns, r.name)
+            self._veth_add(r, master)
+        self.raw(r.peer_netns).set_up(self._index(r.peer_netns, r.peer))
 
-    def _veth_converge(self, r: Veth) -> None:
-        """The pair exists: check it is ours and set what may drift."""
+    def _veth_add(self, r: Veth, master: int | None) -> None:
+        assert r.peer is not None
+        peer_ns = self._real(r.peer_netns)
+        fd = None
+        if peer_ns != self._real(r.netns) and peer_ns is not None:
+            fd = os.open(ns.netns_path(peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.raw(r.netns).add_veth(r.name, mtu=r.mtu, master=master, peer=r.peer,
+                                       peer_mac=r.peer_mac, peer_netns_fd=fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _veth_converge(self, r: Veth) -> bool:
+        """The host end exists: if its peer is the wanted one, set what may drift and say
+        ``True``; ``False`` when the pair is not the wanted one."""
         assert r.peer is not None
         have = self._observe_veth(r.netns, self._get_link(r.netns, r.name), r)
         if have is None or have.peer != r.peer:
-            raise DataplaneError(f"veth {r.name}/{r.peer}: a name is taken by another link")
+            return False
         ipr, pipr = self.ipr(r.netns), self.ipr(r.peer_netns)
         idx, pidx = self._index(r.netns, r.name), self._index(r.peer_netns, r.peer)
         master = {} if r.master is None else {"master": self._index(r.netns, r.master)}
@@ -423,18 +459,17 @@ class Kernel:
         if r.peer_mac and have.peer_mac != r.peer_mac:
             peer_set["address"] = r.peer_mac
         pipr.link("set", index=pidx, **peer_set)
+        return True
 
     # ----------------------------------------------------------- addresses, routes, fdb
 
     def _addr(self, r: Addr) -> None:
-        try:
-            self.ipr(r.netns).addr("add", index=self._index(r.netns, r.dev),
-                                   **_addr_args(r.cidr))
-        except NetlinkError as exc:
-            if exc.code != errno.EEXIST:
-                raise
+        self.raw(r.netns).add_addr(self._index(r.netns, r.dev), r.cidr)
 
     def _route(self, r: Route) -> None:
+        if r.dst == "default":
+            self.raw(r.netns).replace_default_route(r.gateway, self._index(r.netns, r.dev))
+            return
         self.ipr(r.netns).route("replace", family=r.family, dst=_route_dst(r),
                                 gateway=r.gateway, oif=self._index(r.netns, r.dev),
                                 table=_MAIN_TABLE)

@@ -193,7 +193,7 @@ class BridgeDriver:
             st.locals[endpoint.id] = local
             want = endpoint_side(st.network, local)
             try:
-                self._converge(self._endpoint_scopes(local), want)
+                self.kernel.ensure(want)  # idempotent creates: the hot path reads nothing
             except BaseException:
                 del st.locals[endpoint.id]
                 with contextlib.suppress(DataplaneError):  # report the original error

@@ -350,20 +350,19 @@ class OverlayDriver:
         cfg = self.config
         ns_name = overlay_netns(cfg.prefix, _vni(st.network))
         want = endpoint_side(cfg, st.network, local, mtu)
-        scopes = [Scope(local.sandbox, links=frozenset({local.ifname}),
-                        phases=frozenset({Phase.ADDR, Phase.ROUTE}))]
         if st.ready:
-            scopes.append(Scope(ns_name, links=frozenset({local.host_ifname}),
-                                phases=frozenset({Phase.VETH})))
-        else:
-            want = [*infra(cfg, st.network, mtu), *want,
-                    *peer_entries(cfg, st.network, st.peers, st.locals)]
-            self.kernel.keep(ns_name)
-            # Other veths in a netns left by an earlier run are not this call's business.
-            scopes.append(Scope(ns_name, report_netns=True,
-                                phases=frozenset(Phase) - {Phase.VETH}))
-            scopes.append(Scope(ns_name, links=frozenset({local.host_ifname}),
-                                phases=frozenset({Phase.VETH})))
+            # The network is in place: idempotent creates, no read-back (the hot path).
+            self.kernel.ensure(want)
+            return
+        want = [*infra(cfg, st.network, mtu), *want,
+                *peer_entries(cfg, st.network, st.peers, st.locals)]
+        self.kernel.keep(ns_name)
+        scopes = [Scope(local.sandbox, links=frozenset({local.ifname}),
+                        phases=frozenset({Phase.ADDR, Phase.ROUTE})),
+                  # Other veths in a netns left by an earlier run are not this call's business.
+                  Scope(ns_name, report_netns=True, phases=frozenset(Phase) - {Phase.VETH}),
+                  Scope(ns_name, links=frozenset({local.host_ifname}),
+                        phases=frozenset({Phase.VETH}))]
         self._converge(scopes, want)
         st.ready = True
 
