@@ -29,11 +29,14 @@ from pathlib import Path
 from typing import Final
 
 from netfabric.errors import LabError
+from netfabric.lab.cluster import AgentProc, Lab, netfabric_argv
 from netfabric.lab.topology import Host
 
 __all__ = [
     "APPLETS",
+    "DOCKERD_RESOLV_CONF",
     "IMAGE",
+    "DockerLab",
     "Dockerd",
     "alive",
     "busybox_rootfs_tar",
@@ -49,6 +52,9 @@ APPLETS: Final = ("sh", "ping", "nslookup", "ip", "top", "sleep", "cat", "ls", "
 PLUGINS_DIR: Final = "/run/docker/plugins"
 ETC_DOCKER: Final = "/etc/docker"
 CGROUP_ROOT: Final = "/sys/fs/cgroup"
+PLUGIN_SOCKET_NAME: Final = "netfabric.sock"
+DOCKERD_RESOLV_CONF: Final = "nameserver 127.0.0.11\n"
+"""dockerd's resolv.conf in the lab: unknown names go to netfabric's resolver in the host."""
 START_TIMEOUT_S: Final = 40.0
 STOP_TIMEOUT_S: Final = 20.0
 
@@ -130,6 +136,8 @@ class Dockerd:
 
     host: Host
     base: Path
+    plugins: Path | None = None
+    """The directory this dockerd sees as /run/docker/plugins (default ``base/plugins``)."""
     proc: subprocess.Popen[bytes] | None = None
     _log: io.BufferedWriter | None = field(default=None, repr=False)
 
@@ -140,7 +148,7 @@ class Dockerd:
     @property
     def plugins_dir(self) -> Path:
         """Seen by this dockerd (only) as /run/docker/plugins."""
-        return self.base / "plugins"
+        return self.plugins or self.base / "plugins"
 
     @property
     def plugin_socket(self) -> Path:
@@ -298,14 +306,73 @@ class Dockerd:
         self.start(resolv_conf=resolv_conf, debug=debug)
 
 
-def start_dockerd(host: Host, base: Path, *, resolv_conf: str | None = None,
-                  debug: bool = False, timeout: float = START_TIMEOUT_S) -> Dockerd:
-    """Start a dockerd in ``host`` with everything under ``base``; on failure stop it and
-    raise :class:`LabError` with the end of its log."""
-    d = Dockerd(host=host, base=base)
+def start_dockerd(host: Host, base: Path, *, plugins: Path | None = None,
+                  resolv_conf: str | None = None, debug: bool = False,
+                  timeout: float = START_TIMEOUT_S) -> Dockerd:
+    """Start a dockerd in ``host`` with everything under ``base`` (its plugin directory is
+    ``plugins`` if given); on failure stop it and raise :class:`LabError` with the end of
+    its log."""
+    d = Dockerd(host=host, base=base, plugins=plugins)
     try:
         d.start(resolv_conf=resolv_conf, debug=debug, timeout=timeout)
     except BaseException:
         d.stop()
         raise
     return d
+
+
+@dataclass
+class DockerLab(Lab):
+    """A :class:`Lab` whose agents serve the Docker plugin, with a dockerd beside each.
+
+    Each agent runs with ``--docker-plugin DATA/docker-plugins/netfabric.sock``; that
+    directory is the one its host's dockerd sees as /run/docker/plugins. dockerd reads a
+    resolv.conf naming netfabric's resolver in the host netns (``nameserver 127.0.0.11``):
+    the one per-host setting names across hosts need. :meth:`down` stops the dockerds
+    first (their containers leave through the plugin), then the agents and hosts.
+    """
+
+    dockerds: dict[str, Dockerd] = field(default_factory=dict)
+
+    @staticmethod
+    def plugin_dir(agent: AgentProc) -> Path:
+        return Path(agent.data_dir) / "docker-plugins"
+
+    def start_agent(self, agent: AgentProc, *, env: dict[str, str] | None = None) -> None:
+        os.makedirs(agent.data_dir, exist_ok=True)
+        sock = self.plugin_dir(agent) / PLUGIN_SOCKET_NAME
+        argv = ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *netfabric_argv(), "agent",
+                "--data-dir", agent.data_dir, "--socket", agent.socket,
+                "--advertise-addr", agent.address, "--hostname", agent.name,
+                "--netns-name", agent.netns, "--dns-upstream", "none",
+                "--gossip-profile", "local", "--docker-plugin", str(sock)]
+        with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, env={**os.environ, **(env or {})})
+        agent.pid = proc.pid
+        proc.returncode = 0  # reaped by waitpid in stop_agent; no ResourceWarning
+        self.save()
+
+    def start_dockerd(self, name: str, *, image: bytes | None = None) -> Dockerd:
+        """Start the dockerd of host ``name`` (importing ``image`` as nfbox if given)."""
+        agent = self.agent(name)
+        assert self.topo is not None
+        host = self.topo.host(agent.host)
+        d = start_dockerd(host, Path(self.root) / f"dockerd-{agent.name}",
+                          plugins=self.plugin_dir(agent), resolv_conf=DOCKERD_RESOLV_CONF)
+        self.dockerds[agent.name] = d
+        if image is not None:
+            d.import_image(image)
+        return d
+
+    def down(self) -> None:
+        errors: list[LabError] = []
+        for d in self.dockerds.values():
+            try:
+                d.stop()
+            except LabError as exc:
+                errors.append(exc)
+        self.dockerds.clear()
+        super().down()
+        if errors:
+            raise errors[0]
