@@ -115,3 +115,14 @@ def test_reconcile_repairs_and_teardown_leaves_nothing(lab: Lab) -> None:
     listing = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "tables"],
                              capture_output=True, text=True).stdout
     assert NFT_TABLE not in listing
+
+
+@pytest.fixture(autouse=True)
+def _root_netns_untouched() -> Iterator[None]:
+    """Nothing of ours ever lands in the root netns (links or nft tables)."""
+    before = sh(["ip", "-o", "link"])
+    yield
+    after = sh(["ip", "-o", "link"])
+    assert [w for w in after.split() if w.startswith(("nfb", "nfbv"))] == [
+        w for w in before.split() if w.startswith(("nfb", "nfbv"))]
+    assert "netfabric" not in sh(["nft", "list", "tables"])

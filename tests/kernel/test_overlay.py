@@ -268,3 +268,25 @@ def test_a_failed_attach_leaves_nothing(fabric: Callable[..., Fabric]) -> None:
         f.drivers[h1.name].attach(net, endpoint(net, 1, h1), sandbox_netns=sb)
     assert_no_overlay_left(f)
     assert f.drivers[h1.name].netns_of(net.id) is None
+    # Same on the fast path, with the network already up: only the failed veth goes.
+    good = endpoint(net, 2, h1)
+    f.attach(h1, net, good)
+    ov = f.drivers[h1.name].netns_of(net.id)
+    assert ov is not None
+    before = sh(["ip", "-n", ov, "-o", "link"]).count("\n")
+    with pytest.raises(DataplaneError):
+        f.drivers[h1.name].attach(net, endpoint(net, 3, h1), sandbox_netns=sb)
+    assert sh(["ip", "-n", ov, "-o", "link"]).count("\n") == before
+    f.drivers[h1.name].detach(net.id, good.id)
+    assert_no_overlay_left(f)
+
+
+@pytest.fixture(autouse=True)
+def _root_netns_untouched() -> Iterator[None]:
+    """Nothing of ours ever lands in the root netns (links or nft tables)."""
+    before = sh(["ip", "-o", "link"])
+    yield
+    after = sh(["ip", "-o", "link"])
+    assert [w for w in after.split() if w.startswith(("nfvx", "ve"))] == [
+        w for w in before.split() if w.startswith(("nfvx", "ve"))]
+    assert "netfabric" not in sh(["nft", "list", "tables"])
