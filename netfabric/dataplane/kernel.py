@@ -218,6 +218,27 @@ class Kernel:
         ordered = sorted(resources, key=lambda r: r.phase)
         return self.apply(Create(r) for r in ordered)
 
+    def forget_neighbours(self, entries: Iterable[tuple[str, str, str]]) -> int:
+        """Drop cached ARP/ND entries ``(netns, dev, ip)`` inside sandboxes, so a moved IP
+        is re-resolved at once instead of after the cache's timers; returns how many were
+        there. Missing netns, devices and entries are fine."""
+        todo = list(entries)
+
+        def run() -> int:
+            n = 0
+            for netns, dev, ip in todo:
+                if not ns.netns_exists(netns):
+                    continue
+                link = self.raw(netns).link(dev)
+                if link is not None and self.raw(netns).del_neigh(link.index, ip):
+                    n += 1
+            return n
+
+        try:
+            return self.call(run)
+        except RtnlError as exc:
+            raise DataplaneError(f"forget neighbours: {exc.strerror}") from exc
+
     def apply(self, ops: Iterable[Op]) -> int:
         """Run ``ops`` in order; returns how many ran. Stops at the first failure, raising
         :class:`DataplaneError` naming the op."""

@@ -24,6 +24,7 @@ _IFINFO = struct.Struct("=BxHiII")
 _IFADDR = struct.Struct("=BBBBi")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTA = struct.Struct("=HH")
+_NDMSG = struct.Struct("=BBHiHBB")
 
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -36,6 +37,8 @@ RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
+RTM_DELNEIGH = 29
+NDA_DST = 1
 
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
@@ -208,3 +211,16 @@ class Rtnl:
                 + _attr(RTA_TABLE, struct.pack("=I", RT_TABLE_MAIN))
                 + _attr(RTA_GATEWAY, gw.packed) + _attr(RTA_OIF, struct.pack("=I", oif)))
         self._request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, body)
+
+    def del_neigh(self, index: int, ip: str) -> bool:
+        """Drop a neighbour (ARP/ND cache) entry; ``False`` if there was none."""
+        addr = ipaddress.ip_address(ip)
+        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+        body = _NDMSG.pack(family, 0, 0, index, 0, 0, 0) + _attr(NDA_DST, addr.packed)
+        try:
+            self._request(RTM_DELNEIGH, NLM_F_ACK, body)
+        except RtnlError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ESRCH):
+                return False
+            raise
+        return True

@@ -160,6 +160,19 @@ def desired_network(cfg: OverlayConfig, network: Network, locals_: Sequence[Loca
     return out
 
 
+def _moved_ips(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> set[str]:
+    """IPs that now belong to another MAC than before."""
+    def table(eps: Iterable[Endpoint]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for ep in eps:
+            for ip in (ep.ipv4, ep.ipv6):
+                if ip:
+                    out[str(ipaddress.ip_address(ip))] = mac_for(ep)
+        return out
+    before, after = table(old), table(new)
+    return {ip for ip, mac in after.items() if ip in before and before[ip] != mac}
+
+
 @dataclass
 class _NetState:
     network: Network
@@ -262,6 +275,7 @@ class OverlayDriver:
                 if peers:
                     self._pending_peers(network_id, peers)
                 return
+            moved = _moved_ips(st.peers, peers)
             st.peers = peers
             if not st.locals or not st.ready:
                 if not st.locals and not peers:
@@ -272,6 +286,11 @@ class OverlayDriver:
                           phases=frozenset({Phase.FDB, Phase.NEIGH}))
             want = peer_entries(self.config, st.network, peers, st.locals)
             self._converge([scope], want)
+            if moved:
+                # Local sandboxes may have cached the old MAC: make them ask again (the
+                # vxlan answers from the entries just written).
+                self.kernel.forget_neighbours(
+                    (lo.sandbox, lo.ifname, ip) for lo in st.locals.values() for ip in moved)
 
     def reconcile(self) -> int:
         """Bring every overlay netns of this host to the desired state, removing netns of

@@ -124,3 +124,23 @@ def test_bridge_desired_state() -> None:
     assert Route("nfx-c1", socket.AF_INET, "default", "172.18.0.1", "eth0") in want
     assert sum(isinstance(r, NftTable) for r in want) == 1
     assert bridge.desired_bridges([], {}) == []
+
+
+def test_moved_ips_are_those_with_a_new_mac() -> None:
+    from netfabric.drivers.overlay import _moved_ips
+
+    old = [ep(3), ep(4, ipv6="fd00:1::4")]
+    new = [ep(3, mac="02:42:0a:00:00:99", vtep="198.51.100.3"),
+           ep(4, ipv6="fd00:1::4"), ep(5)]
+    assert _moved_ips(old, new) == {"10.0.0.3"}
+    assert _moved_ips(new, new) == set()
+
+
+def test_raw_netlink_attributes_round_trip() -> None:
+    from netfabric.dataplane import rawnl
+
+    blob = rawnl._attr(3, b"eth0\0") + rawnl._attr(4, (1450).to_bytes(4, "little"))
+    assert len(blob) % 4 == 0
+    parsed = rawnl._attrs(blob)
+    assert parsed[3] == b"eth0\0" and rawnl._u32(parsed[4]) == 1450
+    assert rawnl._attrs(b"\x02\x00") == {}  # truncated input parses to nothing, no crash
