@@ -87,6 +87,8 @@ def test_isolation_same_bridge_masquerade_and_internal(lab: Lab) -> None:
     assert "default" not in sh(["ip", "-n", c1, "route"])
     assert not ping(c1, "172.18.0.2")
     assert "default via 172.18.0.1 dev eth0" in sh(["ip", "-n", a1, "route"])
+    assert "default via fd00:1::1 dev eth0" in sh(["ip", "-6", "-n", a1, "route"])
+    assert lab.driver.reconcile() == 0  # what attach made is exactly what reconcile wants
 
 
 def test_reconcile_repairs_and_teardown_leaves_nothing(lab: Lab) -> None:
