@@ -42,6 +42,7 @@ from netfabric.dataplane.resources import (
     NftTable,
     Op,
     Phase,
+    Placement,
     Resource,
     Route,
     Sysctl,
@@ -450,7 +451,8 @@ class Kernel:
             # Our name, but not our pair (a crash mid-way, a sandbox that died): redo it.
             self._link_delete(r.netns, r.name)
             self._veth_add(r, master)
-        self.raw(r.peer_netns).set_up(self._index(r.peer_netns, r.peer))
+        if r.placement is Placement.SANDBOX:
+            self.raw(r.peer_netns).set_up(self._index(r.peer_netns, r.peer))
 
     def _veth_add(self, r: Veth, master: int | None) -> None:
         assert r.peer is not None
@@ -472,6 +474,11 @@ class Kernel:
         have = self._observe_veth(r.netns, self._get_link(r.netns, r.name), r)
         if have is None or have.peer != r.peer:
             return False
+        if r.placement is Placement.PARKED:
+            master = {} if r.master is None else {"master": self._index(r.netns, r.master)}
+            self.ipr(r.netns).link("set", index=self._index(r.netns, r.name), mtu=r.mtu,
+                                   state="up", **master)
+            return True
         ipr, pipr = self.ipr(r.netns), self.ipr(r.peer_netns)
         idx, pidx = self._index(r.netns, r.name), self._index(r.peer_netns, r.peer)
         master = {} if r.master is None else {"master": self._index(r.netns, r.master)}
@@ -613,6 +620,10 @@ class Kernel:
                       LinkState.UP if up else LinkState.DOWN)
         if want is None or want.peer is None:
             return broken
+        if want.placement is Placement.PARKED:
+            # The inner end may have been moved and renamed by its runtime: not ours to see.
+            return Veth(netns, name, master, mtu, want.peer_netns, want.peer, want.peer_mac,
+                        LinkState.UP if up else LinkState.DOWN, Placement.PARKED)
         if want.peer_netns is not None and not ns.netns_exists(want.peer_netns):
             return broken
         peer = self._get_link(want.peer_netns, want.peer)

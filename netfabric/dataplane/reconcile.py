@@ -18,6 +18,7 @@ from netfabric.dataplane.resources import (
     Op,
     Resource,
     Update,
+    Veth,
     Vxlan,
 )
 
@@ -32,10 +33,11 @@ def index(resources: Iterable[Resource]) -> dict[Key, Resource]:
 def _inside(resource: Resource, netns: set[str]) -> bool:
     """Whether deleting one of ``netns`` already removes ``resource``.
 
-    A vxlan device is the exception: it is deleted explicitly first, because a netns dies
-    asynchronously and its vxlan would hold the VNI on the underlay socket for a while.
+    Links that reach outside are the exception, deleted explicitly first, because a netns
+    dies asynchronously: a vxlan would hold its VNI on the underlay socket for a while, and
+    a veth's inner end would linger in its sandbox.
     """
-    if isinstance(resource, Netns | Vxlan):
+    if isinstance(resource, Netns | Vxlan | Veth):
         return False
     return resource.netns is not None and resource.netns in netns
 

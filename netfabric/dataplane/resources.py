@@ -27,6 +27,7 @@ __all__ = [
     "NftTable",
     "Op",
     "Phase",
+    "Placement",
     "Resource",
     "Route",
     "Sysctl",
@@ -58,6 +59,16 @@ class LinkState(StrEnum):
 
     UP = "up"
     DOWN = "down"
+
+
+class Placement(StrEnum):
+    """Where a veth's inner end is and who configures it."""
+
+    SANDBOX = "sandbox"
+    """In ``peer_netns``, configured by us (addresses, routes)."""
+    PARKED = "parked"
+    """Left in ``peer_netns`` for a runtime to take (dockerd moves and configures it); only
+    the outer end is ours to check."""
 
 
 class LinkKind(StrEnum):
@@ -149,6 +160,7 @@ class Veth:
     peer: str | None
     peer_mac: str | None
     state: LinkState = LinkState.UP
+    placement: Placement = Placement.SANDBOX
     phase = Phase.VETH
 
     @property

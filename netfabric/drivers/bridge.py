@@ -33,6 +33,7 @@ from netfabric.drivers.common import (
     gateway_cidrs,
     mac_for,
     network_mtu,
+    parked_or,
     sandbox_side,
     short_id,
 )
@@ -177,15 +178,19 @@ class BridgeDriver:
             del self._nets[network_id]
             self._sync_network(network_id)
 
-    def attach(self, network: Network, endpoint: Endpoint, *, sandbox_netns: str,
+    def attach(self, network: Network, endpoint: Endpoint, *, sandbox_netns: str | None,
                ifname: str = "eth0") -> Attachment:
         """Plug ``endpoint`` into ``sandbox_netns`` as ``ifname`` (creating the network if
-        needed); idempotent. A failure undoes this call's work."""
+        needed); idempotent. A failure undoes this call's work.
+
+        ``sandbox_netns=None`` (or the host netns itself) parks the inner end in the host
+        netns as ``ifname``, unconfigured, for a runtime to take (Docker's Join)."""
         if endpoint.network_id != network.id:
             raise InvalidArgument(f"endpoint {endpoint.id} is not on network {network.id}")
         if network.id not in self._nets:
             self.create_network(network)
-        local = LocalEndpoint(endpoint, sandbox_netns, check_ifname(ifname),
+        local = LocalEndpoint(endpoint, parked_or(sandbox_netns, self.kernel.host_netns),
+                              check_ifname(ifname),
                               host_veth_name(endpoint.id))
         mac_for(endpoint)
         with self._lock:
@@ -197,7 +202,7 @@ class BridgeDriver:
             except BaseException:
                 del st.locals[endpoint.id]
                 with contextlib.suppress(DataplaneError):  # report the original error
-                    self._converge(self._endpoint_scopes(local)[1:], [])
+                    self._converge([self._veth_scope(local)], [])
                 raise
             return attachment(st.network, local, network_mtu(st.network) or DEFAULT_MTU)
 
@@ -208,7 +213,7 @@ class BridgeDriver:
             if st is None or endpoint_id not in st.locals:
                 return
             local = st.locals.pop(endpoint_id)
-            self._converge(self._endpoint_scopes(local)[1:], [])
+            self._converge([self._veth_scope(local)], [])
 
     def reconcile(self) -> int:
         """Repair everything of ours in the host netns and the sandboxes; returns ops run."""
@@ -217,8 +222,7 @@ class BridgeDriver:
             want = desired_bridges(nets, {k: st.locals.values() for k, st in self._nets.items()})
             scopes = [self._host_scope(links=None)]
             for st in self._nets.values():
-                for local in st.locals.values():
-                    scopes.append(self._endpoint_scopes(local)[0])
+                scopes += [self._sandbox_scope(lo) for lo in st.locals.values() if not lo.parked]
             return self._converge(scopes, want)
 
     def close(self) -> None:
@@ -242,11 +246,15 @@ class BridgeDriver:
         return Scope(None, links=links, phases=frozenset({Phase.BRIDGE, Phase.ADDR}),
                      nft_tables=table, sysctls=sysctls)
 
-    def _endpoint_scopes(self, local: LocalEndpoint) -> list[Scope]:
-        return [Scope(local.sandbox, links=frozenset({local.ifname}),
-                      phases=frozenset({Phase.ADDR, Phase.ROUTE})),
-                Scope(None, links=frozenset({local.host_ifname}),
-                      phases=frozenset({Phase.VETH}))]
+    @staticmethod
+    def _sandbox_scope(local: LocalEndpoint) -> Scope:
+        assert local.sandbox is not None
+        return Scope(local.sandbox, links=frozenset({local.ifname}),
+                     phases=frozenset({Phase.ADDR, Phase.ROUTE}))
+
+    @staticmethod
+    def _veth_scope(local: LocalEndpoint) -> Scope:
+        return Scope(None, links=frozenset({local.host_ifname}), phases=frozenset({Phase.VETH}))
 
     def _sync_network(self, network_id: str) -> None:
         nets = [st.network for st in self._nets.values()]

@@ -11,7 +11,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from netfabric.dataplane.resources import Addr, Resource, Route, Veth
+from netfabric.dataplane.resources import Addr, Placement, Resource, Route, Veth
 from netfabric.errors import InvalidArgument
 from netfabric.model import Endpoint, Network
 
@@ -24,6 +24,7 @@ __all__ = [
     "gateways",
     "mac_for",
     "network_mtu",
+    "parked_or",
     "sandbox_side",
     "short_id",
 ]
@@ -103,12 +104,19 @@ def _check_mtu(mtu: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class LocalEndpoint:
-    """An endpoint of this host: where its interface goes and under which names."""
+    """An endpoint of this host: where its interface goes and under which names.
+
+    ``sandbox=None`` parks the inner end in the host netns under ``ifname`` for a runtime
+    to take (Docker's Join: dockerd moves, renames and addresses it)."""
 
     endpoint: Endpoint
-    sandbox: str
+    sandbox: str | None
     ifname: str
     host_ifname: str
+
+    @property
+    def parked(self) -> bool:
+        return self.sandbox is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +125,7 @@ class Attachment:
 
     network_id: str
     endpoint_id: str
-    sandbox: str
+    sandbox: str | None
     ifname: str
     host_ifname: str
     mac: str
@@ -138,6 +146,9 @@ def sandbox_side(network: Network, local: LocalEndpoint, *, link_netns: str | No
                  master: str, mtu: int, default_route: bool) -> list[Resource]:
     """The veth and the sandbox's addresses and default routes for one endpoint."""
     ep = local.endpoint
+    if local.sandbox is None:
+        return [Veth(link_netns, local.host_ifname, master, mtu, None, local.ifname,
+                     mac_for(ep), placement=Placement.PARKED)]
     out: list[Resource] = [Veth(link_netns, local.host_ifname, master, mtu, local.sandbox,
                                 local.ifname, mac_for(ep))]
     gw4, gw6, plen6 = gateways(network)
@@ -161,3 +172,10 @@ def attachment(network: Network, local: LocalEndpoint, mtu: int) -> Attachment:
     ep = local.endpoint
     return Attachment(network.id, ep.id, local.sandbox, local.ifname, local.host_ifname,
                       mac_for(ep), mtu, ep.ipv4, ep.ipv6, gw4, gw6)
+
+
+def parked_or(sandbox_netns: str | None, host_netns: str | None) -> str | None:
+    """``None`` (park for the runtime) when the "sandbox" is the host netns itself."""
+    if sandbox_netns is None or sandbox_netns == host_netns:
+        return None
+    return sandbox_netns

@@ -46,6 +46,7 @@ from netfabric.drivers.common import (
     gateway_cidrs,
     mac_for,
     network_mtu,
+    parked_or,
     sandbox_side,
     short_id,
 )
@@ -160,6 +161,13 @@ def desired_network(cfg: OverlayConfig, network: Network, locals_: Sequence[Loca
     return out
 
 
+def _sandbox_scope(local: LocalEndpoint) -> Scope:
+    """What of a sandbox is ours to read: the addresses and routes of our interface."""
+    assert local.sandbox is not None
+    return Scope(local.sandbox, links=frozenset({local.ifname}),
+                 phases=frozenset({Phase.ADDR, Phase.ROUTE}))
+
+
 def _moved_ips(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> set[str]:
     """IPs that now belong to another MAC than before."""
     def table(eps: Iterable[Endpoint]) -> dict[str, str]:
@@ -211,16 +219,20 @@ class OverlayDriver:
 
     # ----------------------------------------------------------- public API
 
-    def attach(self, network: Network, endpoint: Endpoint, *, sandbox_netns: str,
+    def attach(self, network: Network, endpoint: Endpoint, *, sandbox_netns: str | None,
                ifname: str = "eth0") -> Attachment:
         """Plug ``endpoint`` into ``sandbox_netns`` as ``ifname``; idempotent. A failure
-        undoes what this call made and raises :class:`DataplaneError`."""
+        undoes what this call made and raises :class:`DataplaneError`.
+
+        ``sandbox_netns=None`` (or the host netns itself) parks the inner end in the host
+        netns as ``ifname``, unconfigured, for a runtime to take (Docker's Join)."""
         if network.driver != Driver.OVERLAY:
             raise InvalidArgument(f"network {network.name} is not an overlay network")
         if endpoint.network_id != network.id:
             raise InvalidArgument(f"endpoint {endpoint.id} is not on network {network.id}")
         _vni(network)
-        local = LocalEndpoint(endpoint, sandbox_netns, check_ifname(ifname),
+        local = LocalEndpoint(endpoint, parked_or(sandbox_netns, self.kernel.host_netns),
+                              check_ifname(ifname),
                               host_veth_name(endpoint.id))
         mac_for(endpoint)
         with self._lock:
@@ -290,7 +302,8 @@ class OverlayDriver:
                 # Local sandboxes may have cached the old MAC: make them ask again (the
                 # vxlan answers from the entries just written).
                 self.kernel.forget_neighbours(
-                    (lo.sandbox, lo.ifname, ip) for lo in st.locals.values() for ip in moved)
+                    (lo.sandbox, lo.ifname, ip) for lo in st.locals.values()
+                    if lo.sandbox is not None for ip in moved)
 
     def reconcile(self) -> int:
         """Bring every overlay netns of this host to the desired state, removing netns of
@@ -306,9 +319,7 @@ class OverlayDriver:
                 desired += desired_network(self.config, st.network,
                                            list(st.locals.values()), st.peers, mtu)
                 wanted_ns.add(overlay_netns(self.config.prefix, _vni(st.network)))
-                for local in st.locals.values():
-                    scopes.append(Scope(local.sandbox, links=frozenset({local.ifname}),
-                                        phases=frozenset({Phase.ADDR, Phase.ROUTE})))
+                scopes += [_sandbox_scope(lo) for lo in st.locals.values() if not lo.parked]
             existing = set(self.kernel.list_netns(f"{self.config.prefix}-ov"))
             for name in sorted(existing | wanted_ns):
                 scopes.append(Scope(name, report_netns=True))
@@ -376,8 +387,8 @@ class OverlayDriver:
         want = [*infra(cfg, st.network, mtu), *want,
                 *peer_entries(cfg, st.network, st.peers, st.locals)]
         self.kernel.keep(ns_name)
-        scopes = [Scope(local.sandbox, links=frozenset({local.ifname}),
-                        phases=frozenset({Phase.ADDR, Phase.ROUTE})),
+        scopes = [] if local.parked else [_sandbox_scope(local)]
+        scopes += [
                   # Other veths in a netns left by an earlier run are not this call's business.
                   Scope(ns_name, report_netns=True, phases=frozenset(Phase) - {Phase.VETH}),
                   Scope(ns_name, links=frozenset({local.host_ifname}),

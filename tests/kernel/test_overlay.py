@@ -291,3 +291,31 @@ def _root_netns_untouched() -> Iterator[None]:
     assert [w for w in after.split() if w.startswith(("nfvx", "ve"))] == [
         w for w in before.split() if w.startswith(("nfvx", "ve"))]
     assert "netfabric" not in sh(["nft", "list", "tables"])
+
+
+def test_a_parked_veth_is_handed_to_the_runtime(fabric: Callable[..., Fabric]) -> None:
+    """Docker's Join: the inner end waits in the host netns; dockerd moves, renames and
+    addresses it; reconcile leaves it alone; detach removes it."""
+    f = fabric(2)
+    h1, h2 = f.topo.hosts
+    net = overlay_net(800)
+    e1, e2 = endpoint(net, 1, h1), endpoint(net, 2, h2)
+    got = f.drivers[h1.name].attach(net, e1, sandbox_netns=None, ifname="nfd0123456789")
+    assert got.sandbox is None
+    parked = sh(["ip", "-n", h1.netns, "link", "show", "nfd0123456789"])
+    assert e1.mac in parked and "mtu 1450" in parked
+    s2 = f.attach(h2, net, e2)
+    f.publish(net, [e1, e2])
+    # What dockerd does with it.
+    container = f.sandbox("docker1")
+    sh(["ip", "-n", h1.netns, "link", "set", "nfd0123456789", "netns", container])
+    sh(["ip", "-n", container, "link", "set", "nfd0123456789", "name", "eth0"])
+    sh(["ip", "-n", container, "addr", "add", f"{e1.ipv4}/24", "dev", "eth0"])
+    sh(["ip", "-n", container, "link", "set", "eth0", "up"])
+    assert f.drivers[h1.name].reconcile() == 0
+    assert ping(s2, str(e1.ipv4))
+    # Attach again (a plugin replaying its state after a restart) is a no-op too.
+    f.drivers[h1.name].attach(net, e1, sandbox_netns=h1.netns, ifname="nfd0123456789")
+    assert ping(s2, str(e1.ipv4))
+    f.drivers[h1.name].detach(net.id, e1.id)
+    assert "eth0" not in sh(["ip", "-n", container, "-o", "link"])

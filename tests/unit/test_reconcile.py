@@ -77,11 +77,12 @@ def test_deletes_come_first_deepest_first() -> None:
     assert phases == sorted(phases, reverse=True)
 
 
-def test_deleting_a_netns_subsumes_its_contents_but_not_its_vxlan() -> None:
+def test_deleting_a_netns_subsumes_its_contents_but_not_links_reaching_out() -> None:
     ops = diff([], network())
     olds = [op.old for op in ops if isinstance(op, Delete)]
     assert Netns(OV) in olds
     assert Vxlan(OV, "nfvx42", 42, "198.51.100.1", 4789, 1450, "br0") in olds
+    assert Veth(OV, "veaaa", "br0", 1450, "nfx-c1", "eth0", "02:42:0a:00:00:02") in olds
     assert not any(isinstance(r, Bridge | Fdb | Neigh) for r in olds)
     # Sandbox contents are not in the doomed netns: they are deleted explicitly.
     assert Addr("nfx-c1", "eth0", "10.0.0.2/24") in olds
