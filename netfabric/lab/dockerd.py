@@ -138,6 +138,8 @@ class Dockerd:
     base: Path
     plugins: Path | None = None
     """The directory this dockerd sees as /run/docker/plugins (default ``base/plugins``)."""
+    resolv_conf: str | None = None
+    """What this dockerd reads as /etc/resolv.conf (``None``: the machine's)."""
     proc: subprocess.Popen[bytes] | None = None
     _log: io.BufferedWriter | None = field(default=None, repr=False)
 
@@ -199,9 +201,9 @@ class Dockerd:
                            f"{out.stderr.strip() or out.stdout.strip()}")
         return out
 
-    def start(self, *, resolv_conf: str | None = None, debug: bool = False,
-              timeout: float = START_TIMEOUT_S) -> None:
+    def start(self, *, debug: bool = False, timeout: float = START_TIMEOUT_S) -> None:
         """Start dockerd and wait until its API answers."""
+        resolv_conf = self.resolv_conf
         for d in (self.plugins_dir, self.exec_root, self.data_root, self.base / "etc-docker"):
             d.mkdir(parents=True, exist_ok=True)
         for target in (PLUGINS_DIR, ETC_DOCKER):
@@ -299,11 +301,11 @@ class Dockerd:
         if remove:
             shutil.rmtree(self.base, ignore_errors=True)
 
-    def restart(self, *, resolv_conf: str | None = None, debug: bool = False) -> None:
+    def restart(self, *, debug: bool = False) -> None:
         """Stop (containers stopped by dockerd's shutdown, not removed) and start again,
-        keeping data root and plugin directory."""
+        keeping data root, plugin directory and resolv.conf."""
         self.stop(remove=False, keep_containers=True)
-        self.start(resolv_conf=resolv_conf, debug=debug)
+        self.start(debug=debug)
 
 
 def start_dockerd(host: Host, base: Path, *, plugins: Path | None = None,
@@ -312,9 +314,9 @@ def start_dockerd(host: Host, base: Path, *, plugins: Path | None = None,
     """Start a dockerd in ``host`` with everything under ``base`` (its plugin directory is
     ``plugins`` if given); on failure stop it and raise :class:`LabError` with the end of
     its log."""
-    d = Dockerd(host=host, base=base, plugins=plugins)
+    d = Dockerd(host=host, base=base, plugins=plugins, resolv_conf=resolv_conf)
     try:
-        d.start(resolv_conf=resolv_conf, debug=debug, timeout=timeout)
+        d.start(debug=debug, timeout=timeout)
     except BaseException:
         d.stop()
         raise

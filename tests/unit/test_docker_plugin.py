@@ -178,6 +178,7 @@ class Host:
     async def err(self, verb: str, body: object = None) -> str:
         _status, out = await self.call(verb, body)
         assert "Err" in out, (verb, out)
+        assert out["Error"] == out["Err"], "libnetwork's IPAM client reads Error"
         assert "internal error" not in out["Err"], out
         return str(out["Err"])
 

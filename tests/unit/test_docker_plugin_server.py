@@ -172,7 +172,7 @@ def fake_dockerd(tmp_path: Path) -> Callable[[], AsyncIterator[str]]:
         "/v1.41/networks/n1": {"Name": "myoverlay", "Containers": {
             "c" * 64: {"Name": "web1", "EndpointID": "e1"}}},
         "/v1.41/containers/" + "c" * 64 + "/json": {"NetworkSettings": {"Networks": {
-            "myoverlay": {"Aliases": ["cccccccccccc", "web"]}}}},
+            "myoverlay": {"Aliases": ["cccccccccccc", "web"], "EndpointID": "e1"}}}},
     }
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

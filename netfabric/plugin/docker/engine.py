@@ -88,10 +88,13 @@ class DockerEngine:
         cid, info = found[0]
         names = [str(info.get("Name", "")).lstrip("/")]
         status, ctr = await self._get(f"/containers/{quote(cid)}/json")
-        if status == 200 and isinstance(ctr, dict):
-            nets = (ctr.get("NetworkSettings") or {}).get("Networks") or {}
-            mine = nets.get(net.get("Name")) or {}
-            names += [str(a) for a in (mine.get("Aliases") or [])]
+        if status != 200 or not isinstance(ctr, dict):
+            return ()
+        nets = (ctr.get("NetworkSettings") or {}).get("Networks") or {}
+        mine = nets.get(net.get("Name")) or {}
+        if mine.get("EndpointID") != endpoint_id:
+            return ()  # the container's settings (and aliases) are not written yet
+        names += [str(a) for a in (mine.get("Aliases") or [])]
         return tuple(dict.fromkeys(n for n in names if n))
 
 

@@ -111,7 +111,12 @@ class DockerPlugin:
             log.exception("docker plugin: %s failed", verb)
             resp = s.ErrorResponse(f"netfabric plugin internal error in {verb}: "
                                    f"{type(exc).__name__}: {exc} (see the agent's log)")
-        return Reply(200, _encode(resp))
+        out = _encode(resp)
+        if isinstance(resp, s.ErrorResponse):
+            log.warning("docker plugin: %s %s -> %s", verb, body[:300], resp.err)
+        else:
+            log.debug("docker plugin: %s %s -> %s", verb, body[:300], out)
+        return Reply(200, out)
 
     async def dispatch(self, verb: str, req: s.Request, *, engine: Engine) -> s.Response:
         """Run the handler of ``verb``; raises :class:`NetfabricError` on refusal."""

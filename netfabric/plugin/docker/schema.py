@@ -480,12 +480,17 @@ def parse_request(verb: str, body: bytes) -> Request:
 
 @dataclass(frozen=True, slots=True)
 class ErrorResponse:
-    """Any verb's failure: Docker shows ``Err`` to the user."""
+    """Any verb's failure, shown to the user by Docker.
+
+    libnetwork reads ``Err`` for NetworkDriver verbs but ``Error`` for IpamDriver verbs (its
+    ipams/remote/api ``Response`` has a field ``Error``; an IPAM answer with only ``Err``
+    reads as success and dockerd says "No address returned"). Both keys carry the message.
+    """
 
     err: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"Err": self.err}
+        return {"Err": self.err, "Error": self.err}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Final
 
 from netfabric.errors import InvalidArgument
 from netfabric.plugin.docker.handlers import DockerPlugin, Reply
-from netfabric.plugin.docker.schema import MAX_BODY
+from netfabric.plugin.docker.schema import MAX_BODY, ErrorResponse
 
 __all__ = ["DEFAULT_PLUGIN_SOCKET", "PluginServer", "write_spec"]
 
@@ -41,7 +41,7 @@ class _BadRequest(Exception):
 
 
 def _err(status: int, message: str) -> Reply:
-    return Reply(status, json.dumps({"Err": message}).encode())
+    return Reply(status, json.dumps(ErrorResponse(message).to_json()).encode())
 
 
 def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
