@@ -159,6 +159,7 @@ class AgentCore:
         self._mesh_started = False
         self._peer_tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        self._programmed: dict[str, frozenset[Endpoint]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -905,7 +906,14 @@ class AgentCore:
                 log.warning("peer sync of network %s failed: %s", rec.name, exc)
 
     async def _sync_peers(self, net: Network) -> None:
+        """Program the remote endpoints of ``net``; skipped when they did not change (the
+        driver keeps the last set, and a reconverge costs a netlink dump)."""
         if not self._mesh_started:
             return
-        peers = [e for e in self.mesh.endpoints(net.id) if e.node_id != self.state.node_id]
+        peers = sorted((e for e in self.mesh.endpoints(net.id)
+                        if e.node_id != self.state.node_id), key=lambda e: e.id)
+        key = frozenset(peers)
+        if self._programmed.get(net.id) == key:
+            return
         await self._thread(self.kernel.set_peers, net, peers)
+        self._programmed[net.id] = key

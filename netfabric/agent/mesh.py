@@ -34,8 +34,14 @@ __all__ = ["ENDPOINT_TABLE", "PROFILES", "GossipMesh", "decode_endpoint", "encod
 log = logging.getLogger(__name__)
 
 ENDPOINT_TABLE = "endpoints"
+def _local() -> GossipConfig:
+    """The gossip package's ``local`` profile with a faster broadcast round: on one machine
+    a round costs microseconds, and names reach 20 hosts in ~3 rounds."""
+    return GossipConfig.local().with_(gossip_interval=0.02, gossip_nodes=4)
+
+
 PROFILES: dict[str, Callable[[], GossipConfig]] = {
-    "lan": GossipConfig.lan, "local": GossipConfig.local, "wan": GossipConfig.wan}
+    "lan": GossipConfig.lan, "local": _local, "wan": GossipConfig.wan}
 STREAM_TIMEOUT = 10.0
 """Seconds one push/pull exchange may take."""
 

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Cluster benchmark: name propagation and failure purge across agents in simulated hosts.
+
+Prints one JSON object (with ``--json``):
+
+- ``getent_p50_ms_3_hosts`` / ``getent_p99_ms_3_hosts``: from ``container run`` on host A
+  (the library call, as an orchestrator makes it) to ``getent hosts NAME`` succeeding in a
+  sandbox on host B, 3 hosts;
+- ``getent_p99_ms_20_agents``: the same with 20 agents (A and B drawn at random);
+- ``kill9_to_purged_s``: from ``kill -9`` of an agent to its names being gone from every
+  peer's DNS and its MACs from every peer's FDB, 10 agents.
+
+Same-run baseline: ``getent_local_p50_ms``, a getent of a name already resolvable, so the
+cost of the polling itself (an ``ip netns exec getent`` process) is visible.
+
+    sudo .venv/bin/python bench/cluster_bench.py --json [--samples 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from netfabric import Client
+from netfabric.lab.cluster import Lab
+from netfabric.lab.walkthrough import form_cluster
+
+POLL_TIMEOUT_S = 10.0
+
+
+def _getent_ok(netns: str, name: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", netns, "getent", "hosts", name],
+                          capture_output=True, check=False).returncode == 0
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[idx]
+
+
+def _cluster(n: int, state_dir: str) -> Lab:
+    lab = Lab.up(n, state_dir=state_dir)
+    try:
+        form_cluster(lab)
+        Client(lab.agents[0].url).create_network("bench", driver="overlay", attachable=True,
+                                                 subnet="10.123.0.0/16")
+    except BaseException:
+        lab.down()
+        raise
+    return lab
+
+
+def run_to_getent(lab: Lab, samples: int,
+                  rng: random.Random) -> tuple[list[float], float, list[float]]:
+    """Latencies (ms) of run-on-A to getent-on-B, the local getent baseline (ms), and the
+    time (ms) of the run call alone."""
+    probes: dict[str, str] = {}
+    for agent in lab.agents:
+        con = Client(agent.url).run(f"probe-{agent.name}", network="bench")
+        probes[agent.name] = con.netns
+    time.sleep(1.0)
+    a0, b0 = lab.agents[0], lab.agents[1]
+    base = []
+    for _ in range(10):
+        t = time.perf_counter()
+        assert _getent_ok(probes[b0.name], f"probe-{a0.name}")
+        base.append((time.perf_counter() - t) * 1000)
+    out = []
+    calls = []
+    for i in range(samples):
+        a, b = rng.sample(lab.agents, 2)
+        name = f"w{i}"
+        t0 = time.perf_counter()
+        Client(a.url).run(name, network="bench")
+        calls.append((time.perf_counter() - t0) * 1000)
+        while not _getent_ok(probes[b.name], name):
+            if time.perf_counter() - t0 > POLL_TIMEOUT_S:
+                raise RuntimeError(f"{name} never resolved on {b.name}")
+        out.append((time.perf_counter() - t0) * 1000)
+    return out, statistics.median(base), calls
+
+
+def _fdb_has(netns_list: list[str], mac: str) -> bool:
+    for ns in netns_list:
+        proc = subprocess.run(["bridge", "-n", ns, "fdb", "show"], capture_output=True,
+                              text=True, check=False)
+        if mac in proc.stdout:
+            return True
+    return False
+
+
+def kill9_to_purged(lab: Lab) -> float:
+    netns: dict[str, str] = {}
+    macs: dict[str, str] = {}
+    for agent in lab.agents:
+        con = Client(agent.url).run(f"k-{agent.name}", network="bench")
+        netns[agent.name] = con.netns
+        macs[agent.name] = con.networks[0].mac
+    victim = lab.agents[-1]
+    peers = [a for a in lab.agents if a is not victim]
+    name = f"k-{victim.name}"
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while missing := [p.name for p in peers if not _getent_ok(netns[p.name], name)]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the victim's name never reached {missing}")
+        time.sleep(0.1)
+    overlay_ns = [n for n in os.listdir("/run/netns")
+                  if any(n.startswith(p.netns + "-ov") for p in peers)]
+    if not _fdb_has(overlay_ns, macs[victim.name]):
+        raise RuntimeError("no FDB entry for the victim before the kill")
+    t0 = time.perf_counter()
+    lab.stop_agent(victim, sig=signal.SIGKILL, wait=False)
+    pending = {p.name for p in peers}
+    fdb_gone = False
+    while pending or not fdb_gone:
+        for peer in list(pending):
+            if not _getent_ok(netns[peer], name):
+                pending.discard(peer)
+        if not fdb_gone:
+            fdb_gone = not _fdb_has(overlay_ns, macs[victim.name])
+        if time.perf_counter() - t0 > 30:
+            raise RuntimeError(f"not purged after 30 s: {sorted(pending)} fdb_gone={fdb_gone}")
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--samples", type=int, default=40, help="run->getent samples per size")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--parts", default="3,20,kill9",
+                    help="which measurements, comma-separated (default 3,20,kill9)")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    result: dict[str, float | int] = {}
+    with tempfile.TemporaryDirectory(prefix="nfbench") as tmp:
+        parts = set(args.parts.split(","))
+        if "3" in parts:
+            lab = _cluster(3, os.path.join(tmp, "3"))
+            try:
+                lat3, base, calls3 = run_to_getent(lab, args.samples, rng)
+            finally:
+                lab.down()
+            result["getent_p50_ms_3_hosts"] = round(_pct(lat3, 50), 1)
+            result["getent_p99_ms_3_hosts"] = round(_pct(lat3, 99), 1)
+            result["getent_local_p50_ms"] = round(base, 1)
+            result["run_call_p50_ms_3_hosts"] = round(_pct(calls3, 50), 1)
+        if "20" in parts:
+            lab = _cluster(20, os.path.join(tmp, "20"))
+            try:
+                lat20, _, calls20 = run_to_getent(lab, args.samples, rng)
+            finally:
+                lab.down()
+            result["getent_p50_ms_20_agents"] = round(_pct(lat20, 50), 1)
+            result["getent_p99_ms_20_agents"] = round(_pct(lat20, 99), 1)
+            result["run_call_p50_ms_20_agents"] = round(_pct(calls20, 50), 1)
+            result["run_call_p99_ms_20_agents"] = round(_pct(calls20, 99), 1)
+        if "kill9" in parts:
+            lab = _cluster(10, os.path.join(tmp, "10"))
+            try:
+                purge = kill9_to_purged(lab)
+            finally:
+                lab.down()
+            result["kill9_to_purged_s"] = round(purge, 2)
+        result["load_avg_1m"] = round(os.getloadavg()[0], 1)
+        result["samples"] = args.samples
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:28} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
