@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from netfabric.gossip.codec import compound, decode_datagram, encode_message
 from netfabric.gossip.config import GossipConfig
 from netfabric.gossip.core import GossipCore
 from netfabric.gossip.events import Event
 from netfabric.gossip.keyring import Keyring, derive_key
-from netfabric.gossip.messages import Addr
+from netfabric.gossip.messages import Addr, Message
 
 __all__ = ["SimNode", "Simulator"]
 
@@ -61,6 +62,9 @@ class Simulator:
         self._blocked: set[tuple[int, int]] = set()
         self.delivered = 0
         self.dropped = 0
+        self.mangle: Callable[[int, int, list[Message]], list[Message]] | None = None
+        """Test hook: rewrite (or empty, to drop) the messages of each datagram src->dst."""
+        self._keyring = Keyring(self.key)
         networks = list(networks)
         for i in range(n):
             self._make(i, f"n{i}")
@@ -90,9 +94,12 @@ class Simulator:
         self._by_addr[addr] = i
         return node
 
-    def add_node(self, node_id: str, *, seeds: Iterable[int] = (0,)) -> SimNode:
-        """A new node that joins through the given seed nodes (cold start)."""
+    def add_node(self, node_id: str, *, seeds: Iterable[int] = (0,),
+                 networks: Iterable[str] = ()) -> SimNode:
+        """A new node that attaches to ``networks`` and joins through ``seeds``."""
         node = self._make(len(self.nodes), node_id)
+        for network in networks:
+            node.core.join_network(network, self.now)
         node.core.join([self.nodes[s].addr for s in seeds], self.now)
         self._after(node)
         return node
@@ -173,6 +180,11 @@ class Simulator:
                 if (loss and rng.random() < loss) or not self._reachable(node, dst):
                     self.dropped += 1
                     continue
+                if self.mangle is not None:
+                    data = self._mangled(node.index, j, data)
+                    if not data:
+                        self.dropped += 1
+                        continue
                 self._push(now + lo + (hi - lo) * rng.random(), _DGRAM,
                            (j, node.addr, data, dst.core))
         for addr, data in core.streams_to_send(now):
@@ -192,6 +204,23 @@ class Simulator:
         if t < self._next_timer[node.index]:
             self._next_timer[node.index] = t
             self._push(t, _TIMER, (node.index, core))
+
+    def _mangled(self, src: int, dst: int, data: bytes) -> bytes:
+        assert self.mangle is not None
+        msgs = decode_datagram(self._keyring.open(data))
+        kept = self.mangle(src, dst, msgs)
+        if kept == msgs:
+            return data
+        return self._seal(kept) if kept else b""
+
+    def _seal(self, msgs: list[Message]) -> bytes:
+        return self._keyring.seal(compound([encode_message(m) for m in msgs]))
+
+    def inject(self, dst: int, msgs: list[Message], *, src: int = 0) -> None:
+        """Deliver messages to node ``dst`` now, as if ``src`` had sent them."""
+        node = self.nodes[dst]
+        node.core.receive(self._seal(msgs), self.nodes[src].addr, self.now)
+        self._after(node)
 
     def run_until(self, t_end: float) -> None:
         heap = self._heap
