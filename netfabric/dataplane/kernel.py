@@ -18,6 +18,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netfabric.dataplane import netns as ns
 from netfabric.dataplane import nft
-from netfabric.dataplane.rawnl import Rtnl, RtnlError
+from netfabric.dataplane.rawnl import Link, Rtnl, RtnlError
 from netfabric.dataplane.resources import (
     Addr,
     Bridge,
@@ -64,6 +65,10 @@ _IFA_F_NODAD = 0x02
 _MAIN_TABLE = 254
 _GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL)
 _ZERO_MAC = "00:00:00:00:00:00"
+_AF_BRIDGE = 7
+_IFLA_VXLAN_ID = 1
+_IFLA_VXLAN_LOCAL = 4
+_IFLA_VXLAN_PORT = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,8 +476,11 @@ class Kernel:
         """The host end exists: if its peer is the wanted one, set what may drift and say
         ``True``; ``False`` when the pair is not the wanted one."""
         assert r.peer is not None
-        have = self._observe_veth(r.netns, self._get_link(r.netns, r.name), r)
-        if have is None or have.peer != r.peer:
+        link = self.raw(r.netns).link(r.name)
+        if link is None or link.kind != "veth":
+            return False
+        have = self._observe_veth(r.netns, link, r, {})
+        if have.peer != r.peer:
             return False
         if r.placement is Placement.PARKED:
             master = {} if r.master is None else {"master": self._index(r.netns, r.master)}
@@ -555,143 +563,98 @@ class Kernel:
         return tuple(out)
 
     def _observe_links(self, scope: Scope, peers: Mapping[str, Veth]) -> list[Resource]:
-        ipr = self.ipr(scope.netns)
+        raw = self.raw(scope.netns)
         if scope.links is not None and not scope.prefixes:
-            msgs = [m for m in (self._get_link(scope.netns, n) for n in sorted(scope.links))
-                    if m is not None]
+            links = [m for m in (raw.link(n) for n in sorted(scope.links)) if m is not None]
         else:
-            msgs = [m for m in ipr.link("dump") if scope.wants(str(m.get_attr("IFLA_IFNAME")))]
-        if not msgs:
+            links = [m for m in raw.links() if scope.wants(m.name)]
+        if not links:
             return []
-        names = {int(m["index"]): str(m.get_attr("IFLA_IFNAME")) for m in msgs}
+        names = {m.index: m.name for m in links}
         out: list[Resource] = []
-        vxlans: list[tuple[int, str]] = []
-        for m in msgs:
-            name = names[int(m["index"])]
-            kind = self._kind(m)
-            state = LinkState.UP if m["flags"] & _IFF_UP else LinkState.DOWN
-            mtu = int(m.get_attr("IFLA_MTU"))
-            if kind == "vxlan":
-                vxlans.append((int(m["index"]), name))
-            if kind == "bridge" and Phase.BRIDGE in scope.phases:
-                out.append(Bridge(scope.netns, name, mtu, state))
-            elif kind == "vxlan" and Phase.VXLAN in scope.phases:
-                data = _attr(m, "IFLA_LINKINFO", "IFLA_INFO_DATA")
-                master = self._name_of(scope.netns, m.get_attr("IFLA_MASTER"), names)
-                out.append(Vxlan(scope.netns, name, int(_attr(data, "IFLA_VXLAN_ID") or 0),
-                                 str(_attr(data, "IFLA_VXLAN_LOCAL") or ""),
-                                 int(_attr(data, "IFLA_VXLAN_PORT") or 0), mtu,
-                                 master or "", state))
-            elif kind == "veth" and Phase.VETH in scope.phases:
-                veth = self._observe_veth(scope.netns, m, peers.get(name))
-                if veth is not None:
-                    out.append(veth)
-        indexes = set(names)
+        vxlans: list[Link] = []
+        for m in links:
+            state = LinkState.UP if m.flags & _IFF_UP else LinkState.DOWN
+            mtu = m.mtu or 0
+            if m.kind == "vxlan":
+                vxlans.append(m)
+            if m.kind == "bridge" and Phase.BRIDGE in scope.phases:
+                out.append(Bridge(scope.netns, m.name, mtu, state))
+            elif m.kind == "vxlan" and Phase.VXLAN in scope.phases:
+                local = m.info.get(_IFLA_VXLAN_LOCAL)
+                port = m.info.get(_IFLA_VXLAN_PORT)
+                out.append(Vxlan(scope.netns, m.name, _native_u32(m.info.get(_IFLA_VXLAN_ID)),
+                                 str(ipaddress.IPv4Address(local)) if local else "",
+                                 int.from_bytes(port[:2], "big") if port else 0, mtu,
+                                 self._name_of(scope.netns, m.master, names) or "", state))
+            elif m.kind == "veth" and Phase.VETH in scope.phases:
+                out.append(self._observe_veth(scope.netns, m, peers.get(m.name), names))
         if Phase.ADDR in scope.phases:
-            out.extend(self._observe_addrs(scope.netns, indexes, names))
+            out.extend(Addr(scope.netns, names[a.index], _norm_cidr(f"{a.ip}/{a.prefixlen}"))
+                       for a in raw.addrs() if a.index in names and a.scope == 0)
         if Phase.ROUTE in scope.phases:
-            out.extend(self._observe_routes(scope.netns, indexes, names))
-        for idx, name in vxlans:
-            if Phase.FDB in scope.phases:
-                out.extend(self._observe_fdb(scope.netns, idx, name))
-            if Phase.NEIGH in scope.phases:
-                out.extend(self._observe_neigh(scope.netns, idx, name))
+            for family in (socket.AF_INET, socket.AF_INET6):
+                out.extend(Route(scope.netns, family, "default", _norm_ip(r.gateway),
+                                 names[r.oif])
+                           for r in raw.routes(family)
+                           if r.dst_len == 0 and r.table == _MAIN_TABLE
+                           and r.oif in names and r.gateway is not None)
+        if vxlans and Phase.FDB in scope.phases:
+            fdb = raw.neighbours(_AF_BRIDGE)
+            for vx in vxlans:
+                out.extend(Fdb(scope.netns, vx.name, e.mac, _norm_ip(e.ip)) for e in fdb
+                           if e.index == vx.index and e.ip is not None and e.mac is not None
+                           and e.mac != _ZERO_MAC and e.flags & _NTF_SELF)
+        if vxlans and Phase.NEIGH in scope.phases:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                entries = raw.neighbours(family)
+                for vx in vxlans:
+                    out.extend(Neigh(scope.netns, vx.name, _norm_ip(e.ip), e.mac)
+                               for e in entries
+                               if e.index == vx.index and e.state & _NUD_PERMANENT
+                               and e.ip is not None and e.mac is not None)
         return out
 
     def _name_of(self, netns: str | None, index: int | None, known: Mapping[int, str]
                  ) -> str | None:
-        if index is None:
+        if not index:
             return None
         if index in known:
             return known[index]
-        try:
-            return str(self.ipr(netns).link("get", index=index)[0].get_attr("IFLA_IFNAME"))
-        except NetlinkError:
-            return None
+        for m in self.raw(netns).links():
+            if m.index == index:
+                return m.name
+        return None
 
-    def _observe_veth(self, netns: str | None, m: Any, want: Veth | None) -> Veth | None:
-        if m is None:
-            return None
-        name = str(m.get_attr("IFLA_IFNAME"))
-        master = self._name_of(netns, m.get_attr("IFLA_MASTER"), {})
-        mtu = int(m.get_attr("IFLA_MTU"))
-        up = bool(m["flags"] & _IFF_UP)
-        broken = Veth(netns, name, master, mtu, None, None, None,
+    def _observe_veth(self, netns: str | None, m: Link, want: Veth | None,
+                      names: Mapping[int, str]) -> Veth:
+        master = self._name_of(netns, m.master, names)
+        mtu = m.mtu or 0
+        up = bool(m.flags & _IFF_UP)
+        broken = Veth(netns, m.name, master, mtu, None, None, None,
                       LinkState.UP if up else LinkState.DOWN)
         if want is None or want.peer is None:
             return broken
         if want.placement is Placement.PARKED:
             # The inner end may have been moved and renamed by its runtime: not ours to see.
-            return Veth(netns, name, master, mtu, want.peer_netns, want.peer, want.peer_mac,
+            return Veth(netns, m.name, master, mtu, want.peer_netns, want.peer, want.peer_mac,
                         LinkState.UP if up else LinkState.DOWN, Placement.PARKED)
         if want.peer_netns is not None and not ns.netns_exists(want.peer_netns):
             return broken
-        peer = self._get_link(want.peer_netns, want.peer)
-        if peer is None or self._kind(peer) != "veth":
+        peer = self.raw(want.peer_netns).link(want.peer)
+        if peer is None or peer.kind != "veth" or peer.link != m.index or m.link != peer.index:
             return broken
-        if (peer.get_attr("IFLA_LINK") != m["index"]
-                or m.get_attr("IFLA_LINK") != peer["index"]):
-            return broken
-        both_up = up and bool(peer["flags"] & _IFF_UP)
-        pmtu = int(peer.get_attr("IFLA_MTU"))
-        return Veth(netns, name, master, mtu if pmtu == mtu else -1, want.peer_netns,
-                    want.peer, str(peer.get_attr("IFLA_ADDRESS")),
-                    LinkState.UP if both_up else LinkState.DOWN)
-
-    def _observe_addrs(self, netns: str | None, indexes: set[int], names: Mapping[int, str]
-                       ) -> list[Resource]:
-        out: list[Resource] = []
-        for a in self.ipr(netns).addr("dump"):
-            if a["index"] not in indexes or a["scope"] != 0:
-                continue
-            ip = a.get_attr("IFA_ADDRESS")
-            if ip is None:
-                continue
-            out.append(Addr(netns, names[a["index"]], _norm_cidr(f"{ip}/{a['prefixlen']}")))
-        return out
-
-    def _observe_routes(self, netns: str | None, indexes: set[int],
-                        names: Mapping[int, str]) -> list[Resource]:
-        out: list[Resource] = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for rt in self.ipr(netns).route("dump", family=family):
-                oif = rt.get_attr("RTA_OIF")
-                gw = rt.get_attr("RTA_GATEWAY")
-                table = rt.get_attr("RTA_TABLE") or rt["table"]
-                if rt["dst_len"] != 0 or oif not in indexes or gw is None:
-                    continue
-                if table != _MAIN_TABLE:
-                    continue
-                out.append(Route(netns, family, "default", _norm_ip(gw), names[oif]))
-        return out
-
-    def _observe_fdb(self, netns: str | None, index: int, name: str) -> list[Resource]:
-        out: list[Resource] = []
-        for e in self.ipr(netns).fdb("dump"):
-            if e["ifindex"] != index:
-                continue
-            dst = e.get_attr("NDA_DST")
-            mac = e.get_attr("NDA_LLADDR")
-            if dst is None or mac is None or mac == _ZERO_MAC:
-                continue
-            out.append(Fdb(netns, name, str(mac), _norm_ip(dst)))
-        return out
-
-    def _observe_neigh(self, netns: str | None, index: int, name: str) -> list[Resource]:
-        out: list[Resource] = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for e in self.ipr(netns).neigh("dump", family=family):
-                if e["ifindex"] != index or not e["state"] & _NUD_PERMANENT:
-                    continue
-                ip, mac = e.get_attr("NDA_DST"), e.get_attr("NDA_LLADDR")
-                if ip is None or mac is None:
-                    continue
-                out.append(Neigh(netns, name, _norm_ip(ip), str(mac)))
-        return out
+        both_up = up and bool(peer.flags & _IFF_UP)
+        return Veth(netns, m.name, master, mtu if peer.mtu == mtu else -1, want.peer_netns,
+                    want.peer, peer.address, LinkState.UP if both_up else LinkState.DOWN)
 
 
 class _Missing(DataplaneError):
     """A device an op refers to does not exist (fine for a delete)."""
+
+
+def _native_u32(raw: bytes | None) -> int:
+    return int(struct.unpack("=I", raw[:4])[0]) if raw and len(raw) >= 4 else 0
 
 
 def _needs_recreate(old: Resource, new: Resource) -> bool:

@@ -15,9 +15,9 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Link", "Rtnl", "RtnlError"]
+__all__ = ["AddrEntry", "Link", "NeighEntry", "RouteEntry", "Rtnl", "RtnlError"]
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
@@ -38,7 +38,13 @@ RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 RTM_DELNEIGH = 29
+RTM_GETADDR = 22
+RTM_GETROUTE = 26
+RTM_GETNEIGH = 30
+NLM_F_DUMP = 0x300
 NDA_DST = 1
+NDA_LLADDR = 2
+AF_BRIDGE = 7
 
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
@@ -70,7 +76,8 @@ class RtnlError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """The few facts of an interface the hot path needs."""
+    """The facts of an interface reconcile reads (``info`` is IFLA_INFO_DATA's attributes,
+    e.g. a vxlan's VNI)."""
 
     index: int
     flags: int
@@ -78,6 +85,39 @@ class Link:
     link: int | None
     master: int | None
     address: str | None
+    name: str = ""
+    kind: str | None = None
+    info: dict[int, bytes] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AddrEntry:
+    index: int
+    family: int
+    prefixlen: int
+    scope: int
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    family: int
+    dst_len: int
+    table: int
+    oif: int | None
+    gateway: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NeighEntry:
+    """A neighbour (ARP/ND) or, with family AF_BRIDGE, an FDB entry."""
+
+    family: int
+    index: int
+    state: int
+    flags: int
+    ip: str | None
+    mac: str | None
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -99,6 +139,31 @@ def _attrs(data: bytes) -> dict[int, bytes]:
 
 def _u32(raw: bytes | None) -> int | None:
     return None if raw is None or len(raw) < 4 else int(struct.unpack("=I", raw[:4])[0])
+
+
+def _mac(raw: bytes | None) -> str | None:
+    return ":".join(f"{b:02x}" for b in raw) if raw else None
+
+
+def _ip(raw: bytes | None) -> str | None:
+    if raw is None or len(raw) not in (4, 16):
+        return None
+    return str(ipaddress.ip_address(raw))
+
+
+def _str(raw: bytes | None) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace") if raw else ""
+
+
+def parse_link(payload: bytes) -> Link:
+    _, _, index, flags, _ = _IFINFO.unpack_from(payload)
+    attrs = _attrs(payload[_IFINFO.size:])
+    info = _attrs(attrs.get(IFLA_LINKINFO, b""))
+    kind = _str(info.get(IFLA_INFO_KIND)) or None
+    return Link(index=index, flags=flags, mtu=_u32(attrs.get(IFLA_MTU)),
+                link=_u32(attrs.get(IFLA_LINK)), master=_u32(attrs.get(IFLA_MASTER)),
+                address=_mac(attrs.get(IFLA_ADDRESS)), name=_str(attrs.get(IFLA_IFNAME)),
+                kind=kind, info=_attrs(info.get(IFLA_INFO_DATA, b"")))
 
 
 class Rtnl:
@@ -151,12 +216,68 @@ class Rtnl:
             raise
         if payload is None:
             return None
-        _, _, index, flags, _ = _IFINFO.unpack_from(payload)
-        attrs = _attrs(payload[_IFINFO.size:])
-        mac = attrs.get(IFLA_ADDRESS)
-        return Link(index=index, flags=flags, mtu=_u32(attrs.get(IFLA_MTU)),
-                    link=_u32(attrs.get(IFLA_LINK)), master=_u32(attrs.get(IFLA_MASTER)),
-                    address=":".join(f"{b:02x}" for b in mac) if mac else None)
+        return parse_link(payload)
+
+    def _dump(self, kind: int, body: bytes) -> list[bytes]:
+        """All answers to a dump request (until NLMSG_DONE)."""
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        seq = self._seq
+        self._sock.send(_HDR.pack(_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
+                                  seq, 0) + body)
+        out: list[bytes] = []
+        while True:
+            data = self._sock.recv(1 << 20)
+            if not data:
+                raise RtnlError(errno.EPROTO, "netlink socket closed")
+            off = 0
+            while off + _HDR.size <= len(data):
+                length, mtype, _, mseq, _ = _HDR.unpack_from(data, off)
+                payload = data[off + _HDR.size: off + length]
+                off += (length + 3) & ~3
+                if mseq != seq:
+                    continue
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    code = -int(struct.unpack_from("=i", payload)[0])
+                    if code:
+                        raise RtnlError(code, os.strerror(code))
+                    return out
+                out.append(payload)
+
+    def links(self) -> list[Link]:
+        return [parse_link(p) for p in self._dump(
+            RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0))]
+
+    def addrs(self) -> list[AddrEntry]:
+        out = []
+        for p in self._dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
+            family, plen, _, scope, index = _IFADDR.unpack_from(p)
+            attrs = _attrs(p[_IFADDR.size:])
+            ip = _ip(attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS))
+            if ip is not None:
+                out.append(AddrEntry(index, family, plen, scope, ip))
+        return out
+
+    def routes(self, family: int) -> list[RouteEntry]:
+        out = []
+        body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        for p in self._dump(RTM_GETROUTE, body):
+            fam, dst_len, _, _, table, _, _, _, _ = _RTMSG.unpack_from(p)
+            attrs = _attrs(p[_RTMSG.size:])
+            out.append(RouteEntry(fam, dst_len, _u32(attrs.get(RTA_TABLE)) or table,
+                                  _u32(attrs.get(RTA_OIF)), _ip(attrs.get(RTA_GATEWAY))))
+        return out
+
+    def neighbours(self, family: int) -> list[NeighEntry]:
+        """ARP/ND entries (AF_INET, AF_INET6) or FDB entries (AF_BRIDGE)."""
+        out = []
+        for p in self._dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0, 0, 0)):
+            fam, _, _, index, state, flags, _ = _NDMSG.unpack_from(p)
+            attrs = _attrs(p[_NDMSG.size:])
+            out.append(NeighEntry(fam, index, state, flags, _ip(attrs.get(NDA_DST)),
+                                  _mac(attrs.get(NDA_LLADDR))))
+        return out
 
     def add_veth(self, name: str, *, mtu: int, master: int | None, peer: str,
                  peer_mac: str | None, peer_netns_fd: int | None) -> None:
