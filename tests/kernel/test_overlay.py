@@ -319,3 +319,29 @@ def test_a_parked_veth_is_handed_to_the_runtime(fabric: Callable[..., Fabric]) -
     assert ping(s2, str(e1.ipv4))
     f.drivers[h1.name].detach(net.id, e1.id)
     assert "eth0" not in sh(["ip", "-n", container, "-o", "link"])
+
+
+def test_ipv6_and_a_custom_vxlan_port(fabric: Callable[..., Fabric]) -> None:
+    f = fabric(2)
+    h1, h2 = f.topo.hosts
+    for h in (h1, h2):
+        f.drivers[h.name].close()
+        f.drivers[h.name] = OverlayDriver(host_netns=h.netns, advertise_addr=h.address,
+                                          vxlan_port=8472)
+    net = Network(id="net6", name="v6", driver=Driver.OVERLAY, scope=Scope.SWARM,
+                  subnets=(SubnetSpec("10.60.0.0/24", "10.60.0.1"),
+                           SubnetSpec("fd00:60::/64", "fd00:60::1")), vni=960, ipv6=True)
+    e1 = Endpoint("v6e1", net.id, "a", h1.name, "02:42:0a:3c:00:02", "10.60.0.2",
+                  "fd00:60::2", vtep=h1.address)
+    e2 = Endpoint("v6e2", net.id, "b", h2.name, "02:42:0a:3c:00:03", "10.60.0.3",
+                  "fd00:60::3", vtep=h2.address)
+    s1, s2 = f.attach(h1, net, e1), f.attach(h2, net, e2)
+    f.publish(net, [e1, e2])
+    assert ping(s1, "fd00:60::3") and ping(s2, "fd00:60::2") and ping(s1, "10.60.0.3")
+    ov = f.drivers[h1.name].netns_of(net.id)
+    assert ov is not None
+    assert "dstport 8472" in sh(["ip", "-n", ov, "-d", "link", "show", vxlan_name(960)])
+    assert "fd00:60::3 lladdr 02:42:0a:3c:00:03 PERMANENT" in sh(
+        ["ip", "-n", ov, "-6", "neigh", "show", "dev", vxlan_name(960)])
+    assert "default via fd00:60::1" in sh(["ip", "-n", s1, "-6", "route"])
+    assert f.drivers[h1.name].reconcile() == 0
