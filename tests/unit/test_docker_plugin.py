@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from netfabric.errors import (
     AddressInUse,
+    AgentUnreachable,
     InvalidArgument,
     NotFound,
     PoolExhausted,
@@ -235,7 +236,8 @@ def make_host(tmp_path: Path, fabric: FakeFabric) -> Callable[[str], Host]:
     def make(name: str) -> Host:
         engine = FakeEngine()
         state = tmp_path / name / "docker-plugin.json"
-        plugin = DockerPlugin(fabric, StateFile(state), lambda pid: engine, name_wait_s=0.1)
+        plugin = DockerPlugin(fabric, StateFile(state), lambda pid: engine, name_wait_s=0.1,
+                              names_wait_s=0.1)
         return Host(plugin=plugin, engine=engine, state=state)
     return make
 
@@ -360,7 +362,8 @@ def test_state_survives_restart(make_host: Callable[[str], Host], fabric: FakeFa
     async def go() -> None:
         pool = await h.create_network(NID, "n1")
         addr1, _ = await h.run(NID, pool, EP1)
-        again = DockerPlugin(fabric, StateFile(h.state), lambda pid: h.engine)
+        again = DockerPlugin(fabric, StateFile(h.state), lambda pid: h.engine,
+                             names_wait_s=0.1)
         h2 = Host(plugin=again, engine=h.engine, state=h.state)
         assert again.state.networks[NID].name == "n1"
         addr2, _ = await h2.run(NID, pool, EP2)
@@ -551,11 +554,39 @@ def test_fuzzed_requests_never_crash(verb: str, body: dict[str, Any]) -> None:
     fabric = FakeFabric()
     with tempfile.TemporaryDirectory() as tmp:
         plugin = DockerPlugin(fabric, StateFile(Path(tmp) / "s.json"),
-                              lambda pid: FakeEngine(), name_wait_s=0.0)
+                              lambda pid: FakeEngine(), name_wait_s=0.0, names_wait_s=0.0)
         reply = asyncio.run(plugin.handle(verb, json.dumps(body).encode()))
         out = json.loads(reply.body)
         assert reply.status == 200
         assert "internal error" not in out.get("Err", "")
+
+
+class FlakyEngine(FakeEngine):
+    """dockerd busy starting the container: the first lookups time out."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def endpoint_names(self, network_id: str, endpoint_id: str) -> tuple[str, ...]:
+        if self.failures:
+            self.failures -= 1
+            raise AgentUnreachable("dockerd API: TimeoutError")
+        return await super().endpoint_names(network_id, endpoint_id)
+
+
+def test_names_lookup_retries_a_busy_dockerd(tmp_path: Path, fabric: FakeFabric) -> None:
+    engine = FlakyEngine(failures=3)
+    plugin = DockerPlugin(fabric, StateFile(tmp_path / "s.json"), lambda pid: engine,
+                          names_wait_s=5.0)
+    h = Host(plugin=plugin, engine=engine, state=tmp_path / "s.json")
+
+    async def go() -> None:
+        pool = await h.create_network(NID, "n1")
+        await h.run(NID, pool, EP1, names=("web1",))
+        assert fabric.nets["n1"].names[EP1] == ("web1",)
+        assert engine.failures == 0
+    run(go())
 
 
 def test_mac_for() -> None:

@@ -55,7 +55,7 @@ class DockerEngine:
         try:
             return await asyncio.wait_for(self._get_once(path), self.timeout_s)
         except (OSError, TimeoutError, ValueError) as exc:
-            why = exc or "timeout"
+            why = str(exc) or type(exc).__name__
             raise AgentUnreachable(f"dockerd API at {self.socket_path}: {why}") from exc
 
     async def _get_once(self, path: str) -> tuple[int, Any]:

@@ -54,7 +54,10 @@ log = logging.getLogger(__name__)
 ADDRESS_SPACE: Final = "netfabric"
 """The one address space: netfabric's allocator is the same for local and global networks."""
 NAME_WAIT_S: Final = 5.0
-"""How long to wait for dockerd to list a network or endpoint before giving up (seconds)."""
+"""How long a request waits for dockerd to list its network before failing (seconds)."""
+NAMES_WAIT_S: Final = 60.0
+"""How long the background lookup of a container's name and aliases keeps trying (seconds):
+dockerd answers a container inspect only once the container has started."""
 _CONTENT_TYPE: Final = "application/vnd.docker.plugins.v1+json"
 
 
@@ -85,12 +88,14 @@ class DockerPlugin:
     """The plugin's handlers. One instance per agent; ``aclose()`` stops its tasks."""
 
     def __init__(self, fabric: Fabric, state_file: StateFile, engine_for: EngineFactory,
-                 *, name_wait_s: float = NAME_WAIT_S) -> None:
+                 *, name_wait_s: float = NAME_WAIT_S,
+                 names_wait_s: float = NAMES_WAIT_S) -> None:
         self.fabric = fabric
         self.state_file = state_file
         self.state: PluginState = state_file.load()
         self.engine_for = engine_for
         self.name_wait_s = name_wait_s
+        self.names_wait_s = names_wait_s
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -414,19 +419,20 @@ class DockerPlugin:
     async def _publish_names(self, network: str, network_id: str, endpoint_id: str,
                              engine: Engine) -> None:
         """Read the container's name and aliases from dockerd once it lists the endpoint
-        (just after Join returns) and publish them; give up quietly after a while."""
+        (just after Join returns) and publish them; retry (dockerd may be busy starting the
+        container) and give up with a warning after ``names_wait_s``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.name_wait_s
+        deadline = loop.time() + self.names_wait_s
         delay = 0.02
+        error: NetfabricError | None = None
         while loop.time() < deadline:
             try:
                 names = await engine.endpoint_names(network_id, endpoint_id)
             except NetfabricError as exc:
-                log.warning("docker plugin: names of endpoint %s: %s", endpoint_id[:12], exc)
+                names, error = (), exc
+            if endpoint_id not in self.state.endpoints:
                 return
             if names:
-                if endpoint_id not in self.state.endpoints:
-                    return
                 try:
                     await self.fabric.set_names(network, endpoint_id=endpoint_id, names=names)
                 except NetfabricError as exc:
@@ -434,7 +440,8 @@ class DockerPlugin:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
-        log.warning("docker plugin: dockerd never listed endpoint %s", endpoint_id[:12])
+        log.warning("docker plugin: dockerd never listed endpoint %s (%s)", endpoint_id[:12],
+                    error or "not found")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
