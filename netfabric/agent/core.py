@@ -459,6 +459,12 @@ class AgentCore:
     async def _accept_join(self, cluster: ClusterRecord, offer: handshake.JoinOffer) -> Any:
         role, role_secret = handshake.accept_offer(offer, cluster_secret=cluster.secret,
                                                    role_secrets=cluster.role_secrets)
+        if role == Role.MANAGER:
+            # A second manager needs the store replicated (DESIGN.md: a distributed engine
+            # behind the Store protocol); two SQLite stores would allocate independently.
+            raise ClusterError(
+                "this cluster keeps its state in the embedded single-manager store: a second "
+                "manager is not supported; join this node as a worker")
         check_name(offer.hostname, "host")
         _check_ip(offer.address, "node address")
         async with self._lock:
@@ -469,10 +475,6 @@ class AgentCore:
             self.state.nodes[offer.node_id] = NodeRecord(
                 id=offer.node_id, hostname=offer.hostname, address=offer.address,
                 gossip_port=offer.gossip_port, role=Role(role))
-            if role == Role.MANAGER:
-                addr = f"{offer.address}:{split_addr(cluster.managers[0])[1]}"
-                if addr not in cluster.managers:
-                    cluster.managers.append(addr)
             self._save()
         return {"sealed": handshake.seal_secret(cluster.secret, role_secret=role_secret,
                                                 nonce=offer.nonce),
