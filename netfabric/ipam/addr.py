@@ -23,10 +23,10 @@ class IPFamily(IntEnum):
 
     @property
     def bits(self) -> int:
-        return 32 if self is IPFamily.V4 else 128
+        return 32 if self.value == 4 else 128
 
 
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_OCTET = r"(0|[1-9][0-9]{0,2})"  # no leading zeros, as ipaddress
 _V4_FULLMATCH = re.compile(r"\.".join([_OCTET] * 4)).fullmatch
 
 Prefix = tuple[IPFamily, int, int]
@@ -37,9 +37,13 @@ def parse_addr(text: str) -> tuple[IPFamily, int]:
     """``"10.0.0.5"`` -> (V4, 167772165); InvalidArgument for anything that is not an address."""
     m = _V4_FULLMATCH(text) if type(text) is str else None
     if m is not None:
-        a, b, c, d = m.groups()
-        return IPFamily.V4, (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+        try:  # bytes() refuses an octet above 255
+            return IPFamily.V4, int.from_bytes(bytes(map(int, m.groups())), "big")
+        except ValueError:
+            pass
     try:
+        if "%" in text:
+            raise ValueError("a scope id has no place in IPAM")
         ip = ipaddress.ip_address(text)
     except (ValueError, TypeError) as exc:
         raise InvalidArgument(f"invalid IP address {text!r}") from exc
@@ -49,6 +53,8 @@ def parse_addr(text: str) -> tuple[IPFamily, int]:
 def parse_cidr(text: str, *, what: str = "subnet") -> Prefix:
     """``"10.0.0.0/24"`` -> (V4, net, 24); InvalidArgument when malformed or host bits set."""
     try:
+        if "%" in text:
+            raise ValueError("a scope id has no place in IPAM")
         net = ipaddress.ip_network(text, strict=False)
     except (ValueError, TypeError) as exc:
         raise InvalidArgument(f"invalid {what} {text!r}: expected a CIDR like 10.1.0.0/24") \

@@ -31,6 +31,7 @@ class Geometry:
     cidr: str
     gateway_text: str
     ip_range: str | None
+    size: int
 
     @classmethod
     def build(cls, cidr: str, *, gateway: str | None, ip_range: str | None,
@@ -42,7 +43,7 @@ class Geometry:
     @classmethod
     def from_ints(cls, family: IPFamily, net: int, plen: int, *, gateway: str | None,
                   ip_range: str | None, block_prefix: int) -> Geometry:
-        bits = family.bits
+        bits = 32 if family is IPFamily.V4 else 128
         host_bits = bits - plen
         cidr = format_cidr(family, net, plen)
         if family is IPFamily.V4 and not 2 <= host_bits <= MAX_V4_HOST_BITS:
@@ -69,11 +70,7 @@ class Geometry:
             range_text = format_cidr(family, rnet, rplen)
         block_bits = min(host_bits, bits - block_prefix)
         return cls(family, net, plen, gw, lo, hi, block_bits, cidr,
-                   format_addr(family, gw), range_text)
-
-    @property
-    def size(self) -> int:
-        return 1 << (self.family.bits - self.prefixlen)
+                   format_addr(family, gw), range_text, size)
 
     @property
     def broadcast(self) -> int | None:

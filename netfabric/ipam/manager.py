@@ -38,6 +38,10 @@ CURSOR_FLAG = 0x80
 resumes past it after a restart."""
 
 
+_PoolSteps = tuple[int, int, int, int, int]
+_V4 = IPFamily.V4
+
+
 class _SubnetState:
     """One subnet of one network, as the manager tracks it."""
 
@@ -95,6 +99,14 @@ class Ipam:
             space: [p.parsed() for p in self._config.pools(space)] for space in AddressSpace
         }
         self._hints: dict[tuple[AddressSpace, int], int] = {}
+        # per (space, family): [(pool index, (step, base, limit, size, base prefix length))]
+        self._steps: dict[tuple[AddressSpace, IPFamily], list[tuple[int, _PoolSteps]]] = {
+            (space, fam): [
+                (i, (1 << (fam.bits - size), base, base + (1 << (fam.bits - plen)), size, plen))
+                for i, (pfam, base, plen, size) in enumerate(self._pools[space]) if pfam is fam
+            ]
+            for space in AddressSpace for fam in IPFamily
+        }
         self._load()
 
     @property
@@ -209,7 +221,7 @@ class Ipam:
         else:
             if gateway is not None or ip_range is not None:
                 raise InvalidArgument("a gateway or ip-range needs an explicit subnet")
-            fam = IPFamily(family)
+            fam = family if type(family) is IPFamily else IPFamily(family)
             block_prefix = self._config.block_prefix(fam)
             idx = self._space(space, fam)
             geo = self._next_from_pools(network_id, space, fam, idx, block_prefix)
@@ -231,27 +243,27 @@ class Ipam:
     def _add_state(self, st: _SubnetState) -> None:
         """Keep each network's subnets sorted (IPv4 first, then by address): allocation
         tries them in this order, the same before and after a reopen."""
-        sts = self._nets.setdefault(st.network_id, [])
+        sts = self._nets.get(st.network_id)
+        if sts is None:
+            self._nets[st.network_id] = [st]
+            return
         sts.append(st)
         sts.sort(key=lambda s: (s.family, s.net))
 
     def _next_from_pools(self, network_id: str, space: AddressSpace, fam: IPFamily,
                          idx: SpaceIndex, block_prefix: int) -> Geometry:
-        tried = []
-        for i, (pfam, base, plen, size) in enumerate(self._pools[space]):
-            if pfam is not fam:
-                continue
-            step = 1 << (fam.bits - size)
-            limit = base + (1 << (fam.bits - plen))
+        hints = self._hints
+        for i, (step, base, limit, size, _plen) in self._steps[(space, fam)]:
             key = (space, i)
-            start = idx.first_free(base, limit, step, self._hints.get(key, base))
-            tried.append(f"{format_cidr(fam, base, plen)} in /{size}s")
+            start = idx.first_free(base, limit, step, hints.get(key, base))
             if start is not None:
-                self._hints[key] = start + step
+                hints[key] = start + step
                 return Geometry.from_ints(fam, start, size, gateway=None, ip_range=None,
                                           block_prefix=block_prefix)
-            self._hints[key] = limit
-        pools = ", ".join(tried) or "none configured"
+            hints[key] = limit
+        pools = ", ".join(f"{format_cidr(fam, base, plen)} in /{size}s"
+                          for _, (_, base, _, size, plen) in self._steps[(space, fam)])
+        pools = pools or "none configured"
         raise PoolExhausted(f"no free IPv{int(fam)} subnet left for network {network_id!r} "
                             f"in the {space.value} address pools ({pools})")
 
@@ -329,7 +341,7 @@ class Ipam:
 
     def _write_block(self, st: _SubnetState, block: int) -> None:
         bb = st.bb
-        data = st.map.block_used(block)
+        data = (st._map or st.map).block_used(block)
         cur = st.cursor
         if cur >> bb == block and cur >= 0:
             data[cur - (block << bb)] |= CURSOR_FLAG
@@ -380,7 +392,11 @@ class Ipam:
                 m.put(off, FREE)
                 st.cursor = old
                 raise
-            return Allocation(format_addr(family, st.net + off), st.subnet)
+            a = st.net + off
+            if family is _V4:
+                return Allocation(f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}",
+                                  st.subnet)
+            return Allocation(format_addr(family, a), st.subnet)
         cidrs = ", ".join(st.geo.cidr for st in self._nets[network_id]
                           if st.geo.family is family) or f"no IPv{int(family)} subnet"
         raise PoolExhausted(f"no free address left in network {network_id!r} ({cidrs})")

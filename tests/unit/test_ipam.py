@@ -23,6 +23,7 @@ from netfabric.ipam import (
     Pool,
     Subnet,
 )
+from netfabric.ipam.addr import format_addr, parse_addr
 from netfabric.store import MemoryStore
 
 GLOBAL, LOCAL = AddressSpace.GLOBAL, AddressSpace.LOCAL
@@ -381,3 +382,17 @@ def test_values_round_trip_as_dicts(ipam: Ipam) -> None:
     assert Subnet.from_dict(lease.subnet.to_dict()) == lease.subnet
     with pytest.raises(InvalidArgument):
         BlockLease.from_dict({"block": "x"})
+
+
+@pytest.mark.parametrize("text", ["256.1.1.1", "01.1.1.1", "1.1.1", "1.1.1.1.1", " 1.1.1.1",
+                                  "1.1.1.1\n", "\uff11.1.1.1", "1.1.1.1000", "", "fe80::1%eth0x"])
+def test_address_parsing_is_strict(text: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_addr(text)
+
+
+def test_address_parsing_and_formatting_round_trip() -> None:
+    for text in ("0.0.0.0", "10.1.2.3", "255.255.255.255", "fd6e:6600::1", "::"):
+        fam, value = parse_addr(text)
+        assert format_addr(fam, value) == text
+        assert value == int(ipaddress.ip_address(text))

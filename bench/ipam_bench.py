@@ -1,0 +1,301 @@
+"""IPAM benchmark: the four figures of issue 4, each beside a same-run naive baseline.
+
+- ``alloc_release_ops_per_s``: ``Ipam`` over ``MemoryStore``, one /16 half full, FIFO churn
+  (allocate one, release the oldest); every allocate and every release counts as one op.
+  Baseline: a set of ``ipaddress`` objects with the same serial rule.
+- ``persisted_allocs_per_s``: ``Ipam`` over ``SqliteStore`` (WAL, ``synchronous=NORMAL``,
+  one committed transaction per allocation, durable against a process crash) in a fresh
+  file on the real disk. Also with ``Durability.POWER`` (an fsync per allocation) and on
+  the host side (``HostAllocator`` over its own SQLite file). Baseline: one row per address
+  in a default SQLite file (rollback journal, ``synchronous=FULL``), one commit each.
+- ``all_24s_of_10_8_s``: request 65,536 subnets from the default overlay pool (in memory),
+  then check the next request is ``PoolExhausted``. Also over SQLite. Baseline: a naive
+  first fit over a set of ``IPv4Network`` objects, on the first 1,024 /24s.
+- ``rss_mb_1m_addresses``: RSS growth of a fresh process that requests 10.0.0.0/8 and
+  allocates 1,000,000 addresses in it (in memory). Baseline: the same in a Python set of
+  ``IPv4Address`` objects.
+
+Each timed figure is the best of ``--repeat`` runs (the machine is shared).
+
+    .venv/bin/python bench/ipam_bench.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import ipaddress
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from netfabric.errors import PoolExhausted
+from netfabric.ipam import HostAllocator, Ipam
+from netfabric.store import Durability, MemoryStore, SqliteStore
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _best(fn: Callable[[], float], repeat: int) -> float:
+    return max(fn() for _ in range(repeat))
+
+
+def _best_time(fn: Callable[[], float], repeat: int) -> float:
+    return min(fn() for _ in range(repeat))
+
+
+# ------------------------------------------------------------ churn (in memory)
+
+
+def churn_ours(ops: int) -> float:
+    ipam = Ipam(MemoryStore())
+    ipam.request_subnet("n", cidr="10.128.0.0/16")
+    held = collections.deque(ipam.allocate("n").address for _ in range(32768))
+    allocate, release = ipam.allocate, ipam.release
+    popleft, append = held.popleft, held.append
+    gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(ops // 2):
+        append(allocate("n").address)
+        release("n", popleft())
+    return ops / (time.perf_counter() - t0)
+
+
+class NaiveAllocator:
+    """A set of ipaddress objects with the serial rule: what the issue says not to do."""
+
+    def __init__(self, cidr: str) -> None:
+        self.net = ipaddress.IPv4Network(cidr)
+        self.used: set[ipaddress.IPv4Address] = set()
+        self.reserved = {self.net.network_address, self.net.broadcast_address,
+                         self.net.network_address + 1}
+        self.cursor = self.net.network_address + 1
+
+    def allocate(self) -> str:
+        first, last = self.net.network_address, self.net.broadcast_address
+        c = self.cursor
+        for _ in range(self.net.num_addresses):
+            c = first if c == last else c + 1
+            if c not in self.used and c not in self.reserved:
+                self.used.add(c)
+                self.cursor = c
+                return str(c)
+        raise PoolExhausted(str(self.net))
+
+    def release(self, address: str) -> None:
+        self.used.remove(ipaddress.IPv4Address(address))
+
+
+def churn_naive(ops: int) -> float:
+    alloc = NaiveAllocator("10.128.0.0/16")
+    held = collections.deque(alloc.allocate() for _ in range(32768))
+    gc.collect()
+    t0 = time.perf_counter()
+    for _ in range(ops // 2):
+        held.append(alloc.allocate())
+        alloc.release(held.popleft())
+    return ops / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ persisted
+
+
+def persisted_ours(n: int, durability: Durability, tmp: str) -> float:
+    path = tempfile.mktemp(suffix=".db", dir=tmp)
+    with SqliteStore(path, durability=durability) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.128.0.0/16")
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ipam.allocate("n")
+        return n / (time.perf_counter() - t0)
+
+
+def persisted_host(n: int, tmp: str) -> float:
+    manager = Ipam(MemoryStore())
+    manager.request_subnet("n", cidr="10.128.0.0/16")
+    path = tempfile.mktemp(suffix=".db", dir=tmp)
+    with SqliteStore(path) as store:
+        host = HostAllocator("h1", manager, store)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            host.allocate("n")
+        return n / (time.perf_counter() - t0)
+
+
+def persisted_naive(n: int, tmp: str) -> float:
+    path = tempfile.mktemp(suffix=".db", dir=tmp)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("CREATE TABLE a (net TEXT, address TEXT, PRIMARY KEY (net, address))")
+        conn.commit()
+        base = ipaddress.IPv4Address("10.128.0.2")
+        t0 = time.perf_counter()
+        for i in range(n):
+            conn.execute("INSERT INTO a VALUES (?, ?)", ("n", str(base + i)))
+            conn.commit()
+        return n / (time.perf_counter() - t0)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------- subnets
+
+
+def all_24s_ours(store_factory: Callable[[], tuple[Ipam, Callable[[], None]]]) -> float:
+    ipam, close = store_factory()
+    try:
+        names = [f"n{i}" for i in range(65536)]
+        request = ipam.request_subnet
+        gc.collect()
+        t0 = time.perf_counter()
+        for name in names:
+            request(name)
+        elapsed = time.perf_counter() - t0
+        try:
+            request("one-too-many")
+        except PoolExhausted:
+            pass
+        else:
+            raise AssertionError("the 65,537th /24 should not exist")
+        subnets = ipam.subnets()
+        assert len(subnets) == 65536 and len({s.cidr for s in subnets}) == 65536
+        return elapsed
+    finally:
+        close()
+
+
+def first_24s_naive(n: int) -> float:
+    """First fit over ``ipaddress`` networks in a set: O(n) candidates per request."""
+    pool = ipaddress.IPv4Network("10.0.0.0/8")
+    held: set[ipaddress.IPv4Network] = set()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        for cand in pool.subnets(new_prefix=24):
+            if cand not in held:
+                held.add(cand)
+                break
+    return time.perf_counter() - t0
+
+
+def first_24s_ours(n: int) -> float:
+    ipam = Ipam(MemoryStore())
+    t0 = time.perf_counter()
+    for i in range(n):
+        ipam.request_subnet(f"n{i}")
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------- RSS
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def rss_child(kind: str) -> None:
+    """Run in a fresh process: print the RSS growth in MB for 1M addresses in a /8."""
+    gc.collect()
+    if kind == "ours":
+        ipam = Ipam(MemoryStore())
+        before = _rss_kb()
+        ipam.request_subnet("n", cidr="10.0.0.0/8")
+        allocate = ipam.allocate
+        for _ in range(1_000_000):
+            allocate("n")
+        gc.collect()
+        grown = _rss_kb() - before
+        assert len(ipam.allocated("n")) == 1_000_000  # after measuring: a 1M-string list
+        print(grown / 1024)
+        return
+    else:
+        alloc = NaiveAllocator("10.0.0.0/8")
+        before = _rss_kb()
+        for _ in range(1_000_000):
+            alloc.allocate()
+    gc.collect()
+    print((_rss_kb() - before) / 1024)
+
+
+def rss(kind: str) -> float:
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--rss-child", kind],
+                          capture_output=True, text=True, timeout=600, check=True)
+    return float(proc.stdout.strip())
+
+
+# ------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
+    parser.add_argument("--ops", type=int, default=400_000, help="churn ops per run")
+    parser.add_argument("--persist", type=int, default=20_000, help="persisted allocs")
+    parser.add_argument("--dir", default=None, help="where the SQLite files go (real disk)")
+    parser.add_argument("--rss-child", choices=["ours", "naive"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+    tmp = tempfile.mkdtemp(prefix="nf-ipam-bench-", dir=args.dir or HERE)
+    try:
+        out: dict[str, object] = {}
+        ours = _best(lambda: churn_ours(args.ops), args.repeat)
+        naive = _best(lambda: churn_naive(args.ops // 4), args.repeat)
+        out["alloc_release_ops_per_s"] = round(ours)
+        out["baseline_naive_set_ops_per_s"] = round(naive)
+        out["alloc_release_ratio_vs_naive"] = round(ours / naive, 2)
+
+        ours = _best(lambda: persisted_ours(args.persist, Durability.PROCESS, tmp), args.repeat)
+        naive = _best(lambda: persisted_naive(args.persist // 100, tmp), args.repeat)
+        out["persisted_allocs_per_s"] = round(ours)
+        out["persisted_allocs_per_s_fsync_each"] = round(
+            _best(lambda: persisted_ours(args.persist // 40, Durability.POWER, tmp),
+                  args.repeat))
+        out["persisted_host_allocs_per_s"] = round(
+            _best(lambda: persisted_host(args.persist, tmp), args.repeat))
+        out["baseline_naive_sqlite_allocs_per_s"] = round(naive)
+        out["persisted_ratio_vs_naive"] = round(ours / naive, 2)
+
+        def memory() -> tuple[Ipam, Callable[[], None]]:
+            return Ipam(MemoryStore()), lambda: None
+
+        def sqlite() -> tuple[Ipam, Callable[[], None]]:
+            store = SqliteStore(tempfile.mktemp(suffix=".db", dir=tmp))
+            return Ipam(store), store.close
+
+        out["all_24s_of_10_8_s"] = round(_best_time(lambda: all_24s_ours(memory),
+                                                    args.repeat), 3)
+        out["all_24s_of_10_8_sqlite_s"] = round(all_24s_ours(sqlite), 3)
+        ours_2k = _best_time(lambda: first_24s_ours(1024), args.repeat)
+        naive_2k = first_24s_naive(1024)
+        out["first_1024_24s_s"] = round(ours_2k, 4)
+        out["baseline_naive_first_1024_24s_s"] = round(naive_2k, 3)
+        out["subnets_ratio_vs_naive"] = round(naive_2k / ours_2k, 1)
+
+        out["rss_mb_1m_addresses"] = round(rss("ours"), 1)
+        out["baseline_naive_rss_mb_1m_addresses"] = round(rss("naive"), 1)
+    finally:
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:40} {value}")
+
+
+if __name__ == "__main__":
+    main()
