@@ -2,7 +2,8 @@
 
 - ``alloc_release_ops_per_s``: ``Ipam`` over ``MemoryStore``, one /16 half full, FIFO churn
   (allocate one, release the oldest); every allocate and every release counts as one op.
-  Baseline: a set of ``ipaddress`` objects with the same serial rule.
+  Best of ``--trials`` short trials (the median is printed too), since the machine is
+  shared. Baseline: a set of ``ipaddress`` objects with the same serial rule and no store.
 - ``persisted_allocs_per_s``: ``Ipam`` over ``SqliteStore`` (WAL, ``synchronous=NORMAL``,
   one committed transaction per allocation, durable against a process crash) in a fresh
   file on the real disk. Also with ``Durability.POWER`` (an fsync per allocation) and on
@@ -15,7 +16,7 @@
   allocates 1,000,000 addresses in it (in memory). Baseline: the same in a Python set of
   ``IPv4Address`` objects.
 
-Each timed figure is the best of ``--repeat`` runs (the machine is shared).
+The other timed figures are the best of ``--repeat`` runs.
 
     .venv/bin/python bench/ipam_bench.py --json
 """
@@ -29,6 +30,7 @@ import ipaddress
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,18 +55,28 @@ def _best_time(fn: Callable[[], float], repeat: int) -> float:
 # ------------------------------------------------------------ churn (in memory)
 
 
-def churn_ours(ops: int) -> float:
+def _churn(allocate: Callable[[], str], release: Callable[[str], None], *, trials: int,
+           ops: int) -> tuple[float, float]:
+    """(best, median) ops/s over ``trials`` short runs of FIFO churn on a half-full /16."""
+    held = collections.deque(allocate() for _ in range(32768))
+    popleft, append = held.popleft, held.append
+    rates = []
+    gc.collect()
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        for _ in range(ops // 2):
+            append(allocate())
+            release(popleft())
+        rates.append(ops / (time.perf_counter() - t0))
+    return max(rates), statistics.median(rates)
+
+
+def churn_ours(*, trials: int, ops: int) -> tuple[float, float]:
     ipam = Ipam(MemoryStore())
     ipam.request_subnet("n", cidr="10.128.0.0/16")
-    held = collections.deque(ipam.allocate("n").address for _ in range(32768))
     allocate, release = ipam.allocate, ipam.release
-    popleft, append = held.popleft, held.append
-    gc.collect()
-    t0 = time.perf_counter()
-    for _ in range(ops // 2):
-        append(allocate("n").address)
-        release("n", popleft())
-    return ops / (time.perf_counter() - t0)
+    return _churn(lambda: allocate("n").address, lambda a: release("n", a),
+                  trials=trials, ops=ops)
 
 
 class NaiveAllocator:
@@ -92,15 +104,9 @@ class NaiveAllocator:
         self.used.remove(ipaddress.IPv4Address(address))
 
 
-def churn_naive(ops: int) -> float:
+def churn_naive(*, trials: int, ops: int) -> tuple[float, float]:
     alloc = NaiveAllocator("10.128.0.0/16")
-    held = collections.deque(alloc.allocate() for _ in range(32768))
-    gc.collect()
-    t0 = time.perf_counter()
-    for _ in range(ops // 2):
-        held.append(alloc.allocate())
-        alloc.release(held.popleft())
-    return ops / (time.perf_counter() - t0)
+    return _churn(alloc.allocate, alloc.release, trials=trials, ops=ops)
 
 
 # ------------------------------------------------------------------ persisted
@@ -240,7 +246,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
-    parser.add_argument("--ops", type=int, default=400_000, help="churn ops per run")
+    parser.add_argument("--ops", type=int, default=20_000, help="churn ops per trial")
+    parser.add_argument("--trials", type=int, default=40, help="churn trials (best, median)")
     parser.add_argument("--persist", type=int, default=20_000, help="persisted allocs")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (real disk)")
     parser.add_argument("--rss-child", choices=["ours", "naive"], help=argparse.SUPPRESS)
@@ -251,10 +258,12 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="nf-ipam-bench-", dir=args.dir or HERE)
     try:
         out: dict[str, object] = {}
-        ours = _best(lambda: churn_ours(args.ops), args.repeat)
-        naive = _best(lambda: churn_naive(args.ops // 4), args.repeat)
+        ours, ours_median = churn_ours(trials=args.trials, ops=args.ops)
+        naive, naive_median = churn_naive(trials=args.trials, ops=args.ops)
         out["alloc_release_ops_per_s"] = round(ours)
+        out["alloc_release_ops_per_s_median"] = round(ours_median)
         out["baseline_naive_set_ops_per_s"] = round(naive)
+        out["baseline_naive_set_ops_per_s_median"] = round(naive_median)
         out["alloc_release_ratio_vs_naive"] = round(ours / naive, 2)
 
         ours = _best(lambda: persisted_ours(args.persist, Durability.PROCESS, tmp), args.repeat)

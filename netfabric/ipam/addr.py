@@ -7,7 +7,6 @@ path works on ints and only formats an address when it hands one out.
 from __future__ import annotations
 
 import ipaddress
-import re
 from enum import IntEnum
 
 from netfabric.errors import InvalidArgument
@@ -26,8 +25,7 @@ class IPFamily(IntEnum):
         return 32 if self.value == 4 else 128
 
 
-_OCTET = r"(0|[1-9][0-9]{0,2})"  # no leading zeros, as ipaddress
-_V4_FULLMATCH = re.compile(r"\.".join([_OCTET] * 4)).fullmatch
+_OCTETS = {str(i): i for i in range(256)}
 
 Prefix = tuple[IPFamily, int, int]
 """(family, network address as int, prefix length)."""
@@ -35,11 +33,13 @@ Prefix = tuple[IPFamily, int, int]
 
 def parse_addr(text: str) -> tuple[IPFamily, int]:
     """``"10.0.0.5"`` -> (V4, 167772165); InvalidArgument for anything that is not an address."""
-    m = _V4_FULLMATCH(text) if type(text) is str else None
-    if m is not None:
-        try:  # bytes() refuses an octet above 255
-            return IPFamily.V4, int.from_bytes(bytes(map(int, m.groups())), "big")
-        except ValueError:
+    parts = text.split(".") if type(text) is str else ()
+    if len(parts) == 4:
+        o = _OCTETS
+        try:  # only canonical octets ("0".."255", no leading zeros) are keys
+            return IPFamily.V4, (o[parts[0]] << 24) | (o[parts[1]] << 16) | (
+                o[parts[2]] << 8) | o[parts[3]]
+        except KeyError:
             pass
     try:
         if "%" in text:

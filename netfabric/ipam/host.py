@@ -29,7 +29,7 @@ from netfabric.ipam.addr import IPFamily, format_addr, parse_addr, parse_cidr
 from netfabric.ipam.geometry import Geometry
 from netfabric.ipam.manager import CURSOR_FLAG
 from netfabric.ipam.pools import AddressSpace
-from netfabric.ipam.values import Allocation, BlockLease, Subnet
+from netfabric.ipam.values import Allocation, BlockLease, Subnet, new_allocation
 from netfabric.store.base import Store, SubnetRecord
 
 __all__ = ["BlockSource", "HostAllocator", "HostStats"]
@@ -236,7 +236,7 @@ class HostAllocator:
             b.used -= 1
             self._cursor[key] = old
             raise
-        return Allocation(format_addr(b.family, b.start + j), b.lease.subnet)
+        return new_allocation(format_addr(b.family, b.start + j), b.lease.subnet)
 
     def _block_of(self, network_id: str, family: IPFamily, a: int) -> _Block | None:
         keys = self._starts.get(network_id)

@@ -28,7 +28,7 @@ from netfabric.ipam.addresses import FREE, HOSTED, RESERVED, USED, AddressMap, D
 from netfabric.ipam.geometry import Geometry
 from netfabric.ipam.pools import AddressSpace, IpamConfig
 from netfabric.ipam.subnets import SpaceIndex
-from netfabric.ipam.values import Allocation, BlockLease, Subnet
+from netfabric.ipam.values import Allocation, BlockLease, Subnet, new_allocation
 from netfabric.store.base import Store, SubnetRecord
 
 __all__ = ["CURSOR_FLAG", "Ipam"]
@@ -383,19 +383,24 @@ class Ipam:
             if off < 0:
                 continue
             st.cursor = off
+            bb = st.bb
+            block = off >> bb
             try:
-                if old >= 0 and (old ^ off) >> st.bb:
-                    self._write_moved(st, off >> st.bb, old)
-                else:
-                    self._write_block(st, off >> st.bb)
+                if old >= 0 and (old >> bb) != block:
+                    self._write_moved(st, block, old)
+                else:  # the hot path: _write_block inlined; the row is not empty
+                    data = m.block_used(block)
+                    data[off - (block << bb)] |= CURSOR_FLAG
+                    self._store.put_block(st.network_id, st.cidr, block,
+                                          st.owners.get(block, ""), data)
             except BaseException:
                 m.put(off, FREE)
                 st.cursor = old
                 raise
             a = st.net + off
             if family is _V4:
-                return Allocation(f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}",
-                                  st.subnet)
+                return new_allocation(
+                    f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}", st.subnet)
             return Allocation(format_addr(family, a), st.subnet)
         cidrs = ", ".join(st.geo.cidr for st in self._nets[network_id]
                           if st.geo.family is family) or f"no IPv{int(family)} subnet"
@@ -431,7 +436,17 @@ class Ipam:
 
     def release(self, network_id: str, address: str) -> None:
         """Give back an address the manager handed out; NotFound if it is not allocated."""
-        st, a, off = self._locate(network_id, address)
+        fam, a = parse_addr(address)
+        sts = self._nets.get(network_id)
+        if sts is None:
+            raise NotFound(f"network {network_id!r} has no subnet in IPAM")
+        for st in sts:
+            off = a - st.net
+            if st.family is fam and 0 <= off < st.size:
+                break
+        else:
+            raise AddressOutOfRange(
+                f"{address} is not inside any subnet of network {network_id!r}")
         m = st._map or st.map
         block = off >> st.bb
         if not m.give_back(off, HOSTED if block in st.owners else FREE):
