@@ -7,12 +7,15 @@ blocks are full, gives a block back when a release empties it (keeping at least 
 network, so that churn does not lease and return the same block), and sends a request
 for a specific address outside its blocks to the manager, which leases the block holding
 that address. Its own state is written through its own store (the host's data dir, never
-the manager's store) before a call returns, so a restarted host keeps its addresses.
+the manager's store) before a call returns, so a restarted host keeps its addresses; after
+a restart or a partition the agent calls :meth:`HostAllocator.resync` with the manager's
+view, so that blocks reclaimed meanwhile are dropped.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -328,6 +331,37 @@ class HostAllocator:
             self._remove(b)
         for key in [k for k in self._cursor if k[0] == network_id]:
             del self._cursor[key]
+
+    def resync(self, leases: Iterable[BlockLease]) -> list[tuple[str, str]]:
+        """Drop every local block the manager no longer leases to this host.
+
+        ``leases``: the manager's current leases of this host (``Ipam.blocks(host_id=...)``,
+        over the agent's RPC). A host that was declared dead and reclaimed, then came
+        back, must not go on handing out addresses in blocks now free on the manager.
+        Leases the manager holds for this host that the host does not know (the answer
+        to a lease request was lost) are adopted, empty. Returns the (network id, address)
+        pairs that were allocated in dropped blocks, so that the agent can tear those
+        endpoints down.
+        """
+        mine = {(lease.network_id, lease.block): lease for lease in leases
+                if lease.host_id == self._host}
+        stale = [b for nid in sorted(self._nets) for b in self._nets[nid]
+                 if (nid, b.lease.block) not in mine]
+        known = {(b.lease.network_id, b.lease.block) for bs in self._nets.values() for b in bs}
+        lost: list[tuple[str, str]] = []
+        with self._store.transaction():
+            for b in stale:
+                self._store.delete_block(b.lease.network_id, b.geo.cidr, b.index)
+        for b in stale:
+            st = b.state
+            i = st.find(_USED)
+            while i >= 0:
+                lost.append((b.lease.network_id, format_addr(b.family, b.start + i)))
+                i = st.find(_USED, i + 1)
+            self._remove(b)
+        for key in sorted(set(mine) - known):  # granted, but the answer never got here
+            self._adopt(mine[key])
+        return lost
 
     def blocks(self, network_id: str | None = None) -> list[BlockLease]:
         """The leases this host holds."""

@@ -205,3 +205,18 @@ def test_a_lease_for_another_host_is_refused(manager: Ipam) -> None:
 
     with pytest.raises(InvalidArgument, match="other"):
         HostAllocator("h1", Wrong(manager), MemoryStore()).allocate("n")
+
+
+def test_resync_drops_blocks_reclaimed_while_the_host_was_away(manager: Ipam) -> None:
+    h1 = HostAllocator("h1", manager, MemoryStore())
+    got = [h1.allocate("n").address for _ in range(16)]  # two /28 blocks
+    manager.reclaim_host("h1")  # declared dead ...
+    manager.lease_block("n", "h1", address="10.1.0.40")  # ... and back, with a new lease
+    lost = h1.resync(manager.blocks(host_id="h1"))
+    assert lost == [("n", a) for a in got]
+    # the lease it never heard of is adopted, empty
+    assert [b.block for b in h1.blocks()] == ["10.1.0.32/28"]
+    assert h1.resync(manager.blocks(host_id="h1")) == []
+    h2 = HostAllocator("h2", manager, MemoryStore())
+    assert h2.allocate("n", address=got[0]).address == got[0]
+    assert h1.allocate("n").address == "10.1.0.32"
