@@ -141,7 +141,12 @@ class HostAllocator:
         blocks.insert(i, b)
 
     def _remove(self, b: _Block) -> None:
+        """Forget a block; a serial cursor inside it restarts from the first block, as it
+        would after a restart (its flag went with the block's row)."""
         nid = b.lease.network_id
+        key = (nid, b.family)
+        if b.start <= self._cursor.get(key, -1) < b.start + b.size:
+            del self._cursor[key]
         i = self._nets[nid].index(b)
         del self._nets[nid][i], self._starts[nid][i]
         if not self._nets[nid]:

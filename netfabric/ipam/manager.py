@@ -31,11 +31,15 @@ from netfabric.ipam.subnets import SpaceIndex
 from netfabric.ipam.values import Allocation, BlockLease, Subnet, new_allocation
 from netfabric.store.base import Store, SubnetRecord
 
-__all__ = ["CURSOR_FLAG", "Ipam"]
+__all__ = ["CURSOR_FLAG", "LEASE_FLAG", "Ipam"]
 
 CURSOR_FLAG = 0x80
 """Set in a block row's byte for the last address handed out, so that serial allocation
 resumes past it after a restart."""
+LEASE_FLAG = 0x40
+"""Set in the first byte of the row of the block leased last, so that serial block leases
+resume past it after a restart."""
+_FLAGS = CURSOR_FLAG | LEASE_FLAG
 
 
 _PoolSteps = tuple[int, int, int, int, int]
@@ -166,9 +170,13 @@ class Ipam:
         for i, byte in enumerate(data):
             if not byte:
                 continue
-            state = byte & ~CURSOR_FLAG
+            state = byte & ~_FLAGS
             if byte & CURSOR_FLAG:
                 st.cursor = base + i
+            if byte & LEASE_FLAG:
+                if i:
+                    raise InvalidArgument(f"block {g.block_cidr(block)}: misplaced flag")
+                st.block_cursor = base + (1 << g.block_bits) - 1
             if state == USED:
                 if m.get(base + i) != FREE:
                     raise InvalidArgument(
@@ -180,7 +188,6 @@ class Ipam:
         if owner:
             st.owners[block] = owner
             m.own(block)
-            st.block_cursor = max(st.block_cursor, base + (1 << g.block_bits) - 1)
 
     # ----------------------------------------------------------------- subnets
 
@@ -345,6 +352,8 @@ class Ipam:
         cur = st.cursor
         if cur >> bb == block and cur >= 0:
             data[cur - (block << bb)] |= CURSOR_FLAG
+        if st.block_cursor >> bb == block and st.block_cursor >= 0:
+            data[0] |= LEASE_FLAG
         owner = st.owners.get(block, "")
         if owner or data.count(0) != len(data):
             self._store.put_block(st.network_id, st.cidr, block, owner, data)
@@ -391,6 +400,8 @@ class Ipam:
                 else:  # the hot path: _write_block inlined; the row is not empty
                     data = m.block_used(block)
                     data[off - (block << bb)] |= CURSOR_FLAG
+                    if st.block_cursor >> bb == block:
+                        data[0] |= LEASE_FLAG
                     self._store.put_block(st.network_id, st.cidr, block,
                                           st.owners.get(block, ""), data)
             except BaseException:
@@ -493,16 +504,27 @@ class Ipam:
             block = _next_block(st)
             if block < 0:
                 continue
-            self._own(st, block, host_id)
+            old = st.block_cursor
             st.block_cursor = ((block + 1) << st.bb) - 1
+            try:
+                self._own(st, block, host_id, previous=old >> st.bb if old >= 0 else -1)
+            except BaseException:
+                st.block_cursor = old
+                raise
             return st.lease(block)
         raise PoolExhausted(f"no block with a free address left in network {network_id!r} "
                             f"for host {host_id!r}")
 
-    def _own(self, st: _SubnetState, block: int, host_id: str) -> None:
+    def _own(self, st: _SubnetState, block: int, host_id: str, *, previous: int = -1) -> None:
+        """Lease ``block``; ``previous``: the block that held the lease flag, rewritten."""
         st.owners[block] = host_id
         try:
-            self._write_block(st, block)
+            if previous >= 0 and previous != block:
+                with self._store.transaction():
+                    self._write_block(st, block)
+                    self._write_block(st, previous)
+            else:
+                self._write_block(st, block)
         except BaseException:
             del st.owners[block]
             raise

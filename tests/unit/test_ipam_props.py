@@ -262,6 +262,10 @@ class IpamMachine(RuleBasedStateMachine):
             {n: self.ipam.allocated(n) for n in self.ipam.networks()},
             {h: ([b.block for b in a.blocks()], {n: a.allocated(n) for n in NETS})
              for h, a in self.hosts.items()},
+            # the serial cursors (addresses and block leases) are state too
+            sorted((st.network_id, st.cidr, st.cursor, st.block_cursor)
+                   for sts in self.ipam._nets.values() for st in sts),
+            {h: sorted(a._cursor.items()) for h, a in self.hosts.items()},
         )
 
     def _holdings(self) -> dict[tuple[str, str], str]:

@@ -68,6 +68,21 @@ def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store
     # the serial cursors survived too: both continue identically
     for net, fam in (("b", IPFamily.V4), ("a", IPFamily.V6), ("a", IPFamily.V4)):
         assert ipam.allocate(net, family=fam) == reopened.allocate(net, family=fam)
+        assert (ipam.lease_block(net, "h3", family=fam)
+                == reopened.lease_block(net, "h3", family=fam))
+
+
+def test_block_lease_cursor_survives_a_returned_block(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.1.0.0/24")
+        first = ipam.lease_block("n", "h1")
+        second = ipam.lease_block("n", "h1")
+        ipam.release_block("n", "h1", second.block)  # empty, unowned: yet it keeps the flag
+        ipam.release_block("n", "h1", first.block)
+    with SqliteStore(path) as store:
+        assert Ipam(store).lease_block("n", "h2").block == "10.1.0.128/26"
 
 
 def test_cursor_survives_when_last_address_was_released(tmp_path: Path) -> None:
@@ -82,7 +97,7 @@ def test_cursor_survives_when_last_address_was_released(tmp_path: Path) -> None:
         assert Ipam(store).allocate("n").address == "10.1.0.72"
 
 
-def test_released_subnets_and_returned_blocks_leave_no_rows(tmp_path: Path) -> None:
+def test_released_subnets_and_returned_blocks_leave_no_rows_but_cursors(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     with SqliteStore(path) as store:
         ipam = Ipam(store)
@@ -94,7 +109,9 @@ def test_released_subnets_and_returned_blocks_leave_no_rows(tmp_path: Path) -> N
         ipam.release_network("m")
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT count(*) FROM blocks").fetchone()[0] == 0
+        # only the row that carries the block-lease cursor flag is left
+        rows = conn.execute("SELECT network_id, idx, owner, data FROM blocks").fetchall()
+        assert rows == [("n", 0, "", b"\x40" + bytes(63))]
         assert conn.execute("SELECT cidr FROM subnets").fetchall() == [("10.1.0.0/24",)]
     finally:
         conn.close()
