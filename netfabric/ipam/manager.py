@@ -135,6 +135,9 @@ class Ipam:
                     raise InvalidArgument(f"unknown address space {rec.space!r}") from exc
                 geo = Geometry.build(rec.cidr, gateway=rec.gateway, ip_range=rec.ip_range,
                                      block_prefix=rec.block_prefix)
+                if not geo.family.bits - 16 <= rec.block_prefix <= geo.family.bits:
+                    raise InvalidArgument(f"subnet {rec.cidr}: block prefix "
+                                          f"/{rec.block_prefix} is too large a block")
                 if geo.cidr != rec.cidr:
                     raise InvalidArgument(f"subnet {rec.cidr!r} is not canonical")
                 idx = self._space(space, geo.family)
@@ -208,7 +211,11 @@ class Ipam:
         the very same subnet returns it (idempotent)."""
         _check_id(network_id, "network id")
         space = _as_space(space)
-        block_prefix = 0
+        current = self._nets.get(network_id)
+        if current and current[0].space is not space:
+            raise InvalidArgument(f"network {network_id!r} holds subnets in the "
+                                  f"{current[0].space.value} address space, not {space.value}")
+        hint: tuple[tuple[AddressSpace, int], int] | None = None
         if cidr is not None:
             fam, net, plen = parse_cidr(cidr)
             block_prefix = self._config.block_prefix(fam)
@@ -228,14 +235,10 @@ class Ipam:
         else:
             if gateway is not None or ip_range is not None:
                 raise InvalidArgument("a gateway or ip-range needs an explicit subnet")
-            fam = family if type(family) is IPFamily else IPFamily(family)
+            fam = _as_family(family)
             block_prefix = self._config.block_prefix(fam)
             idx = self._space(space, fam)
-            geo = self._next_from_pools(network_id, space, fam, idx, block_prefix)
-        current = self._nets.get(network_id)
-        if current and current[0].space is not space:
-            raise InvalidArgument(f"network {network_id!r} holds subnets in the "
-                                  f"{current[0].space.value} address space, not {space.value}")
+            geo, hint = self._next_from_pools(network_id, space, fam, idx, block_prefix)
         st = _SubnetState(network_id, space, geo)
         idx.add(geo.net, geo.net + geo.size, network_id)
         try:
@@ -244,6 +247,8 @@ class Ipam:
         except BaseException:
             idx.remove(geo.net)
             raise
+        if hint is not None:  # only now: every candidate below a hint must be taken
+            self._hints[hint[0]] = hint[1]
         self._add_state(st)
         return st.subnet
 
@@ -257,17 +262,19 @@ class Ipam:
         sts.append(st)
         sts.sort(key=lambda s: (s.family, s.net))
 
-    def _next_from_pools(self, network_id: str, space: AddressSpace, fam: IPFamily,
-                         idx: SpaceIndex, block_prefix: int) -> Geometry:
+    def _next_from_pools(
+            self, network_id: str, space: AddressSpace, fam: IPFamily, idx: SpaceIndex,
+            block_prefix: int) -> tuple[Geometry, tuple[tuple[AddressSpace, int], int]]:
+        """The next free subnet, and the pool hint to set once it is really taken."""
         hints = self._hints
         for i, (step, base, limit, size, _plen) in self._steps[(space, fam)]:
             key = (space, i)
             start = idx.first_free(base, limit, step, hints.get(key, base))
             if start is not None:
-                hints[key] = start + step
-                return Geometry.from_ints(fam, start, size, gateway=None, ip_range=None,
-                                          block_prefix=block_prefix)
-            hints[key] = limit
+                geo = Geometry.from_ints(fam, start, size, gateway=None, ip_range=None,
+                                         block_prefix=block_prefix)
+                return geo, (key, start + step)
+            hints[key] = limit  # true already: nothing in this pool is free
         pools = ", ".join(f"{format_cidr(fam, base, plen)} in /{size}s"
                           for _, (_, base, _, size, plen) in self._steps[(space, fam)])
         pools = pools or "none configured"
@@ -380,6 +387,8 @@ class Ipam:
         """
         if address is not None:
             return self._allocate_exact(network_id, address)
+        if type(family) is not IPFamily:
+            family = _as_family(family)
         sts = self._nets.get(network_id)
         if sts is None:
             raise NotFound(f"network {network_id!r} has no subnet in IPAM")
@@ -488,6 +497,7 @@ class Ipam:
         AddressInUse when the address is taken or its block is leased to another host.
         """
         _check_id(host_id, "host id")
+        family = _as_family(family)
         if address is not None:
             st, a, off = self._locate(network_id, address)
             block = off >> st.geo.block_bits
@@ -615,6 +625,15 @@ def _next_block(st: _SubnetState) -> int:
 def _check_id(value: str, what: str) -> None:
     if not isinstance(value, str) or not value or len(value) > 256:
         raise InvalidArgument(f"invalid {what} {value!r}: a non-empty string is required")
+
+
+def _as_family(family: IPFamily | int) -> IPFamily:
+    if type(family) is IPFamily:
+        return family
+    try:
+        return IPFamily(family)
+    except ValueError as exc:
+        raise InvalidArgument(f"unknown IP family {family!r}: expected 4 or 6") from exc
 
 
 def _as_space(space: AddressSpace | str) -> AddressSpace:

@@ -119,6 +119,23 @@ def test_a_network_lives_in_one_address_space(ipam: Ipam) -> None:
     assert [s.cidr for s in ipam.subnets("n")] == ["172.17.0.0/16", "fd6e:6600:1::/64"]
 
 
+def test_a_refused_request_does_not_skip_a_free_subnet(ipam: Ipam) -> None:
+    ipam.request_subnet("n", space=LOCAL)
+    with pytest.raises(InvalidArgument):
+        ipam.request_subnet("n", space=GLOBAL)
+    assert ipam.request_subnet("m", space=GLOBAL).cidr == "10.0.0.0/24"
+
+
+def test_unknown_family_is_invalid(ipam: Ipam) -> None:
+    ipam.request_subnet("n")
+    for call in (lambda: ipam.request_subnet("x", family=5),  # type: ignore[arg-type]
+                 lambda: ipam.allocate("n", family=5),  # type: ignore[arg-type]
+                 lambda: ipam.lease_block("n", "h", family=5)):  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument, match="family"):
+            call()
+    assert ipam.allocate("n", family=4).address == "10.0.0.2"  # type: ignore[arg-type]
+
+
 def test_next_free_skips_user_subnets_and_reuses_released(ipam: Ipam) -> None:
     ipam.request_subnet("u", cidr="10.0.1.0/24")
     ipam.request_subnet("u2", cidr="10.0.2.128/25")

@@ -215,6 +215,8 @@ def test_unopenable_path_is_an_error_naming_it(tmp_path: Path) -> None:
     ("subnets", ("n", "10.0.0.5/24", "global", "10.0.0.1", None, 26)),
     ("subnets", ("n", "10.0.0.0/24", "sideways", "10.0.0.1", None, 26)),
     ("subnets", ("n", "10.0.0.0/24", "global", "10.9.0.1", None, 26)),
+    ("subnets", ("n", "10.0.0.0/24", "global", "10.0.0.1", None, 8)),
+    ("subnets", ("n", "10.0.0.0/24", "global", "10.0.0.1", None, 40)),
     ("blocks", ("ghost", "10.0.0.0/24", 0, "", b"\x01" * 64)),
     ("blocks", ("n", "10.0.0.0/24", 0, "", b"\x01" * 64)),  # network address marked used
     ("blocks", ("n", "10.0.0.0/24", 0, "", b"\x00" * 10)),
