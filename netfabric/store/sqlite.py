@@ -63,7 +63,10 @@ class SqliteStore:
         if exists and not os.access(self._path, os.R_OK | os.W_OK):
             raise StoreCorrupt(f"store file {self._path} exists but cannot be read and written")
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None)
+            # One writer at a time is the caller's rule (the agent owns one Ipam); the
+            # connection may still move between threads (opened at start-up, used by the
+            # event loop or an executor), which sqlite3's own check would refuse.
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store file {self._path}: {exc}") from exc
         self._conn = conn

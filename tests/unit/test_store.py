@@ -336,3 +336,16 @@ def test_store_file_permissions_are_left_alone(tmp_path: Path) -> None:
     with SqliteStore(path) as store:
         assert store.location == str(path)
     assert (os.stat(path).st_mode & 0o777) == 0o600
+
+
+def test_store_can_be_used_from_another_thread(tmp_path: Path) -> None:
+    import threading
+
+    with SqliteStore(tmp_path / "s.db") as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n")
+        got: list[str] = []
+        worker = threading.Thread(target=lambda: got.append(ipam.allocate("n").address))
+        worker.start()
+        worker.join()
+        assert got == ["10.0.0.2"]
