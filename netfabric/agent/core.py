@@ -63,6 +63,7 @@ from netfabric.api.types import (
     to_wire,
 )
 from netfabric.errors import (
+    AgentUnreachable,
     AlreadyExists,
     ClusterError,
     InUse,
@@ -87,6 +88,8 @@ NOT_IN_CLUSTER = ("This node is not a swarm manager. Use \"netfabric init\" or \
 DEFAULT_BRIDGE = "bridge"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 _MAX_IFACES = 16
+RETRY_INTERVAL = 2.0
+"""Seconds between tries to give addresses back to an unreachable manager."""
 T = TypeVar("T")
 
 
@@ -160,6 +163,7 @@ class AgentCore:
         self._peer_tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._programmed: dict[str, frozenset[Endpoint]] = {}
+        self._retry_task: asyncio.Task[None] | None = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -218,6 +222,8 @@ class AgentCore:
                 log.info("removing leaked sandbox netns %s", netns)
                 await self._thread(self.kernel.delete_sandbox, netns)
         await self._thread(self.kernel.reconcile)
+        if self.state.pending_releases:
+            self._schedule_retry()
 
     async def _recover_sandbox(self, sb: SandboxRecord) -> None:
         if not sb.external:
@@ -238,6 +244,10 @@ class AgentCore:
         await self.names.open_sandbox(sb.netns, sb.netns_path, self._sandbox_networks(sb))
 
     async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
         for task in self._peer_tasks.values():
             task.cancel()
         for task in self._peer_tasks.values():
@@ -500,12 +510,32 @@ class AgentCore:
         raise NotFound(f"network {ref} not found")
 
     async def _resolve_network(self, ref: str) -> Network:
-        """A network by name or ID; a worker asks a manager for cluster networks it lacks."""
+        """A network by name or ID; a worker asks a manager for cluster networks it lacks,
+        and refreshes a cached one it has no endpoint on (it may have been removed)."""
         try:
-            return self._find_network(ref)
+            net = self._find_network(ref)
         except NotFound:
             if self.role is not Role.WORKER:
                 raise
+        else:
+            if self.role is not Role.WORKER or net.scope != Scope.SWARM or \
+                    self._local_eps(net.id):
+                return net
+            try:
+                fresh = await self._fetch_network(net.name)
+            except NotFound:
+                self.state.networks.pop(net.id, None)
+                self._save()
+                raise
+            except AgentUnreachable:
+                return net   # the manager is down: the cached record is the best we have
+            if fresh.id != net.id:
+                self.state.networks.pop(net.id, None)
+                self._save()
+            return fresh
+        return await self._fetch_network(ref)
+
+    async def _fetch_network(self, ref: str) -> Network:
         raw = await self._link().call("get_network", {"name": ref})
         try:
             net = Network(
@@ -763,10 +793,35 @@ class AgentCore:
         if ip is None:
             return
         if net.scope == Scope.SWARM and self.role is Role.WORKER:
-            await self._link().call("release", {"network_id": net.id,
-                                                "node_id": self.state.node_id, "ip": ip})
+            try:
+                await self._link().call("release", {"network_id": net.id,
+                                                    "node_id": self.state.node_id, "ip": ip})
+            except AgentUnreachable:
+                # Never lost: kept in the state and given back once a manager answers.
+                self.state.pending_releases.append((net.id, ip))
+                self._save()
+                self._schedule_retry()
         else:
             await self._thread(self.book.release, net.id, ip, node_id=self.state.node_id)
+
+    def _schedule_retry(self) -> None:
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.get_running_loop().create_task(self._retry_releases())
+
+    async def _retry_releases(self) -> None:
+        """Give back the addresses a manager could not take while it was unreachable."""
+        while self.state.pending_releases and self.state.cluster is not None:
+            network_id, ip = self.state.pending_releases[0]
+            try:
+                await self._link().call("release", {"network_id": network_id,
+                                                    "node_id": self.state.node_id, "ip": ip})
+            except AgentUnreachable:
+                await asyncio.sleep(RETRY_INTERVAL)
+                continue
+            except NetfabricError as exc:   # the network is gone: nothing to give back
+                log.info("pending release of %s in %s dropped: %s", ip, network_id, exc)
+            self.state.pending_releases.pop(0)
+            self._save()
 
     async def _connect_locked(self, sb: SandboxRecord, net: Network, *, aliases: Sequence[str],
                               ip: str | None) -> EndpointRecord:

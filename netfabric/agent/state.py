@@ -123,6 +123,8 @@ class LocalState:
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     networks: dict[str, NetworkRecord] = field(default_factory=dict)
     sandboxes: dict[str, SandboxRecord] = field(default_factory=dict)
+    pending_releases: list[tuple[str, str]] = field(default_factory=list)
+    """(network id, address) a worker could not give back to an unreachable manager yet."""
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -194,5 +196,7 @@ class LocalState:
                 id=str(s["id"]), name=str(s["name"]), netns=str(s["netns"]),
                 netns_path=str(s["netns_path"]), external=bool(s["external"]),
                 created=float(s["created"]), endpoints=eps)
+        pending = [(str(n), str(a)) for n, a in raw.get("pending_releases", [])]
         return cls(node_id=str(raw["node_id"]), hostname=hostname or str(raw.get("hostname", "")),
-                   cluster=cluster, nodes=nodes, networks=networks, sandboxes=sandboxes)
+                   cluster=cluster, nodes=nodes, networks=networks, sandboxes=sandboxes,
+                   pending_releases=pending)
