@@ -19,7 +19,7 @@ from netfabric.ipam.pools import (
     IpamConfig,
     Pool,
 )
-from netfabric.ipam.values import Allocation, BlockLease, Subnet
+from netfabric.ipam.values import Allocation, BlockLease, Reclaimed, Subnet
 
 __all__ = [
     "DEFAULT_GLOBAL_POOLS",
@@ -36,5 +36,6 @@ __all__ = [
     "Ipam",
     "IpamConfig",
     "Pool",
+    "Reclaimed",
     "Subnet",
 ]

@@ -28,7 +28,7 @@ from netfabric.ipam.addresses import FREE, HOSTED, RESERVED, USED, AddressMap, D
 from netfabric.ipam.geometry import Geometry
 from netfabric.ipam.pools import AddressSpace, IpamConfig
 from netfabric.ipam.subnets import SpaceIndex
-from netfabric.ipam.values import Allocation, BlockLease, Subnet, new_allocation
+from netfabric.ipam.values import Allocation, BlockLease, Reclaimed, Subnet, new_allocation
 from netfabric.store.base import Store, SubnetRecord
 
 __all__ = ["CURSOR_FLAG", "LEASE_FLAG", "Ipam"]
@@ -49,8 +49,8 @@ _V4 = IPFamily.V4
 class _SubnetState:
     """One subnet of one network, as the manager tracks it."""
 
-    __slots__ = ("_map", "bb", "block_cursor", "cidr", "cursor", "family", "geo", "net",
-                 "network_id", "owners", "size", "space", "subnet")
+    __slots__ = ("_map", "bb", "block_cursor", "cidr", "cursor", "family", "geo", "holders",
+                 "net", "network_id", "owners", "size", "space", "subnet")
 
     def __init__(self, network_id: str, space: AddressSpace, geo: Geometry) -> None:
         self.geo = geo
@@ -62,7 +62,8 @@ class _SubnetState:
         self.size = geo.size
         self.space = space
         self.subnet = Subnet(network_id, space, geo.cidr, geo.gateway_text, geo.ip_range)
-        self.owners: dict[int, str] = {}
+        self.owners: dict[int, str] = {}  # block index -> host leasing it
+        self.holders: dict[int, str] = {}  # offset -> host a manager address is held for
         self.cursor = -1  # offset of the last address handed out
         self.block_cursor = -1  # offset just before where the next block search starts
         self._map: AddressMap | None = None
@@ -159,6 +160,14 @@ class Ipam:
                     raise InvalidArgument(
                         f"block {blk.index} of unknown subnet {blk.subnet} ({blk.network_id})")
                 self._load_block(st, blk.index, blk.owner, blk.data)
+            for rec_h in snap.holders:
+                st = by_key.get((rec_h.network_id, rec_h.subnet))
+                fam, a = parse_addr(rec_h.address)
+                if st is None or fam is not st.family or not 0 <= a - st.net < st.size \
+                        or st.map.get(a - st.net) != USED or not rec_h.holder:
+                    raise InvalidArgument(f"holder row of {rec_h.address} in {rec_h.subnet} "
+                                          f"({rec_h.network_id}): no such manager address")
+                st.holders[a - st.net] = rec_h.holder
         except IPAMError as exc:  # InvalidArgument is not one; catch both below
             raise StoreCorrupt(f"store {where} holds an impossible IPAM state: {exc}") from exc
         except InvalidArgument as exc:
@@ -378,15 +387,19 @@ class Ipam:
             self._write_block(st, block)
 
     def allocate(self, network_id: str, *, address: str | None = None,
-                 family: IPFamily = IPFamily.V4) -> Allocation:
+                 family: IPFamily = IPFamily.V4, host_id: str | None = None) -> Allocation:
         """Hand out an address of the network, by the manager itself.
 
         Without ``address``: the next free one after the last handed out (serial, wrapping),
         in the first subnet of ``family`` with room. With ``address``: that address, or
         AddressInUse / AddressOutOfRange. Never inside a block leased to a host.
+        ``host_id``: the host the address is for, so that :meth:`reclaim_host` frees it
+        when that host dies (a host with a :class:`HostAllocator` needs none of this).
         """
+        if host_id is not None:
+            _check_id(host_id, "host id")
         if address is not None:
-            return self._allocate_exact(network_id, address)
+            return self._allocate_exact(network_id, address, host_id)
         if type(family) is not IPFamily:
             family = _as_family(family)
         sts = self._nets.get(network_id)
@@ -404,7 +417,9 @@ class Ipam:
             bb = st.bb
             block = off >> bb
             try:
-                if old >= 0 and (old >> bb) != block:
+                if host_id is not None:
+                    self._write_held(st, off, host_id, old)
+                elif old >= 0 and (old >> bb) != block:
                     self._write_moved(st, block, old)
                 else:  # the hot path: _write_block inlined; the row is not empty
                     data = m.block_used(block)
@@ -440,7 +455,20 @@ class Ipam:
             raise AddressInUse(f"{address} lies in block {g.block_cidr(block)} leased to host "
                                f"{st.owners.get(block, '?')!r}")
 
-    def _allocate_exact(self, network_id: str, address: str) -> Allocation:
+    def _write_held(self, st: _SubnetState, off: int, host_id: str, old_cursor: int) -> None:
+        """Persist a new manager address held for a host: block row(s) and holder row."""
+        st.holders[off] = host_id
+        try:
+            with self._store.transaction():
+                self._write_moved(st, off >> st.bb, old_cursor)
+                self._store.put_holder(st.network_id, st.cidr,
+                                       format_addr(st.family, st.net + off), host_id)
+        except BaseException:
+            del st.holders[off]
+            raise
+
+    def _allocate_exact(self, network_id: str, address: str,
+                        host_id: str | None) -> Allocation:
         st, a, off = self._locate(network_id, address)
         m = st.map
         state = m.get(off)
@@ -448,7 +476,10 @@ class Ipam:
             self._refuse(st, a, off, state, address)
         m.put(off, USED)
         try:
-            self._write_block(st, off >> st.geo.block_bits)
+            if host_id is not None:
+                self._write_held(st, off, host_id, st.cursor)
+            else:
+                self._write_block(st, off >> st.geo.block_bits)
         except BaseException:
             m.put(off, FREE)
             raise
@@ -475,16 +506,29 @@ class Ipam:
                                       "stays reserved until the subnet is released")
             raise NotFound(f"{address} is not allocated by the manager in network "
                            f"{network_id!r}")
+        holder = st.holders.pop(off, None) if st.holders else None
         try:
-            self._write_block(st, block)
+            if holder is None:
+                self._write_block(st, block)
+            else:
+                with self._store.transaction():
+                    self._write_block(st, block)
+                    self._store.delete_holder(st.network_id, st.cidr, address)
         except BaseException:
             m.put(off, USED)
+            if holder is not None:
+                st.holders[off] = holder
             raise
 
-    def allocated(self, network_id: str) -> list[str]:
-        """Addresses the manager itself holds in the network (not those inside blocks)."""
-        return [format_addr(st.geo.family, st.geo.net + o)
-                for st in self._states(network_id) for o in st.map.used_offsets()]
+    def allocated(self, network_id: str, *, host_id: str | None = None) -> list[str]:
+        """Addresses the manager itself holds in the network (not those inside blocks),
+        or only those it holds for ``host_id``."""
+        sts = self._states(network_id)
+        if host_id is None:
+            return [format_addr(st.family, st.net + o)
+                    for st in sts for o in st.map.used_offsets()]
+        return [format_addr(st.family, st.net + o)
+                for st in sts for o, h in sorted(st.holders.items()) if h == host_id]
 
     # ------------------------------------------------------------------ blocks
 
@@ -574,22 +618,55 @@ class Ipam:
             for b in blocks:
                 st.map.disown(b)
 
-    def reclaim_host(self, host_id: str) -> list[BlockLease]:
-        """Free every block leased to a (dead) host, with every address it held there.
-
-        Returns the leases that were reclaimed. Durable as one transaction.
-        """
-        reclaimed: list[BlockLease] = []
+    def reclaim_host(self, host_id: str) -> Reclaimed:
+        """Free everything a (dead) host held: every block leased to it, with every address
+        it held there, and every address the manager handed out for it (``host_id=``).
+        Durable as one transaction; returns what was freed."""
+        blocks: list[BlockLease] = []
+        addresses: list[tuple[str, str]] = []
         work = []
-        for sts in self._nets.values():
-            for st in sts:
+        held = []
+        for nid in sorted(self._nets):
+            for st in self._nets[nid]:
                 mine = sorted(b for b, h in st.owners.items() if h == host_id)
                 if mine:
-                    reclaimed.extend(st.lease(b) for b in mine)
+                    blocks.extend(st.lease(b) for b in mine)
                     work.append((st, mine))
-        if work:
-            self._disown_all(work)
-        return reclaimed
+                offs = sorted(o for o, h in st.holders.items() if h == host_id)
+                if offs:
+                    held.append((st, offs))
+                    addresses.extend((nid, format_addr(st.family, st.net + o)) for o in offs)
+        if not held and not work:
+            return Reclaimed()
+        # memory first (the rows are computed from it), remembered for the undo
+        for st, offs in held:
+            for o in offs:
+                st.map.put(o, HOSTED if (o >> st.bb) in st.owners else FREE)
+                del st.holders[o]
+        owners = [(st, {b: st.owners.pop(b) for b in mine}) for st, mine in work]
+        try:
+            with self._store.transaction():
+                for st, offs in held:
+                    for b in sorted({o >> st.bb for o in offs}):
+                        self._write_block(st, b)
+                    for o in offs:
+                        self._store.delete_holder(st.network_id, st.cidr,
+                                                  format_addr(st.family, st.net + o))
+                for st, mine in work:
+                    for b in mine:
+                        self._write_block(st, b)
+        except BaseException:
+            for st, saved in owners:
+                st.owners.update(saved)
+            for st, offs in held:
+                for o in offs:
+                    st.map.put(o, USED)
+                    st.holders[o] = host_id
+            raise
+        for st, mine in work:
+            for b in mine:
+                st.map.disown(b)
+        return Reclaimed(tuple(blocks), tuple(addresses))
 
     def blocks(self, *, network_id: str | None = None,
                host_id: str | None = None) -> list[BlockLease]:

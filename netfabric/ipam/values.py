@@ -13,7 +13,7 @@ from netfabric.errors import InvalidArgument
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.pools import AddressSpace
 
-__all__ = ["Allocation", "BlockLease", "Subnet", "new_allocation"]
+__all__ = ["Allocation", "BlockLease", "Reclaimed", "Subnet", "new_allocation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +113,12 @@ class BlockLease:
                        Subnet.from_dict(d["subnet"]), tuple(str(t) for t in d.get("taken", ())))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidArgument(f"malformed block lease: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """What reclaiming a dead host freed: its block leases and the (network id, address)
+    pairs the manager had handed out for it."""
+
+    blocks: tuple[BlockLease, ...] = ()
+    addresses: tuple[tuple[str, str], ...] = ()

@@ -7,6 +7,7 @@
 from netfabric.store.base import (
     BlockRecord,
     Durability,
+    HolderRecord,
     Snapshot,
     Store,
     SubnetRecord,
@@ -19,6 +20,7 @@ from netfabric.store.sqlite import SqliteStore
 __all__ = [
     "BlockRecord",
     "Durability",
+    "HolderRecord",
     "MemoryStore",
     "Snapshot",
     "SqliteStore",

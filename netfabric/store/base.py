@@ -2,7 +2,7 @@
 
 The allocator keeps its indexes in memory and writes every change through a :class:`Store`
 before it returns, so a store only needs to keep rows and hand them back at start-up
-(:meth:`Store.load`). Three kinds of rows:
+(:meth:`Store.load`). Four kinds of rows:
 
 - **networks**: one :class:`~netfabric.model.Network` per id;
 - **subnets**: one :class:`SubnetRecord` per (network, CIDR);
@@ -10,6 +10,9 @@ before it returns, so a store only needs to keep rows and hand them back at star
   unit of address persistence and of host leases: ``owner`` is the host holding its lease
   ("" for none) and ``data`` has one byte per address of the block. Rows that would say
   "nobody, nothing" are deleted rather than kept.
+- **holders**: the host an address handed out by the manager itself was allocated for
+  (:class:`HolderRecord`), so that reclaiming a dead host frees it. Untagged addresses
+  have no row.
 
 Writes outside :meth:`Store.transaction` are durable when they return; inside it, when the
 outermost block exits without an exception (and rolled back otherwise).
@@ -30,6 +33,7 @@ from netfabric.model import Driver, Network, Scope, SubnetSpec
 __all__ = [
     "BlockRecord",
     "Durability",
+    "HolderRecord",
     "Snapshot",
     "Store",
     "SubnetRecord",
@@ -75,11 +79,22 @@ class BlockRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HolderRecord:
+    """The host for which the manager handed out one address."""
+
+    network_id: str
+    subnet: str
+    address: str
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a store holds about IPAM, as read at start-up."""
 
     subnets: tuple[SubnetRecord, ...] = ()
     blocks: tuple[BlockRecord, ...] = field(default=())
+    holders: tuple[HolderRecord, ...] = field(default=())
 
 
 class Store(Protocol):
@@ -101,7 +116,7 @@ class Store(Protocol):
     def put_subnet(self, record: SubnetRecord) -> None: ...
 
     def delete_subnet(self, network_id: str, cidr: str) -> None:
-        """Drop the subnet row and every block row under it."""
+        """Drop the subnet row and every block and holder row under it."""
         ...
 
     def put_block(self, network_id: str, subnet: str, index: int, owner: str,
@@ -110,6 +125,10 @@ class Store(Protocol):
         ...
 
     def delete_block(self, network_id: str, subnet: str, index: int) -> None: ...
+
+    def put_holder(self, network_id: str, subnet: str, address: str, holder: str) -> None: ...
+
+    def delete_holder(self, network_id: str, subnet: str, address: str) -> None: ...
 
     def put_network(self, network: Network) -> None: ...
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from netfabric.model import Network
-from netfabric.store.base import BlockRecord, Snapshot, SubnetRecord
+from netfabric.store.base import BlockRecord, HolderRecord, Snapshot, SubnetRecord
 
 __all__ = ["MemoryStore"]
 
@@ -26,6 +26,7 @@ class MemoryStore:
         self._subnets: dict[tuple[str, str], SubnetRecord] = {}
         self._blocks: dict[_BlockKey, _BlockRow] = {}
         self._networks: dict[str, Network] = {}
+        self._holders: dict[tuple[str, str, str], str] = {}
         self._depth = 0
         self._undo: list[tuple[dict[object, object], object, object]] | None = None
 
@@ -38,6 +39,7 @@ class MemoryStore:
             subnets=tuple(self._subnets.values()),
             blocks=tuple(BlockRecord(k[0], k[1], k[2], owner, bytes(data))
                          for k, (owner, data) in self._blocks.items()),
+            holders=tuple(HolderRecord(k[0], k[1], k[2], h) for k, h in self._holders.items()),
         )
 
     @contextmanager
@@ -77,6 +79,9 @@ class MemoryStore:
         for bkey in [k for k in self._blocks if k[0] == network_id and k[1] == cidr]:
             self._remember(self._blocks, bkey)  # type: ignore[arg-type]
             del self._blocks[bkey]
+        for hkey in [k for k in self._holders if k[0] == network_id and k[1] == cidr]:
+            self._remember(self._holders, hkey)  # type: ignore[arg-type]
+            del self._holders[hkey]
 
     def put_block(self, network_id: str, subnet: str, index: int, owner: str,
                   data: bytes | bytearray) -> None:
@@ -89,6 +94,16 @@ class MemoryStore:
         key = (network_id, subnet, index)
         self._remember(self._blocks, key)  # type: ignore[arg-type]
         self._blocks.pop(key, None)
+
+    def put_holder(self, network_id: str, subnet: str, address: str, holder: str) -> None:
+        key = (network_id, subnet, address)
+        self._remember(self._holders, key)  # type: ignore[arg-type]
+        self._holders[key] = holder
+
+    def delete_holder(self, network_id: str, subnet: str, address: str) -> None:
+        key = (network_id, subnet, address)
+        self._remember(self._holders, key)  # type: ignore[arg-type]
+        self._holders.pop(key, None)
 
     def put_network(self, network: Network) -> None:
         self._remember(self._networks, network.id)  # type: ignore[arg-type]

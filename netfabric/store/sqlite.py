@@ -27,6 +27,7 @@ from netfabric.model import Network
 from netfabric.store.base import (
     BlockRecord,
     Durability,
+    HolderRecord,
     Snapshot,
     SubnetRecord,
     decode_network,
@@ -36,7 +37,14 @@ from netfabric.store.base import (
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
 
 APPLICATION_ID = 0x6E664E46  # "nfNF": marks a file as a netfabric store
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_MIGRATIONS = {
+    # 1 -> 2: the host an address handed out by the manager was allocated for
+    1: "CREATE TABLE holders (network_id TEXT NOT NULL, subnet TEXT NOT NULL, address TEXT "
+       "NOT NULL, holder TEXT NOT NULL, PRIMARY KEY (network_id, subnet, address)) WITHOUT ROWID",
+}
+"""The statement that brings a store of schema version N to N + 1."""
 
 _SCHEMA = """
 CREATE TABLE networks (id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
@@ -48,7 +56,8 @@ CREATE TABLE blocks (
     network_id TEXT NOT NULL, subnet TEXT NOT NULL, idx INTEGER NOT NULL, owner TEXT NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY (network_id, subnet, idx)
 ) WITHOUT ROWID;
-"""
+""" + "".join(f"{_MIGRATIONS[v]};\n" for v in sorted(_MIGRATIONS))
+"""Schema version 1 plus every migration: a new store is created at SCHEMA_VERSION."""
 
 
 class SqliteStore:
@@ -93,7 +102,10 @@ class SqliteStore:
         elif app_id != APPLICATION_ID:
             self._corrupt(f"not a netfabric store (application_id {app_id:#x})")
         elif version != SCHEMA_VERSION:
-            self._corrupt(f"schema version {version}, this netfabric reads {SCHEMA_VERSION}")
+            if not 1 <= version < SCHEMA_VERSION:
+                self._corrupt(f"schema version {version}, this netfabric reads "
+                              f"{SCHEMA_VERSION}")
+            self._migrate(conn, version)
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             sync = "FULL" if durability is Durability.POWER else "NORMAL"
@@ -119,6 +131,22 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        """Bring an older store up to SCHEMA_VERSION, in one transaction."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for v in range(version, SCHEMA_VERSION):
+                    conn.execute(_MIGRATIONS[v])
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot upgrade store file {self._path} from schema "
+                             f"{version}: {exc}") from exc
 
     def _corrupt(self, why: str, exc: BaseException | None = None) -> NoReturn:
         raise StoreCorrupt(f"store file {self._path} is corrupt: {why}; "
@@ -147,6 +175,8 @@ class SqliteStore:
             ).fetchall()
             blocks = self._db.execute(
                 "SELECT network_id, subnet, idx, owner, data FROM blocks").fetchall()
+            holders = self._db.execute(
+                "SELECT network_id, subnet, address, holder FROM holders").fetchall()
         except sqlite3.DatabaseError as exc:
             self._corrupt(f"unreadable ({exc})", exc)
         out_subnets = []
@@ -162,7 +192,13 @@ class SqliteStore:
                     and isinstance(owner, str) and isinstance(data, bytes)):
                 self._corrupt(f"malformed block row {(nid, sub, idx)!r}")
             out_blocks.append(BlockRecord(nid, sub, idx, owner, data))
-        return Snapshot(subnets=tuple(out_subnets), blocks=tuple(out_blocks))
+        out_holders = []
+        for row in holders:
+            if not all(isinstance(v, str) for v in row):
+                self._corrupt(f"malformed holder row {row!r}")
+            out_holders.append(HolderRecord(*row))
+        return Snapshot(subnets=tuple(out_subnets), blocks=tuple(out_blocks),
+                        holders=tuple(out_holders))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -198,6 +234,8 @@ class SqliteStore:
         with self.transaction():
             self._write("DELETE FROM subnets WHERE network_id=? AND cidr=?", (network_id, cidr))
             self._write("DELETE FROM blocks WHERE network_id=? AND subnet=?", (network_id, cidr))
+            self._write("DELETE FROM holders WHERE network_id=? AND subnet=?",
+                        (network_id, cidr))
 
     def put_block(self, network_id: str, subnet: str, index: int, owner: str,
                   data: bytes | bytearray) -> None:
@@ -210,6 +248,14 @@ class SqliteStore:
     def delete_block(self, network_id: str, subnet: str, index: int) -> None:
         self._write("DELETE FROM blocks WHERE network_id=? AND subnet=? AND idx=?",
                     (network_id, subnet, index))
+
+    def put_holder(self, network_id: str, subnet: str, address: str, holder: str) -> None:
+        self._write("INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?)",
+                    (network_id, subnet, address, holder))
+
+    def delete_holder(self, network_id: str, subnet: str, address: str) -> None:
+        self._write("DELETE FROM holders WHERE network_id=? AND subnet=? AND address=?",
+                    (network_id, subnet, address))
 
     def put_network(self, network: Network) -> None:
         self._write("INSERT OR REPLACE INTO networks VALUES (?, ?)",

@@ -21,6 +21,7 @@ from netfabric.ipam import (
     IpamConfig,
     IPFamily,
     Pool,
+    Reclaimed,
     Subnet,
 )
 from netfabric.ipam.addr import format_addr, parse_addr
@@ -367,11 +368,31 @@ def test_release_block_and_reclaim(ipam: Ipam) -> None:
         ipam.release_block("n", "h1", "10.1.0.0/25")
     ipam.release_block("n", "h1", a.block)
     reclaimed = ipam.reclaim_host("h1")
-    assert sorted(r.block for r in reclaimed) == ["10.1.0.64/26", "10.2.0.0/26"]
+    assert sorted(r.block for r in reclaimed.blocks) == ["10.1.0.64/26", "10.2.0.0/26"]
     assert [b.host_id for b in ipam.blocks()] == ["h2"]
-    assert ipam.reclaim_host("h1") == []
+    assert ipam.reclaim_host("h1") == Reclaimed()
     # freed addresses can be handed out again by the manager
     assert ipam.allocate("n", address="10.1.0.70").address == "10.1.0.70"
+
+
+def test_manager_addresses_held_for_a_host_are_freed_when_it_dies(ipam: Ipam) -> None:
+    ipam.request_subnet("n", cidr="10.1.0.0/24")
+    ipam.request_subnet("m", cidr="10.2.0.0/24")
+    a = ipam.allocate("n", host_id="h1").address
+    b = ipam.allocate("m", address="10.2.0.9", host_id="h1").address
+    c = ipam.allocate("n", host_id="h2").address
+    d = ipam.allocate("n").address
+    ipam.lease_block("n", "h1")
+    assert ipam.allocated("n", host_id="h1") == [a]
+    assert ipam.allocated("n") == [a, c, d]
+    got = ipam.reclaim_host("h1")
+    assert got.addresses == (("m", b), ("n", a))
+    assert [lease.block for lease in got.blocks] == ["10.1.0.64/26"]
+    assert ipam.allocated("n") == [c, d] and ipam.allocated("m") == []
+    ipam.release("n", c)
+    assert ipam.reclaim_host("h2") == Reclaimed()
+    with pytest.raises(InvalidArgument):
+        ipam.allocate("n", host_id="")
 
 
 def test_pool_of_blocks_exhausts(ipam: Ipam) -> None:

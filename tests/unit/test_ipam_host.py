@@ -136,7 +136,7 @@ def test_dead_host_reclaim_frees_its_addresses(manager: Ipam) -> None:
     h1 = HostAllocator("h1", manager, MemoryStore())
     got = [h1.allocate("n").address for _ in range(20)]
     reclaimed = manager.reclaim_host("h1")
-    assert [r.block for r in reclaimed] == ["10.1.0.0/28", "10.1.0.16/28"]
+    assert [r.block for r in reclaimed.blocks] == ["10.1.0.0/28", "10.1.0.16/28"]
     assert manager.blocks() == []
     h2 = HostAllocator("h2", manager, MemoryStore())
     assert h2.allocate("n", address=got[0]).address == got[0]  # free again

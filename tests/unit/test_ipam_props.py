@@ -79,6 +79,8 @@ class IpamMachine(RuleBasedStateMachine):
         self.hstores: dict[str, SqliteStore] = {}
         # model: (network, address) -> holder ("" = the manager itself)
         self.held: dict[tuple[str, str], str] = {}
+        # model: manager addresses handed out for a host: (network, address) -> host
+        self.tags: dict[tuple[str, str], str] = {}
 
     def teardown(self) -> None:
         self.mstore.close()
@@ -86,10 +88,23 @@ class IpamMachine(RuleBasedStateMachine):
             s.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def _record(self, network_id: str, address: str, holder: str) -> None:
+    def _record(self, network_id: str, address: str, holder: str, *,
+                tag: str | None = None) -> None:
         key = (network_id, address)
         assert key not in self.held, f"{address} handed out twice ({self.held[key]!r})"
         self.held[key] = holder
+        if tag is not None:
+            self.tags[key] = tag
+
+    def _forget(self, host: str) -> list[tuple[str, str]]:
+        """A host's addresses leave the model (its own and those the manager held for it);
+        returns the manager ones."""
+        for key in [k for k, h in self.held.items() if h == host]:
+            del self.held[key]
+        tagged = sorted(k for k, h in self.tags.items() if h == host)
+        for key in tagged:
+            del self.tags[key], self.held[key]
+        return tagged
 
     @initialize(networks=st.lists(st.tuples(st.sampled_from(NETS),
                                             st.sampled_from(list(AddressSpace)),
@@ -128,28 +143,31 @@ class IpamMachine(RuleBasedStateMachine):
             host.forget_network(network)
         for key in [k for k in self.held if k[0] == network]:
             del self.held[key]
+            self.tags.pop(key, None)
 
     # ---------------------------------------------------------- addresses
 
-    @rule(network=st.sampled_from(NETS), family=st.sampled_from(list(IPFamily)))
-    def manager_allocate(self, network: str, family: IPFamily) -> None:
+    @rule(network=st.sampled_from(NETS), family=st.sampled_from(list(IPFamily)),
+          host=st.none() | st.sampled_from(HOSTS))
+    def manager_allocate(self, network: str, family: IPFamily, host: str | None) -> None:
         try:
-            a = self.ipam.allocate(network, family=family)
+            a = self.ipam.allocate(network, family=family, host_id=host)
         except (IPAMError, NotFound):
             return
-        self._record(network, a.address, "")
+        self._record(network, a.address, "", tag=host)
 
-    @rule(network=st.sampled_from(NETS), offset=st.integers(0, 300))
-    def manager_allocate_specific(self, network: str, offset: int) -> None:
+    @rule(network=st.sampled_from(NETS), offset=st.integers(0, 300),
+          host=st.none() | st.sampled_from(HOSTS))
+    def manager_allocate_specific(self, network: str, offset: int, host: str | None) -> None:
         address = self._address_in(network, offset)
         if address is None:
             return
         try:
-            a = self.ipam.allocate(network, address=address)
+            a = self.ipam.allocate(network, address=address, host_id=host)
         except IPAMError:
             return
         assert a.address == address
-        self._record(network, address, "")
+        self._record(network, address, "", tag=host)
 
     @rule(data=st.data())
     def manager_release(self, data: st.DataObject) -> None:
@@ -158,6 +176,7 @@ class IpamMachine(RuleBasedStateMachine):
             network, address = data.draw(st.sampled_from(mine))
             self.ipam.release(network, address)
             del self.held[(network, address)]
+            self.tags.pop((network, address), None)
 
     # -------------------------------------------------------------- hosts
 
@@ -211,14 +230,15 @@ class IpamMachine(RuleBasedStateMachine):
 
     @rule(host=st.sampled_from(HOSTS))
     def host_dies(self, host: str) -> None:
-        if host not in self.hosts:
+        if host not in self.hosts:  # a host that never ran an allocator may still be tagged
+            got = self.ipam.reclaim_host(host)
+            assert got.blocks == () and sorted(got.addresses) == self._forget(host)
             return
         del self.hosts[host]
         self.hstores.pop(host).close()
         (self.dir / f"{host}.db").unlink()
-        self.ipam.reclaim_host(host)
-        for key in [k for k, h in self.held.items() if h == host]:
-            del self.held[key]
+        got = self.ipam.reclaim_host(host)
+        assert sorted(got.addresses) == self._forget(host)
 
     @rule(host=st.sampled_from(HOSTS))
     def host_reclaimed_while_alive_then_resyncs(self, host: str) -> None:
@@ -226,12 +246,11 @@ class IpamMachine(RuleBasedStateMachine):
         if h is None:
             return
         assert h.resync(self.ipam.blocks(host_id=host)) == []  # in sync: nothing to drop
-        self.ipam.reclaim_host(host)
+        got = self.ipam.reclaim_host(host)
         lost = h.resync(self.ipam.blocks(host_id=host))
         mine = sorted(k for k, holder in self.held.items() if holder == host)
         assert sorted(lost) == mine
-        for key in mine:
-            del self.held[key]
+        assert sorted(got.addresses) == self._forget(host)
 
     @rule(dice=st.integers(0, 2))
     def reopen_everything(self, dice: int) -> None:
@@ -260,6 +279,8 @@ class IpamMachine(RuleBasedStateMachine):
         return (
             self.ipam.subnets(), self.ipam.blocks(),
             {n: self.ipam.allocated(n) for n in self.ipam.networks()},
+            {(n, h): self.ipam.allocated(n, host_id=h)
+             for n in self.ipam.networks() for h in HOSTS},
             {h: ([b.block for b in a.blocks()], {n: a.allocated(n) for n in NETS})
              for h, a in self.hosts.items()},
             # the serial cursors (addresses and block leases) are state too
@@ -311,6 +332,12 @@ class IpamMachine(RuleBasedStateMachine):
             assert a != subnet.gateway
             if net.version == 4:
                 assert ip != net.broadcast_address
+
+    @invariant()
+    def manager_addresses_held_for_hosts_match(self) -> None:
+        actual = {(n, a): h for h in HOSTS for n in self.ipam.networks()
+                  for a in self.ipam.allocated(n, host_id=h)}
+        assert actual == self.tags
 
     @invariant()
     def host_blocks_are_leased_to_them_on_the_manager(self) -> None:

@@ -16,8 +16,16 @@ import pytest
 from netfabric.errors import StoreCorrupt, StoreError
 from netfabric.ipam import HostAllocator, Ipam, IpamConfig, IPFamily
 from netfabric.model import Driver, Network, Scope, SubnetSpec
-from netfabric.store import Durability, MemoryStore, SqliteStore, Store, SubnetRecord
+from netfabric.store import (
+    Durability,
+    MemoryStore,
+    Snapshot,
+    SqliteStore,
+    Store,
+    SubnetRecord,
+)
 from netfabric.store.base import network_from_record, network_to_record
+from netfabric.store.sqlite import SCHEMA_VERSION
 
 NET = Network(id="abc123", name="web", driver=Driver.OVERLAY, scope=Scope.SWARM,
               subnets=(SubnetSpec("10.0.0.0/24", "10.0.0.1", "10.0.0.128/25"),), vni=4097,
@@ -27,7 +35,8 @@ NET = Network(id="abc123", name="web", driver=Driver.OVERLAY, scope=Scope.SWARM,
 def _state(ipam: Ipam) -> object:
     """Everything observable about an Ipam."""
     return (ipam.subnets(), ipam.blocks(),
-            {n: ipam.allocated(n) for n in ipam.networks()})
+            {n: ipam.allocated(n) for n in ipam.networks()},
+            {n: ipam.allocated(n, host_id="h4") for n in ipam.networks()})
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -62,6 +71,8 @@ def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store
     ipam.lease_block("b", "h1")
     ipam.lease_block("a", "h2", family=IPFamily.V6)
     ipam.lease_block("a", "h2", address="10.0.0.201")
+    ipam.allocate("b", host_id="h4")
+    ipam.allocate("a", address="fd6e:6600::99", host_id="h4")
     before = _state(ipam)
     reopened = Ipam(make_store())
     assert _state(reopened) == before
@@ -70,6 +81,8 @@ def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store
         assert ipam.allocate(net, family=fam) == reopened.allocate(net, family=fam)
         assert (ipam.lease_block(net, "h3", family=fam)
                 == reopened.lease_block(net, "h3", family=fam))
+    assert ipam.reclaim_host("h4") == reopened.reclaim_host("h4")
+    assert len(ipam.reclaim_host("h3").blocks) == 3
 
 
 def test_block_lease_cursor_survives_a_returned_block(tmp_path: Path) -> None:
@@ -184,6 +197,7 @@ def test_future_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreCorrupt, match="schema version 99"):
         SqliteStore(path)
+    assert path.exists()
 
 
 def test_truncated_database_is_corrupt(tmp_path: Path) -> None:
@@ -223,6 +237,11 @@ def test_unopenable_path_is_an_error_naming_it(tmp_path: Path) -> None:
     ("blocks", ("n", "10.0.0.0/24", 9, "", b"\x00" * 64)),
     ("blocks", ("n", "10.0.0.0/24", 1, "", b"\x07" * 64)),
     ("blocks", ("n", "10.0.0.0/24", 1, "", "text, not bytes")),
+    ("holders", ("n", "10.0.0.0/24", "10.0.0.7", "h1")),  # not allocated
+    ("holders", ("n", "10.0.0.0/24", "10.9.0.7", "h1")),
+    ("holders", ("n", "10.0.0.0/24", "nonsense", "h1")),
+    ("holders", ("ghost", "10.0.0.0/24", "10.0.0.7", "h1")),
+    ("holders", ("n", "10.0.0.0/24", "10.0.0.7", 5)),
 ])
 def test_impossible_rows_are_corrupt_not_reset(tmp_path: Path, table: str,
                                                row: tuple[object, ...]) -> None:
@@ -236,6 +255,23 @@ def test_impossible_rows_are_corrupt_not_reset(tmp_path: Path, table: str,
         Ipam(store)
     with SqliteStore(path) as store:  # still there: nothing was reset
         assert store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] >= 1
+
+
+def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.0.0.0/24")
+        ipam.allocate("n")
+        store._db.execute("DROP TABLE holders")
+        store._db.execute("PRAGMA user_version=1")
+    with SqliteStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        ipam = Ipam(store)
+        assert ipam.allocated("n") == ["10.0.0.2"]
+        ipam.allocate("n", host_id="h1")
+    with SqliteStore(path) as store:
+        assert Ipam(store).allocated("n", host_id="h1") == ["10.0.0.3"]
 
 
 def test_overlapping_stored_subnets_are_corrupt() -> None:
@@ -286,12 +322,13 @@ def test_transaction_rolls_back_on_error(make_store: Callable[[], Store]) -> Non
         store.delete_network(NET.id)
         store.put_subnet(SubnetRecord("a", "global", "10.0.0.0/24", "10.0.0.1", None, 26))
         store.put_block("a", "10.0.0.0/24", 0, "h", b"\x00" * 64)
+        store.put_holder("a", "10.0.0.0/24", "10.0.0.3", "h")
         with store.transaction():  # nested: part of the outer one
             store.put_block("a", "10.0.0.0/24", 1, "h", b"\x00" * 64)
         raise RuntimeError("abort")
     store = make_store()
     assert store.get_network(NET.id) == NET
-    assert store.load().subnets == () and store.load().blocks == ()
+    assert store.load() == Snapshot()
 
 
 def test_failed_write_leaves_memory_unchanged() -> None:
