@@ -116,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if not netns or not netns.startswith("nf"):
         raise InvalidArgument(
             "the agent must run inside a netfabric host netns (name starting with 'nf'): "
-            "start it with `ip netns exec NS netfabric agent ...` or give --netns-name")
+            "start it with `nsenter --net=/run/netns/NS netfabric agent ...` or give --netns-name")
     if args.advertise_addr is not None:
         try:
             ipaddress.ip_address(args.advertise_addr)

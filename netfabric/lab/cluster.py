@@ -1,7 +1,10 @@
 """A lab: simulated hosts with one agent process each, remembered in a state file.
 
 ``lab up`` builds the hosts with :class:`Topology` and starts ``netfabric agent`` inside each
-host's netns (``ip netns exec``), detached, so the lab outlives the command. The state file
+host's netns, detached, so the lab outlives the command. Agents enter the netns with
+``nsenter --net`` and not ``ip netns exec``: the latter gives the process a private mount
+namespace, and the sandbox netns the agent then mounts under /run/netns would not be visible
+to anyone else. The state file
 (``$NETFABRIC_LAB_DIR/<prefix>.json``, default dir ``/run/netfabric/labs``) lets ``lab
 down`` and ``lab exec`` work from another process. Tests and the benchmark use :class:`Lab`
 directly, as a context manager that always tears down.

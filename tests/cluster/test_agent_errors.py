@@ -145,3 +145,21 @@ def test_bad_tokens_are_refused_and_the_node_stays_out(lab: Lab) -> None:
     assert outsider.info().role == "standalone"
     assert outsider.join(new, addr).role == "worker"
     assert {n.hostname for n in manager.nodes()} == {"node1", "node2", "node3"}
+
+
+def test_node_update_and_leave(lab: Lab) -> None:
+    rc, out, err = _cli(lab, "node1", "node", "update", "--availability", "drain", "node2")
+    assert rc == 0 and out.strip() == "node2", err
+    rc, out, _ = _cli(lab, "node1", "node", "ls")
+    assert any(line.split()[1:4] == ["node2", "Ready", "Drain"] for line in out.splitlines())
+    rc, _, err = _cli(lab, "node1", "node", "update", "--availability", "drain", "nosuch")
+    assert rc == 1 and "node nosuch not found" in _one_error_line(err)
+    Client(lab.agent("node1").url).update_node("node2", availability="active")
+    rc, _, err = _cli(lab, "node1", "leave")
+    assert rc == 1 and "--force" in _one_error_line(err)
+    worker = Client(lab.agent("node2").url)
+    worker.run("busy", network="bridge")
+    worker.leave()
+    assert worker.info().role == "standalone"
+    assert [c.name for c in worker.containers()] == ["busy"]   # local work is untouched
+    assert "node2" not in {n.hostname for n in Client(lab.agent("node1").url).nodes()}
