@@ -11,7 +11,8 @@ from enum import IntEnum
 
 from netfabric.errors import InvalidArgument
 
-__all__ = ["IPFamily", "Prefix", "format_addr", "format_cidr", "parse_addr", "parse_cidr"]
+__all__ = ["IPFamily", "Prefix", "as_family", "format_addr", "format_cidr", "parse_addr",
+           "parse_cidr"]
 
 
 class IPFamily(IntEnum):
@@ -26,6 +27,16 @@ class IPFamily(IntEnum):
 
 
 _OCTETS = {str(i): i for i in range(256)}
+
+def as_family(family: IPFamily | int) -> IPFamily:
+    """``IPFamily(family)``, or InvalidArgument for anything but 4 and 6."""
+    if type(family) is IPFamily:
+        return family
+    try:
+        return IPFamily(family)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"unknown IP family {family!r}: expected 4 or 6") from exc
+
 
 Prefix = tuple[IPFamily, int, int]
 """(family, network address as int, prefix length)."""

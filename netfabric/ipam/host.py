@@ -28,7 +28,7 @@ from netfabric.errors import (
     PoolExhausted,
     StoreCorrupt,
 )
-from netfabric.ipam.addr import IPFamily, format_addr, parse_addr, parse_cidr
+from netfabric.ipam.addr import IPFamily, as_family, format_addr, parse_addr, parse_cidr
 from netfabric.ipam.geometry import Geometry
 from netfabric.ipam.manager import CURSOR_FLAG
 from netfabric.ipam.pools import AddressSpace
@@ -167,6 +167,8 @@ class HostAllocator:
             raise InvalidArgument(f"lease {lease.block} is for host {lease.host_id!r}, "
                                   f"not {self._host!r}")
         fam, bnet, bplen = parse_cidr(lease.block, what="block")
+        if fam.bits - bplen > 16:
+            raise InvalidArgument(f"block {lease.block} is larger than 65,536 addresses")
         geo = _geometry(lease.subnet, bplen)
         if fam is not geo.family or not geo.contains(bnet) or \
                 bplen != fam.bits - geo.block_bits:
@@ -200,6 +202,7 @@ class HostAllocator:
         them, else through the manager."""
         if address is not None:
             return self._allocate_exact(network_id, address)
+        family = as_family(family)
         key = (network_id, family)
         cur = self._cursor.get(key, -1)
         blocks = self._nets.get(network_id, ())

@@ -23,7 +23,14 @@ from netfabric.errors import (
     StoreCorrupt,
     SubnetOverlap,
 )
-from netfabric.ipam.addr import IPFamily, format_addr, format_cidr, parse_addr, parse_cidr
+from netfabric.ipam.addr import (
+    IPFamily,
+    as_family,
+    format_addr,
+    format_cidr,
+    parse_addr,
+    parse_cidr,
+)
 from netfabric.ipam.addresses import FREE, HOSTED, RESERVED, USED, AddressMap, DenseMap, SparseMap
 from netfabric.ipam.geometry import Geometry
 from netfabric.ipam.pools import AddressSpace, IpamConfig
@@ -244,7 +251,7 @@ class Ipam:
         else:
             if gateway is not None or ip_range is not None:
                 raise InvalidArgument("a gateway or ip-range needs an explicit subnet")
-            fam = _as_family(family)
+            fam = as_family(family)
             block_prefix = self._config.block_prefix(fam)
             idx = self._space(space, fam)
             geo, hint = self._next_from_pools(network_id, space, fam, idx, block_prefix)
@@ -401,7 +408,7 @@ class Ipam:
         if address is not None:
             return self._allocate_exact(network_id, address, host_id)
         if type(family) is not IPFamily:
-            family = _as_family(family)
+            family = as_family(family)
         sts = self._nets.get(network_id)
         if sts is None:
             raise NotFound(f"network {network_id!r} has no subnet in IPAM")
@@ -541,7 +548,7 @@ class Ipam:
         AddressInUse when the address is taken or its block is leased to another host.
         """
         _check_id(host_id, "host id")
-        family = _as_family(family)
+        family = as_family(family)
         if address is not None:
             st, a, off = self._locate(network_id, address)
             block = off >> st.geo.block_bits
@@ -702,15 +709,6 @@ def _next_block(st: _SubnetState) -> int:
 def _check_id(value: str, what: str) -> None:
     if not isinstance(value, str) or not value or len(value) > 256:
         raise InvalidArgument(f"invalid {what} {value!r}: a non-empty string is required")
-
-
-def _as_family(family: IPFamily | int) -> IPFamily:
-    if type(family) is IPFamily:
-        return family
-    try:
-        return IPFamily(family)
-    except ValueError as exc:
-        raise InvalidArgument(f"unknown IP family {family!r}: expected 4 or 6") from exc
 
 
 def _as_space(space: AddressSpace | str) -> AddressSpace:

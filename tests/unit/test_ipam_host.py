@@ -220,3 +220,21 @@ def test_resync_drops_blocks_reclaimed_while_the_host_was_away(manager: Ipam) ->
     h2 = HostAllocator("h2", manager, MemoryStore())
     assert h2.allocate("n", address=got[0]).address == got[0]
     assert h1.allocate("n").address == "10.1.0.32"
+
+
+def test_int_family_and_oversized_lease(manager: Ipam) -> None:
+    src = CountingSource(manager)
+    host = HostAllocator("h1", src, MemoryStore())
+    got = [host.allocate("n", family=4).address for _ in range(3)]  # type: ignore[arg-type]
+    assert got == ["10.1.0.2", "10.1.0.3", "10.1.0.4"] and src.leases == 1
+    with pytest.raises(InvalidArgument, match="family"):
+        host.allocate("n", family=5)  # type: ignore[arg-type]
+
+    class Huge(CountingSource):
+        def lease_block(self, network_id: str, host_id: str, *, address: str | None = None,
+                        family: IPFamily = IPFamily.V4) -> BlockLease:
+            lease = self.ipam.lease_block(network_id, host_id, address=address, family=family)
+            return BlockLease(lease.network_id, host_id, "10.0.0.0/8", lease.subnet)
+
+    with pytest.raises(InvalidArgument, match="larger"):
+        HostAllocator("h1", Huge(manager), MemoryStore()).allocate("n")
