@@ -24,6 +24,7 @@ from netfabric.dns.server import DnsServer, ServerConfig
 from netfabric.drivers.bridge import BridgeDriver
 from netfabric.drivers.overlay import OverlayDriver
 from netfabric.errors import ClusterError, InvalidArgument, NotFound
+from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.manager import Ipam
 from netfabric.ipam.pools import AddressSpace
 from netfabric.model import Driver, Endpoint, Network, SubnetSpec
@@ -140,9 +141,19 @@ class IpamBook:
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
                        ip_range: str | None) -> tuple[SubnetSpec, ...]:
         space = AddressSpace.LOCAL if network.driver is Driver.BRIDGE else AddressSpace.GLOBAL
-        got = self._on_thread(lambda: self.ipam.request_subnet(
-            network.id, space=space, cidr=subnet, gateway=gateway, ip_range=ip_range))
-        return (SubnetSpec(cidr=got.cidr, gateway=got.gateway, ip_range=got.ip_range),)
+        def run() -> tuple[SubnetSpec, ...]:
+            got = [self.ipam.request_subnet(network.id, space=space, cidr=subnet,
+                                            gateway=gateway, ip_range=ip_range)]
+            if network.ipv6:
+                try:
+                    got.append(self.ipam.request_subnet(network.id, space=space,
+                                                        family=IPFamily.V6))
+                except BaseException:
+                    self.ipam.release_network(network.id)
+                    raise
+            return tuple(SubnetSpec(cidr=g.cidr, gateway=g.gateway, ip_range=g.ip_range)
+                         for g in got)
+        return self._on_thread(run)
 
     def delete_network(self, network_id: str) -> None:
         def run() -> None:
@@ -151,8 +162,18 @@ class IpamBook:
         self._on_thread(run)
 
     def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
-        got = self._on_thread(lambda: self.ipam.allocate(network_id, address=ip))
-        return Allocation(ipv4=got.address, prefixlen=got.prefixlen, gateway=got.gateway)
+        def run() -> Allocation:
+            got = self.ipam.allocate(network_id, address=ip)
+            v6 = None
+            if any(s.family is IPFamily.V6 for s in self.ipam.subnets(network_id)):
+                try:
+                    v6 = self.ipam.allocate(network_id, family=IPFamily.V6).address
+                except BaseException:
+                    self.ipam.release(network_id, got.address)
+                    raise
+            return Allocation(ipv4=got.address, prefixlen=got.prefixlen, gateway=got.gateway,
+                              ipv6=v6)
+        return self._on_thread(run)
 
     def release(self, network_id: str, ip: str, *, node_id: str) -> None:
         def run() -> None:

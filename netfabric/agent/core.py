@@ -232,6 +232,7 @@ class AgentCore:
             log.warning("sandbox %s: its netns %s is gone; removing it", sb.name, sb.netns_path)
             for ep in list(sb.endpoints):
                 await self._release(self._network_by_id(ep.network_id), ep.ipv4)
+                await self._release(self._network_by_id(ep.network_id), ep.ipv6)
             del self.state.sandboxes[sb.name]
             self._save()
             return
@@ -777,8 +778,10 @@ class AgentCore:
             raw = await self._link().call("allocate", {"network_id": net.id,
                                                        "node_id": self.state.node_id, "ip": ip})
             try:
+                v6 = raw.get("ipv6")
                 return Allocation(ipv4=str(raw["ipv4"]), prefixlen=int(raw["prefixlen"]),
-                                  gateway=raw.get("gateway"))
+                                  gateway=raw.get("gateway"),
+                                  ipv6=None if v6 is None else str(v6))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ClusterError("manager sent a malformed address allocation") from exc
         try:
@@ -836,7 +839,7 @@ class AgentCore:
         alloc = await self._allocate(net, ip)
         ep = EndpointRecord(id=new_id(32), network_id=net.id, network=net.name, ifname=ifname,
                             mac=_new_mac(), ipv4=alloc.ipv4, prefixlen=alloc.prefixlen,
-                            gateway=alloc.gateway, aliases=list(aliases))
+                            gateway=alloc.gateway, ipv6=alloc.ipv6, aliases=list(aliases))
         sb.endpoints.append(ep)
         self.state.sandboxes[sb.name] = sb
         try:
@@ -853,6 +856,7 @@ class AgentCore:
                 await self._thread(self.kernel.detach, net, self._endpoint(sb, ep),
                                    netns_path=sb.netns_path, ifname=ifname)
             await self._release(net, alloc.ipv4)
+            await self._release(net, alloc.ipv6)
             self._save()
             raise
         self._publish(sb, ep, net)
@@ -876,6 +880,7 @@ class AgentCore:
         sb.endpoints.remove(ep)
         self._save()
         await self._release(net, ep.ipv4)
+        await self._release(net, ep.ipv6)
         if net.scope == Scope.SWARM and not self._local_eps(net.id) and \
                 self.role is Role.WORKER and self._mesh_started:
             self.mesh.leave_network(net.id)

@@ -68,6 +68,8 @@ class Allocation:
     ipv4: str
     prefixlen: int
     gateway: str | None
+    ipv6: str | None = None
+    """Set on networks created with ``--ipv6``."""
 
 
 class AddressBook(Protocol):
@@ -75,13 +77,16 @@ class AddressBook(Protocol):
     Everything is durable before it returns."""
 
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
-                       ip_range: str | None) -> tuple[SubnetSpec, ...]: ...
+                       ip_range: str | None) -> tuple[SubnetSpec, ...]:
+        """The network's subnets: IPv4, plus an IPv6 /64 when ``network.ipv6``."""
 
     def delete_network(self, network_id: str) -> None: ...
 
-    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation: ...
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
+        """An IPv4 address (``ip`` or the next), and an IPv6 one if the network has IPv6."""
 
-    def release(self, network_id: str, ip: str, *, node_id: str) -> None: ...
+    def release(self, network_id: str, ip: str, *, node_id: str) -> None:
+        """Give back one address (IPv4 or IPv6)."""
 
     def allocated(self, network_id: str) -> set[str]:
         """Addresses currently held (not the gateway)."""

@@ -147,6 +147,20 @@ def test_bad_tokens_are_refused_and_the_node_stays_out(lab: Lab) -> None:
     assert {n.hostname for n in manager.nodes()} == {"node1", "node2", "node3"}
 
 
+def test_ipv6_overlay_across_hosts(lab: Lab) -> None:
+    nf1, nf2 = Client(lab.agent("node1").url), Client(lab.agent("node2").url)
+    net = nf1.create_network("v6net", driver="overlay", attachable=True, ipv6=True)
+    assert net.subnets[1].endswith("::/64")
+    a = nf1.run("v6a", network="v6net")
+    b = nf2.run("v6b", network="v6net")
+    assert a.networks[0].ipv6 and b.networks[0].ipv6
+    ping = lab.run("node2", ["netfabric", "exec", "v6b", "ping", "-6", "-c1", "-W2", "v6a"])
+    assert ping.returncode == 0 and a.networks[0].ipv6 in ping.stdout, ping.stdout + ping.stderr
+    nf2.remove_container("v6b")
+    nf1.remove_container("v6a")
+    nf1.remove_network("v6net")   # every IPv4 and IPv6 address was given back
+
+
 def test_node_update_and_leave(lab: Lab) -> None:
     rc, out, err = _cli(lab, "node1", "node", "update", "--availability", "drain", "node2")
     assert rc == 0 and out.strip() == "node2", err
