@@ -234,7 +234,8 @@ def encode_frame(kind: int, body: object) -> bytes:
     """A frame plaintext; seal it, then prefix its length."""
     if kind == FRAME_HEADER:
         assert isinstance(body, StreamHeader)
-        body = (int(body.kind), body.sender, *body.sender_addr, list(body.networks))
+        body = (int(body.kind), body.sender, *body.sender_addr, list(body.networks),
+                body.digest)
     elif kind == FRAME_MEMBERS:
         body = [(r.node, *r.addr, r.incarnation, int(r.state)) for r in body]  # type: ignore[attr-defined]
     elif kind in (FRAME_NETWORKS, FRAME_ENTRIES):
@@ -254,13 +255,14 @@ def decode_frame(plaintext: bytes) -> tuple[int, FrameBody]:
     if kind == FRAME_END:
         return kind, None
     if kind == FRAME_HEADER:
-        if type(body) is not list or len(body) != 5 or type(body[4]) is not list:
+        if (type(body) is not list or len(body) != 6 or type(body[4]) is not list
+                or type(body[5]) is not bytes):
             raise DecodeError("bad stream header")
         sk = _i(body[0])
-        if sk > 1:
+        if sk > max(StreamKind):
             raise DecodeError("bad stream kind")
         return kind, StreamHeader(StreamKind(sk), _s(body[1]), _addr(body[2], body[3]),
-                                  tuple(_s(n) for n in body[4]))
+                                  tuple(_s(n) for n in body[4]), body[5])
     if type(body) is not list:
         raise DecodeError("a frame body is an array")
     if kind == FRAME_MEMBERS:

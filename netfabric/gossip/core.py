@@ -17,6 +17,7 @@ is broadcast, which timer runs. Nothing here reads a clock, a socket or global r
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections import deque
@@ -101,6 +102,7 @@ class Counters:
     stream_bytes_in: int = 0
     stream_bytes_out: int = 0
     stream_failed: int = 0
+    streams_in_sync: int = 0
     probes: int = 0
     probe_failures: int = 0
     refutations: int = 0
@@ -535,7 +537,7 @@ class GossipCore:
             self._t_push = now + self.cfg.push_pull_interval * push_pull_scale(
                 self.members.size())
             for node in self.members.live.sample(self.rng, 1):
-                self._push_pull_node(node)
+                self._push_pull_node(node, mode=StreamKind.DIGEST)
         if self._t_reconnect <= now:
             self._t_reconnect = now + self.cfg.reconnect_interval
             dead = self.members.dead_members()
@@ -671,20 +673,45 @@ class GossipCore:
                 self._emit(members[node].addr, raws)
 
     # ---------------------------------------------------------------- push/pull
-    def _push_pull_node(self, node: str) -> None:
+    def _push_pull_node(self, node: str, *, mode: StreamKind = StreamKind.REQUEST) -> None:
         m = self.members.get(node)
         if m is not None:
-            self._push_pull(m.addr, node)
+            self._push_pull(m.addr, node, mode=mode)
 
-    def _push_pull(self, addr: Addr, node: str | None) -> None:
+    def _push_pull(self, addr: Addr, node: str | None, *,
+                   mode: StreamKind = StreamKind.REQUEST) -> None:
         theirs = set(self.tables.node_networks(node)) if node is not None else set()
         shared = [n for n in self.tables.networks() if n in theirs]
-        data = self._encode_state(StreamKind.REQUEST, shared)
+        if mode is StreamKind.DIGEST:
+            data = self._encode_state(mode, shared, digest=self._digest(shared))
+        else:
+            data = self._encode_state(mode, shared)
         self._streams.append((addr, data))
         self.counters.streams_out += 1
         self.counters.stream_bytes_out += len(data)
 
-    def _encode_state(self, kind: StreamKind, networks: list[str]) -> bytes:
+    def _digest(self, networks: list[str]) -> bytes:
+        """A hash of the state two nodes should agree on: live members and incarnations,
+        live attachments, live entries of ``networks``. Equal digests skip the transfer."""
+        me = self.node_id
+        members = self.members.members
+        is_live = self.members.is_live
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr(sorted([(me, self.members.incarnation)] + [
+            (n, members[n].incarnation) for n in self.members.live])).encode())
+        h.update(repr(sorted((a.node, a.network, a.ltime) for a in self.tables.attachments()
+                             if a.attachment == Attachment.JOINED
+                             and (a.node == me or is_live(a.node)))).encode())
+        h.update(repr(sorted(
+            (e.table, e.network, e.key, e.owner, e.ltime)
+            for e in self.tables.snapshot(networks, lambda o: o == me or is_live(o))
+            if e.state == EntryState.LIVE)).encode())
+        return h.digest()
+
+    def _encode_state(self, kind: StreamKind, networks: list[str], *,
+                      digest: bytes = b"") -> bytes:
+        """A stream: header, then (unless a digest request or an in-sync reply) all
+        members, all attachments and the entries of ``networks``, in bounded frames."""
         out: list[bytes] = []
         frame_size = self.cfg.stream_frame_size
 
@@ -694,7 +721,10 @@ class GossipCore:
             out.append(sealed)
 
         frame(FRAME_HEADER, StreamHeader(kind, self.node_id, self.addr,
-                                         tuple(self.tables.networks())))
+                                         tuple(self.tables.networks()), digest))
+        if kind is StreamKind.DIGEST or (kind is StreamKind.REPLY and digest):
+            frame(FRAME_END, None)
+            return b"".join(out)
         records = [MemberRecord(m.node, m.addr, m.incarnation, m.state)
                    for m in self.members.members.values()]
         for chunk in _chunks(records):
@@ -762,10 +792,24 @@ class GossipCore:
         if header is None or not ended:
             c.stream_failed += 1
             return None
-        if header.kind != StreamKind.REQUEST:
-            return None
         mine = set(self.tables.networks())
-        reply = self._encode_state(StreamKind.REPLY, [n for n in header.networks if n in mine])
+        scope = [n for n in header.networks if n in mine]
+        if header.kind is StreamKind.REQUEST:
+            reply = self._encode_state(StreamKind.REPLY, scope)
+        elif header.kind is StreamKind.DIGEST:
+            digest = self._digest(scope)
+            if digest == header.digest:
+                c.streams_in_sync += 1
+                reply = self._encode_state(StreamKind.REPLY, scope, digest=digest)
+            else:
+                reply = self._encode_state(StreamKind.REPLY_PULL, scope)
+        else:
+            if header.kind is StreamKind.REPLY_PULL:  # the peer differs: push ours back
+                push = self._encode_state(StreamKind.PUSH, scope)
+                self._streams.append((addr, push))
+                c.streams_out += 1
+                c.stream_bytes_out += len(push)
+            return None
         c.stream_bytes_out += len(reply)
         return reply
 

@@ -57,8 +57,15 @@ class EntryState(enum.IntEnum):
 
 
 class StreamKind(enum.IntEnum):
+    """Push/pull exchanges: a full REQUEST gets a full REPLY (joins, reconnects). A periodic
+    DIGEST request carries only a hash of the shared state: an equal hash gets an empty
+    REPLY; a different one gets a full REPLY_PULL, answered by a full PUSH."""
+
     REQUEST = 0
     REPLY = 1
+    DIGEST = 2
+    REPLY_PULL = 3
+    PUSH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +174,7 @@ class StreamHeader:
     sender: str
     sender_addr: Addr
     networks: tuple[str, ...]
+    digest: bytes = b""
 
 
 Message = Ping | PingReq | Ack | Nack | NotMe | Alive | Suspect | Dead | NetworkEvent | EntryEvent

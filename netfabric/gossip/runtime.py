@@ -104,6 +104,11 @@ class GossipNode:
     def counters(self) -> Counters:
         return self.core.counters
 
+    @property
+    def keyring(self) -> Keyring:
+        """Rotate keys with ``install``, ``use`` and ``remove`` on every node in turn."""
+        return self.core.keyring
+
     def join(self, seeds: Iterable[Addr]) -> None:
         self.core.join(seeds, self._loop.time())
         self._flush()
@@ -241,7 +246,7 @@ class GossipNode:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
-        if not self._closed:
+        if reply and not self._closed:  # a PUSH gets no reply
             self.core.receive_stream(reply, addr, self._loop.time())
             self._flush()
 

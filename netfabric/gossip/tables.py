@@ -138,7 +138,7 @@ class Tables:
         if cur is not None and cur.ltime >= ev.ltime:
             return "stale", []
         atts[ev.network] = _Att(ev.ltime, ev.attachment, now)
-        nodes = self.net_nodes.setdefault(ev.network, RandomSet())
+        nodes = self._nodes_of(ev.network)
         if ev.attachment == Attachment.JOINED:
             nodes.add(ev.node)
             return "new", []
@@ -152,7 +152,13 @@ class Tables:
                 continue
             self.witness(ltime)
             self._att.setdefault(node, {})[network] = _Att(ltime, Attachment.JOINED, now)
-            self.net_nodes.setdefault(network, RandomSet()).add(node)
+            self._nodes_of(network).add(node)
+
+    def _nodes_of(self, network: str) -> RandomSet:
+        nodes = self.net_nodes.get(network)
+        if nodes is None:
+            nodes = self.net_nodes[network] = RandomSet()
+        return nodes
 
     def set_my_attachment(self, ev: NetworkEvent, now: float) -> None:
         """Re-say our attachment at a newer time (a peer held a newer one in our name)."""
