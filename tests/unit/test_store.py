@@ -212,8 +212,8 @@ def test_truncated_database_is_corrupt(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     for wal in (tmp_path / "s.db-wal", tmp_path / "s.db-shm"):
         wal.unlink(missing_ok=True)
-    with pytest.raises(StoreCorrupt, match=str(path)):
-        Ipam(SqliteStore(path))
+    with pytest.raises(StoreCorrupt, match=str(path)), SqliteStore(path) as store:
+        Ipam(store)
 
 
 def test_unopenable_path_is_an_error_naming_it(tmp_path: Path) -> None:
