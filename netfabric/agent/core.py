@@ -10,8 +10,11 @@ Public methods (stable; the plugin and CNI call them):
 ``info``, ``init``, ``join``, ``join_token``, ``nodes``, ``update_node``, ``leave``,
 ``create_network``, ``remove_network``, ``networks``, ``inspect_network``, ``ensure_network``,
 ``run`` (a new sandbox, or an existing netns by path), ``remove_container``, ``containers``,
-``inspect_container``, ``connect``, ``disconnect``; and for the manager side of the cluster
-endpoint, ``handle_cluster``.
+``inspect_container``, ``connect``, ``disconnect``; for the manager side of the cluster
+endpoint, ``handle_cluster``; and lower-level hooks for front ends that plumb their own
+interfaces (the Docker plugin): ``resolve_network``, ``allocate``, ``release``,
+``sync_peers``, ``save``, ``lock``, ``mesh_started``, with ``state``, ``kernel``, ``names``
+and ``mesh`` as attributes.
 """
 
 from __future__ import annotations
@@ -270,6 +273,38 @@ class AgentCore:
         for rec in self.state.networks.values():
             if rec.scope == Scope.SWARM and (self.role is Role.MANAGER or self._local_eps(rec.id)):
                 self.mesh.join_network(rec.id)
+
+    # -- stable hooks for other front ends (the Docker plugin, CNI) ---------------------------
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by every mutation; hold it around kernel work on shared state."""
+        return self._lock
+
+    @property
+    def mesh_started(self) -> bool:
+        """Whether this node is in a cluster and gossip runs."""
+        return self._mesh_started
+
+    def save(self) -> None:
+        """Persist :attr:`state` (atomic; call after changing it)."""
+        self._save()
+
+    async def resolve_network(self, ref: str) -> Network:
+        """A network by name or ID (a worker asks a manager for cluster networks)."""
+        return await self._resolve_network(ref)
+
+    async def allocate(self, network: Network, ip: str | None = None) -> Allocation:
+        """An address on ``network`` from the right IPAM (local, or the manager's)."""
+        return await self._allocate(network, ip)
+
+    async def release(self, network: Network, ip: str | None) -> None:
+        """Give an address back (kept and retried if the manager is unreachable)."""
+        await self._release(network, ip)
+
+    async def sync_peers(self, network: Network) -> None:
+        """Program the overlay's remote endpoints from the gossip table now."""
+        await self._sync_peers(network)
 
     # -- cluster ------------------------------------------------------------------------------
 
