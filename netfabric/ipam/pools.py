@@ -9,8 +9,10 @@ separate because a bridge only exists on one host while an overlay spans the clu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from netfabric.errors import InvalidArgument
 from netfabric.ipam.addr import IPFamily, parse_cidr
@@ -41,6 +43,20 @@ class Pool:
 
     base: str
     size: int
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Pool:
+        """A pool from Docker's ``default-address-pools`` form: ``{"base": "10.10.0.0/16",
+        "size": 24}``; InvalidArgument when malformed."""
+        try:
+            base, size = d["base"], d["size"]
+        except (KeyError, TypeError) as exc:
+            raise InvalidArgument(f"pool {d!r}: expected {{'base': CIDR, 'size': N}}") from exc
+        if not isinstance(base, str) or not isinstance(size, int) or isinstance(size, bool):
+            raise InvalidArgument(f"pool {d!r}: base must be a CIDR string, size an integer")
+        pool = cls(base, size)
+        pool.parsed()
+        return pool
 
     def parsed(self) -> tuple[IPFamily, int, int, int]:
         """(family, base int, base prefix length, subnet size); InvalidArgument if invalid."""

@@ -76,6 +76,17 @@ def test_configured_pools_in_order() -> None:
     assert got == ["10.200.0.0/24", "10.200.1.0/24", "10.100.0.0/25", "10.100.0.128/25"]
 
 
+def test_pools_from_docker_daemon_json() -> None:
+    pools = [Pool.from_dict(d) for d in ({"base": "172.80.0.0/16", "size": 24},
+                                         {"base": "fd00:5::/48", "size": 64})]
+    ipam = Ipam(MemoryStore(), config=IpamConfig(local_pools=tuple(pools)))
+    assert ipam.request_subnet("b", space=LOCAL).cidr == "172.80.0.0/24"
+    for bad in ({"base": "172.80.0.0/16"}, {"base": 5, "size": 24}, "nope",
+                {"base": "172.80.0.0/16", "size": True}, {"base": "172.80.0.0/16", "size": 12}):
+        with pytest.raises(InvalidArgument):
+            Pool.from_dict(bad)  # type: ignore[arg-type]
+
+
 def test_no_v6_pool_configured_is_exhaustion() -> None:
     ipam = Ipam(MemoryStore(), config=IpamConfig(global_pools=(Pool("10.0.0.0/8", 24),)))
     with pytest.raises(PoolExhausted, match="none configured"):
