@@ -318,6 +318,25 @@ def test_ipv6_addresses(ipam: Ipam) -> None:
         ipam.allocate("n")
 
 
+def test_ipv6_ip_range_serial_wrap_and_blocks() -> None:
+    ipam = Ipam(MemoryStore(), config=IpamConfig(block_prefix_v6=126))
+    ipam.request_subnet("n", cidr="fd00:9::/64", ip_range="fd00:9::10/124")
+    got = [ipam.allocate("n", family=IPFamily.V6).address for _ in range(4)]
+    assert got == ["fd00:9::10", "fd00:9::11", "fd00:9::12", "fd00:9::13"]
+    assert ipam.lease_block("n", "h", family=IPFamily.V6).block == "fd00:9::14/126"
+    rest = [ipam.allocate("n", family=IPFamily.V6).address for _ in range(8)]
+    assert rest == [f"fd00:9::{i:x}" for i in range(0x18, 0x20)]
+    with pytest.raises(PoolExhausted):
+        ipam.allocate("n", family=IPFamily.V6)
+    ipam.release("n", "fd00:9::11")
+    ipam.release("n", "fd00:9::1c")
+    assert ipam.allocate("n", family=IPFamily.V6).address == "fd00:9::11"  # wrapped
+    with pytest.raises(AddressOutOfRange, match="ip-range"):
+        ipam.allocate("n", address="fd00:9::20")
+    with pytest.raises(AddressInUse, match="'h'"):
+        ipam.allocate("n", address="fd00:9::15")
+
+
 def test_small_ipv6_subnet_exhausts(ipam: Ipam) -> None:
     ipam.request_subnet("n", cidr="fd00:1::/126")  # ::0 net, ::1 gw, ::2, ::3 (no broadcast)
     got = [ipam.allocate("n", family=IPFamily.V6).address for _ in range(2)]
