@@ -4,6 +4,7 @@ input, a worker asked for cluster state, non-attachable overlays, bad join token
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -159,6 +160,29 @@ def test_ipv6_overlay_across_hosts(lab: Lab) -> None:
     nf2.remove_container("v6b")
     nf1.remove_container("v6a")
     nf1.remove_network("v6net")   # every IPv4 and IPv6 address was given back
+
+
+def test_attach_an_existing_netns_by_path(lab: Lab) -> None:
+    agent = lab.agent("node1")
+    name = f"{agent.netns}-x1"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        nf = Client(agent.url)
+        con = nf.attach("ext1", f"/run/netns/{name}", network="bridge", aliases=["e1"])
+        assert con.external and con.networks[0].ipv4
+        nf.run("peer1", network="bridge")
+        ping = lab.run("node1", ["netfabric", "exec", "peer1", "ping", "-c1", "-W2", "e1"])
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        nf.remove_container("ext1")
+        nf.remove_container("peer1")
+        assert os.path.exists(f"/run/netns/{name}")   # not ours to delete
+        links = subprocess.run(["ip", "-n", name, "-o", "link"], capture_output=True,
+                               text=True, check=True).stdout
+        assert "eth0" not in links
+        with pytest.raises(NotFound):
+            nf.attach("ext2", "/run/netns/nf-no-such-netns", network="bridge")
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 def test_node_update_and_leave(lab: Lab) -> None:
