@@ -19,8 +19,9 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from netfabric.api.http import MAX_BODY, MAX_HEAD, decode_json, encode_request, parse_head
 from netfabric.api.types import (
@@ -83,91 +84,137 @@ def _list(raw: Any, build: Callable[[Any], T]) -> list[T]:
     return [build(item) for item in raw]
 
 
-class _Verbs:
-    """The API verbs, written once; :class:`Client` and :class:`AsyncClient` supply ``_call``
-    (sync or async) and these return its result mapped through the typed constructor."""
+@dataclass(frozen=True, slots=True)
+class _Spec(Generic[T]):
+    """One call: the verb, its JSON arguments and how to build the typed result."""
 
-    def _call(self, verb: str, args: dict[str, Any], build: Callable[[Any], Any]) -> Any:
-        raise NotImplementedError
+    verb: str
+    args: dict[str, Any]
+    build: Callable[[Any], T]
 
-    # cluster
-    def info(self) -> Any:
-        return self._call("info", {}, ClusterInfo.from_wire)
 
-    def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> Any:
-        return self._call("init", {"advertise_addr": advertise_addr,
-                                   "listen_addr": listen_addr}, JoinToken.from_wire)
+def _none(raw: Any) -> None:
+    return None
 
-    def join(self, token: str, remote: str) -> Any:
-        return self._call("join", {"token": token, "remote": remote}, ClusterInfo.from_wire)
 
-    def join_token(self, role: Role | str, *, rotate: bool = False) -> Any:
-        return self._call("join_token", {"role": str(role), "rotate": rotate},
-                          JoinToken.from_wire)
+def _lister(build: Callable[[Any], T]) -> Callable[[Any], list[T]]:
+    return lambda raw: _list(raw, build)
 
-    def nodes(self) -> Any:
-        return self._call("nodes", {}, lambda r: _list(r, NodeInfo.from_wire))
 
-    def update_node(self, node: str, *, availability: Availability | str) -> Any:
-        return self._call("update_node", {"node": node, "availability": str(availability)},
-                          NodeInfo.from_wire)
+class _Specs:
+    """The API verbs, written once: each returns the :class:`_Spec` of one call, which
+    :class:`Client` and :class:`AsyncClient` send (blocking or awaited)."""
 
-    def leave(self, *, force: bool = False) -> Any:
-        return self._call("leave", {"force": force}, lambda r: None)
+    @staticmethod
+    def info() -> _Spec[ClusterInfo]:
+        return _Spec("info", {}, ClusterInfo.from_wire)
 
-    # networks
-    def create_network(self, name: str, *, driver: str = "bridge", attachable: bool = False,
+    @staticmethod
+    def init(advertise_addr: str, *, listen_addr: str | None = None) -> _Spec[JoinToken]:
+        return _Spec(
+            "init",
+            {"advertise_addr": advertise_addr,
+             "listen_addr": listen_addr},
+            JoinToken.from_wire)
+
+    @staticmethod
+    def join(token: str, remote: str) -> _Spec[ClusterInfo]:
+        return _Spec("join", {"token": token, "remote": remote}, ClusterInfo.from_wire)
+
+    @staticmethod
+    def join_token(role: Role | str, *, rotate: bool = False) -> _Spec[JoinToken]:
+        return _Spec("join_token", {"role": str(role), "rotate": rotate}, JoinToken.from_wire)
+
+    @staticmethod
+    def nodes() -> _Spec[list[NodeInfo]]:
+        return _Spec("nodes", {}, _lister(NodeInfo.from_wire))
+
+    @staticmethod
+    def update_node(node: str, *, availability: Availability | str) -> _Spec[NodeInfo]:
+        return _Spec(
+            "update_node",
+            {"node": node,
+             "availability": str(availability)},
+            NodeInfo.from_wire)
+
+    @staticmethod
+    def leave(*, force: bool = False) -> _Spec[None]:
+        return _Spec("leave", {"force": force}, _none)
+
+    @staticmethod
+    def create_network(name: str, *, driver: str = "bridge", attachable: bool = False,
                        subnet: str | None = None, gateway: str | None = None,
-                       ip_range: str | None = None, ipv6: bool = False,
-                       internal: bool = False,
-                       options: dict[str, str] | None = None) -> Any:
-        return self._call("create_network", {
-            "name": name, "driver": driver, "attachable": attachable, "subnet": subnet,
-            "gateway": gateway, "ip_range": ip_range, "ipv6": ipv6, "internal": internal,
-            "options": dict(options or {})}, NetworkInfo.from_wire)
+                       ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
+                       options: dict[str, str] | None = None) -> _Spec[NetworkInfo]:
+        return _Spec(
+            "create_network",
+            {"name": name,
+             "driver": driver, "attachable": attachable, "subnet": subnet, "gateway": gateway,
+             "ip_range": ip_range, "ipv6": ipv6, "internal": internal,
+             "options": dict(options or {})},
+            NetworkInfo.from_wire)
 
-    def remove_network(self, name: str) -> Any:
-        return self._call("remove_network", {"name": name}, lambda r: None)
+    @staticmethod
+    def remove_network(name: str) -> _Spec[None]:
+        return _Spec("remove_network", {"name": name}, _none)
 
-    def networks(self) -> Any:
-        return self._call("networks", {}, lambda r: _list(r, NetworkInfo.from_wire))
+    @staticmethod
+    def networks() -> _Spec[list[NetworkInfo]]:
+        return _Spec("networks", {}, _lister(NetworkInfo.from_wire))
 
-    def inspect_network(self, name: str) -> Any:
-        return self._call("inspect_network", {"name": name}, NetworkInfo.from_wire)
+    @staticmethod
+    def inspect_network(name: str) -> _Spec[NetworkInfo]:
+        return _Spec("inspect_network", {"name": name}, NetworkInfo.from_wire)
 
-    # containers (sandboxes)
-    def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-            ip: str | None = None) -> Any:
-        return self._call("run", {"name": name, "network": network, "aliases": list(aliases),
-                                  "ip": ip, "netns_path": None}, ContainerInfo.from_wire)
+    @staticmethod
+    def run(name: str, *, network: str | None = None, aliases: Sequence[str] = (),
+            ip: str | None = None) -> _Spec[ContainerInfo]:
+        return _Spec(
+            "run",
+            {"name": name,
+             "network": network, "aliases": list(aliases), "ip": ip, "netns_path": None},
+            ContainerInfo.from_wire)
 
-    def attach(self, name: str, netns_path: str, *, network: str | None = None,
-               aliases: Sequence[str] = (), ip: str | None = None) -> Any:
-        """Adopt an existing netns (by path) as a container and connect it to ``network``."""
-        return self._call("run", {"name": name, "network": network, "aliases": list(aliases),
-                                  "ip": ip, "netns_path": netns_path}, ContainerInfo.from_wire)
+    @staticmethod
+    def attach(name: str, netns_path: str, *, network: str | None = None,
+               aliases: Sequence[str] = (), ip: str | None = None) -> _Spec[ContainerInfo]:
+        return _Spec(
+            "run",
+            {"name": name,
+             "network": network, "aliases": list(aliases), "ip": ip, "netns_path": netns_path},
+            ContainerInfo.from_wire)
 
-    def remove_container(self, name: str, *, force: bool = False) -> Any:
-        return self._call("remove_container", {"name": name, "force": force}, lambda r: None)
+    @staticmethod
+    def remove_container(name: str, *, force: bool = False) -> _Spec[None]:
+        return _Spec("remove_container", {"name": name, "force": force}, _none)
 
-    def containers(self) -> Any:
-        return self._call("containers", {}, lambda r: _list(r, ContainerInfo.from_wire))
+    @staticmethod
+    def containers() -> _Spec[list[ContainerInfo]]:
+        return _Spec("containers", {}, _lister(ContainerInfo.from_wire))
 
-    def inspect_container(self, name: str) -> Any:
-        return self._call("inspect_container", {"name": name}, ContainerInfo.from_wire)
+    @staticmethod
+    def inspect_container(name: str) -> _Spec[ContainerInfo]:
+        return _Spec("inspect_container", {"name": name}, ContainerInfo.from_wire)
 
-    def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
-                ip: str | None = None) -> Any:
-        return self._call("connect", {"network": network, "container": container,
-                                      "aliases": list(aliases), "ip": ip},
-                          EndpointInfo.from_wire)
+    @staticmethod
+    def connect(network: str, container: str, *, aliases: Sequence[str] = (),
+                ip: str | None = None) -> _Spec[EndpointInfo]:
+        return _Spec(
+            "connect",
+            {"network": network,
+             "container": container, "aliases": list(aliases), "ip": ip},
+            EndpointInfo.from_wire)
 
-    def disconnect(self, network: str, container: str, *, force: bool = False) -> Any:
-        return self._call("disconnect", {"network": network, "container": container,
-                                         "force": force}, lambda r: None)
+    @staticmethod
+    def disconnect(network: str, container: str, *, force: bool = False) -> _Spec[None]:
+        return _Spec(
+            "disconnect",
+            {"network": network,
+             "container": container, "force": force},
+            _none)
 
 
-class Client(_Verbs):
+class Client:
     """Blocking client. ``host`` is ``unix://PATH`` (default: $NETFABRIC_HOST, then
     :data:`DEFAULT_HOST`). One short connection per call, so it is safe across threads.
 
@@ -187,8 +234,9 @@ class Client(_Verbs):
         self.path = resolve_host(host)
         self.timeout = timeout
 
-    def _call(self, verb: str, args: dict[str, Any], build: Callable[[Any], Any]) -> Any:
-        request = encode_request("POST", f"/v1/{verb}", args)
+    def _call(self, spec: _Spec[T]) -> T:
+        verb = spec.verb
+        request = encode_request("POST", f"/v1/{verb}", spec.args)
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout)
@@ -211,7 +259,71 @@ class Client(_Verbs):
             ) from exc
         except OSError as exc:
             raise AgentUnreachable(f"agent at unix://{self.path}: {exc.strerror or exc}") from exc
-        return build(_split_response(b"".join(chunks), self.path))
+        return spec.build(_split_response(b"".join(chunks), self.path))
+
+
+    def info(self) -> ClusterInfo:
+        return self._call(_Specs.info())
+
+    def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
+        return self._call(_Specs.init(advertise_addr, listen_addr=listen_addr))
+
+    def join(self, token: str, remote: str) -> ClusterInfo:
+        return self._call(_Specs.join(token, remote))
+
+    def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
+        return self._call(_Specs.join_token(role, rotate=rotate))
+
+    def nodes(self) -> list[NodeInfo]:
+        return self._call(_Specs.nodes())
+
+    def update_node(self, node: str, *, availability: Availability | str) -> NodeInfo:
+        return self._call(_Specs.update_node(node, availability=availability))
+
+    def leave(self, *, force: bool = False) -> None:
+        return self._call(_Specs.leave(force=force))
+
+    def create_network(self, name: str, *, driver: str = "bridge", attachable: bool = False,
+                       subnet: str | None = None, gateway: str | None = None,
+                       ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
+                       options: dict[str, str] | None = None) -> NetworkInfo:
+        return self._call(_Specs.create_network(
+            name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
+            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options))
+
+    def remove_network(self, name: str) -> None:
+        return self._call(_Specs.remove_network(name))
+
+    def networks(self) -> list[NetworkInfo]:
+        return self._call(_Specs.networks())
+
+    def inspect_network(self, name: str) -> NetworkInfo:
+        return self._call(_Specs.inspect_network(name))
+
+    def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
+            ip: str | None = None) -> ContainerInfo:
+        return self._call(_Specs.run(name, network=network, aliases=aliases, ip=ip))
+
+    def attach(self, name: str, netns_path: str, *, network: str | None = None,
+               aliases: Sequence[str] = (), ip: str | None = None) -> ContainerInfo:
+        """Adopt an existing netns (by path) as a container and connect it to ``network``."""
+        return self._call(_Specs.attach(name, netns_path, network=network, aliases=aliases, ip=ip))
+
+    def remove_container(self, name: str, *, force: bool = False) -> None:
+        return self._call(_Specs.remove_container(name, force=force))
+
+    def containers(self) -> list[ContainerInfo]:
+        return self._call(_Specs.containers())
+
+    def inspect_container(self, name: str) -> ContainerInfo:
+        return self._call(_Specs.inspect_container(name))
+
+    def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
+                ip: str | None = None) -> EndpointInfo:
+        return self._call(_Specs.connect(network, container, aliases=aliases, ip=ip))
+
+    def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        return self._call(_Specs.disconnect(network, container, force=force))
 
     def close(self) -> None:
         """Nothing is held between calls; present for ``with`` symmetry."""
@@ -224,15 +336,16 @@ class Client(_Verbs):
         self.close()
 
 
-class AsyncClient(_Verbs):
+class AsyncClient:
     """The same verbs as :class:`Client`, each a coroutine: ``await nf.run("web1", ...)``."""
 
     def __init__(self, host: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.path = resolve_host(host)
         self.timeout = timeout
 
-    async def _acall(self, verb: str, args: dict[str, Any], build: Callable[[Any], Any]) -> Any:
-        request = encode_request("POST", f"/v1/{verb}", args)
+    async def _acall(self, spec: _Spec[T]) -> T:
+        verb = spec.verb
+        request = encode_request("POST", f"/v1/{verb}", spec.args)
         try:
             async with asyncio.timeout(self.timeout):
                 reader, writer = await asyncio.open_unix_connection(self.path)
@@ -255,10 +368,73 @@ class AsyncClient(_Verbs):
             ) from exc
         except OSError as exc:
             raise AgentUnreachable(f"agent at unix://{self.path}: {exc.strerror or exc}") from exc
-        return build(_split_response(raw, self.path))
+        return spec.build(_split_response(raw, self.path))
 
-    def _call(self, verb: str, args: dict[str, Any], build: Callable[[Any], Any]) -> Any:
-        return self._acall(verb, args, build)
+
+    async def info(self) -> ClusterInfo:
+        return await self._acall(_Specs.info())
+
+    async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
+        return await self._acall(_Specs.init(advertise_addr, listen_addr=listen_addr))
+
+    async def join(self, token: str, remote: str) -> ClusterInfo:
+        return await self._acall(_Specs.join(token, remote))
+
+    async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
+        return await self._acall(_Specs.join_token(role, rotate=rotate))
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await self._acall(_Specs.nodes())
+
+    async def update_node(self, node: str, *, availability: Availability | str) -> NodeInfo:
+        return await self._acall(_Specs.update_node(node, availability=availability))
+
+    async def leave(self, *, force: bool = False) -> None:
+        return await self._acall(_Specs.leave(force=force))
+
+    async def create_network(self, name: str, *, driver: str = "bridge", attachable: bool = False,
+                             subnet: str | None = None, gateway: str | None = None,
+                             ip_range: str | None = None, ipv6: bool = False,
+                             internal: bool = False,
+                             options: dict[str, str] | None = None) -> NetworkInfo:
+        return await self._acall(_Specs.create_network(
+            name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
+            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options))
+
+    async def remove_network(self, name: str) -> None:
+        return await self._acall(_Specs.remove_network(name))
+
+    async def networks(self) -> list[NetworkInfo]:
+        return await self._acall(_Specs.networks())
+
+    async def inspect_network(self, name: str) -> NetworkInfo:
+        return await self._acall(_Specs.inspect_network(name))
+
+    async def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
+                  ip: str | None = None) -> ContainerInfo:
+        return await self._acall(_Specs.run(name, network=network, aliases=aliases, ip=ip))
+
+    async def attach(self, name: str, netns_path: str, *, network: str | None = None,
+                     aliases: Sequence[str] = (), ip: str | None = None) -> ContainerInfo:
+        """Adopt an existing netns (by path) as a container and connect it to ``network``."""
+        return await self._acall(
+            _Specs.attach(name, netns_path, network=network, aliases=aliases, ip=ip))
+
+    async def remove_container(self, name: str, *, force: bool = False) -> None:
+        return await self._acall(_Specs.remove_container(name, force=force))
+
+    async def containers(self) -> list[ContainerInfo]:
+        return await self._acall(_Specs.containers())
+
+    async def inspect_container(self, name: str) -> ContainerInfo:
+        return await self._acall(_Specs.inspect_container(name))
+
+    async def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
+                      ip: str | None = None) -> EndpointInfo:
+        return await self._acall(_Specs.connect(network, container, aliases=aliases, ip=ip))
+
+    async def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        return await self._acall(_Specs.disconnect(network, container, force=force))
 
     async def close(self) -> None:
         """Nothing is held between calls."""

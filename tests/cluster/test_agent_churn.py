@@ -103,11 +103,11 @@ def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
             lab.wait_ready(agent)
         for name in names[agent.name]:
             Client(agent.url).remove_container(name)
-    manager = Client(lab.agents[0].url)
+    nf_manager = Client(lab.agents[0].url)
     deadline = time.monotonic() + 15
     while True:
         try:
-            manager.remove_network("churn")
+            nf_manager.remove_network("churn")
             break
         except NetfabricError:
             assert time.monotonic() < deadline, "addresses leaked: the network stays in use"
