@@ -9,24 +9,34 @@ Each is a thin translation: the rules live in the packages and in AgentCore.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from netfabric.agent.core import AgentConfig
 from netfabric.agent.mesh import GossipMesh
-from netfabric.agent.ports import Allocation, Member, Mesh, MeshEvent
+from netfabric.agent.ports import Allocation, ManagerCall, Member, Mesh, MeshEvent
 from netfabric.dataplane.kernel import Kernel as DataplaneKernel
 from netfabric.dns.records import Records
 from netfabric.dns.server import DnsServer, ServerConfig
 from netfabric.drivers.bridge import BridgeDriver
 from netfabric.drivers.overlay import OverlayDriver
-from netfabric.errors import ClusterError, InvalidArgument, NotFound
+from netfabric.errors import (
+    AgentUnreachable,
+    ClusterError,
+    InvalidArgument,
+    NetfabricError,
+    NotFound,
+)
 from netfabric.ipam.addr import IPFamily
+from netfabric.ipam.host import HostAllocator
 from netfabric.ipam.manager import Ipam
 from netfabric.ipam.pools import AddressSpace
+from netfabric.ipam.values import BlockLease
 from netfabric.model import Driver, Endpoint, Network, SubnetSpec
 from netfabric.store.sqlite import SqliteStore
 
@@ -34,13 +44,16 @@ __all__ = [
     "STORE_FILE",
     "DnsNames",
     "DriverKernel",
+    "HostBlocks",
     "IpamBook",
     "NoMesh",
+    "RemoteBlocks",
     "build_layers",
     "sandbox_name",
 ]
 
 STORE_FILE = "ipam.sqlite"
+HOST_STORE_FILE = "host-ipam.sqlite"
 T = TypeVar("T")
 
 
@@ -192,11 +205,118 @@ class IpamBook:
     def release_node(self, node_id: str) -> None:
         self._on_thread(lambda: self.ipam.reclaim_host(node_id))
 
+    def lease_block(self, network_id: str, host_id: str, *, address: str | None,
+                    family: IPFamily) -> BlockLease:
+        return self._on_thread(lambda: self.ipam.lease_block(network_id, host_id,
+                                                             address=address, family=family))
+
+    def release_block(self, network_id: str, host_id: str, block: str) -> None:
+        self._on_thread(lambda: self.ipam.release_block(network_id, host_id, block))
+
+    def leased(self, network_id: str) -> list[BlockLease]:
+        def run() -> list[BlockLease]:
+            try:
+                return self.ipam.blocks(network_id=network_id)
+            except NotFound:
+                return []
+        return self._on_thread(run)
+
     def close(self) -> None:
         store = self._store
         if store is not None:
             self._store = None
             self._on_thread(store.close)
+        self._pool.shutdown(wait=True)
+
+
+class RemoteBlocks:
+    """A worker's :class:`BlockSource`: block leases from the manager over the cluster
+    endpoint. Called on the host allocator's thread; the RPC runs on the agent's loop."""
+
+    def __init__(self, call: ManagerCall,
+                 loop: asyncio.AbstractEventLoop, *, timeout: float = 15.0) -> None:
+        self._call = call
+        self._loop = loop
+        self._timeout = timeout
+
+    def _run(self, verb: str, args: dict[str, Any]) -> Any:
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            self._call(verb, args), self._loop)
+        try:
+            return future.result(self._timeout)
+        except TimeoutError as exc:
+            future.cancel()
+            raise AgentUnreachable(f"the manager did not answer {verb} in "
+                                   f"{self._timeout:g}s") from exc
+
+    def lease_block(self, network_id: str, host_id: str, *, address: str | None = None,
+                    family: IPFamily = IPFamily.V4) -> BlockLease:
+        raw = self._run("lease_block", {"network_id": network_id, "host_id": host_id,
+                                        "ip": address, "family": int(family)})
+        return BlockLease.from_dict(raw)
+
+    def release_block(self, network_id: str, host_id: str, block: str) -> None:
+        self._run("release_block", {"network_id": network_id, "host_id": host_id,
+                                    "block": block})
+
+
+class HostBlocks:
+    """A worker's addresses on cluster networks, from blocks leased from the manager
+    (Calico's model): no round trip per endpoint, and runs go on while the manager is
+    down as long as a leased block has room. State in ``DIR/host-ipam.sqlite``, written
+    before a call returns; one thread, as SQLite wants."""
+
+    def __init__(self, data_dir: str, *, host_id: str, source: RemoteBlocks) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nf-blocks")
+        self._store: SqliteStore | None = None
+        try:
+            self.alloc = self._pool.submit(self._open, data_dir, host_id, source).result()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, data_dir: str, host_id: str, source: RemoteBlocks) -> HostAllocator:
+        self._store = SqliteStore(os.path.join(data_dir, HOST_STORE_FILE))
+        return HostAllocator(host_id, source, self._store)
+
+    def allocate(self, network_id: str, *, ip: str | None, ipv6: bool) -> Allocation:
+        def run() -> Allocation:
+            got = self.alloc.allocate(network_id, address=ip)
+            v6 = None
+            if ipv6:
+                try:
+                    v6 = self.alloc.allocate(network_id, family=IPFamily.V6).address
+                except BaseException:
+                    self.alloc.release(network_id, got.address)
+                    raise
+            return Allocation(ipv4=got.address, prefixlen=got.prefixlen, gateway=got.gateway,
+                              ipv6=v6)
+        return self._pool.submit(run).result()
+
+    def release(self, network_id: str, ip: str) -> bool:
+        """Free an address of this host's blocks; False if it is not one of them."""
+        def run() -> bool:
+            try:
+                self.alloc.release(network_id, ip)
+            except NotFound:
+                return False
+            return True
+        return self._pool.submit(run).result()
+
+    def return_empty(self, network_id: str) -> None:
+        def run() -> None:
+            with contextlib.suppress(NetfabricError):   # unreachable: returned another time
+                self.alloc.return_empty_blocks(network_id)
+        self._pool.submit(run).result()
+
+    def forget_network(self, network_id: str) -> None:
+        self._pool.submit(self.alloc.forget_network, network_id).result()
+
+    def close(self) -> None:
+        store = self._store
+        if store is not None:
+            self._store = None
+            self._pool.submit(store.close).result()
         self._pool.shutdown(wait=True)
 
 

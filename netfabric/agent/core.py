@@ -36,7 +36,9 @@ from netfabric.agent import handshake
 from netfabric.agent.ports import (
     AddressBook,
     Allocation,
+    BlockBook,
     Kernel,
+    ManagerCall,
     Mesh,
     MeshEvent,
     MeshEventKind,
@@ -77,6 +79,7 @@ from netfabric.errors import (
     NotInCluster,
     PoolExhausted,
 )
+from netfabric.ipam.addr import IPFamily
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 
 __all__ = ["NOT_A_MANAGER", "AgentConfig", "AgentCore"]
@@ -91,6 +94,8 @@ NOT_IN_CLUSTER = ("This node is not a swarm manager. Use \"netfabric init\" or \
 DEFAULT_BRIDGE = "bridge"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 _MAX_IFACES = 16
+BLOCKS_MIN_PREFIX = 24
+"""Cluster subnets this size or larger are allocated from per-host blocks on workers."""
 RETRY_INTERVAL = 2.0
 """Seconds between tries to give addresses back to an unreachable manager."""
 T = TypeVar("T")
@@ -154,7 +159,8 @@ class AgentCore:
     """The agent's logic; construct with the layers, then ``await start()``."""
 
     def __init__(self, config: AgentConfig, state: LocalState, *, kernel: Kernel,
-                 book: AddressBook, names: NameService, mesh: Mesh) -> None:
+                 book: AddressBook, names: NameService, mesh: Mesh,
+                 blocks: Callable[[ManagerCall], BlockBook] | None = None) -> None:
         self.config = config
         self.state = state
         self.kernel = kernel
@@ -167,6 +173,8 @@ class AgentCore:
         self._dirty: set[str] = set()
         self._programmed: dict[str, frozenset[Endpoint]] = {}
         self._retry_task: asyncio.Task[None] | None = None
+        self._blocks_factory = blocks
+        self._blocks: BlockBook | None = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -261,6 +269,8 @@ class AgentCore:
         await self.mesh.close()
         await self._thread(self.kernel.close)
         await self._thread(self.book.close)
+        if self._blocks is not None:
+            await self._thread(self._blocks.close)
 
     async def _start_mesh(self) -> None:
         cluster = self.state.cluster
@@ -494,6 +504,18 @@ class AgentCore:
             await self._thread(self.book.release, net.id, str(args.get("ip", "")),
                                node_id=str(args.get("node_id", "")))
             return None
+        if verb == "lease_block":
+            net = self._network_by_id(str(args.get("network_id", "")))
+            fam = IPFamily(int(args.get("family", 4)))
+            lease = await self._thread(self.book.lease_block, net.id,
+                                       str(args.get("host_id", "")),
+                                       address=_check_ip(args.get("ip"), "address"), family=fam)
+            return lease.to_dict()
+        if verb == "release_block":
+            net = self._network_by_id(str(args.get("network_id", "")))
+            await self._thread(self.book.release_block, net.id, str(args.get("host_id", "")),
+                               str(args.get("block", "")))
+            return None
         if verb == "leave":
             async with self._lock:
                 node = self.state.nodes.pop(str(args.get("node_id", "")), None)
@@ -562,6 +584,9 @@ class AgentCore:
             except NotFound:
                 self.state.networks.pop(net.id, None)
                 self._save()
+                blocks = self._block_book(net)
+                if blocks is not None:
+                    await self._thread(blocks.forget_network, net.id)
                 raise
             except AgentUnreachable:
                 return net   # the manager is down: the cached record is the best we have
@@ -723,6 +748,12 @@ class AgentCore:
                                  for e in self.mesh.endpoints(net.id)
                                  if e.node_id != self.state.node_id})
             held = await self._thread(self.book.allocated, net.id)
+            leases = await self._thread(self.book.leased, net.id)
+            if leases and not users:
+                hosts = sorted({self.state.nodes[lease.host_id].hostname
+                                if lease.host_id in self.state.nodes else lease.host_id
+                                for lease in leases})
+                users = [f"address blocks leased to {', '.join(hosts)}"]
             if users or held:
                 who = ", ".join(users) if users else f"{len(held)} endpoint address(es)"
                 raise InUse(f"error while removing network: network {net.name} id {net.id} "
@@ -808,7 +839,32 @@ class AgentCore:
                 raise
         return self._container_info(sb)
 
+    def _block_book(self, net: Network) -> BlockBook | None:
+        """A worker's block allocator, for cluster networks with room for several blocks
+        (>= a /24: four /26 blocks); smaller subnets stay with the manager, so that one host
+        never holds a whole tiny subnet."""
+        if self._blocks_factory is None or net.scope != Scope.SWARM or \
+                self.role is not Role.WORKER:
+            return None
+        v4 = [s for s in net.subnets if ":" not in s.cidr]
+        if not v4 or ipaddress.ip_network(v4[0].cidr).prefixlen > BLOCKS_MIN_PREFIX:
+            return None
+        if self._blocks is None:
+            self._blocks = self._blocks_factory(self._manager_call)
+        return self._blocks
+
+    async def _manager_call(self, verb: str, args: dict[str, Any]) -> Any:
+        return await self._link().call(verb, args)
+
     async def _allocate(self, net: Network, ip: str | None) -> Allocation:
+        blocks = self._block_book(net)
+        if blocks is not None:
+            try:
+                return await self._thread(blocks.allocate, net.id, ip=ip, ipv6=net.ipv6)
+            except PoolExhausted as exc:
+                cidrs = ", ".join(s.cidr for s in net.subnets) or "no subnet"
+                raise PoolExhausted(f"no available IPv4 address on network {net.name} "
+                                    f"(subnet {cidrs}): every address is in use") from exc
         if net.scope == Scope.SWARM and self.role is Role.WORKER:
             raw = await self._link().call("allocate", {"network_id": net.id,
                                                        "node_id": self.state.node_id, "ip": ip})
@@ -829,6 +885,9 @@ class AgentCore:
 
     async def _release(self, net: Network, ip: str | None) -> None:
         if ip is None:
+            return
+        blocks = self._block_book(net)
+        if blocks is not None and await self._thread(blocks.release, net.id, ip):
             return
         if net.scope == Scope.SWARM and self.role is Role.WORKER:
             try:
@@ -917,8 +976,12 @@ class AgentCore:
         await self._release(net, ep.ipv4)
         await self._release(net, ep.ipv6)
         if net.scope == Scope.SWARM and not self._local_eps(net.id) and \
-                self.role is Role.WORKER and self._mesh_started:
-            self.mesh.leave_network(net.id)
+                self.role is Role.WORKER:
+            blocks = self._block_book(net)
+            if blocks is not None:
+                await self._thread(blocks.return_empty, net.id)
+            if self._mesh_started:
+                self.mesh.leave_network(net.id)
 
     async def _teardown_locked(self, sb: SandboxRecord) -> None:
         """Remove a sandbox and everything of it; used by rm and by a failed run."""

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from netfabric.agent.api import dispatch
 from netfabric.agent.core import AgentConfig, AgentCore, check_name
+from netfabric.agent.ports import BlockBook, ManagerCall
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, split_addr, verify_mac
 from netfabric.agent.server import Request, RpcServer
 from netfabric.agent.state import LocalState
@@ -135,7 +136,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 
 async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
-    from netfabric.agent.adapters import build_layers
+    from netfabric.agent.adapters import HostBlocks, RemoteBlocks, build_layers
 
     os.makedirs(config.data_dir, exist_ok=True)
     state = LocalState.load(config.data_dir, hostname=config.hostname)
@@ -145,7 +146,14 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
         ups = [u for u in ups if u != "none"]
     kernel, book, names, mesh = build_layers(config, node_id=state.node_id, dns_upstreams=ups,
                                              gossip_profile=args.gossip_profile)
-    core = AgentCore(config, state, kernel=kernel, book=book, names=names, mesh=mesh)
+    loop = asyncio.get_running_loop()
+
+    def blocks(call: ManagerCall) -> BlockBook:
+        return HostBlocks(config.data_dir, host_id=state.node_id,
+                          source=RemoteBlocks(call, loop))
+
+    core = AgentCore(config, state, kernel=kernel, book=book, names=names, mesh=mesh,
+                     blocks=blocks)
 
     async def local(request: Request) -> object:
         return await dispatch(core, request)
@@ -167,7 +175,6 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
 
     core.set_cluster_endpoint(open_cluster_endpoint)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services: list[AgentService] = []

@@ -8,17 +8,21 @@ event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
+from netfabric.ipam.addr import IPFamily
+from netfabric.ipam.values import BlockLease
 from netfabric.model import Endpoint, Network, SubnetSpec
 
 __all__ = [
     "AddressBook",
     "Allocation",
+    "BlockBook",
     "Kernel",
+    "ManagerCall",
     "Member",
     "Mesh",
     "MeshEvent",
@@ -94,7 +98,37 @@ class AddressBook(Protocol):
     def release_node(self, node_id: str) -> None:
         """Reclaim every block and address of a dead or departed node."""
 
+    def lease_block(self, network_id: str, host_id: str, *, address: str | None,
+                    family: IPFamily) -> BlockLease:
+        """Lease a block of a cluster network to a worker (the manager's side)."""
+
+    def release_block(self, network_id: str, host_id: str, block: str) -> None: ...
+
+    def leased(self, network_id: str) -> list[BlockLease]:
+        """The blocks of a network leased to hosts."""
+
     def close(self) -> None: ...
+
+
+class BlockBook(Protocol):
+    """A worker's addresses on cluster networks, from blocks it leases from the manager.
+    Blocking: called from a worker thread."""
+
+    def allocate(self, network_id: str, *, ip: str | None, ipv6: bool) -> Allocation: ...
+
+    def release(self, network_id: str, ip: str) -> bool:
+        """Free an address; False if it is not in this host's blocks."""
+
+    def return_empty(self, network_id: str) -> None:
+        """Give every block without an address back (the network left this host)."""
+
+    def forget_network(self, network_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ManagerCall = Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]]
+"""An authenticated call to the cluster's manager: ``await call(verb, args)``."""
 
 
 class NameService(Protocol):

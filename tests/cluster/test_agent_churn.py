@@ -61,7 +61,7 @@ def _assert_unique(addresses: list[str], what: str) -> None:
 def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
     rng = random.Random(SEED)
     Client(lab.agents[0].url).create_network("churn", driver="overlay", attachable=True,
-                                             subnet="10.77.0.0/27")
+                                             subnet="10.77.0.0/24")   # workers lease /26 blocks
     names: dict[str, list[str]] = {a.name: [] for a in lab.agents}
     counter = 0
     refused = 0
@@ -93,6 +93,21 @@ def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
             lab.wait_ready(manager)
         _assert_unique(_kernel_addresses(lab), "kernel")
     _assert_unique(_agent_addresses(lab), "agent")
+    # A worker with room in its leased block runs containers while the manager is down.
+    manager_proc = lab.agents[0]
+    for agent in lab.agents:
+        if not agent.alive():
+            lab.start_agent(agent)
+            lab.wait_ready(agent)
+    worker = lab.agents[1]
+    Client(worker.url).run("while-down-0", network="churn")
+    lab.stop_agent(manager_proc, sig=signal.SIGKILL)
+    Client(worker.url).run("while-down-1", network="churn")
+    Client(worker.url).remove_container("while-down-1")
+    Client(worker.url).remove_container("while-down-0")
+    lab.start_agent(manager_proc)
+    lab.wait_ready(manager_proc)
+    _assert_unique(_kernel_addresses(lab), "kernel")
     live = sum(len(v) for v in names.values())
     assert live > 0 and refused < OPS
     # Nothing leaked either: with every container removed (addresses a manager could not
