@@ -482,6 +482,8 @@ class AgentCore:
             for rec in list(self.state.networks.values()):
                 if rec.scope == Scope.SWARM:
                     del self.state.networks[rec.id]
+                    if self._blocks is not None:   # the manager reclaims them at leave
+                        await self._thread(self._blocks.forget_network, rec.id)
             self._save()
 
     # -- the manager's side of the cluster endpoint -------------------------------------------
@@ -521,6 +523,7 @@ class AgentCore:
                 node = self.state.nodes.pop(str(args.get("node_id", "")), None)
                 if node is not None:
                     self._save()
+                    await self._thread(self.book.release_node, node.id)
             return None
         raise NotFound(f"unknown cluster verb {verb!r}")
 
@@ -539,7 +542,9 @@ class AgentCore:
             for n in list(self.state.nodes.values()):
                 if n.id != offer.node_id and n.address == offer.address and \
                         n.gossip_port == offer.gossip_port:
-                    del self.state.nodes[n.id]   # the same host re-joined with a new identity
+                    # the same host re-joined with a new identity: its old blocks are free
+                    del self.state.nodes[n.id]
+                    await self._thread(self.book.release_node, n.id)
             self.state.nodes[offer.node_id] = NodeRecord(
                 id=offer.node_id, hostname=offer.hostname, address=offer.address,
                 gossip_port=offer.gossip_port, role=Role(role))
