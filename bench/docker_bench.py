@@ -2,9 +2,11 @@
 """Docker plugin benchmark: ``docker run --network`` to a working ping by name.
 
 Two simulated hosts, each with its netfabric agent and its own dockerd (dockerd 20.10).
-Each sample starts a waiter first, ``docker exec PINGER sh -c 'until ping -c1 -W1 NAME;
-do sleep 0.02; done'``, then times from just before ``docker run -d --network NET --name
-NAME`` until the waiter exits, i.e. until the pinger reaches the new container by name:
+Each sample starts a waiter first, ``docker exec PINGER sh -c 'until ping -i 0.02 NAME |
+grep -q "bytes from"; do sleep 0.02; done'`` (once NAME resolves, a ping every 20 ms until
+the first reply: no 1 s ping timeout hides when the path came up), then times from just
+before ``docker run -d --network NET --name NAME`` until the waiter exits, i.e. until the
+pinger reaches the new container by name:
 
 - ``run_to_ping_ms_netfabric``: NET is a netfabric overlay; the new container runs on host
   B and the pinger on host A (across hosts: the name travels through gossip);
@@ -40,7 +42,8 @@ def sample(runner: Dockerd, pinger_host: Dockerd, pinger: str, network: str,
     """Milliseconds from ``docker run`` to the pinger's first successful ping by name."""
     waiter = subprocess.Popen(
         ["docker", "-H", pinger_host.url, "exec", pinger, "sh", "-c",
-         f"until ping -c1 -W1 {name} >/dev/null 2>&1; do sleep 0.02; done"],
+         f"until ping -c 500 -i 0.02 {name} 2>/dev/null | grep -q 'bytes from'; "
+         "do sleep 0.02; done"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)  # the waiter's exec is set up before the clock starts

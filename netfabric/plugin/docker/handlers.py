@@ -58,6 +58,8 @@ NAME_WAIT_S: Final = 5.0
 NAMES_WAIT_S: Final = 60.0
 """How long the background lookup of a container's name and aliases keeps trying (seconds):
 dockerd answers a container inspect only once the container has started."""
+NAMES_POLL_MAX_S: Final = 0.05
+"""Longest pause between two lookups: the name is published at most this late (seconds)."""
 _CONTENT_TYPE: Final = "application/vnd.docker.plugins.v1+json"
 
 
@@ -439,7 +441,7 @@ class DockerPlugin:
                     log.warning("docker plugin: publishing %s: %s", names[0], exc)
                 return
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            delay = min(delay * 2, NAMES_POLL_MAX_S)
         log.warning("docker plugin: dockerd never listed endpoint %s (%s)", endpoint_id[:12],
                     error or "not found")
 
