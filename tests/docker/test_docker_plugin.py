@@ -158,21 +158,23 @@ def test_rm_f_leaves_no_veth_fdb_or_address(env: Env) -> None:
     assert eventually(lambda: ping(env.a, "watcher", "victim"))
     assert mac in fdb_macs(host_a)
     # the same address cannot be had twice
-    dup = env.a.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "dup",
+    dup = env.b.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "dup",
                        IMAGE, "sleep", "600", check=False)
-    assert dup.returncode != 0 and "10.77.7.50" in dup.stderr
-    env.a.docker("rm", "-f", "dup", check=False)
+    assert dup.returncode != 0 and "10.77.7.50" in dup.stderr, dup.stderr
+    assert "in use" in dup.stderr.lower() or "allocated" in dup.stderr.lower(), dup.stderr
+    env.b.docker("rm", "-f", "dup", check=False)
     env.b.docker("rm", "-f", "victim")
     assert docker_ifname(ep) not in links(host_b)
     for ns in overlay_netns(host_b):
         assert not any(name.startswith("ve" + ep[:12]) for name in links(ns))
     assert eventually(lambda: mac not in fdb_macs(host_a)), "peer FDB entry left behind"
-    # the address is free again, on the other host too
-    env.a.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "reuse",
+    # the address is free again (in this host's IPAM block)
+    env.b.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "reuse",
                  IMAGE, "sleep", "600")
-    assert ip_of(env.a, "reuse", "fixed") == "10.77.7.50"
-    for c in ("watcher", "reuse"):
-        env.a.docker("rm", "-f", c)
+    assert ip_of(env.b, "reuse", "fixed") == "10.77.7.50"
+    assert eventually(lambda: ping(env.a, "watcher", "reuse"))
+    env.a.docker("rm", "-f", "watcher")
+    env.b.docker("rm", "-f", "reuse")
 
 
 def test_a_worker_cannot_create_a_cluster_network(env: Env) -> None:
