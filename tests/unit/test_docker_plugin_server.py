@@ -170,7 +170,10 @@ def fake_dockerd(tmp_path: Path) -> Callable[[], AsyncIterator[str]]:
     """An HTTP/1.0 server on a unix socket answering like dockerd's API."""
     routes = {
         "/v1.41/networks/n1": {"Name": "myoverlay", "Containers": {
-            "c" * 64: {"Name": "web1", "EndpointID": "e1"}}},
+            "c" * 64: {"Name": "web1", "EndpointID": "e1"},
+            "d" * 64: {"Name": "web2", "EndpointID": "e2"}}},
+        # web2 is listed by the network, but its own settings are not written yet
+        "/v1.41/containers/" + "d" * 64 + "/json": {"NetworkSettings": {"Networks": {}}},
         "/v1.41/containers/" + "c" * 64 + "/json": {"NetworkSettings": {"Networks": {
             "myoverlay": {"Aliases": ["cccccccccccc", "web"], "EndpointID": "e1"}}}},
     }
@@ -205,6 +208,7 @@ def test_engine_reads_names(fake_dockerd: Callable[[], AsyncIterator[str]],
             assert await engine.network_name("n2") is None
             assert await engine.endpoint_names("n1", "e1") == ("web1", "cccccccccccc", "web")
             assert await engine.endpoint_names("n1", "e9") == ()
+            assert await engine.endpoint_names("n1", "e2") == ()
         with pytest.raises(AgentUnreachable, match="dockerd API"):
             await DockerEngine(str(tmp_path / "none.sock")).network_name("n1")
     asyncio.run(main())
