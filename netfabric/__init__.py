@@ -3,6 +3,9 @@
 The library API that orchestrators import. Everything public is re-exported here.
 """
 
+import importlib
+import typing
+
 from netfabric.api.types import (
     Availability,
     ClusterInfo,
@@ -15,6 +18,7 @@ from netfabric.api.types import (
     Role,
 )
 from netfabric.client import AsyncClient, Client
+from netfabric.dns import DnsServer, Records, Resolver, ResolverConfig, ServiceMode
 from netfabric.errors import (
     AddressInUse,
     AddressOutOfRange,
@@ -39,42 +43,102 @@ from netfabric.errors import (
     StoreError,
     SubnetOverlap,
 )
+from netfabric.ipam import (
+    AddressSpace,
+    Allocation,
+    BlockLease,
+    HostAllocator,
+    Ipam,
+    IpamConfig,
+    IPFamily,
+    Pool,
+    Reclaimed,
+    Subnet,
+)
+from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
+from netfabric.store import Durability, MemoryStore, SqliteStore, Store
+
+if typing.TYPE_CHECKING:
+    from netfabric.drivers import Attachment, BridgeDriver, OverlayDriver
+
+# The kernel drivers pull in pyroute2; they load on first use so that `import netfabric`
+# (and every CLI call) stays fast.
+_LAZY = {"Attachment": "netfabric.drivers", "BridgeDriver": "netfabric.drivers",
+         "OverlayDriver": "netfabric.drivers"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'netfabric' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddressInUse",
     "AddressOutOfRange",
+    "AddressSpace",
     "AgentUnreachable",
+    "Allocation",
     "AlreadyExists",
     "AsyncClient",
+    "Attachment",
     "AuthError",
     "Availability",
+    "BlockLease",
+    "BridgeDriver",
     "Client",
     "ClusterError",
     "ClusterInfo",
     "ContainerInfo",
     "DataplaneError",
     "DecodeError",
+    "DnsServer",
+    "Driver",
+    "Durability",
+    "Endpoint",
     "EndpointInfo",
     "GossipError",
+    "HostAllocator",
     "IPAMError",
+    "IPFamily",
     "InUse",
     "InvalidArgument",
     "InvalidToken",
+    "Ipam",
+    "IpamConfig",
     "JoinToken",
     "LabError",
+    "MemoryStore",
     "NetfabricError",
+    "Network",
     "NetworkInfo",
     "NodeInfo",
     "NodeStatus",
     "NotAManager",
     "NotFound",
     "NotInCluster",
+    "OverlayDriver",
+    "Pool",
     "PoolExhausted",
+    "Reclaimed",
+    "Records",
+    "Resolver",
+    "ResolverConfig",
     "Role",
+    "Scope",
+    "ServiceMode",
+    "SqliteStore",
+    "Store",
     "StoreCorrupt",
     "StoreError",
+    "Subnet",
     "SubnetOverlap",
+    "SubnetSpec",
     "__version__",
 ]

@@ -176,11 +176,11 @@ class IpamBook:
 
     def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
         def run() -> Allocation:
-            got = self.ipam.allocate(network_id, address=ip)
+            got = self.ipam.allocate(network_id, address=ip, host_id=node_id)
             v6 = None
             if any(s.family is IPFamily.V6 for s in self.ipam.subnets(network_id)):
                 try:
-                    v6 = self.ipam.allocate(network_id, family=IPFamily.V6).address
+                    v6 = self.ipam.allocate(network_id, family=IPFamily.V6, host_id=node_id).address
                 except BaseException:
                     self.ipam.release(network_id, got.address)
                     raise
