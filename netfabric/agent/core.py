@@ -13,8 +13,8 @@ Public methods (stable; the plugin and CNI call them):
 ``inspect_container``, ``connect``, ``disconnect``; for the manager side of the cluster
 endpoint, ``handle_cluster``; and lower-level hooks for front ends that plumb their own
 interfaces (the Docker plugin): ``resolve_network``, ``allocate``, ``release``,
-``sync_peers``, ``save``, ``lock``, ``mesh_started``, with ``state``, ``kernel``, ``names``
-and ``mesh`` as attributes.
+``sync_peers``, ``save``, ``lock``, ``mesh_started``, ``add_restorer``, with ``state``,
+``kernel``, ``names`` and ``mesh`` as attributes.
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ class AgentCore:
         self._retry_task: asyncio.Task[None] | None = None
         self._blocks_factory = blocks
         self._blocks: BlockBook | None = None
+        self._restorers: list[Callable[[], Awaitable[None]]] = []
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -227,6 +228,8 @@ class AgentCore:
             await self._start_mesh()
         for sb in list(self.state.sandboxes.values()):
             await self._recover_sandbox(sb)
+        for restore in self._restorers:   # before the reconcile that removes unknown links
+            await restore()
         known = {sb.netns for sb in self.state.sandboxes.values()}
         for netns in await self._thread(self.kernel.sandboxes, f"{self.config.host_netns}-c"):
             if netns not in known:   # made by a run that a crash cut short
@@ -285,6 +288,14 @@ class AgentCore:
                 self.mesh.join_network(rec.id)
 
     # -- stable hooks for other front ends (the Docker plugin, CNI) ---------------------------
+
+    def add_restorer(self, restore: Callable[[], Awaitable[None]]) -> None:
+        """Register, before :meth:`start`, how a front end takes back the interfaces it
+        plumbed itself (not sandboxes of :attr:`state`, e.g. Docker's endpoints). ``start``
+        awaits it once networks, gossip and sandboxes are back, and before its reconcile,
+        which removes every kernel object the drivers were not told about. It re-attaches
+        (attach is idempotent) and handles a failure per interface itself."""
+        self._restorers.append(restore)
 
     @property
     def lock(self) -> asyncio.Lock:

@@ -7,8 +7,9 @@ bridges, overlays) stays, as containers outlive a dockerd restart with live-rest
 next start reconciles it.
 
 Other front ends attach here: :func:`add_service` registers a factory called with the core
-once it is running (the Docker plugin's socket server uses it); each returns an object with
-``async close()``.
+before it starts (so that it can register what the recovery must take back, see
+``AgentCore.add_restorer``); each returns an object whose ``async start()`` runs once the
+core runs (the Docker plugin opens its socket there) and ``async close()`` at the end.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ log = logging.getLogger("netfabric.agent")
 class AgentService(Protocol):
     """Something served next to the API (the Docker plugin socket, ...)."""
 
+    async def start(self) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -50,7 +53,7 @@ _SERVICES: list[ServiceFactory] = []
 
 
 async def _docker_plugin(core: AgentCore, args: argparse.Namespace) -> AgentService | None:
-    """``--docker-plugin PATH``: the plugin package's ``serve(core, path)`` opens it."""
+    """``--docker-plugin PATH``: the plugin package's ``serve(core, path)`` builds it."""
     path = getattr(args, "docker_plugin", None)
     if not path:
         return None
@@ -179,12 +182,14 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     services: list[AgentService] = []
     try:
-        await core.start()
-        await api.start_unix(config.socket)
         for factory in [_docker_plugin, *_SERVICES]:
             svc = await factory(core, args)
             if svc is not None:
                 services.append(svc)
+        await core.start()
+        await api.start_unix(config.socket)
+        for svc in services:
+            await svc.start()
         log.info("agent %s (%s) ready on unix://%s", state.hostname, state.node_id[:12],
                  config.socket)
         print(f"netfabric agent ready on unix://{config.socket}", flush=True)

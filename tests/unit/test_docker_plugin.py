@@ -591,3 +591,56 @@ def test_names_lookup_retries_a_busy_dockerd(tmp_path: Path, fabric: FakeFabric)
 
 def test_mac_for() -> None:
     assert mac_for("10.0.0.2") == "02:42:0a:00:00:02"
+
+
+def test_restore_after_an_agent_restart(fabric: FakeFabric,
+                                        make_host: Callable[[str], Host]) -> None:
+    """A new plugin over the same state file (the agent was killed) takes back exactly the
+    endpoints Docker still holds: joined ones, with their names; not left or unjoined ones."""
+    h = make_host("h1")
+    ep3 = "e3" + "0" * 62
+
+    async def go() -> None:
+        pool = await h.create_network(NID, "ov")
+        a1, _ = await h.run(NID, pool, EP1, names=("web1", "web"))
+        await h.run(NID, pool, EP2, names=("gone",))
+        await h.ok("NetworkDriver.Leave", {"NetworkID": NID, "EndpointID": EP2})
+        addr = await h.ok("IpamDriver.RequestAddress",
+                          {"PoolID": pool, "Address": "", "Options": None})
+        await h.ok("NetworkDriver.CreateEndpoint", {
+            "NetworkID": NID, "EndpointID": ep3,
+            "Interface": {"Address": addr["Address"], "AddressIPv6": "", "MacAddress": ""}})
+        fabric.nets["ov"].endpoints.clear()   # the restarted agent's drivers know nothing
+        fabric.nets["ov"].names.clear()
+        fabric.calls.clear()
+        again = DockerPlugin(fabric, StateFile(h.state), lambda pid: h.engine)
+        await again.restore()
+        await again.restore()                  # idempotent
+        ip1 = a1.split("/")[0]
+        assert fabric.nets["ov"].endpoints == {EP1: (ip1, mac_for(ip1))}
+        assert fabric.nets["ov"].names == {EP1: ("web1", "web")}
+        assert again.restore_failures == 0
+        # a network the fabric lost is counted and logged; the rest goes on
+        del fabric.nets["ov"]
+        await again.restore()
+        assert again.restore_failures == 1
+        # DeleteEndpoint of the left endpoint still works after the restart
+        fabric.nets["ov"] = FakeNet(net=FabricNetwork(name="ov", driver=Driver.OVERLAY,
+                                                      subnet="10.9.0.0/24", gateway="10.9.0.1"))
+        await again.handle("NetworkDriver.DeleteEndpoint",
+                           json.dumps({"NetworkID": NID, "EndpointID": EP2}).encode())
+        assert EP2 not in again.state.endpoints
+    run(go())
+
+
+def test_state_file_without_names_still_loads(tmp_path: Path) -> None:
+    """A state written before names were kept: endpoints load with no names."""
+    path = tmp_path / "docker-plugin.json"
+    path.write_text(json.dumps({"version": 1, "pools": [], "networks": [], "endpoints": [
+        {"endpoint_id": EP1, "network_id": NID, "address": "10.9.0.2/24",
+         "mac": "02:42:0a:09:00:02", "ifname": "nfd" + EP1[:12]}]}))
+    ep = StateFile(path).load().endpoints[EP1]
+    assert ep.names == () and ep.ifname == "nfd" + EP1[:12]
+    state = StateFile(path).load()
+    StateFile(path).save(state)
+    assert StateFile(path).load() == state

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 
 async def serve(core: AgentCore, path: str) -> DockerPluginService:
-    """The agent's hook (``--docker-plugin PATH``): serve the plugin for ``core`` on ``path``.
-    Imported lazily so that the handlers need none of the agent."""
+    """The agent's hook (``--docker-plugin PATH``): the plugin for ``core`` on ``path``, built
+    before the core starts and ``start()``-ed after. Imported lazily so that the handlers
+    need none of the agent."""
     from netfabric.plugin.docker.service import serve as serve_service
 
     return await serve_service(core, path)

@@ -15,9 +15,11 @@ resolv.conf dockerd reads. The plugin opens netfabric's resolver at 127.0.0.11:5
 host's netns, scoped to the networks that have Docker endpoints here, so the one setting per
 host is ``nameserver 127.0.0.11`` in dockerd's resolv.conf.
 
-Endpoints of this module are not sandboxes of the agent's state: after an agent restart the
-plugin's own state still lists them, but the drivers no longer know their veths (see the
-issue notes).
+Endpoints of this module are not sandboxes of the agent's state. After an agent restart
+the plugin's own records still list them, and the plugin re-attaches them (``attach`` is
+idempotent; the inner end is *parked* for the drivers, so only the outer end is checked)
+from ``AgentCore.add_restorer``, before the agent's reconcile would delete their veths as
+unknown.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from netfabric.errors import (
@@ -100,6 +100,8 @@ class DockerPlugin:
         self.names_wait_s = names_wait_s
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.restore_failures = 0
+        """Endpoints :meth:`restore` could not take back (each one logged)."""
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -396,6 +398,9 @@ class DockerPlugin:
             rec = self.state.networks.get(req.network_id)
             if ep is not None and rec is not None and rec.name:
                 await self.fabric.leave(rec.name, endpoint_id=req.endpoint_id)
+            if ep is not None and ep.ifname:   # no longer Docker's: not restored
+                self.state.endpoints[ep.endpoint_id] = replace(ep, ifname="")
+                self._save()
         return s.EmptyResponse()
 
     async def delete_endpoint(self, req: s.EndpointRequest) -> s.EmptyResponse:
@@ -415,6 +420,30 @@ class DockerPlugin:
         if ep is None or ep.network_id != network_id:
             raise NotFound(f"unknown endpoint {endpoint_id[:12]} on network {network_id[:12]}")
         return ep
+
+    # -- agent restart ------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Take back the endpoints handed to Docker, after an agent restart and before its
+        reconcile: dockerd holds their veths (the inner end in the container) and never
+        replays Join. Re-attaching is idempotent; the container's names are republished. A
+        failure is logged and counted in :attr:`restore_failures`; the others go on."""
+        async with self._lock:
+            for ep in list(self.state.endpoints.values()):
+                rec = self.state.networks.get(ep.network_id)
+                if not ep.ifname or rec is None or not rec.name:
+                    continue   # never joined, or left: nothing of it is Docker's
+                address = str(ipaddress.ip_interface(ep.address).ip)
+                try:
+                    await self.fabric.attach(rec.name, endpoint_id=ep.endpoint_id,
+                                             address=address, mac=ep.mac)
+                    if ep.names:
+                        await self.fabric.set_names(rec.name, endpoint_id=ep.endpoint_id,
+                                                    names=ep.names)
+                except NetfabricError as exc:
+                    self.restore_failures += 1
+                    log.warning("docker plugin: endpoint %s (%s on %s) not restored: %s",
+                                ep.endpoint_id[:12], address, rec.name, exc)
 
     # -- names for DNS ------------------------------------------------------------------------
 
@@ -439,6 +468,12 @@ class DockerPlugin:
                     await self.fabric.set_names(network, endpoint_id=endpoint_id, names=names)
                 except NetfabricError as exc:
                     log.warning("docker plugin: publishing %s: %s", names[0], exc)
+                    return
+                async with self._lock:   # kept, so that a restarted agent republishes them
+                    ep = self.state.endpoints.get(endpoint_id)
+                    if ep is not None and ep.names != names:
+                        self.state.endpoints[endpoint_id] = replace(ep, names=names)
+                        self._save()
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, NAMES_POLL_MAX_S)

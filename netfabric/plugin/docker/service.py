@@ -1,7 +1,10 @@
 """``netfabric agent --docker-plugin PATH``: the agent serves the Docker plugin on PATH.
 
-The agent's daemon calls :func:`serve` once its core runs; what it returns is closed when
-the agent stops. The plugin's records live in the agent's data dir.
+The agent's daemon calls :func:`serve` before its core starts: the plugin registers its
+recovery with the core (its persisted endpoints, whose veths dockerd holds, are re-attached
+before the start-up reconcile would remove them as unknown). ``start()`` then opens the
+socket once the core runs; ``close()`` stops it. The plugin's records live in the agent's
+data dir.
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ DOCKER_SOCKET_ENV: Final = "NETFABRIC_DOCKER_SOCKET"
 
 
 class DockerPluginService:
-    """The plugin's socket server and its fabric; ``await close()`` stops both."""
+    """The plugin's socket server and its fabric; ``await start()`` opens the socket,
+    ``await close()`` stops both."""
 
     def __init__(self, server: PluginServer, fabric: AgentFabric) -> None:
         self.server = server
         self.fabric = fabric
+
+    async def start(self) -> None:
+        await self.server.start()
 
     async def close(self) -> None:
         await self.server.close()
@@ -36,14 +43,10 @@ class DockerPluginService:
 
 
 async def serve(core: AgentCore, path: str) -> DockerPluginService:
-    """Start serving the plugin for ``core`` on the unix socket ``path``."""
+    """The plugin for ``core`` on the unix socket ``path``; call before ``core.start()``
+    (it registers the plugin's recovery), then ``start()`` the result."""
     fabric = AgentFabric(core)
     plugin = DockerPlugin(fabric, StateFile(os.path.join(core.config.data_dir, STATE_FILE)),
                           engine_factory(os.environ.get(DOCKER_SOCKET_ENV) or None))
-    server = PluginServer(plugin, path)
-    try:
-        await server.start()
-    except BaseException:
-        await fabric.close()
-        raise
-    return DockerPluginService(server, fabric)
+    core.add_restorer(plugin.restore)
+    return DockerPluginService(PluginServer(plugin, path), fabric)

@@ -58,7 +58,10 @@ class EndpointRecord:
     """``a/len`` as Docker gave it."""
     mac: str
     ifname: str = ""
-    """The veth name handed to Docker at Join ('' before)."""
+    """The veth name handed to Docker at Join ('' before Join and after Leave): while set,
+    the endpoint's interface is Docker's and an agent restart re-attaches it."""
+    names: tuple[str, ...] = ()
+    """Container name then aliases, once learnt from dockerd (republished after a restart)."""
 
 
 @dataclass
@@ -106,6 +109,7 @@ class PluginState:
                      options=tuple((str(k), str(v)) for k, v in n["options"]))
             state.networks[n["network_id"]] = DockerNetworkRecord(**n)
         for e in obj["endpoints"]:
+            e = dict(e, names=tuple(str(n) for n in e.get("names", ())))
             state.endpoints[e["endpoint_id"]] = EndpointRecord(**e)
         return state
 
