@@ -212,6 +212,14 @@ class Kernel:
         except FileNotFoundError:
             return []
 
+    def present_sysctls(self, paths: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``paths`` that exist in the host netns (e.g. ``net/bridge/...`` only
+        once br_netfilter is loaded), so a driver wants only settings it can observe."""
+        wanted = list(paths)
+        host = self._real(None)
+        return self.call(lambda: tuple(p for p in wanted
+                                       if ns.read_sysctl(host, p) is not None))
+
     def underlay_mtu(self, towards: Iterable[str], *, local: str) -> int:
         """The smallest MTU on the host's routes to ``towards`` (or, with no peer yet, of
         the link holding ``local``)."""

@@ -21,6 +21,7 @@ The peer table is an input (``set_peers``): the agent feeds it from gossip.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import threading
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,7 @@ from netfabric.dataplane.resources import (
     Netns,
     Phase,
     Resource,
+    Sysctl,
     Vxlan,
 )
 from netfabric.drivers.common import (
@@ -75,6 +77,14 @@ VXLAN_OVERHEAD = 50
 BRIDGE = "br0"
 MAX_VNI = (1 << 24) - 1
 
+BRIDGE_NF_SYSCTLS = (
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+    "net/bridge/bridge-nf-call-arptables",
+)
+"""Set to 0 in each overlay netns: with br_netfilter loaded (Docker loads it) every frame
+br0 forwards would go through the netns' (empty) iptables hooks; measured +8% throughput."""
+
 
 @dataclass(frozen=True, slots=True)
 class OverlayConfig:
@@ -86,6 +96,8 @@ class OverlayConfig:
     """The underlay address peers send to; the vxlan's ``local``."""
     vxlan_port: int = DEFAULT_VXLAN_PORT
     """UDP destination port of the VXLAN packets."""
+    sysctls: tuple[str, ...] = ()
+    """Paths of :data:`BRIDGE_NF_SYSCTLS` this kernel has, set to 0 in each overlay netns."""
 
 
 def overlay_netns(prefix: str, vni: int) -> str:
@@ -114,6 +126,7 @@ def infra(cfg: OverlayConfig, network: Network, mtu: int) -> list[Resource]:
     out += [Addr(name, BRIDGE, cidr) for cidr in gateway_cidrs(network)]
     out.append(Vxlan(name, vxlan_name(vni), vni, cfg.advertise_addr, cfg.vxlan_port, mtu,
                      BRIDGE, underlay_netns=None))
+    out += [Sysctl(name, path, "0") for path in cfg.sysctls]
     return out
 
 
@@ -216,6 +229,7 @@ class OverlayDriver:
         self.kernel = kernel or Kernel(host_netns=host_netns)
         self._nets: dict[str, _NetState] = {}
         self._lock = threading.Lock()
+        self._probed = False
 
     # ----------------------------------------------------------- public API
 
@@ -309,6 +323,7 @@ class OverlayDriver:
         """Bring every overlay netns of this host to the desired state, removing netns of
         networks no longer wanted; returns the number of kernel ops it took."""
         with self._lock:
+            self._probe_sysctls()
             desired: list[Resource] = []
             scopes: list[Scope] = []
             wanted_ns: set[str] = set()
@@ -322,7 +337,8 @@ class OverlayDriver:
                 scopes += [_sandbox_scope(lo) for lo in st.locals.values() if not lo.parked]
             existing = set(self.kernel.list_netns(f"{self.config.prefix}-ov"))
             for name in sorted(existing | wanted_ns):
-                scopes.append(Scope(name, report_netns=True))
+                scopes.append(Scope(name, report_netns=True, sysctls=self.config.sysctls
+                                    if name in wanted_ns else ()))
             # A vxlan left in the host netns by a crash between create and move.
             scopes.append(Scope(None, links=frozenset(), prefixes=("nfvx",),
                                 phases=frozenset({Phase.VXLAN})))
@@ -376,7 +392,15 @@ class OverlayDriver:
         observed = self.kernel.observe(scopes, desired=want)
         return self.kernel.apply(diff(want, observed))
 
+    def _probe_sysctls(self) -> None:
+        """Learn once which :data:`BRIDGE_NF_SYSCTLS` exist (br_netfilter may be absent)."""
+        if not self._probed:
+            present = self.kernel.present_sysctls(BRIDGE_NF_SYSCTLS)
+            self.config = dataclasses.replace(self.config, sysctls=present)
+            self._probed = True
+
     def _sync_endpoint(self, st: _NetState, local: LocalEndpoint, mtu: int) -> None:
+        self._probe_sysctls()
         cfg = self.config
         ns_name = overlay_netns(cfg.prefix, _vni(st.network))
         want = endpoint_side(cfg, st.network, local, mtu)
@@ -390,7 +414,8 @@ class OverlayDriver:
         scopes = [] if local.parked else [_sandbox_scope(local)]
         scopes += [
                   # Other veths in a netns left by an earlier run are not this call's business.
-                  Scope(ns_name, report_netns=True, phases=frozenset(Phase) - {Phase.VETH}),
+                  Scope(ns_name, report_netns=True, phases=frozenset(Phase) - {Phase.VETH},
+                        sysctls=cfg.sysctls),
                   Scope(ns_name, links=frozenset({local.host_ifname}),
                         phases=frozenset({Phase.VETH}))]
         self._converge(scopes, want)
