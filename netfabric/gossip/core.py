@@ -362,7 +362,7 @@ class GossipCore:
         if ch is Change.NONE:
             return
         if ch is Change.REFUTE:
-            self._refute(msg.incarnation)
+            self._refute(msg.incarnation, buried=False)
             return
         self._global.queue(("m", msg.node), encode_message(msg), origin=Origin.RELAYED)
         if ch in (Change.JOINED, Change.REVIVED):
@@ -380,7 +380,7 @@ class GossipCore:
         if ch is Change.NONE:
             return
         if ch is Change.REFUTE:
-            self._refute(msg.incarnation)
+            self._refute(msg.incarnation, buried=False)
             return
         if ch is Change.SUSPECTED:
             self._start_suspicion(msg.node, msg.sender, now)
@@ -400,7 +400,7 @@ class GossipCore:
         if ch is Change.NONE:
             return
         if ch is Change.REFUTE:
-            self._refute(msg.incarnation)
+            self._refute(msg.incarnation, buried=True)
             return
         self._suspicions.pop(msg.node, None)
         self._global.queue(("m", msg.node), encode_message(msg), origin=Origin.RELAYED)
@@ -455,8 +455,8 @@ class GossipCore:
         if q is not None:
             q.queue((ev.table, ev.key), encode_message(ev), origin=origin, ltime=ev.ltime)
 
-    def _refute(self, incarnation: int) -> None:
-        """Someone suspects or buried us: a higher incarnation, and our entries again."""
+    def _refute(self, incarnation: int, *, buried: bool) -> None:
+        """Someone suspects us (or buried us: then our entries and attachments again)."""
         inc = self.members.refute(incarnation)
         self.counters.refutations += 1
         self._health = min(self._health + 1, self.cfg.awareness_max_multiplier - 1)
@@ -466,6 +466,8 @@ class GossipCore:
         # peers that declared us dead dropped our entries without tombstones: re-say them,
         # stamped with the new incarnation so no death record rejects them
         self.tables.restamp_own(inc)
+        if not buried:
+            return
         for ev in self.tables.own_entries():
             self._queue_entry(ev, Origin.OWN)
         for network in self.tables.networks():
@@ -823,10 +825,13 @@ class GossipCore:
                         r.state == m.state or r.state == MemberState.ALIVE))):
                 continue  # nothing new: the common case, kept cheap
             if r.node == me:
-                if r.state in (MemberState.SUSPECT, MemberState.DEAD):
+                if r.state == MemberState.SUSPECT:
                     self._on_suspect(Suspect(me, r.incarnation, me), r.addr, now)
+                elif r.state == MemberState.DEAD:
+                    if r.incarnation >= self.members.incarnation:
+                        self._refute(r.incarnation, buried=True)
                 elif r.incarnation > self.members.incarnation:
-                    self._refute(r.incarnation)
+                    self._refute(r.incarnation, buried=False)
                 continue
             if r.state == MemberState.ALIVE:
                 self._on_alive(Alive(r.node, r.incarnation, r.addr), r.addr, now)

@@ -139,10 +139,10 @@ class Membership:
         m = self.members.get(node)
         if m is None or not m.live or incarnation < m.incarnation:
             return Change.NONE
-        if m.state == MemberState.SUSPECT:
-            if incarnation > m.incarnation:
-                m.incarnation = incarnation
+        if m.state == MemberState.SUSPECT and incarnation == m.incarnation:
             return Change.CONFIRMED
+        # a suspicion of a newer incarnation is a new suspicion (its refutation of the old
+        # one may never reach us: newer broadcasts about a member replace older ones)
         m.incarnation = incarnation
         self._set(m, MemberState.SUSPECT, now)
         return Change.SUSPECTED

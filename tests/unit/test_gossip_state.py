@@ -91,13 +91,17 @@ def test_member_lifecycle_and_incarnation_rules() -> None:
     assert m.apply_suspect("b", 0, 1) is Change.NONE          # older incarnation
     assert m.apply_suspect("b", 1, 1) is Change.SUSPECTED
     assert m.apply_suspect("b", 1, 1) is Change.CONFIRMED
-    assert m.apply_alive("b", 1, B, 2) is Change.NONE          # same inc cannot refute
-    assert m.apply_alive("b", 2, B, 2) is Change.RECOVERED
-    assert m.apply_dead("b", 2, "me", 3) is Change.DIED
+    assert m.apply_suspect("b", 2, 1) is Change.SUSPECTED     # newer inc: a new suspicion
+    assert m.apply_alive("b", 2, B, 2) is Change.NONE
+    assert m.apply_alive("b", 3, B, 2) is Change.RECOVERED
+    assert m.apply_suspect("b", 3, 1) is Change.SUSPECTED
+    assert m.apply_alive("b", 3, B, 2) is Change.NONE          # same inc cannot refute
+    assert m.apply_alive("b", 4, B, 2) is Change.RECOVERED
+    assert m.apply_dead("b", 4, "me", 3) is Change.DIED
     assert not m.is_live("b") and "b" in m.dead_members()
-    assert m.apply_alive("b", 2, B, 4) is Change.NONE          # dead needs a higher inc
-    assert m.apply_alive("b", 3, B, 4) is Change.REVIVED
-    assert m.apply_dead("b", 3, "b", 5) is Change.LEFT
+    assert m.apply_alive("b", 4, B, 4) is Change.NONE          # dead needs a higher inc
+    assert m.apply_alive("b", 5, B, 4) is Change.REVIVED
+    assert m.apply_dead("b", 5, "b", 5) is Change.LEFT
     assert m.get("b").state is MemberState.LEFT  # type: ignore[union-attr]
     assert "b" not in m.dead_members()
 
