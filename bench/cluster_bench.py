@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from netfabric import Client
 from netfabric.lab.cluster import Lab
+from netfabric.lab.topology import exit_on_sigterm
 from netfabric.lab.walkthrough import form_cluster
 
 POLL_TIMEOUT_S = 10.0
@@ -184,4 +185,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

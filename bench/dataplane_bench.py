@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netfabric.drivers.overlay import BRIDGE_NF_SYSCTLS, OverlayDriver
-from netfabric.lab.topology import Host, Topology
+from netfabric.lab.topology import Host, Topology, exit_on_sigterm
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 
 IPERF_PORT = 5201
@@ -246,4 +246,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     raise SystemExit(main())

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from netfabric.lab.topology import Topology
+from netfabric.lab.topology import Topology, exit_on_sigterm
 
 NAMES = 1000
 
@@ -213,4 +213,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     raise SystemExit(main())

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from netfabric.client import Client
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
+from netfabric.lab.topology import exit_on_sigterm
 
 NF = ("-d", "netfabric", "--ipam-driver", "netfabric")
 WAIT_TIMEOUT_S = 30.0
@@ -109,4 +110,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "lab":
+        from netfabric.lab.topology import exit_on_sigterm
+
+        exit_on_sigterm()  # a stopped lab command still removes what it built
     try:
         rc: int = args.func(args)
     except InvalidArgument as exc:

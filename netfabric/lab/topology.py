@@ -31,6 +31,7 @@ __all__ = [
     "Host",
     "Topology",
     "clean",
+    "exit_on_sigterm",
     "list_netns",
     "new_prefix",
 ]
@@ -93,6 +94,17 @@ def clean(prefix: str = NETNS_TAG) -> list[str]:
             if name.startswith(prefix):
                 shutil.rmtree(os.path.join(_NETNS_ETC, name), ignore_errors=True)
     return doomed
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (and SIGHUP) into SystemExit, so ``finally`` blocks and context managers
+    remove the namespaces of a lab, demo or benchmark that ``timeout`` or ``kill`` stops."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGHUP, _exit)
 
 
 @dataclass(frozen=True, slots=True)

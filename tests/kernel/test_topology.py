@@ -110,3 +110,22 @@ def test_build_failure_rolls_back() -> None:
     finally:
         topo.destroy()
     assert [ns for ns in list_netns() if ns.startswith(topo.prefix)] == []
+
+
+def test_sigterm_to_a_lab_command_leaves_nothing() -> None:
+    before = set(list_netns())
+    proc = subprocess.Popen([sys.executable, "-m", "netfabric.cli.main", "lab", "ping",
+                             "--hosts", "8"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (set(list_netns()) - before):
+            assert time.monotonic() < deadline, "the lab never built a namespace"
+            time.sleep(0.02)
+        made = {ns[:8] for ns in set(list_netns()) - before}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert [ns for ns in list_netns() if ns[:8] in made] == []
+    finally:
+        proc.kill()
+        proc.wait()
