@@ -38,7 +38,7 @@ class GossipConfig:
     """factor. Minimum suspicion timeout =
     ``suspicion_mult * max(1, log10(N)) * probe_interval`` (memberlist's formula)."""
 
-    suspicion_max_timeout_mult: float = 6.0
+    suspicion_max_timeout_mult: float = 10.0
     """factor. Maximum suspicion timeout = ``suspicion_max_timeout_mult * minimum``. A lone
     suspicion waits the maximum; each independent confirmation shrinks it (Lifeguard):
     ``max - (max - min) * log(c + 1) / log(K + 1)`` for ``c`` of ``K`` confirmations."""

@@ -134,7 +134,7 @@ def test_profiles_validate_and_formulas() -> None:
     assert retransmit_limit(4, 9) == 4
     assert push_pull_scale(32) == 1 and push_pull_scale(1000) == 6
     lo, hi = suspicion_timeouts(GossipConfig.lan(), 1000)
-    assert math.isclose(lo, 1.5 * 3 * 0.5) and math.isclose(hi, 6 * lo)
+    assert math.isclose(lo, 1.5 * 3 * 0.5) and math.isclose(hi, 10 * lo)
     with pytest.raises(InvalidArgument):
         GossipConfig.lan().with_(probe_timeout=2.0)
     with pytest.raises(InvalidArgument):
