@@ -60,11 +60,22 @@ from netfabric.store import Durability, MemoryStore, SqliteStore, Store
 
 if typing.TYPE_CHECKING:
     from netfabric.drivers import Attachment, BridgeDriver, OverlayDriver
+    from netfabric.gossip import (
+        GossipConfig,
+        GossipCore,
+        GossipNode,
+        Keyring,
+        MemberInfo,
+        MemberState,
+    )
 
-# The kernel drivers pull in pyroute2; they load on first use so that `import netfabric`
-# (and every CLI call) stays fast.
-_LAZY = {"Attachment": "netfabric.drivers", "BridgeDriver": "netfabric.drivers",
-         "OverlayDriver": "netfabric.drivers"}
+# The kernel drivers (pyroute2) and gossip (cryptography, asyncio) load on first use, so that
+# `import netfabric` (and every CLI call) stays fast.
+_LAZY = {
+    **dict.fromkeys(("Attachment", "BridgeDriver", "OverlayDriver"), "netfabric.drivers"),
+    **dict.fromkeys(("GossipConfig", "GossipCore", "GossipNode", "Keyring", "MemberInfo",
+                     "MemberState"), "netfabric.gossip"),
+}
 
 
 def __getattr__(name: str) -> object:
@@ -103,7 +114,10 @@ __all__ = [
     "Durability",
     "Endpoint",
     "EndpointInfo",
+    "GossipConfig",
+    "GossipCore",
     "GossipError",
+    "GossipNode",
     "HostAllocator",
     "IPAMError",
     "IPFamily",
@@ -113,7 +127,10 @@ __all__ = [
     "Ipam",
     "IpamConfig",
     "JoinToken",
+    "Keyring",
     "LabError",
+    "MemberInfo",
+    "MemberState",
     "MemoryStore",
     "NetfabricError",
     "Network",
