@@ -39,7 +39,7 @@ def _cmd_lab_clean(args: argparse.Namespace) -> int:
 def _cmd_lab_hosts(args: argparse.Namespace) -> int:
     from netfabric.lab.topology import Topology
 
-    with Topology.build(args.hosts, mtu=args.mtu) as topo:
+    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix) as topo:
         for h in topo.hosts:
             print(f"{h.name}\t{h.netns}\t{h.address}\tmtu {h.mtu}")
         for a in topo.hosts:
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = labsub.add_parser("ping", help="build N hosts, ping each pair over the underlay, remove")
     p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
+    p.add_argument("--prefix", help="netns name prefix, 'nf' + up to 7 chars (default: random)")
     p.set_defaults(func=_cmd_lab_hosts)
     add_lab_commands(labsub)
     add_commands(sub)

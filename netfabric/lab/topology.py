@@ -19,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -34,6 +34,7 @@ __all__ = [
     "exit_on_sigterm",
     "list_netns",
     "new_prefix",
+    "wait_for",
 ]
 
 NETNS_TAG = "nf"
@@ -219,9 +220,10 @@ class Topology:
         self.destroy()
 
 
-def wait_for(predicate: object, timeout: float = 5.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass."""
-    assert callable(predicate)
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
+             interval: float = 0.1) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` seconds pass; convergence in a lab
+    is asserted this way, never with a fixed sleep."""
     deadline = time.monotonic() + timeout
     while True:
         if predicate():

@@ -13,14 +13,14 @@ import json
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from netfabric.client import Client
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
+from netfabric.lab.topology import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -42,16 +42,6 @@ def lab() -> Iterator[DockerLab]:
             yield lab
         finally:
             lab.down()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def ping(d: Dockerd, container: str, target: str) -> bool:
@@ -102,17 +92,17 @@ def kill9_and_restart(lab: DockerLab, victim: str, peer: str, name: str,
     the agent, and see ``peer`` resolve and reach ``name`` again within 5 s; the victim's
     kernel (links, netns) is as it was."""
     dead, alive = lab.agent(victim), lab.agent(peer)
-    assert eventually(lambda: dig(alive.netns, name) == mine["IPAddress"])
+    assert wait_for(lambda: dig(alive.netns, name) == mine["IPAddress"])
     assert mine["MacAddress"] in fdb(alive.netns)
     kernel_before = kernel(dead.netns)
     lab.stop_agent(dead, sig=signal.SIGKILL)
     # the peer purges the dead node's endpoints: seen again below means republished
-    assert eventually(lambda: dig(alive.netns, name) == "", 15), f"{peer} still has {name}"
+    assert wait_for(lambda: dig(alive.netns, name) == "", 15), f"{peer} still has {name}"
     lab.start_agent(dead)
     lab.wait_ready(dead)
-    assert eventually(lambda: dig(alive.netns, name) == mine["IPAddress"], 5), \
+    assert wait_for(lambda: dig(alive.netns, name) == mine["IPAddress"], 5), \
         f"{peer} does not see {name} again"
-    assert eventually(lambda: mine["MacAddress"] in fdb(alive.netns), 5)
+    assert wait_for(lambda: mine["MacAddress"] in fdb(alive.netns), 5)
     assert kernel(dead.netns) == kernel_before, "links or netns leaked or lost"
 
 
@@ -129,8 +119,8 @@ def test_kill9_of_the_agent_keeps_docker_containers_connected(lab: DockerLab) ->
              "sleep", "600")
     b.docker("run", "-d", "--network", "ov", "--name", "cb", "--stop-timeout", "1", IMAGE,
              "sleep", "600")
-    assert eventually(lambda: ping(b, "cb", "ca") and ping(a, "ca", "cb"), 20)
-    assert eventually(lambda: ping(a, "cbr", "ca"))
+    assert wait_for(lambda: ping(b, "cb", "ca") and ping(a, "ca", "cb"), 20)
+    assert wait_for(lambda: ping(a, "cbr", "ca"))
     ca, cb = settings(a, "ca", "ov"), settings(b, "cb", "ov")
     where = {"ca": a, "cbr": a, "cb": b}
     ifaces = {name: ifconfig(d, name) for name, d in where.items()}
@@ -141,7 +131,7 @@ def test_kill9_of_the_agent_keeps_docker_containers_connected(lab: DockerLab) ->
         kill9_and_restart(lab, victim, peer, name, mine)
         # every container keeps its interfaces and addresses: nothing was reconciled away
         assert {name: ifconfig(d, name) for name, d in where.items()} == ifaces
-        assert eventually(lambda: ping(b, "cb", "ca") and ping(a, "ca", "cb"), 5), \
+        assert wait_for(lambda: ping(b, "cb", "ca") and ping(a, "ca", "cb"), 5), \
             f"no ping by name across hosts after {victim}'s agent restarted"
         assert ping(a, "cbr", "ca")
         assert settings(a, "ca", "ov")["IPAddress"] == ca["IPAddress"]
@@ -153,7 +143,7 @@ def test_kill9_of_the_agent_keeps_docker_containers_connected(lab: DockerLab) ->
     ips = [ca["IPAddress"], cb["IPAddress"], settings(a, "ca2", "ov")["IPAddress"],
            settings(b, "cb2", "ov")["IPAddress"]]
     assert len(set(ips)) == 4, ips
-    assert eventually(lambda: ping(b, "cb", "ca2"))
+    assert wait_for(lambda: ping(b, "cb", "ca2"))
     # and removing after the restarts leaves nothing of the containers behind
     for d, name in ((a, "ca"), (a, "ca2"), (a, "cbr"), (b, "cb"), (b, "cb2")):
         d.docker("rm", "-f", name)

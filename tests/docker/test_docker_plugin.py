@@ -12,8 +12,7 @@ import re
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from netfabric.client import Client
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
+from netfabric.lab.topology import wait_for
 from netfabric.plugin.docker.agent_fabric import docker_ifname
 from netfabric.plugin.docker.schema import VERBS
 
@@ -63,16 +63,6 @@ def env() -> Iterator[Env]:
             yield e
         finally:
             lab.down()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def ping(d: Dockerd, container: str, target: str, *, count: int = 1) -> bool:
@@ -133,10 +123,10 @@ def test_overlay_spans_hosts_and_names_resolve_both_ways(env: Env) -> None:
     net_a = json.loads(env.a.docker("network", "inspect", "myoverlay").stdout)[0]
     assert net_a["IPAM"]["Config"][0]["Subnet"] == subnet
     assert net_a["Scope"] == "local"
-    assert eventually(lambda: ping(env.b, "alpine_client", "alpine_host")), \
+    assert wait_for(lambda: ping(env.b, "alpine_client", "alpine_host")), \
         diagnose(env, "alpine_host")
     assert ping(env.b, "alpine_client", "alpine_host", count=3)
-    assert eventually(lambda: ping(env.a, "alpine_host", "alpine_client")), \
+    assert wait_for(lambda: ping(env.a, "alpine_host", "alpine_client")), \
         diagnose(env, "alpine_client")
     assert ping(env.a, "alpine_host", "alpine_client", count=3)
 
@@ -155,7 +145,7 @@ def test_rm_f_leaves_no_veth_fdb_or_address(env: Env) -> None:
     mac, ep = victim["MacAddress"], victim["EndpointID"]
     host_b = env.lab.agent("node2").netns
     host_a = env.lab.agent("node1").netns
-    assert eventually(lambda: ping(env.a, "watcher", "victim"))
+    assert wait_for(lambda: ping(env.a, "watcher", "victim"))
     assert mac in fdb_macs(host_a)
     # the same address cannot be had twice
     dup = env.b.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "dup",
@@ -167,12 +157,12 @@ def test_rm_f_leaves_no_veth_fdb_or_address(env: Env) -> None:
     assert docker_ifname(ep) not in links(host_b)
     for ns in overlay_netns(host_b):
         assert not any(name.startswith("ve" + ep[:12]) for name in links(ns))
-    assert eventually(lambda: mac not in fdb_macs(host_a)), "peer FDB entry left behind"
+    assert wait_for(lambda: mac not in fdb_macs(host_a)), "peer FDB entry left behind"
     # the address is free again (in this host's IPAM block)
     env.b.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "reuse",
                  IMAGE, "sleep", "600")
     assert ip_of(env.b, "reuse", "fixed") == "10.77.7.50"
-    assert eventually(lambda: ping(env.a, "watcher", "reuse"))
+    assert wait_for(lambda: ping(env.a, "watcher", "reuse"))
     env.a.docker("rm", "-f", "watcher")
     env.b.docker("rm", "-f", "reuse")
 
@@ -195,7 +185,7 @@ def test_bridge_through_the_plugin_is_isolated(env: Env) -> None:
     for name, net in (("b1a", "nfbr1"), ("b1b", "nfbr1"), ("b2a", "nfbr2")):
         a.docker("run", "-d", "--network", net, "--name", name, IMAGE, "sleep", "600")
     assert env.netfabric_networks()["nfbr1"].driver == "bridge"
-    assert eventually(lambda: ping(a, "b1a", "b1b"))
+    assert wait_for(lambda: ping(a, "b1a", "b1b"))
     assert ping(a, "b1b", "b1a")
     assert not ping(a, "b2a", ip_of(a, "b1a", "nfbr1"), count=2)
     for name in ("b1a", "b1b", "b2a"):
@@ -212,12 +202,12 @@ def test_connect_disconnect_and_alias_across_hosts(env: Env) -> None:
     a.docker("network", "connect", "--alias", "web2", "myoverlay", "multi")
     multi = inspect(a, "multi")["NetworkSettings"]["Networks"]
     assert set(multi) == {"nflocal", "myoverlay"}
-    assert eventually(lambda: ping(b, "alpine_client", "web2")), "alias not resolved remotely"
+    assert wait_for(lambda: ping(b, "alpine_client", "web2")), "alias not resolved remotely"
     assert ping(b, "alpine_client", "multi")
     a.docker("network", "disconnect", "myoverlay", "multi")
     ep = multi["myoverlay"]["EndpointID"]
     assert docker_ifname(ep) not in links(env.lab.agent("node1").netns)
-    assert eventually(lambda: not ping(b, "alpine_client", "web2")), "alias survives disconnect"
+    assert wait_for(lambda: not ping(b, "alpine_client", "web2")), "alias survives disconnect"
     a.docker("rm", "-f", "multi")
     a.docker("network", "rm", "nflocal")
 
@@ -244,8 +234,8 @@ def test_dockerd_restart_keeps_networks_and_never_duplicates(env: Env) -> None:
     ips = [ip_of(env.a, "alpine_host", "myoverlay"), ip_of(b, "alpine_client", "myoverlay"),
            ip_of(b, "late", "myoverlay")]
     assert len(set(ips)) == 3, ips
-    assert eventually(lambda: ping(b, "late", "alpine_host")), diagnose(env, "late")
-    assert eventually(lambda: ping(env.a, "alpine_host", "late")), diagnose(env, "late")
+    assert wait_for(lambda: ping(b, "late", "alpine_host")), diagnose(env, "late")
+    assert wait_for(lambda: ping(env.a, "alpine_host", "late")), diagnose(env, "late")
     b.docker("rm", "-f", "late")
 
 
@@ -260,12 +250,12 @@ def test_python_docker_sdk(env: Env) -> None:
                                         name="sdk1")
         two = clients[1].containers.run(IMAGE, "sleep 600", detach=True, name="sdk2",
                                         network="sdknet")
-        assert eventually(lambda: two.exec_run("ping -c1 -W1 sdk1").exit_code == 0)
-        assert eventually(lambda: one.exec_run("ping -c1 -W1 sdk2").exit_code == 0)
+        assert wait_for(lambda: two.exec_run("ping -c1 -W1 sdk1").exit_code == 0)
+        assert wait_for(lambda: one.exec_run("ping -c1 -W1 sdk2").exit_code == 0)
         clients[1].networks.get("myoverlay").connect(two, aliases=["sdkalias"])
         two.reload()
         assert set(two.attrs["NetworkSettings"]["Networks"]) == {"sdknet", "myoverlay"}
-        assert eventually(lambda: ping(env.a, "alpine_host", "sdkalias"))
+        assert wait_for(lambda: ping(env.a, "alpine_host", "sdkalias"))
         for c in (one, two):
             c.remove(force=True)
         for c in clients:

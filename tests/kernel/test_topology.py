@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from netfabric.errors import LabError
-from netfabric.lab.topology import Topology, clean, list_netns
+from netfabric.lab.topology import Topology, clean, list_netns, new_prefix
 from tests.conftest import HostsFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,19 +113,19 @@ def test_build_failure_rolls_back() -> None:
 
 
 def test_sigterm_to_a_lab_command_leaves_nothing() -> None:
-    before = set(list_netns())
+    prefix = new_prefix()
     proc = subprocess.Popen([sys.executable, "-m", "netfabric.cli.main", "lab", "ping",
-                             "--hosts", "8"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             "--hosts", "8", "--prefix", prefix], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not (set(list_netns()) - before):
+        while not any(ns.startswith(prefix) for ns in list_netns()):
             assert time.monotonic() < deadline, "the lab never built a namespace"
             time.sleep(0.02)
-        made = {ns[:8] for ns in set(list_netns()) - before}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-        assert [ns for ns in list_netns() if ns[:8] in made] == []
+        assert [ns for ns in list_netns() if ns.startswith(prefix)] == []
     finally:
         proc.kill()
         proc.wait()
+        clean(prefix)
