@@ -106,6 +106,7 @@ class Counters:
     probes: int = 0
     probe_failures: int = 0
     refutations: int = 0
+    stale_corrected: int = 0
     entries_rejected: int = 0
     entries_unscoped: int = 0
 
@@ -375,7 +376,25 @@ class GossipCore:
             # it claims our address, which we hold: that id is a previous agent here
             self._on_dead(Dead(msg.node, msg.incarnation, self.node_id), addr, now)
 
+    def _correct_stale(self, node: str, incarnation: int, addr: Addr) -> bool:
+        """A suspicion or death of an incarnation the member has already refuted: ignore it
+        (True) and send the newer alive straight back to whoever passed it on.
+
+        Why: at high loss an epidemic broadcast misses a few nodes, and a refutation is told
+        only while it is new. A node that missed it but heard the older suspicion would
+        suspect alone, with nobody left to tell it, and declare a live node dead when its
+        lone timeout ran out. Every peer it relays the stale suspicion to corrects it now."""
+        m = self.members.get(node)
+        if m is None or incarnation >= m.incarnation:
+            return False
+        if m.state == MemberState.ALIVE and addr != self.addr:
+            self.counters.stale_corrected += 1
+            self._emit(addr, [encode_message(Alive(m.node, m.incarnation, m.addr))])
+        return True
+
     def _on_suspect(self, msg: Suspect, addr: Addr, now: float) -> None:
+        if self._correct_stale(msg.node, msg.incarnation, addr):
+            return
         ch = self.members.apply_suspect(msg.node, msg.incarnation, now)
         if ch is Change.NONE:
             return
@@ -396,6 +415,8 @@ class GossipCore:
         self._global.queue(("m", msg.node), encode_message(msg), origin=Origin.RELAYED)
 
     def _on_dead(self, msg: Dead, addr: Addr, now: float) -> None:
+        if self._correct_stale(msg.node, msg.incarnation, addr):
+            return
         ch = self.members.apply_dead(msg.node, msg.incarnation, msg.sender, now)
         if ch is Change.NONE:
             return
