@@ -13,6 +13,8 @@ The cluster starts warm (every node knows the roster; see Simulator(warm=True)).
 - detection: at 40 % of the run one node crashes; first and last live node to mark it
   dead (which drops its entries in the same step);
 - false_positives: live nodes that any node declared dead;
+- refutations / stale_corrected: how often a node refuted a suspicion of itself, and how
+  often a peer answered a suspicion of an already-refuted incarnation with the newer alive;
 - bytes_per_node_per_s: all datagram and stream bytes sent, per node, per simulated s.
 """
 
@@ -119,6 +121,7 @@ def run(nodes: int, loss: float, seed: int, duration: float, profile: str) -> di
         "detected_by": len(others), "live_nodes": len(live),
         "false_positives": len(false_dead),
         "refutations": sum(s.core.counters.refutations for s in sim.nodes),
+        "stale_corrected": sum(s.core.counters.stale_corrected for s in sim.nodes),
         "bytes_per_node_per_s": round(total_bytes / nodes / duration, 1),
         "datagrams_delivered": sim.delivered,
         "wall_s": round(wall_s, 1), "build_s": round(build_s, 1),
