@@ -171,6 +171,8 @@ class AgentCore:
         self._mesh_started = False
         self._peer_tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        # remote endpoints whose names wait for their FDB/neighbour entries (network -> id -> ep)
+        self._pending_names: dict[str, dict[str, Endpoint]] = {}
         self._programmed: dict[str, frozenset[Endpoint]] = {}
         self._retry_task: asyncio.Task[None] | None = None
         self._blocks_factory = blocks
@@ -1054,11 +1056,13 @@ class AgentCore:
         if event.node_id == self.state.node_id:
             return
         if event.kind is MeshEventKind.ENDPOINT_SET and ep is not None:
+            # The name is published only once the datapath to it is programmed (in
+            # _peer_job), so a name never resolves to an address that cannot be reached yet.
             if ep.ipv4 or ep.ipv6:
-                self.names.set_endpoint(ep.network_id, ep.sandbox, aliases=ep.aliases,
-                                        ipv4=ep.ipv4, ipv6=ep.ipv6, owner=ep.id)
+                self._pending_names.setdefault(ep.network_id, {})[ep.id] = ep
             self._schedule_peers(ep.network_id)
         elif event.kind is MeshEventKind.ENDPOINT_GONE and ep is not None:
+            self._pending_names.get(ep.network_id, {}).pop(ep.id, None)
             self.names.remove_endpoint(ep.network_id, ep.sandbox, owner=ep.id)
             self._schedule_peers(ep.network_id)
 
@@ -1073,13 +1077,20 @@ class AgentCore:
     async def _peer_job(self, network_id: str) -> None:
         while network_id in self._dirty:
             self._dirty.discard(network_id)
+            # names seen before this sync starts are the ones it programs
+            pending = self._pending_names.pop(network_id, {})
             rec = self.state.networks.get(network_id)
-            if rec is None or not self._local_eps(network_id):
-                return
-            try:
-                await self._sync_peers(to_network(rec))
-            except NetfabricError as exc:
-                log.warning("peer sync of network %s failed: %s", rec.name, exc)
+            if rec is not None and self._local_eps(network_id):
+                try:
+                    await self._sync_peers(to_network(rec))
+                except NetfabricError as exc:
+                    log.warning("peer sync of network %s failed: %s", rec.name, exc)
+            current = set(self.mesh.endpoints(network_id)) if pending else set()
+            for ep in pending.values():
+                if ep not in current:  # gone or replaced while the sync ran
+                    continue
+                self.names.set_endpoint(ep.network_id, ep.sandbox, aliases=ep.aliases,
+                                        ipv4=ep.ipv4, ipv6=ep.ipv6, owner=ep.id)
 
     async def _sync_peers(self, net: Network) -> None:
         """Program the remote endpoints of ``net``; skipped when they did not change (the
