@@ -83,7 +83,7 @@ from netfabric.gossip.tables import Tables
 
 __all__ = ["Counters", "GossipCore", "MemberInfo"]
 
-_K_INDIRECT, _K_SUSPECT, _K_RELAY_NACK, _K_RELAY_END = 1, 2, 3, 4
+_K_INDIRECT, _K_SUSPECT, _K_RELAY_NACK, _K_RELAY_END, _K_RESAY = 1, 2, 3, 4, 5
 _CHUNK = 400  # records per stream frame before the byte check
 
 
@@ -591,6 +591,24 @@ class GossipCore:
                                                                 self.node_id))])
         elif kind == _K_RELAY_END:
             self._relays.pop(int(key), None)
+        elif kind == _K_RESAY:
+            self._resay_suspicion(key, now)
+
+    def _resay_suspicion(self, node: str, now: float) -> None:
+        """Gossip a lasting suspicion again (the suspector's own message, so it counts as no
+        new confirmation). A node that missed a refutation has nobody else to tell it: the
+        refutation was told only while new. Peers that hold the newer incarnation answer
+        the re-said suspicion with it (:meth:`_correct_stale`)."""
+        s = self._suspicions.get(node)
+        m = self.members.get(node)
+        if s is None or m is None or m.state != MemberState.SUSPECT or now < s.next_resay():
+            return  # refuted, dead, or a timer of an earlier suspicion
+        s.resays += 1
+        self._global.queue(("m", node), encode_message(Suspect(node, m.incarnation,
+                                                               s.suspector)),
+                           origin=Origin.RELAYED)
+        if s.next_resay() < s.deadline():
+            self._timer(s.next_resay(), _K_RESAY, node)
 
     def _start_suspicion(self, node: str, suspector: str, now: float) -> None:
         n = self.members.size()
@@ -599,6 +617,8 @@ class GossipCore:
         s = Suspicion(suspector=suspector, k=k, min_timeout=low, max_timeout=high, start=now)
         self._suspicions[node] = s
         self._timer(s.deadline(), _K_SUSPECT, node)
+        if s.next_resay() < s.deadline():
+            self._timer(s.next_resay(), _K_RESAY, node)
 
     # ---------------------------------------------------------------- probing
     def _add_probe_target(self, node: str) -> None:

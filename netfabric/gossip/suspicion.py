@@ -20,7 +20,8 @@ __all__ = ["Suspicion"]
 class Suspicion:
     """Timer state for one suspected member; the caller checks :meth:`deadline`."""
 
-    __slots__ = ("_confirmers", "k", "max_timeout", "min_timeout", "start")
+    __slots__ = ("_confirmers", "k", "max_timeout", "min_timeout", "resays", "start",
+                 "suspector")
 
     def __init__(self, *, suspector: str, k: int, min_timeout: float, max_timeout: float,
                  start: float) -> None:
@@ -28,6 +29,9 @@ class Suspicion:
         self.min_timeout = min_timeout
         self.max_timeout = max_timeout if self.k > 0 else min_timeout
         self.start = start
+        self.suspector = suspector
+        self.resays = 0
+        """How many times this node has re-said the suspicion (see :meth:`next_resay`)."""
         self._confirmers = {suspector}
 
     @property
@@ -45,6 +49,11 @@ class Suspicion:
 
     def deadline(self) -> float:
         return self.start + self.timeout()
+
+    def next_resay(self) -> float:
+        """When to gossip the suspicion again: every ``min_timeout`` while it lasts, so a
+        node that missed the refutation hears the newer incarnation from its peers."""
+        return self.start + (self.resays + 1) * self.min_timeout
 
     def confirm(self, suspector: str) -> bool:
         """Record a suspicion from ``suspector``; True if it was new (and counted)."""
