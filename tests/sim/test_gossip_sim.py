@@ -134,6 +134,30 @@ def test_a_node_that_missed_a_refutation_is_corrected_not_left_to_time_out() -> 
     assert sum(s.core.counters.stale_corrected for s in sim.nodes) > 0
 
 
+def test_a_suspicion_relayed_only_during_the_refutation_is_said_again() -> None:
+    """The second shape of the same false positive: the node that missed the refutation
+    relayed the old suspicion only while the refutation was still spreading (so nobody
+    could correct it yet). It must say the suspicion again while it lasts."""
+    sim = Simulator(20, seed=12)
+    observer = 9
+    blocking = True
+
+    def isolate_about_n5(src: int, dst: int, msgs: list[Message]) -> list[Message]:
+        if blocking and observer in (src, dst):
+            return [m for m in msgs if getattr(m, "node", None) != "n5"]
+        return msgs
+
+    sim.mangle = isolate_about_n5
+    sim.inject(5, [Suspect("n5", 0, "n1")])
+    sim.inject(observer, [Suspect("n5", 0, "n1")], src=1)
+    sim.run_for(0.5)  # the observer's relays of the suspicion are spent (and lost)
+    assert state_of(sim.core(observer), "n5") == MemberState.SUSPECT
+    blocking = False
+    wait(sim, lambda: state_of(sim.core(observer), "n5") == MemberState.ALIVE, 3, 0.05)
+    sim.run_for(12)  # past the lone-suspicion timeout (9.75 s at 20 nodes)
+    assert deaths(sim) == set()
+
+
 def test_partition_then_heal_accepts_the_dead_sides_entries_again() -> None:
     """A node declared dead that comes back has its entries accepted again everywhere."""
     sim = Simulator(20, seed=5, config=FAST)
