@@ -44,6 +44,9 @@ UNDERLAY_NET = ipaddress.IPv4Network("198.51.100.0/24")
 """Documentation range (RFC 5737) used for the simulated underlay."""
 
 SWITCH_BRIDGE = "sw0"
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+INTERRUPTED_SETTLE_S = 0.3
+"""How long an interrupted build waits for in-flight ``ip`` children before its last sweep."""
 MAX_HOSTS = 200
 _NETNS_ETC = "/etc/netns"
 
@@ -142,7 +145,7 @@ class Topology:
         try:
             topo.create(n)
         except BaseException:
-            topo.destroy()
+            topo.destroy(settle=INTERRUPTED_SETTLE_S)
             raise
         return topo
 
@@ -205,10 +208,24 @@ class Topology:
         _run(["ip", "-n", self.switch_netns, "link", "set", f"p-{host.name}"[:15],
               "up" if up else "down"])
 
-    def destroy(self) -> None:
-        """Remove every namespace and file of this topology. Idempotent."""
+    def destroy(self, *, settle: float = 0.0) -> None:
+        """Remove every namespace and file of this topology. Idempotent.
+
+        ``settle`` > 0 is for an interrupted build: a child ``ip netns add`` that a signal cut
+        off from us may still finish after the first sweep, so sweep until none appears for
+        ``settle`` seconds.
+        """
         if self._built:
-            clean(self.prefix)
+            # A SIGTERM arriving mid-sweep must not abort it: hold it until the sweep is done.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                clean(self.prefix)
+                while settle > 0:
+                    time.sleep(settle)
+                    if not clean(self.prefix):
+                        break
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self.hosts.clear()
         self._built = False
 
@@ -217,7 +234,7 @@ class Topology:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.destroy()
+        self.destroy(settle=INTERRUPTED_SETTLE_S if exc_type is not None else 0.0)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
