@@ -30,7 +30,6 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from netfabric.client import Client
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
 from netfabric.lab.topology import exit_on_sigterm
 
@@ -67,12 +66,7 @@ def main() -> int:
         lab = DockerLab.up(2, state_dir=state_dir)
         assert isinstance(lab, DockerLab)
         try:
-            n1, n2 = lab.agents
-            token = Client(n1.url).init(n1.address).token
-            Client(n2.url).join(token, n1.address)
-            image = busybox_rootfs_tar()
-            a = lab.start_dockerd("node1", image=image)
-            b = lab.start_dockerd("node2", image=image)
+            a, b = lab.start_cluster(busybox_rootfs_tar())
             for d in (a, b):
                 d.docker("network", "create", *NF, "-o", "type=overlay", "benchnet")
             a.docker("network", "create", "-d", "bridge", "dockerbr")

@@ -367,6 +367,17 @@ class DockerLab(Lab):
             d.import_image(image)
         return d
 
+    def start_cluster(self, image: bytes) -> list[Dockerd]:
+        """Make the first agent a manager, join the others as workers, and start a dockerd
+        with ``image`` beside each: the two-engine set-up of the Docker tests and bench."""
+        from netfabric.client import Client
+
+        first, *rest = self.agents
+        token = Client(first.url).init(first.address).token
+        for agent in rest:
+            Client(agent.url).join(token, first.address)
+        return [self.start_dockerd(agent.name, image=image) for agent in self.agents]
+
     def down(self) -> None:
         errors: list[LabError] = []
         for d in self.dockerds.values():

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from netfabric.client import Client
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
 from netfabric.lab.topology import wait_for
 
@@ -33,12 +32,7 @@ def lab() -> Iterator[DockerLab]:
         lab = DockerLab.up(2, state_dir=state_dir)
         assert isinstance(lab, DockerLab)
         try:
-            n1, n2 = lab.agents
-            token = Client(n1.url).init(n1.address).token
-            Client(n2.url).join(token, n1.address)
-            image = busybox_rootfs_tar()
-            for name in ("node1", "node2"):
-                lab.start_dockerd(name, image=image)
+            lab.start_cluster(busybox_rootfs_tar())
             yield lab
         finally:
             lab.down()

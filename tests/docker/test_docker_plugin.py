@@ -47,12 +47,7 @@ def env() -> Iterator[Env]:
         lab = DockerLab.up(2, state_dir=state_dir)
         assert isinstance(lab, DockerLab)
         try:
-            n1, n2 = lab.agents
-            token = Client(n1.url).init(n1.address).token
-            Client(n2.url).join(token, n1.address)
-            image = busybox_rootfs_tar()
-            for name in ("node1", "node2"):
-                lab.start_dockerd(name, image=image)
+            lab.start_cluster(busybox_rootfs_tar())
             e = Env(lab)
             for d in (e.a, e.b):
                 d.docker("network", "create", *NF, "-o", "type=overlay", "myoverlay")
