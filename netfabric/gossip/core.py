@@ -104,6 +104,7 @@ class Counters:
     stream_failed: int = 0
     streams_in_sync: int = 0
     probes: int = 0
+    probe_retries: int = 0
     probe_failures: int = 0
     refutations: int = 0
     stale_corrected: int = 0
@@ -129,6 +130,7 @@ class _Probe:
     acked: bool = False
     nacks: int = 0
     expected_nacks: int = 0
+    attempt: int = 0
 
 
 @dataclass(slots=True)
@@ -640,15 +642,17 @@ class GossipCore:
     def _probe_tick(self, now: float) -> None:
         scale = self._health + 1
         self._t_probe = now + self.cfg.probe_interval * scale
-        self._finish_probe(now)
-        target = self._next_target()
+        retry = self._finish_probe(now)
+        target = retry if retry is not None else self._next_target()
         if target is None:
             return
         m = self.members.get(target)
         assert m is not None
         seq = self._next_seq()
-        self._probe = _Probe(target, seq)
+        self._probe = _Probe(target, seq, attempt=0 if retry is None else 1)
         self.counters.probes += 1
+        if retry is not None:
+            self.counters.probe_retries += 1
         self._send(m.addr, [encode_message(Ping(seq, target, self.node_id, self.addr))], target)
         self._timer(now + self.cfg.probe_timeout * scale, _K_INDIRECT, str(seq))
 
@@ -667,25 +671,38 @@ class GossipCore:
             self._emit(self.members.members[node].addr, [raw])
         p.expected_nacks = len(relays)
 
-    def _finish_probe(self, now: float) -> None:
+    def _finish_probe(self, now: float) -> str | None:
+        """Close the probe of this interval. A member that answered neither the direct
+        nor the indirect pings is probed once more, at once (the target of the returned
+        id); only a second failed round makes a suspicion.
+
+        Why: a failed round costs a few datagrams, a false suspicion costs every member
+        ``retransmit_limit`` relays of the suspicion and of its refutation. At 10 % loss a
+        round fails for a live member about once in 130 (direct ping or ack lost, and all
+        three indirect paths); two independent rounds, once in 17,000. memberlist reaches
+        the same end with a TCP ping beside the indirect probes; a second UDP round costs
+        one probe interval of detection time and holds under loss that TCP suffers too."""
         p, self._probe = self._probe, None
         if p is None:
-            return
+            return None
         top = self.cfg.awareness_max_multiplier - 1
         if p.acked:
             self._health = max(0, self._health - 1)
-            return
+            return None
         m = self.members.get(p.target)
         if m is None or not m.live:
-            return
+            return None
         self.counters.probe_failures += 1
         missing = p.expected_nacks - p.nacks if p.expected_nacks else 1
         self._health = min(top, self._health + max(0, missing))
+        if p.attempt == 0 and m.state == MemberState.ALIVE:
+            return p.target
         msg = Suspect(p.target, m.incarnation, self.node_id)
         if m.state == MemberState.ALIVE:
             # tell the target directly too: it refutes sooner than gossip would reach it
             self._emit(m.addr, [encode_message(msg)])
         self._on_suspect(msg, self.addr, now)
+        return None
 
     # ---------------------------------------------------------------- gossip
     def _gossip(self, now: float) -> None:
