@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from netfabric.agent.core import AgentConfig
+from netfabric.agent.context import AgentConfig
 from netfabric.agent.mesh import GossipMesh
 from netfabric.agent.ports import Allocation, ManagerCall, Member, Mesh, MeshEvent
 from netfabric.dataplane.kernel import Kernel as DataplaneKernel

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from netfabric.agent.core import AgentConfig
+from netfabric.agent.context import AgentConfig
 from netfabric.agent.ports import Member, MeshEvent, MeshEventKind
 from netfabric.errors import ClusterError, InvalidArgument, NetfabricError, NotFound
 from netfabric.gossip import events as gev

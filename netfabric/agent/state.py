@@ -20,6 +20,7 @@ from typing import Any
 
 from netfabric.api.types import Availability, Role, to_wire
 from netfabric.errors import StoreCorrupt, StoreError
+from netfabric.model import Driver, Network, Scope, SubnetSpec
 
 __all__ = [
     "STATE_FILE",
@@ -30,6 +31,8 @@ __all__ = [
     "NodeRecord",
     "SandboxRecord",
     "new_id",
+    "to_network",
+    "to_record",
 ]
 
 STATE_FILE = "agent-state.json"
@@ -88,6 +91,22 @@ class NetworkRecord:
     mtu: int | None
     options: list[tuple[str, str]]
     created: float
+
+
+def to_network(rec: NetworkRecord) -> Network:
+    return Network(id=rec.id, name=rec.name, driver=Driver(rec.driver), scope=Scope(rec.scope),
+                   subnets=tuple(SubnetSpec(cidr=c, gateway=g, ip_range=r)
+                                 for c, g, r in rec.subnets),
+                   vni=rec.vni, attachable=rec.attachable, internal=rec.internal,
+                   ipv6=rec.ipv6, mtu=rec.mtu, options=tuple(rec.options), created=rec.created)
+
+
+def to_record(net: Network) -> NetworkRecord:
+    return NetworkRecord(id=net.id, name=net.name, driver=str(net.driver), scope=str(net.scope),
+                         subnets=[(s.cidr, s.gateway, s.ip_range) for s in net.subnets],
+                         vni=net.vni, attachable=net.attachable, internal=net.internal,
+                         ipv6=net.ipv6, mtu=net.mtu, options=list(net.options),
+                         created=net.created)
 
 
 @dataclass(slots=True)

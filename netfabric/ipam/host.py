@@ -7,9 +7,9 @@ blocks are full, gives a block back when a release empties it (keeping at least 
 network, so that churn does not lease and return the same block), and sends a request
 for a specific address outside its blocks to the manager, which leases the block holding
 that address. Its own state is written through its own store (the host's data dir, never
-the manager's store) before a call returns, so a restarted host keeps its addresses; after
-a restart or a partition the agent calls :meth:`HostAllocator.resync` with the manager's
-view, so that blocks reclaimed meanwhile are dropped.
+the manager's store) before a call returns, so a restarted host keeps its addresses.
+:meth:`HostAllocator.resync`, given the manager's view of this host's leases, drops the
+blocks the manager reclaimed meanwhile (the agent does not call it yet).
 """
 
 from __future__ import annotations

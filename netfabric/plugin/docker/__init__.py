@@ -2,7 +2,8 @@
 
 :class:`DockerPlugin` holds the pure handlers over the :class:`Fabric` seam (implemented by
 the agent) and the :class:`Engine` seam (dockerd's API, for names); :class:`PluginServer`
-serves them as HTTP on a unix socket. The agent starts both; see ``serve.py``.
+serves them as HTTP on a unix socket. The agent starts both through :func:`serve` (in
+``service.py``), over its public interface :class:`~netfabric.agent.frontend.AgentFrontend`.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from netfabric.agent.core import AgentCore
+    from netfabric.agent.frontend import AgentFrontend
     from netfabric.plugin.docker.service import DockerPluginService
 
 
-async def serve(core: AgentCore, path: str) -> DockerPluginService:
-    """The agent's hook (``--docker-plugin PATH``): the plugin for ``core`` on ``path``, built
-    before the core starts and ``start()``-ed after. Imported lazily so that the handlers
-    need none of the agent."""
+async def serve(agent: AgentFrontend, path: str) -> DockerPluginService:
+    """The agent's hook (``--docker-plugin PATH``): the plugin for ``agent`` on ``path``,
+    built before the agent starts and ``start()``-ed after. Imported lazily so that the
+    handlers need none of the agent."""
     from netfabric.plugin.docker.service import serve as serve_service
 
-    return await serve_service(core, path)
+    return await serve_service(agent, path)

@@ -1,4 +1,4 @@
-"""The :class:`Fabric` seam over the running agent (:class:`AgentCore`) and its layers.
+"""The :class:`Fabric` seam over the running agent's public interface (:class:`AgentFrontend`).
 
 Networks come from the agent (one netfabric network per name across the cluster, a worker
 asking its manager), addresses from its IPAM (so Docker containers, netfabric sandboxes and
@@ -18,13 +18,13 @@ host is ``nameserver 127.0.0.11`` in dockerd's resolv.conf.
 Endpoints of this module are not sandboxes of the agent's state. After an agent restart
 the plugin's own records still list them, and the plugin re-attaches them (``attach`` is
 idempotent; the inner end is *parked* for the drivers, so only the outer end is checked)
-from ``AgentCore.add_restorer``, before the agent's reconcile would delete their veths as
-unknown.
+from ``AgentFrontend.add_restorer``, before the agent's reconcile would delete their veths
+as unknown. The agent keeps the overlays of attached endpoints' networks programmed with
+their remote endpoints (``attach_endpoint``), as it does for its own sandboxes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -32,8 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Final
 
-from netfabric.agent.core import AgentCore, to_record
-from netfabric.agent.ports import MeshEvent
+from netfabric.agent.frontend import AgentFrontend
 from netfabric.errors import (
     AlreadyExists,
     InUse,
@@ -43,7 +42,7 @@ from netfabric.errors import (
     NotFound,
     PoolExhausted,
 )
-from netfabric.model import Driver, Endpoint, Network, Scope
+from netfabric.model import Driver, Endpoint, Network
 from netfabric.plugin.docker.backend import Attachment, FabricNetwork
 
 __all__ = ["DNS_ADDRESS", "AgentFabric", "docker_ifname"]
@@ -78,29 +77,22 @@ def _view(net: Network) -> FabricNetwork:
 
 
 class AgentFabric:
-    """netfabric as the Docker plugin sees it, over a running :class:`AgentCore`."""
+    """netfabric as the Docker plugin sees it, over a running agent."""
 
-    def __init__(self, core: AgentCore) -> None:
-        self.core = core
+    def __init__(self, agent: AgentFrontend) -> None:
+        self.agent = agent
         self._eps: dict[str, _DockerEndpoint] = {}
         self._dns_networks: frozenset[str] | None = None
-        self._sync_tasks: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[str] = set()
-        self._closed = False
-        core.mesh.subscribe(self._on_mesh_event)
 
     @property
     def host_netns_path(self) -> str:
-        return f"/run/netns/{self.core.config.host_netns}"
-
-    async def _network(self, name: str) -> Network:
-        return await self.core._resolve_network(name)
+        return f"/run/netns/{self.agent.host_netns}"
 
     # -- networks -----------------------------------------------------------------------------
 
     async def lookup_network(self, name: str) -> FabricNetwork | None:
         try:
-            return _view(await self._network(name))
+            return _view(await self.agent.resolve_network(name))
         except NotFound:
             return None
 
@@ -114,25 +106,23 @@ class AgentFabric:
         mtu = next((v for k, v in sorted(options.items()) if k in _OPTION_KEYS), None)
         opts = {"mtu": mtu} if mtu else {}
         try:
-            await self.core.create_network(name, driver=driver.value, attachable=True,
-                                           subnet=subnet, gateway=gateway if subnet else None,
-                                           ip_range=ip_range if subnet else None, options=opts)
+            await self.agent.create_network(name, driver=driver.value, attachable=True,
+                                            subnet=subnet, gateway=gateway if subnet else None,
+                                            ip_range=ip_range if subnet else None, options=opts)
         except AlreadyExists:
             pass
         except NotAManager as exc:
             raise NotAManager(f"netfabric network {name!r} does not exist yet and this node is "
                               "a worker: create it (or run its first container) on a manager"
                               ) from exc
-        return _view(await self._network(name))
+        return _view(await self.agent.resolve_network(name))
 
     async def release_network(self, name: str) -> None:
         with contextlib.suppress(InUse, NotFound, NotAManager, InvalidArgument):
-            await self.core.remove_network(name)
+            await self.agent.remove_network(name)
 
     async def propose_subnet(self, *, exclude: frozenset[str]) -> str:
-        taken = [ipaddress.ip_network(c) for c in exclude]
-        for rec in self.core.state.networks.values():
-            taken += [ipaddress.ip_network(c) for c, _, _ in rec.subnets]
+        taken = [ipaddress.ip_network(c) for c in (*exclude, *self.agent.subnets_in_use())]
         for cand in _PROPOSAL_BASE.subnets(new_prefix=24):
             if not any(cand.overlaps(t) for t in taken):
                 return str(cand)
@@ -141,65 +131,44 @@ class AgentFabric:
     # -- addresses ----------------------------------------------------------------------------
 
     async def allocate_address(self, network: str, *, address: str | None) -> str:
-        net = await self._network(network)
-        return (await self.core._allocate(net, address)).ipv4
+        net = await self.agent.resolve_network(network)
+        return (await self.agent.allocate(net, address)).ipv4
 
     async def release_address(self, network: str, address: str) -> None:
-        await self.core._release(await self._network(network), address)
+        await self.agent.release(await self.agent.resolve_network(network), address)
 
     # -- endpoints ----------------------------------------------------------------------------
 
     async def attach(self, network: str, *, endpoint_id: str, address: str,
                      mac: str) -> Attachment:
-        net = await self._network(network)
+        agent = self.agent
+        net = await agent.resolve_network(network)
         view = _view(net)
-        core = self.core
         ep = Endpoint(id=endpoint_id, network_id=net.id, sandbox=endpoint_id[:12],
-                      node_id=core.state.node_id, mac=mac, ipv4=address,
-                      prefixlen=ipaddress.ip_network(view.subnet).prefixlen, vtep=core.address)
+                      node_id=agent.node_id, mac=mac, ipv4=address,
+                      prefixlen=ipaddress.ip_network(view.subnet).prefixlen, vtep=agent.address)
         ifname = docker_ifname(endpoint_id)
-        async with core._lock:
-            if net.id not in core.state.networks:   # a cluster network new to this worker
-                core.state.networks[net.id] = to_record(net)
-                core._save()
-            await asyncio.to_thread(core.kernel.attach, net, ep,
-                                    netns_path=self.host_netns_path, ifname=ifname,
+        await agent.attach_endpoint(net, ep, netns_path=self.host_netns_path, ifname=ifname,
                                     gateway=view.gateway)
         self._eps[endpoint_id] = _DockerEndpoint(net, ep, ifname)
-        self._publish(self._eps[endpoint_id])
-        await self._sync_peers(net)
+        agent.publish(net, ep)
         await self._update_dns()
         return Attachment(ifname=ifname, gateway=view.gateway)
-
-    def _publish(self, d: _DockerEndpoint) -> None:
-        ep = d.endpoint
-        self.core.names.set_endpoint(ep.network_id, ep.sandbox, aliases=ep.aliases,
-                                     ipv4=ep.ipv4, ipv6=ep.ipv6, owner=ep.id)
-        if d.network.scope == Scope.SWARM and self.core._mesh_started:
-            self.core.mesh.join_network(d.network.id)
-            self.core.mesh.publish(ep)
-
-    def _withdraw(self, d: _DockerEndpoint) -> None:
-        ep = d.endpoint
-        self.core.names.remove_endpoint(ep.network_id, ep.sandbox, owner=ep.id)
-        if d.network.scope == Scope.SWARM and self.core._mesh_started:
-            self.core.mesh.withdraw(ep)
 
     async def set_names(self, network: str, *, endpoint_id: str,
                         names: tuple[str, ...]) -> None:
         d = self._eps.get(endpoint_id)
         if d is None or not d.published or not names:
             return
-        self.core.names.remove_endpoint(d.network.id, d.endpoint.sandbox, owner=endpoint_id)
         new = replace(d, endpoint=replace(d.endpoint, sandbox=names[0],
                                           aliases=tuple(a for a in names[1:] if a != names[0])))
         self._eps[endpoint_id] = new
-        self._publish(new)
+        self.agent.publish(new.network, new.endpoint, replaces=d.endpoint)
 
     async def leave(self, network: str, *, endpoint_id: str) -> None:
         d = self._eps.get(endpoint_id)
         if d is not None and d.published:
-            self._withdraw(d)
+            self.agent.withdraw(d.network, d.endpoint)
             self._eps[endpoint_id] = replace(d, published=False)
 
     async def detach(self, network: str, *, endpoint_id: str) -> None:
@@ -207,60 +176,27 @@ class AgentFabric:
         if d is None:
             return
         if d.published:
-            self._withdraw(d)
-        async with self.core._lock:
-            await asyncio.to_thread(self.core.kernel.detach, d.network, d.endpoint,
-                                    netns_path=self.host_netns_path, ifname=d.ifname)
+            self.agent.withdraw(d.network, d.endpoint)
+        await self.agent.detach_endpoint(d.network, d.endpoint,
+                                         netns_path=self.host_netns_path, ifname=d.ifname)
         await self._update_dns()
 
-    # -- peers and DNS ------------------------------------------------------------------------
-
-    async def _sync_peers(self, net: Network) -> None:
-        if net.scope == Scope.SWARM:
-            await self.core._sync_peers(net)
-
-    async def _on_mesh_event(self, event: MeshEvent) -> None:
-        ep = event.endpoint
-        if self._closed or ep is None or event.node_id == self.core.state.node_id:
-            return
-        if not any(d.network.id == ep.network_id for d in self._eps.values()):
-            return
-        self._dirty.add(ep.network_id)
-        task = self._sync_tasks.get(ep.network_id)
-        if task is None or task.done():
-            self._sync_tasks[ep.network_id] = asyncio.get_running_loop().create_task(
-                self._sync_job(ep.network_id))
-
-    async def _sync_job(self, network_id: str) -> None:
-        while network_id in self._dirty and not self._closed:
-            self._dirty.discard(network_id)
-            net = next((d.network for d in self._eps.values()
-                        if d.network.id == network_id), None)
-            if net is None:
-                return
-            try:
-                await self._sync_peers(net)
-            except NetfabricError as exc:
-                log.warning("docker plugin: peer sync of %s failed: %s", net.name, exc)
+    # -- DNS ----------------------------------------------------------------------------------
 
     async def _update_dns(self) -> None:
         """Serve 127.0.0.11 in the host netns for the networks with Docker endpoints."""
         nets = frozenset(d.network.id for d in self._eps.values())
         if nets == self._dns_networks:
             return
-        netns = self.core.config.host_netns
+        netns = self.agent.host_netns
         if nets:
-            await self.core.names.open_sandbox(netns, self.host_netns_path, nets)
+            await self.agent.open_names(netns, self.host_netns_path, nets)
         else:
-            await self.core.names.close_sandbox(netns)
+            await self.agent.close_names(netns)
         self._dns_networks = nets or None
 
     async def close(self) -> None:
-        self._closed = True
-        for task in self._sync_tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._sync_tasks.values(), return_exceptions=True)
         if self._dns_networks:
             with contextlib.suppress(NetfabricError):
-                await self.core.names.close_sandbox(self.core.config.host_netns)
+                await self.agent.close_names(self.agent.host_netns)
             self._dns_networks = None

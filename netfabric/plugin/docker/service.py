@@ -1,9 +1,9 @@
 """``netfabric agent --docker-plugin PATH``: the agent serves the Docker plugin on PATH.
 
-The agent's daemon calls :func:`serve` before its core starts: the plugin registers its
+The agent's daemon calls :func:`serve` before the agent starts: the plugin registers its
 recovery with the core (its persisted endpoints, whose veths dockerd holds, are re-attached
 before the start-up reconcile would remove them as unknown). ``start()`` then opens the
-socket once the core runs; ``close()`` stops it. The plugin's records live in the agent's
+socket once the agent runs; ``close()`` stops it. The plugin's records live in the agent's
 data dir.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from netfabric.agent.core import AgentCore
+from netfabric.agent.frontend import AgentFrontend
 from netfabric.plugin.docker.agent_fabric import AgentFabric
 from netfabric.plugin.docker.engine import engine_factory
 from netfabric.plugin.docker.handlers import DockerPlugin
@@ -42,11 +42,11 @@ class DockerPluginService:
         await self.fabric.close()
 
 
-async def serve(core: AgentCore, path: str) -> DockerPluginService:
-    """The plugin for ``core`` on the unix socket ``path``; call before ``core.start()``
+async def serve(agent: AgentFrontend, path: str) -> DockerPluginService:
+    """The plugin for ``agent`` on the unix socket ``path``; call before the agent starts
     (it registers the plugin's recovery), then ``start()`` the result."""
-    fabric = AgentFabric(core)
-    plugin = DockerPlugin(fabric, StateFile(os.path.join(core.config.data_dir, STATE_FILE)),
+    fabric = AgentFabric(agent)
+    plugin = DockerPlugin(fabric, StateFile(os.path.join(agent.data_dir, STATE_FILE)),
                           engine_factory(os.environ.get(DOCKER_SOCKET_ENV) or None))
-    core.add_restorer(plugin.restore)
+    agent.add_restorer(plugin.restore)
     return DockerPluginService(PluginServer(plugin, path), fabric)

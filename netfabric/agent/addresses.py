@@ -1,0 +1,155 @@
+"""Address routing: which IPAM hands out an endpoint's address, and giving it back.
+
+A local network's addresses come from this node's :class:`~netfabric.agent.ports.AddressBook`
+(on a manager, the cluster's). A worker takes addresses on a cluster network from blocks it
+leases from the manager (:class:`~netfabric.agent.ports.BlockBook`) when the subnet has room
+for several blocks, else from the manager one by one. An address a worker cannot give back
+to an unreachable manager is kept in the state and retried until a manager takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+
+from netfabric.agent.context import AgentContext
+from netfabric.agent.ports import Allocation, BlockBook, ManagerCall
+from netfabric.api.types import Role
+from netfabric.errors import AgentUnreachable, ClusterError, NetfabricError, PoolExhausted
+from netfabric.model import Network, Scope
+
+__all__ = ["BLOCKS_MIN_PREFIX", "RETRY_INTERVAL", "AddressRouter"]
+
+log = logging.getLogger(__name__)
+
+BLOCKS_MIN_PREFIX = 24
+"""Cluster subnets this size or larger are allocated from per-host blocks on workers."""
+RETRY_INTERVAL = 2.0
+"""Seconds between tries to give addresses back to an unreachable manager."""
+
+
+def _exhausted(net: Network, exc: PoolExhausted) -> PoolExhausted:
+    cidrs = ", ".join(s.cidr for s in net.subnets) or "no subnet"
+    err = PoolExhausted(f"no available IPv4 address on network {net.name} (subnet {cidrs}): "
+                        "every address is in use")
+    err.__cause__ = exc
+    return err
+
+
+class AddressRouter:
+    """Allocates and releases endpoint addresses from the right IPAM."""
+
+    def __init__(self, ctx: AgentContext, *,
+                 blocks: Callable[[ManagerCall], BlockBook] | None = None,
+                 retry_interval: float = RETRY_INTERVAL) -> None:
+        self._ctx = ctx
+        self._blocks_factory = blocks
+        self._blocks: BlockBook | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._retry_interval = retry_interval
+
+    def block_book(self, net: Network) -> BlockBook | None:
+        """A worker's block allocator, for cluster networks with room for several blocks
+        (>= a /24: four /26 blocks); smaller subnets stay with the manager, so that one host
+        never holds a whole tiny subnet."""
+        if self._blocks_factory is None or net.scope != Scope.SWARM or \
+                self._ctx.role is not Role.WORKER:
+            return None
+        v4 = [s for s in net.subnets if ":" not in s.cidr]
+        if not v4 or ipaddress.ip_network(v4[0].cidr).prefixlen > BLOCKS_MIN_PREFIX:
+            return None
+        if self._blocks is None:
+            self._blocks = self._blocks_factory(self._ctx.call_manager)
+        return self._blocks
+
+    async def allocate(self, net: Network, ip: str | None) -> Allocation:
+        ctx = self._ctx
+        blocks = self.block_book(net)
+        if blocks is not None:
+            try:
+                return await ctx.thread(blocks.allocate, net.id, ip=ip, ipv6=net.ipv6)
+            except PoolExhausted as exc:
+                raise _exhausted(net, exc) from exc
+        if net.scope == Scope.SWARM and ctx.role is Role.WORKER:
+            raw = await ctx.call_manager("allocate", {"network_id": net.id,
+                                                      "node_id": ctx.node_id, "ip": ip})
+            try:
+                v6 = raw.get("ipv6")
+                return Allocation(ipv4=str(raw["ipv4"]), prefixlen=int(raw["prefixlen"]),
+                                  gateway=raw.get("gateway"),
+                                  ipv6=None if v6 is None else str(v6))
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                raise ClusterError("manager sent a malformed address allocation") from exc
+        try:
+            return await ctx.thread(ctx.book.allocate, net.id, node_id=ctx.node_id, ip=ip)
+        except PoolExhausted as exc:
+            raise _exhausted(net, exc) from exc
+
+    async def release(self, net: Network, ip: str | None) -> None:
+        if ip is None:
+            return
+        ctx = self._ctx
+        blocks = self.block_book(net)
+        if blocks is not None and await ctx.thread(blocks.release, net.id, ip):
+            return
+        if net.scope == Scope.SWARM and ctx.role is Role.WORKER:
+            try:
+                await ctx.call_manager("release", {"network_id": net.id,
+                                                   "node_id": ctx.node_id, "ip": ip})
+            except AgentUnreachable:
+                # Never lost: kept in the state and given back once a manager answers.
+                ctx.ledger.add_pending_release(net.id, ip)
+                self.resume()
+        else:
+            await ctx.thread(ctx.book.release, net.id, ip, node_id=ctx.node_id)
+
+    async def network_left(self, net: Network) -> None:
+        """The last local endpoint of a cluster network is gone: its empty blocks go back."""
+        blocks = self.block_book(net)
+        if blocks is not None:
+            await self._ctx.thread(blocks.return_empty, net.id)
+
+    async def forget(self, net: Network) -> None:
+        """A cluster network was removed: drop what this host's blocks know of it."""
+        blocks = self.block_book(net)
+        if blocks is not None:
+            await self._ctx.thread(blocks.forget_network, net.id)
+
+    async def forget_all(self, network_ids: list[str]) -> None:
+        """This node left its cluster (the manager reclaims its blocks at leave)."""
+        if self._blocks is not None:
+            for network_id in network_ids:
+                await self._ctx.thread(self._blocks.forget_network, network_id)
+
+    def resume(self) -> None:
+        """Retry the pending releases in the background, if there are any."""
+        if not self._ctx.ledger.state.pending_releases:
+            return
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.get_running_loop().create_task(self._retry_releases())
+
+    async def _retry_releases(self) -> None:
+        """Give back the addresses a manager could not take while it was unreachable."""
+        state = self._ctx.ledger.state
+        while state.pending_releases and state.cluster is not None:
+            network_id, ip = state.pending_releases[0]
+            try:
+                await self._ctx.call_manager("release", {"network_id": network_id,
+                                                         "node_id": state.node_id, "ip": ip})
+            except AgentUnreachable:
+                await asyncio.sleep(self._retry_interval)
+                continue
+            except NetfabricError as exc:   # the network is gone: nothing to give back
+                log.info("pending release of %s in %s dropped: %s", ip, network_id, exc)
+            self._ctx.ledger.pop_pending_release()
+
+    async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+        if self._blocks is not None:
+            await self._ctx.thread(self._blocks.close)

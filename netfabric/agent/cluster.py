@@ -1,0 +1,223 @@
+"""Cluster membership on this node: init, join, join tokens, the node list, leave.
+
+A manager holds the cluster's secret, the join secrets and the node registry, and serves the
+cluster endpoint (:mod:`netfabric.agent.manager` answers it); a worker knows the managers'
+addresses and the secret. Gossip starts once the node is in a cluster, seeded from the
+registry and the managers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from netfabric.agent import handshake
+from netfabric.agent.addresses import AddressRouter
+from netfabric.agent.context import AgentContext, check_ip
+from netfabric.agent.rpc import ManagerLink, split_addr
+from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
+from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
+from netfabric.api.types import Availability, JoinToken, NodeInfo, NodeStatus, Role
+from netfabric.errors import (
+    ClusterError,
+    InUse,
+    InvalidArgument,
+    NetfabricError,
+    NotFound,
+    NotInCluster,
+)
+from netfabric.model import Scope
+
+__all__ = ["ALREADY_IN_CLUSTER", "ClusterService"]
+
+ALREADY_IN_CLUSTER = ("This node is already part of a swarm. Use \"netfabric leave\" to leave "
+                      "this swarm and join another one.")
+EndpointOpener = Callable[[str], Awaitable[None]]
+
+
+class ClusterService:
+    """This node's membership of a cluster."""
+
+    def __init__(self, ctx: AgentContext, addresses: AddressRouter) -> None:
+        self._ctx = ctx
+        self._addresses = addresses
+        self._open_endpoint: EndpointOpener | None = None
+
+    # -- the cluster endpoint and gossip ------------------------------------------------------
+
+    def set_cluster_endpoint(self, opener: EndpointOpener) -> None:
+        """The daemon's hook that opens the manager's TCP endpoint on ``HOST:PORT``."""
+        self._open_endpoint = opener
+
+    async def start_cluster_endpoint(self) -> None:
+        cluster = self._ctx.ledger.state.cluster
+        if cluster and cluster.role is Role.MANAGER and self._open_endpoint is not None:
+            await self._open_endpoint(cluster.listen)
+
+    async def start_mesh(self) -> None:
+        """Start gossip, seeded from the known nodes and managers; join the cluster networks
+        this node takes part in (all on a manager, those with local endpoints on a worker)."""
+        ctx = self._ctx
+        state = ctx.ledger.state
+        cluster = state.cluster
+        assert cluster is not None
+        seeds = [f"{n.address}:{n.gossip_port}" for n in state.nodes.values()
+                 if n.id != state.node_id]
+        seeds += [f"{split_addr(m)[0]}:{ctx.config.gossip_port}" for m in cluster.managers]
+        await ctx.mesh.start(secret=cluster.secret, seeds=sorted(set(seeds)))
+        for net in ctx.ledger.networks():
+            if net.scope == Scope.SWARM and (ctx.role is Role.MANAGER or
+                                             ctx.ledger.local_endpoints(net.id)):
+                ctx.mesh.join_network(net.id)
+
+    async def resume(self) -> None:
+        """At start: a node in a cluster serves its endpoint and gossips again."""
+        if self._ctx.ledger.state.cluster is not None:
+            await self.start_cluster_endpoint()
+            await self.start_mesh()
+
+    # -- init, join, tokens -------------------------------------------------------------------
+
+    async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> None:
+        ctx = self._ctx
+        check_ip(advertise_addr, "advertise address")
+        async with ctx.lock:
+            state = ctx.ledger.state
+            if state.cluster is not None:
+                raise ClusterError(ALREADY_IN_CLUSTER)
+            if ctx.config.advertise_addr and advertise_addr != ctx.config.advertise_addr:
+                raise InvalidArgument(
+                    f"advertise address {advertise_addr} differs from the agent's "
+                    f"--advertise-addr {ctx.config.advertise_addr}")
+            listen = listen_addr or f"{advertise_addr}:{ctx.config.cluster_port}"
+            _, port = split_addr(listen)
+            cluster = ClusterRecord(
+                cluster_id=new_id(13), secret=new_cluster_secret(), role=Role.MANAGER,
+                managers=[f"{advertise_addr}:{port}"],
+                role_secrets={"worker": new_role_secret(), "manager": new_role_secret()},
+                listen=listen)
+            me = NodeRecord(id=state.node_id, hostname=state.hostname, address=advertise_addr,
+                            gossip_port=ctx.config.gossip_port, role=Role.MANAGER)
+            ctx.ledger.set_cluster(cluster, [me])
+            await self.start_cluster_endpoint()
+            await self.start_mesh()
+
+    async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
+        try:
+            role = Role(role)
+        except ValueError as exc:
+            raise InvalidArgument(f"unknown role {role!r}: use worker or manager") from exc
+        if role is Role.STANDALONE:
+            raise InvalidArgument("unknown role 'standalone': use worker or manager")
+        cluster = self._ctx.require_manager()
+        if rotate:
+            async with self._ctx.lock:
+                self._ctx.ledger.set_role_secret(str(role), new_role_secret())
+        return JoinToken(role=role, token=make_token(cluster.secret,
+                                                     cluster.role_secrets[str(role)]),
+                         address=cluster.managers[0])
+
+    async def join(self, token: str, remote: str) -> None:
+        ctx = self._ctx
+        if not isinstance(token, str) or not isinstance(remote, str):
+            raise InvalidArgument("join needs a token and a manager address")
+        host, port = split_addr(remote)
+        if not ctx.address:
+            raise InvalidArgument("this agent has no --advertise-addr: restart it with one")
+        async with ctx.lock:
+            state = ctx.ledger.state
+            if state.cluster is not None:
+                raise ClusterError(ALREADY_IN_CLUSTER)
+            offer = handshake.make_offer(token, node_id=state.node_id,
+                                         hostname=state.hostname, address=ctx.address,
+                                         gossip_port=ctx.config.gossip_port)
+            link = ManagerLink([f"{host}:{port}"], secret=None)
+            answer = await link.call("join", offer.to_wire())
+            try:
+                secret = handshake.open_secret(str(answer["sealed"]), token=token,
+                                               nonce=offer.nonce)
+                role = Role(answer["role"])
+                managers = [str(m) for m in answer["managers"]]
+                nodes = [NodeRecord(id=str(n["id"]), hostname=str(n["hostname"]),
+                                    address=str(n["address"]), gossip_port=int(n["gossip_port"]),
+                                    role=Role(n["role"])) for n in answer["nodes"]]
+                cluster_id = str(answer["cluster_id"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ClusterError(f"manager at {host}:{port} sent a malformed answer") from exc
+            ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
+                                                 role=role, managers=managers), nodes)
+            await self.start_mesh()
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    async def nodes(self) -> list[NodeInfo]:
+        ctx = self._ctx
+        ctx.require_manager()
+        state = ctx.ledger.state
+        alive = {m.node_id: m.alive for m in ctx.mesh.members()}
+        leader = state.node_id
+        rows = []
+        for n in state.nodes.values():
+            up = n.id == state.node_id or alive.get(n.id, False)
+            rows.append(NodeInfo(
+                id=n.id, hostname=n.hostname, address=n.address,
+                status=NodeStatus.READY if up else NodeStatus.DOWN,
+                availability=n.availability, role=n.role, leader=n.id == leader,
+                is_self=n.id == state.node_id))
+        return sorted(rows, key=lambda r: (not r.is_self, r.hostname, r.id))
+
+    def _find_node(self, ref: str) -> NodeRecord:
+        nodes = self._ctx.ledger.state.nodes.values()
+        exact = [n for n in nodes if ref in (n.id, n.hostname)]
+        if len(exact) == 1:
+            return exact[0]
+        pref = [n for n in nodes if n.id.startswith(ref)]
+        if len(pref) == 1 and ref:
+            return pref[0]
+        if len(exact) + len(pref) > 1:
+            raise InvalidArgument(f"node {ref!r} is ambiguous: use its ID")
+        raise NotFound(f"node {ref} not found")
+
+    async def update_node(self, node: str, *, availability: Availability | str) -> NodeInfo:
+        self._ctx.require_manager()
+        try:
+            avail = Availability(availability)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"invalid availability {availability!r}: use active, pause or drain") from exc
+        async with self._ctx.lock:
+            rec = self._find_node(node)
+            self._ctx.ledger.set_availability(rec.id, avail)
+        return next(n for n in await self.nodes() if n.id == rec.id)
+
+    # -- leave --------------------------------------------------------------------------------
+
+    async def check_leave(self, *, force: bool, busy: Callable[[], list[str]]) -> None:
+        """Refuse to leave without ``force`` on a manager, or while ``busy()`` names
+        endpoints on cluster networks."""
+        async with self._ctx.lock:
+            cluster = self._ctx.ledger.state.cluster
+            if cluster is None:
+                raise NotInCluster("This node is not part of a swarm")
+            if cluster.role is Role.MANAGER and not force:
+                raise ClusterError(
+                    "You are attempting to leave the swarm on a node that is participating as "
+                    "a manager. Use `--force` to ignore this message.")
+            users = busy()
+            if users and not force:
+                raise InUse("containers are attached to cluster networks: "
+                            + ", ".join(sorted(users)) + " (remove them or use --force)")
+
+    async def finish_leave(self) -> None:
+        """Tell the manager (a worker), stop gossip and forget the cluster."""
+        ctx = self._ctx
+        async with ctx.lock:
+            cluster = ctx.ledger.state.cluster
+            if cluster is None:
+                return
+            if cluster.role is not Role.MANAGER:
+                with contextlib.suppress(NetfabricError):
+                    await ctx.call_manager("leave", {"node_id": ctx.node_id})
+            await ctx.mesh.leave()
+            gone = ctx.ledger.clear_cluster()
+            await self._addresses.forget_all(gone)

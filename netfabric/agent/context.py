@@ -1,0 +1,175 @@
+"""What the agent's services share: its flags, its state's writer, the layers and one lock.
+
+Every service of the agent (:mod:`~netfabric.agent.cluster`, :mod:`~netfabric.agent.manager`,
+:mod:`~netfabric.agent.networks`, :mod:`~netfabric.agent.addresses`,
+:mod:`~netfabric.agent.endpoints`, :mod:`~netfabric.agent.peers`) gets one
+:class:`AgentContext`. It holds no rule of its own beyond who this node is and what role it
+plays; the layers are the seams of :mod:`netfabric.agent.ports`, so that unit tests build a
+context over fakes (:mod:`netfabric.agent.fakes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from netfabric.agent.ledger import Ledger
+from netfabric.agent.ports import AddressBook, Kernel, Member, Mesh, MeshEvent, NameService
+from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, ManagerLink
+from netfabric.agent.state import ClusterRecord
+from netfabric.api.types import Role
+from netfabric.errors import InvalidArgument, NotAManager, NotInCluster
+from netfabric.model import Endpoint
+
+__all__ = [
+    "NOT_A_MANAGER",
+    "NOT_IN_CLUSTER",
+    "AgentConfig",
+    "AgentContext",
+    "GatedMesh",
+    "check_ip",
+    "check_name",
+]
+
+NOT_A_MANAGER = ("This node is not a swarm manager. Worker nodes can't be used to view or "
+                 "modify cluster state. Please run this command on a manager node or promote "
+                 "the current node to a manager.")
+NOT_IN_CLUSTER = ("This node is not a swarm manager. Use \"netfabric init\" or \"netfabric "
+                  "join\" to connect this node to a cluster and try again.")
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """The agent's flags."""
+
+    data_dir: str
+    socket: str
+    hostname: str
+    host_netns: str
+    """Name of the netns the agent runs in: sandbox netns names derive from it."""
+    advertise_addr: str | None = None
+    gossip_port: int = 7946
+    vxlan_port: int = 4789
+    cluster_port: int = DEFAULT_CLUSTER_PORT
+
+
+def check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidArgument(
+            f"invalid {what} name {name!r}: use 1-63 of [a-zA-Z0-9_.-], starting with a "
+            "letter or digit")
+    return name
+
+
+def check_ip(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid {what} {value!r}: not an IP address") from exc
+
+
+class GatedMesh:
+    """The gossip mesh, silent until this node is in a cluster and gossip runs: before
+    :meth:`start` (and after :meth:`leave`) table writes are dropped and reads are empty."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self._mesh = mesh
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
+        await self._mesh.start(secret=secret, seeds=seeds)
+        self._started = True
+
+    def publish(self, endpoint: Endpoint) -> None:
+        if self._started:
+            self._mesh.publish(endpoint)
+
+    def withdraw(self, endpoint: Endpoint) -> None:
+        if self._started:
+            self._mesh.withdraw(endpoint)
+
+    def join_network(self, network_id: str) -> None:
+        if self._started:
+            self._mesh.join_network(network_id)
+
+    def leave_network(self, network_id: str) -> None:
+        if self._started:
+            self._mesh.leave_network(network_id)
+
+    def endpoints(self, network_id: str) -> list[Endpoint]:
+        return self._mesh.endpoints(network_id) if self._started else []
+
+    def members(self) -> list[Member]:
+        return self._mesh.members() if self._started else []
+
+    def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
+        self._mesh.subscribe(listener)
+
+    async def leave(self) -> None:
+        await self._mesh.leave()
+        self._started = False
+
+    async def close(self) -> None:
+        await self._mesh.close()
+
+
+class AgentContext:
+    """Config, state writer, layers and the one lock that serialises mutations."""
+
+    def __init__(self, config: AgentConfig, ledger: Ledger, *, kernel: Kernel,
+                 book: AddressBook, names: NameService, mesh: Mesh) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.kernel = kernel
+        self.book = book
+        self.names = names
+        self.mesh = GatedMesh(mesh)
+        self.lock = asyncio.Lock()
+
+    async def thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Blocking work (kernel, SQLite) off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    @property
+    def node_id(self) -> str:
+        return self.ledger.state.node_id
+
+    @property
+    def role(self) -> Role:
+        cluster = self.ledger.state.cluster
+        return cluster.role if cluster else Role.STANDALONE
+
+    @property
+    def address(self) -> str:
+        """This node's underlay address (its VTEP), "" without --advertise-addr."""
+        return self.config.advertise_addr or ""
+
+    def require_manager(self) -> ClusterRecord:
+        cluster = self.ledger.state.cluster
+        if cluster is None:
+            raise NotInCluster(NOT_IN_CLUSTER)
+        if cluster.role is not Role.MANAGER:
+            raise NotAManager(NOT_A_MANAGER)
+        return cluster
+
+    def link(self) -> ManagerLink:
+        cluster = self.ledger.state.cluster
+        if cluster is None:
+            raise NotInCluster(NOT_IN_CLUSTER)
+        return ManagerLink(cluster.managers, secret=cluster.secret)
+
+    async def call_manager(self, verb: str, args: dict[str, Any]) -> Any:
+        """An authenticated call to the cluster's manager."""
+        return await self.link().call(verb, args)
