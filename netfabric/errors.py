@@ -32,6 +32,7 @@ The tree::
     │   ├── InvalidToken         a wrong, forged or rotated-out join token
     │   └── NotInCluster         a cluster verb on a node that has not joined
     ├── AgentUnreachable         the local API socket does not answer
+    │   └── ManagerUnreachable   a worker's agent answers, but no manager does
     └── LabError                 simulated hosts could not be built or removed
 """
 
@@ -52,6 +53,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidToken",
     "LabError",
+    "ManagerUnreachable",
     "NetfabricError",
     "NotAManager",
     "NotFound",
@@ -145,6 +147,11 @@ class NotInCluster(ClusterError):
 
 class AgentUnreachable(NetfabricError):
     """The agent's local API socket does not answer."""
+
+
+class ManagerUnreachable(AgentUnreachable):
+    """A worker's agent answered, but none of the cluster's managers did (a block lease, an
+    address of a cluster network, a cluster verb): the worker itself is fine."""
 
 
 class LabError(NetfabricError):

@@ -26,9 +26,9 @@ from netfabric.dns.server import DnsServer, ServerConfig
 from netfabric.drivers.bridge import BridgeDriver
 from netfabric.drivers.overlay import OverlayDriver
 from netfabric.errors import (
-    AgentUnreachable,
     ClusterError,
     InvalidArgument,
+    ManagerUnreachable,
     NetfabricError,
     NotFound,
 )
@@ -246,7 +246,7 @@ class RemoteBlocks:
             return future.result(self._timeout)
         except TimeoutError as exc:
             future.cancel()
-            raise AgentUnreachable(f"the manager did not answer {verb} in "
+            raise ManagerUnreachable(f"the manager did not answer {verb} in "
                                    f"{self._timeout:g}s") from exc
 
     def lease_block(self, network_id: str, host_id: str, *, address: str | None = None,

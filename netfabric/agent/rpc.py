@@ -3,7 +3,7 @@
 Same framing as the local API (``POST /cluster/v1/<verb>``, JSON); every call but ``join``
 carries an HMAC of its body under the cluster secret, so only members of the cluster can
 ask a manager for networks or addresses. A manager that does not answer is
-:class:`AgentUnreachable` with its address, so a worker's error names what is down.
+:class:`ManagerUnreachable` with its address, so a worker's error names what is down.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from netfabric.agent.tokens import request_mac
 from netfabric.api.http import MAX_BODY, MAX_HEAD, decode_json, parse_head
 from netfabric.api.wire import error_from_wire
-from netfabric.errors import AgentUnreachable, AuthError, InvalidArgument
+from netfabric.errors import AuthError, InvalidArgument, ManagerUnreachable
 
 __all__ = ["CLUSTER_PREFIX", "DEFAULT_CLUSTER_PORT", "MAC_HEADER", "ManagerLink", "split_addr",
            "verify_mac"]
@@ -74,19 +74,20 @@ async def _post(addr: str, verb: str, args: dict[str, Any], *, secret: str | Non
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
     except TimeoutError as exc:
-        raise AgentUnreachable(f"manager at {host}:{port} did not answer in {timeout:g}s") from exc
+        raise ManagerUnreachable(
+            f"manager at {host}:{port} did not answer in {timeout:g}s") from exc
     except OSError as exc:
-        raise AgentUnreachable(
+        raise ManagerUnreachable(
             f"cannot reach a manager at {host}:{port}: {exc.strerror or exc}") from exc
     head_raw, sep, rest = raw.partition(b"\r\n\r\n")
     if not sep:
-        raise AgentUnreachable(f"manager at {host}:{port} closed the connection")
+        raise ManagerUnreachable(f"manager at {host}:{port} closed the connection")
     parsed = parse_head(head_raw)
     data = decode_json(rest[:parsed.content_length])
     if parsed.first[1] != "200":
         raise error_from_wire(data)
     if not isinstance(data, dict) or "result" not in data:
-        raise AgentUnreachable(f"manager at {host}:{port} sent a malformed answer")
+        raise ManagerUnreachable(f"manager at {host}:{port} sent a malformed answer")
     return data["result"]
 
 
@@ -102,11 +103,11 @@ class ManagerLink:
         self.timeout = timeout
 
     async def call(self, verb: str, args: dict[str, Any]) -> Any:
-        last: AgentUnreachable | None = None
+        last: ManagerUnreachable | None = None
         for addr in self.managers:
             try:
                 return await _post(addr, verb, args, secret=self.secret, timeout=self.timeout)
-            except AgentUnreachable as exc:
+            except ManagerUnreachable as exc:
                 last = exc
         assert last is not None
         raise last

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from netfabric import Client, NetfabricError
+from netfabric import Client, InUse, ManagerUnreachable, PoolExhausted
 from netfabric.lab.cluster import Lab
 from netfabric.lab.walkthrough import form_cluster
 
@@ -64,7 +64,7 @@ def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
                                              subnet="10.77.0.0/24")   # workers lease /26 blocks
     names: dict[str, list[str]] = {a.name: [] for a in lab.agents}
     counter = 0
-    refused = 0
+    refused: Counter[str] = Counter()
     for _ in range(OPS):
         agent = rng.choice(lab.agents)
         roll = rng.random()
@@ -84,8 +84,12 @@ def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
                 name = f"c{counter}"
                 nf.run(name, network="churn")
                 names[agent.name].append(name)
-        except NetfabricError:
-            refused += 1   # a full /27 or a manager just killed: refused, never duplicated
+        except (PoolExhausted, ManagerUnreachable) as exc:
+            # The refusals a user expects: every address of the subnet (or of the worker's
+            # blocks) in use, or no manager answering a block lease. Anything else (an agent
+            # crash: "internal agent error", an unreachable local agent, a NotFound on rm of a
+            # container this test ran) fails here.
+            refused[type(exc).__name__] += 1
         if rng.random() < 0.1:   # kill the manager now and then, mid-churn
             manager = lab.agents[0]
             lab.stop_agent(manager, sig=signal.SIGKILL)
@@ -109,7 +113,7 @@ def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
     lab.wait_ready(manager_proc)
     _assert_unique(_kernel_addresses(lab), "kernel")
     live = sum(len(v) for v in names.values())
-    assert live > 0 and refused < OPS
+    assert live > 0 and sum(refused.values()) < OPS // 4, refused
     # Nothing leaked either: with every container removed (addresses a manager could not
     # take back while it was down are given back once it answers), the network goes.
     for agent in lab.agents:
@@ -124,6 +128,6 @@ def test_no_duplicate_address_under_churn_and_kill9(lab: Lab) -> None:
         try:
             nf_manager.remove_network("churn")
             break
-        except NetfabricError:
+        except InUse:
             assert time.monotonic() < deadline, "addresses leaked: the network stays in use"
             time.sleep(0.5)
