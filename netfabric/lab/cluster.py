@@ -77,17 +77,24 @@ class Lab:
     root: str
     agents: list[AgentProc] = field(default_factory=list)
     topo: Topology | None = None
+    gossip_profile: str = "local"
+    """The agents' ``--gossip-profile``: ``local`` (fast failure detection, one machine) or
+    ``lan``, the default of ``netfabric agent`` that users run."""
+    dns_upstream: tuple[str, ...] = ("none",)
+    """The agents' ``--dns-upstream`` values (``none``: names netfabric does not own get
+    NXDOMAIN; an ``IP[:PORT]`` in the lab, e.g. a dnsmasq host, to forward)."""
 
     # -- build / load / destroy -----------------------------------------------------------
 
     @classmethod
     def up(cls, n: int, *, mtu: int = 1500, state_dir: str | None = None,
-           names: Sequence[str] | None = None, env: dict[str, str] | None = None) -> Lab:
+           names: Sequence[str] | None = None, env: dict[str, str] | None = None,
+           gossip_profile: str = "local", dns_upstream: Sequence[str] = ("none",)) -> Lab:
         """N hosts with an agent each; on any failure everything made is removed."""
         state_dir = state_dir or lab_dir()
         topo = Topology.build(n, mtu=mtu)
         lab = cls(prefix=topo.prefix, mtu=mtu, root=os.path.join(state_dir, topo.prefix),
-                  topo=topo)
+                  topo=topo, gossip_profile=gossip_profile, dns_upstream=tuple(dns_upstream))
         try:
             os.makedirs(lab.root, exist_ok=True)
             for i, host in enumerate(topo.hosts):
@@ -112,6 +119,7 @@ class Lab:
 
     def save(self) -> None:
         data = {"prefix": self.prefix, "mtu": self.mtu, "root": self.root,
+                "gossip_profile": self.gossip_profile, "dns_upstream": list(self.dns_upstream),
                 "agents": [asdict(a) for a in self.agents]}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -139,7 +147,9 @@ class Lab:
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)
             return cls(prefix=raw["prefix"], mtu=int(raw["mtu"]), root=raw["root"],
-                       agents=[AgentProc(**a) for a in raw["agents"]])
+                       agents=[AgentProc(**a) for a in raw["agents"]],
+                       gossip_profile=str(raw.get("gossip_profile", "local")),
+                       dns_upstream=tuple(str(u) for u in raw.get("dns_upstream", ["none"])))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LabError(f"lab state {path} is unreadable: {exc}") from exc
 
@@ -178,11 +188,7 @@ class Lab:
 
     def start_agent(self, agent: AgentProc, *, env: dict[str, str] | None = None) -> None:
         os.makedirs(agent.data_dir, exist_ok=True)
-        argv = ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *netfabric_argv(), "agent",
-                "--data-dir", agent.data_dir, "--socket", agent.socket,
-                "--advertise-addr", agent.address, "--hostname", agent.name,
-                "--netns-name", agent.netns, "--dns-upstream", "none",
-                "--gossip-profile", "local"]
+        argv = self.agent_argv(agent)
         with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, env={**os.environ, **(env or {})})
@@ -191,6 +197,16 @@ class Lab:
         # for. While we live, forget the Popen without a ResourceWarning:
         proc.returncode = 0
         self.save()
+
+    def agent_argv(self, agent: AgentProc) -> list[str]:
+        """``netfabric agent`` in the host's netns, with the lab's profile and upstreams."""
+        argv = ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *netfabric_argv(), "agent",
+                "--data-dir", agent.data_dir, "--socket", agent.socket,
+                "--advertise-addr", agent.address, "--hostname", agent.name,
+                "--netns-name", agent.netns, "--gossip-profile", self.gossip_profile]
+        for upstream in self.dns_upstream:
+            argv += ["--dns-upstream", upstream]
+        return argv
 
     def wait_ready(self, agent: AgentProc, *, timeout: float = START_TIMEOUT) -> None:
         from netfabric.client import Client

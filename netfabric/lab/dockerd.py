@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from netfabric.errors import LabError
-from netfabric.lab.cluster import AgentProc, Lab, netfabric_argv
+from netfabric.lab.cluster import AgentProc, Lab
 from netfabric.lab.topology import Host
 
 __all__ = [
@@ -343,11 +343,7 @@ class DockerLab(Lab):
     def start_agent(self, agent: AgentProc, *, env: dict[str, str] | None = None) -> None:
         os.makedirs(agent.data_dir, exist_ok=True)
         sock = self.plugin_dir(agent) / PLUGIN_SOCKET_NAME
-        argv = ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *netfabric_argv(), "agent",
-                "--data-dir", agent.data_dir, "--socket", agent.socket,
-                "--advertise-addr", agent.address, "--hostname", agent.name,
-                "--netns-name", agent.netns, "--dns-upstream", "none",
-                "--gossip-profile", "local", "--docker-plugin", str(sock)]
+        argv = [*self.agent_argv(agent), "--docker-plugin", str(sock)]
         with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, env={**os.environ, **(env or {})})

@@ -20,9 +20,11 @@ from netfabric.lab.walkthrough import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    with Lab.up(3, state_dir=str(tmp_path)) as lab:
+@pytest.fixture(params=["local"])
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """``local`` (fast failure detection) as the other multi-agent tests, and ``lan``, the
+    default of ``netfabric agent``: the kill -9 purge and the heal under the real timers."""
+    with Lab.up(3, state_dir=str(tmp_path), gossip_profile=request.param) as lab:
         yield lab
 
 
