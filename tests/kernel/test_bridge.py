@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from netfabric.errors import InUse
 from netfabric.lab.topology import Topology
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 from tests.conftest import HostsFactory
+from tests.kernel.ops import reconcile_ops
 
 
 def bridge_net(n: int, *, internal: bool = False, v6: bool = False) -> Network:
@@ -100,9 +102,14 @@ def test_reconcile_repairs_and_teardown_leaves_nothing(lab: Lab) -> None:
     ns = lab.h1.netns
     sh(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", NFT_TABLE])
     sh(["ip", "netns", "exec", ns, "nft", "flush", "ruleset"])
-    veth = [w for w in sh(["ip", "-n", ns, "-o", "link"]).split() if w.startswith("nfbv")]
-    sh(["ip", "-n", ns, "link", "del", veth[0].split("@")[0]])
-    assert lab.driver.reconcile() >= 2
+    veth = lab.driver.attach(a, e, sandbox_netns=s).host_ifname   # attach is idempotent
+    sh(["ip", "-n", ns, "link", "del", veth])
+    # Exactly the table and e's veth with what lived on its inner end; nothing rebuilt.
+    assert reconcile_ops(lab.driver) == sorted([
+        ("create", "link", None, veth),
+        ("create", "addr", s, "eth0", "172.21.0.2/16"),
+        ("create", "route", s, socket.AF_INET, "default"),
+        ("create", "nft", None, "inet", NFT_TABLE)], key=repr)
     assert ping(s, "172.21.0.3") and ping(s2, "172.21.0.2")
     assert ping(s, lab.topo.hosts[1].address)
     assert lab.driver.reconcile() == 0
