@@ -2,59 +2,91 @@
 
 Each ``_cmd_*`` parses nothing itself: argparse hands it a namespace, it calls
 :class:`netfabric.Client` and prints with :mod:`netfabric.cli.output`. Errors propagate as
-NetfabricError to ``main``, which prints one line.
+NetfabricError to ``main``, which prints one line and picks Docker's exit code.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import ipaddress
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from netfabric.api.types import to_wire
+from netfabric.api.types import ContainerInfo, NetworkInfo, NodeInfo
+from netfabric.cli.filters import (
+    CONTAINER_KEYS,
+    NETWORK_KEYS,
+    NODE_KEYS,
+    PREDEFINED,
+    parse_filters,
+    select,
+)
+from netfabric.cli.names import random_name
 from netfabric.cli.output import (
-    container_rows,
+    CONTAINERS,
+    NETWORKS,
+    NODES,
+    Listing,
     docker_container,
     docker_network,
-    network_rows,
-    node_rows,
-    render_template,
+    docker_node,
+    format_inspect,
+    format_list,
 )
 from netfabric.client import Client
-from netfabric.errors import InvalidArgument, NetfabricError, NotFound
+from netfabric.errors import AlreadyExists, InUse, InvalidArgument, NetfabricError, NotFound
 
-__all__ = ["add_commands"]
+__all__ = ["EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "EXIT_RUN_REFUSED", "add_commands",
+           "error_exit_code", "group", "verb_parser"]
 
-FORMAT_HELP = "output format: table (default) or json"
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
+"""``exec`` of a program that cannot run / is not found, as Docker and the shell say it."""
+
+EXIT_RUN_REFUSED = 125
+"""Docker's exit code when ``run`` is refused (by the CLI or the daemon)."""
+
+FORMAT_HELP = ("'table' (default), 'json' (one object per line), 'table TEMPLATE' or a Go "
+               "template, e.g. '{{.Name}}'")
 
 
 def _client(args: argparse.Namespace) -> Client:
     return Client(args.host)
 
 
-def _dump(data: Any) -> None:
-    print(json.dumps(to_wire(data), indent=2, sort_keys=False))
+def _emit(text: str) -> None:
+    if text:
+        print(text)
 
 
-def _list_out(args: argparse.Namespace, items: list[Any], render: Any) -> None:
-    if args.format == "json":
-        _dump(items)
-    elif getattr(args, "quiet", False):
-        for item in items:
-            print(getattr(item, "id", item))
-    else:
-        print(render(items))
+def _list(args: argparse.Namespace, listing: Listing, fetch: Callable[[], Sequence[Any]],
+          keys: dict[str, Any]) -> int:
+    filters = parse_filters(args.filter, keys)  # a bad filter is refused before any call
+    items = fetch()
+    items = select(items, filters, keys)
+    _emit(format_list(listing, items, args.format, quiet=args.quiet, trunc=not args.no_trunc))
+    return 0
 
 
 # -- cluster -----------------------------------------------------------------------------------
 
 def _cmd_info(args: argparse.Namespace) -> int:
     info = _client(args).info()
-    if args.format == "json":
-        _dump(info)
+    if args.format:
+        plain = {"ID": info.node_id, "Name": info.hostname,
+                 "Swarm": {"NodeID": info.node_id, "NodeAddr": info.advertise_addr,
+                           "LocalNodeState": "inactive" if str(info.role) == "standalone"
+                           else "active", "ControlAvailable": str(info.role) == "manager",
+                           "Cluster": {"ID": info.cluster_id}, "Nodes": info.nodes,
+                           "Managers": len(info.managers),
+                           "RemoteManagers": [{"Addr": m} for m in info.managers]},
+                 "Role": str(info.role), "Networks": info.networks,
+                 "Containers": info.containers, "ContainersRunning": info.containers,
+                 "ServerVersion": info.version}
+        _emit(format_inspect([plain], None if args.format == "table" else args.format))
         return 0
     print(f"Node ID:        {info.node_id}\nHostname:       {info.hostname}\n"
           f"Role:           {info.role}\nAdvertise addr: {info.advertise_addr or '-'}\n"
@@ -102,8 +134,44 @@ def _cmd_leave(args: argparse.Namespace) -> int:
 
 
 def _cmd_node_ls(args: argparse.Namespace) -> int:
-    _list_out(args, _client(args).nodes(), node_rows)
-    return 0
+    return _list(args, NODES, _client(args).nodes, NODE_KEYS)
+
+
+def _find_node(nodes: Sequence[NodeInfo], ref: str) -> NodeInfo:
+    if ref == "self":
+        found = [n for n in nodes if n.is_self]
+    else:
+        found = [n for n in nodes if n.id == ref or n.hostname == ref] or \
+                [n for n in nodes if n.id.startswith(ref)]
+    if len(found) > 1:
+        raise InvalidArgument(f"node {ref} is ambiguous ({len(found)} matches)")
+    if not found:
+        raise NotFound(f"No such node: {ref}")
+    return found[0]
+
+
+def _cmd_node_inspect(args: argparse.Namespace) -> int:
+    nodes = _client(args).nodes()
+
+    def one(ref: str) -> dict[str, Any]:
+        return docker_node(_find_node(nodes, ref))
+
+    if args.pretty:
+        return _inspect_many(args, lambda ref: _pretty_node(_find_node(nodes, ref)),
+                             pretty=True)
+    return _inspect_many(args, one)
+
+
+def _pretty_node(n: NodeInfo) -> dict[str, Any]:
+    lines = [f"ID:\t\t\t{n.id}", f"Hostname:\t\t{n.hostname}",
+             f"Status:\n State:\t\t\t{str(n.status).capitalize()}\n"
+             f" Availability:\t\t{str(n.availability).capitalize()}\n"
+             f" Address:\t\t{n.address}"]
+    if n.manager_status:
+        lines.append(f"Manager Status:\n Address:\t\t{n.address}:2377\n"
+                     f" Raft Status:\t\tReachable\n Leader:\t\t"
+                     f"{'Yes' if n.leader else 'No'}")
+    return {"text": "\n".join(lines)}
 
 
 def _cmd_node_update(args: argparse.Namespace) -> int:
@@ -114,46 +182,100 @@ def _cmd_node_update(args: argparse.Namespace) -> int:
 
 # -- networks ----------------------------------------------------------------------------------
 
-def _parse_opts(pairs: list[str]) -> dict[str, str]:
+def _parse_opts(pairs: list[str], what: str = "option") -> dict[str, str]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not key:
+            raise InvalidArgument(f"invalid {what} {pair!r}: expected KEY=VALUE")
+        if not sep and what == "option":
             raise InvalidArgument(f"invalid option {pair!r}: expected KEY=VALUE, e.g. mtu=1400")
         out[key] = value
     return out
 
 
+def _one_subnet(args: argparse.Namespace) -> str | None:
+    """The subnet of ``network create``; each value given is honoured or refused, never
+    dropped (a network here has one IPv4 subnet, and IPv6 comes from ``--ipv6``)."""
+    subnets: list[str] = args.subnet
+    for s in subnets:
+        try:
+            net = ipaddress.ip_network(s, strict=False)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid subnet {s!r}: {exc}") from exc
+        if net.version == 6:
+            raise InvalidArgument(
+                f"IPv6 subnet {s} refused: a network here has one IPv4 subnet, and --ipv6 "
+                "gives its endpoints IPv6 addresses from a prefix the network derives")
+    if len(subnets) > 1:
+        raise InvalidArgument(
+            f"several subnets refused ({', '.join(subnets)}): a network here has one "
+            "--subnet; create one network per subnet")
+    for flag in ("gateway", "ip_range"):
+        if len(getattr(args, flag)) > 1:
+            raise InvalidArgument(f"--{flag.replace('_', '-')} given "
+                                  f"{len(getattr(args, flag))} times: one per network")
+    return subnets[0] if subnets else None
+
+
 def _cmd_network_create(args: argparse.Namespace) -> int:
+    subnet = _one_subnet(args)
+    labels = _parse_opts(args.label, "label")
+    if labels:
+        raise InvalidArgument("--label is not supported by this agent yet")
     net = _client(args).create_network(
-        args.name, driver=args.driver, attachable=args.attachable, subnet=args.subnet,
-        gateway=args.gateway, ip_range=args.ip_range, ipv6=args.ipv6, internal=args.internal,
-        options=_parse_opts(args.opt))
+        args.name, driver=args.driver, attachable=args.attachable, subnet=subnet,
+        gateway=args.gateway[0] if args.gateway else None,
+        ip_range=args.ip_range[0] if args.ip_range else None, ipv6=args.ipv6,
+        internal=args.internal, options=_parse_opts(args.opt))
     print(net.id)
     return 0
 
 
 def _cmd_network_ls(args: argparse.Namespace) -> int:
-    _list_out(args, _client(args).networks(), network_rows)
-    return 0
+    return _list(args, NETWORKS, _client(args).networks, NETWORK_KEYS)
+
+
+def _inspect_many(args: argparse.Namespace, find: Callable[[str], dict[str, Any]], *,
+                  pretty: bool = False) -> int:
+    """Docker's inspect: the objects found are printed, each missing one is an error line,
+    and the exit is 1 if any was missing."""
+    objs: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for name in args.names:
+        try:
+            objs.append(find(name))
+        except NotFound as exc:
+            errors.append(str(exc))
+    if pretty:
+        _emit("\n\n".join(o["text"] for o in objs))
+    elif objs or not errors:
+        _emit(format_inspect(objs, args.template))
+    for err in errors:
+        print(f"Error: {err}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _network_obj(client: Client, name: str) -> dict[str, Any]:
+    try:
+        return docker_network(client.inspect_network(name))
+    except NotFound as exc:
+        raise NotFound(f"No such network: {name}") from exc
+
+
+def _container_obj(client: Client, name: str) -> dict[str, Any]:
+    try:
+        return docker_container(client.inspect_container(name))
+    except NotFound as exc:
+        raise NotFound(f"No such container: {name}") from exc
 
 
 def _cmd_network_inspect(args: argparse.Namespace) -> int:
     client = _client(args)
-    objs = [docker_network(client.inspect_network(name)) for name in args.names]
-    return _print_objects(args, objs)
+    return _inspect_many(args, lambda name: _network_obj(client, name))
 
 
-def _print_objects(args: argparse.Namespace, objs: list[dict[str, Any]]) -> int:
-    if args.template:
-        for obj in objs:
-            print(render_template(args.template, obj))
-    else:
-        print(json.dumps(objs, indent=4))
-    return 0
-
-
-def _each(args: argparse.Namespace, names: list[str], fn: Any) -> int:
+def _each(names: list[str], fn: Callable[[str], Any]) -> int:
     rc = 0
     for name in names:
         try:
@@ -167,7 +289,44 @@ def _each(args: argparse.Namespace, names: list[str], fn: Any) -> int:
 
 def _cmd_network_rm(args: argparse.Namespace) -> int:
     client = _client(args)
-    return _each(args, args.names, client.remove_network)
+    return _each(args.names, client.remove_network)
+
+
+PRUNE_WARNING = ("WARNING! This will remove all custom networks not used by at least one "
+                 "container.\nAre you sure you want to continue? [y/N] ")
+
+
+def _confirm(prompt: str) -> bool:
+    print(prompt, end="", flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def prunable(nets: Sequence[NetworkInfo]) -> list[NetworkInfo]:
+    """Networks ``network prune`` may remove: custom ones with no endpoint this host sees
+    (the agent still refuses one that is in use elsewhere in the cluster)."""
+    return [n for n in nets
+            if not (n.name in PREDEFINED and n.scope == "local") and not n.endpoints]
+
+
+def _cmd_network_prune(args: argparse.Namespace) -> int:
+    if not args.force and not _confirm(PRUNE_WARNING):
+        return 0
+    client = _client(args)
+    keys = parse_filters(args.filter, NETWORK_KEYS)
+    removed = []
+    for net in select(prunable(client.networks()), keys, NETWORK_KEYS):
+        try:
+            client.remove_network(net.id)
+        except (InUse, NotFound):
+            continue  # in use on another host, or removed meanwhile
+        removed.append(net.name)
+    if removed:
+        print("Deleted Networks:\n" + "\n".join(removed) + "\n")
+    return 0
 
 
 def _cmd_network_connect(args: argparse.Namespace) -> int:
@@ -182,35 +341,76 @@ def _cmd_network_disconnect(args: argparse.Namespace) -> int:
 
 # -- containers --------------------------------------------------------------------------------
 
+GENERATED_NAME_TRIES = 5
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if not args.detach:
         raise InvalidArgument("sandboxes have no process to attach to: use -d/--detach")
-    con = _client(args).run(args.name, network=args.network, aliases=args.alias, ip=args.ip)
+    networks: list[str] = args.network or []
+    if args.ip and len(networks) > 1:
+        raise InvalidArgument("--ip applies to one network: give it with `network connect "
+                              "--ip` for the others")
+    if args.hostname or args.label:
+        raise InvalidArgument("--hostname and --label are not supported by this agent yet")
+    aliases = [*args.alias]
+    client = _client(args)
+    first = networks[0] if networks else None
+    con: ContainerInfo | None = None
+    if args.name:
+        con = client.run(args.name, network=first, aliases=aliases, ip=args.ip)
+    else:
+        for attempt in range(GENERATED_NAME_TRIES):
+            try:
+                con = client.run(random_name(retry=attempt), network=first, aliases=aliases,
+                                 ip=args.ip)
+                break
+            except AlreadyExists:
+                continue
+        if con is None:
+            raise AlreadyExists("no free generated name: give one with --name")
+    try:
+        for net in networks[1:]:
+            client.connect(net, con.name, aliases=aliases)
+    except NetfabricError:
+        client.remove_container(con.name, force=True)  # nothing half-made
+        raise
     print(con.id)
     return 0
 
 
+def error_exit_code(args: argparse.Namespace) -> int:
+    """Docker's exit code for a NetfabricError out of this verb: 125 for ``run``, else 1."""
+    return EXIT_RUN_REFUSED if getattr(args, "func", None) is _cmd_run else 1
+
+
 def _cmd_rm(args: argparse.Namespace) -> int:
     client = _client(args)
-    return _each(args, args.names, lambda n: client.remove_container(n, force=args.force))
+    return _each(args.names, lambda n: client.remove_container(n, force=args.force))
 
 
 def _cmd_ps(args: argparse.Namespace) -> int:
-    _list_out(args, _client(args).containers(), container_rows)
-    return 0
+    return _list(args, CONTAINERS, _client(args).containers, CONTAINER_KEYS)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     client = _client(args)
-    objs = []
-    for name in args.names:
+
+    def find(name: str) -> dict[str, Any]:
+        if args.type == "container":
+            return _container_obj(client, name)
+        if args.type == "network":
+            return _network_obj(client, name)
         try:
-            objs.append(docker_container(client.inspect_container(name)))
+            return docker_container(client.inspect_container(name))
         except NotFound:
-            if args.type == "container":
-                raise
-            objs.append(docker_network(client.inspect_network(name)))
-    return _print_objects(args, objs)
+            pass
+        try:
+            return docker_network(client.inspect_network(name))
+        except NotFound:
+            raise NotFound(f"No such object: {name}") from None
+
+    return _inspect_many(args, find)
 
 
 def _cmd_container_inspect(args: argparse.Namespace) -> int:
@@ -225,8 +425,11 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise InvalidArgument("exec needs a command, e.g. netfabric exec web1 ping -c1 db1")
-    if shutil.which(argv[0]) is None:
-        raise NotFound(f"exec: {argv[0]!r}: executable file not found in $PATH")
+    path = shutil.which(argv[0])
+    if path is None:
+        print(f'Error: exec: "{argv[0]}": executable file not found in $PATH',
+              file=sys.stderr)
+        return EXIT_NOT_FOUND
     sys.stdout.flush()
     if con.netns_path == f"/run/netns/{con.netns}":
         cmd = ["ip", "netns", "exec", con.netns, *argv]
@@ -235,7 +438,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     try:
         os.execvp(cmd[0], cmd)
     except OSError as exc:
-        raise NetfabricError(f"exec {argv[0]}: {exc.strerror or exc}") from exc
+        print(f"Error: exec {argv[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CANNOT_INVOKE
     return 0  # pragma: no cover
 
 
@@ -247,10 +451,44 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
 # -- the parser --------------------------------------------------------------------------------
 
-def _fmt(p: argparse.ArgumentParser, *, quiet: bool = True) -> None:
-    p.add_argument("--format", choices=["table", "json"], default="table", help=FORMAT_HELP)
-    if quiet:
-        p.add_argument("-q", "--quiet", action="store_true", help="only print IDs")
+def verb_parser(sub: Any, name: str, summary: str, *, examples: Sequence[str] = (),
+                description: str | None = None, short_h: bool = False
+                ) -> argparse.ArgumentParser:
+    """A verb's parser: ``summary`` in the parent's list, the description and one or two
+    examples in its own ``--help``."""
+    epilog = None
+    if examples:
+        epilog = "Examples:\n" + "\n".join(f"  {e}" for e in examples)
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=description or summary[0].upper() + summary[1:] + ".",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=not short_h)
+    if short_h:  # -h is a flag of the verb (Docker's `run -h HOSTNAME`): only --help helps
+        p.add_argument("--help", action="help", help="show this help message and exit")
+    return p
+
+
+def _help_of(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def show(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 0
+    return show
+
+
+def group(sub: Any, name: str, summary: str, dest: str) -> tuple[argparse.ArgumentParser, Any]:
+    """A verb with verbs under it (``network``, ``node``...): alone it prints its help."""
+    p = verb_parser(sub, name, summary)
+    p.set_defaults(func=_help_of(p))
+    return p, p.add_subparsers(dest=dest, metavar="COMMAND")
+
+
+def _ls_flags(p: argparse.ArgumentParser, *, filters: str) -> None:
+    p.add_argument("--format", default=None, metavar="FORMAT", help=FORMAT_HELP)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="only print IDs (wins over --format)")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate IDs")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"only list what matches, e.g. {filters} (repeatable)")
 
 
 def _network_create_args(p: argparse.ArgumentParser) -> None:
@@ -258,144 +496,216 @@ def _network_create_args(p: argparse.ArgumentParser) -> None:
                    help="bridge (one host, default) or overlay (the whole cluster; managers)")
     p.add_argument("--attachable", action="store_true",
                    help="overlay: allow `container run`/`network connect` to use it")
-    p.add_argument("--subnet", help="subnet in CIDR form, e.g. 10.10.0.0/24 (default: next "
-                   "free from the pool)")
-    p.add_argument("--gateway", help="gateway address inside --subnet (default: first)")
-    p.add_argument("--ip-range", help="sub-range of --subnet for dynamic addresses")
+    p.add_argument("--subnet", action="append", default=[], metavar="CIDR",
+                   help="IPv4 subnet, e.g. 10.10.0.0/24 (default: next free from the pool)")
+    p.add_argument("--gateway", action="append", default=[], metavar="IP",
+                   help="gateway address inside --subnet (default: its first address)")
+    p.add_argument("--ip-range", action="append", default=[], metavar="CIDR",
+                   help="sub-range of --subnet for dynamic addresses")
     p.add_argument("--ipv6", action="store_true", help="also give endpoints an IPv6 address")
     p.add_argument("--internal", action="store_true", help="no egress to outside the network")
     p.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="driver option, e.g. mtu=1400")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata on the network (repeatable)")
+    p.add_argument("name", metavar="NAME", help="the network's name")
     p.set_defaults(func=_cmd_network_create)
+
+
+CREATE_EXAMPLES = ("netfabric network create -d overlay --attachable myoverlay",
+                   "netfabric network create --subnet 10.10.0.0/24 --gateway 10.10.0.1 br1")
+RUN_EXAMPLES = ("netfabric run -d --network myoverlay --name web1 --network-alias web",
+                "netfabric run -d --network ov1 --network br1 --name twonet")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--detach", action="store_true",
                    help="run in the background (the only mode: a sandbox has no process)")
-    p.add_argument("--network", help="network to connect to (default: the host's bridge)")
-    p.add_argument("--name", required=True, help="container name (its DNS name)")
-    p.add_argument("--alias", action="append", default=[], help="extra DNS name on the network")
-    p.add_argument("--ip", help="a specific IPv4 address on the network")
+    p.add_argument("--network", "--net", action="append", default=[], metavar="NETWORK",
+                   help="network to connect to; repeat for several (default: the host's "
+                        "bridge)")
+    p.add_argument("--name", default=None,
+                   help="container name, also its DNS name (default: a generated one)")
+    p.add_argument("--network-alias", "--alias", dest="alias", action="append", default=[],
+                   metavar="ALIAS", help="extra DNS name on its networks (repeatable)")
+    p.add_argument("--ip", help="a specific IPv4 address on the (one) network")
+    p.add_argument("-h", "--hostname", default=None,
+                   help="the container's host name (default: its short ID)")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata on the container (repeatable)")
     p.set_defaults(func=_cmd_run)
 
 
 def _inspect_args(p: argparse.ArgumentParser, *, what: str) -> None:
     p.add_argument("-f", "--format", dest="template", default=None, metavar="TEMPLATE",
-                   help="Go-style template, e.g. '{{.NetworkSettings.Networks}}'")
-    p.add_argument("names", nargs="+", metavar=what)
+                   help="'json' (one object per line) or a Go template, e.g. "
+                        "'{{range .IPAM.Config}}{{.Subnet}}{{end}}'")
+    p.add_argument("names", nargs="+", metavar=what, help=f"{what.lower()} names or IDs")
 
 
 def add_commands(sub: Any) -> None:
     """Add every agent-facing command to the top-level subparsers."""
-    p = sub.add_parser("info", help="show this node and how it sees the cluster")
-    _fmt(p, quiet=False)
+    p = verb_parser(sub, "info", "show this node and how it sees the cluster",
+                    examples=["netfabric info", "netfabric info --format '{{.Swarm.NodeID}}'"])
+    p.add_argument("--format", default=None, metavar="FORMAT",
+                   help="'json' or a Go template over Docker's info fields")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("init", help="make this node the first manager of a new cluster",
-                       description="Create a cluster with this node as its manager and print "
-                       "the command that joins workers to it.")
+    p = verb_parser(sub, "init", "make this node the first manager of a new cluster",
+                    description="Create a cluster with this node as its manager and print "
+                    "the command that joins workers to it.",
+                    examples=["netfabric init --advertise-addr 198.51.100.1"])
     p.add_argument("--advertise-addr", required=True, metavar="IP",
                    help="address other nodes reach this manager at")
     p.add_argument("--listen-addr", metavar="IP:PORT",
                    help="where the cluster endpoint listens (default ADVERTISE-ADDR:2377)")
     p.set_defaults(func=_cmd_init)
 
-    p = sub.add_parser("join", help="join a cluster as a worker or manager",
-                       description="Join the cluster a manager at ADDR runs, with a token "
-                       "from `netfabric join-token worker` on that manager.")
+    p = verb_parser(sub, "join", "join a cluster as a worker or manager",
+                    description="Join the cluster a manager at ADDR runs, with a token "
+                    "from `netfabric join-token worker` on that manager.",
+                    examples=["netfabric join --token SWMTKN-1-... 198.51.100.1:2377"])
     p.add_argument("--token", required=True, help="SWMTKN-1-... token from a manager")
     p.add_argument("remote", metavar="ADDR[:PORT]", help="a manager (port 2377 by default)")
     p.set_defaults(func=_cmd_join)
 
-    p = sub.add_parser("join-token", help="print (or rotate) a join token (managers)")
-    p.add_argument("role", choices=["worker", "manager"])
+    p = verb_parser(sub, "join-token", "print (or rotate) a join token (managers)",
+                    examples=["netfabric join-token worker",
+                              "netfabric join-token -q --rotate manager"])
+    p.add_argument("role", choices=["worker", "manager"], help="which token")
     p.add_argument("-q", "--quiet", action="store_true", help="only print the token")
     p.add_argument("--rotate", action="store_true",
                    help="replace the token: the old one is refused from now on")
     p.set_defaults(func=_cmd_join_token)
 
-    p = sub.add_parser("leave", help="leave the cluster")
+    p = verb_parser(sub, "leave", "leave the cluster",
+                    examples=["netfabric leave", "netfabric leave --force   # a manager"])
     p.add_argument("-f", "--force", action="store_true", help="leave even as a manager")
     p.set_defaults(func=_cmd_leave)
 
-    node = sub.add_parser("node", help="cluster nodes (managers)")
-    nsub = node.add_subparsers(dest="node_command", metavar="COMMAND")
-    nsub.required = True
-    p = nsub.add_parser("ls", help="list nodes: * marks this one")
-    _fmt(p)
+    _, nsub = group(sub, "node", "cluster nodes (managers)", "node_command")
+    p = verb_parser(nsub, "ls", "list nodes: * marks this one",
+                    examples=["netfabric node ls", "netfabric node ls --format "
+                              "'{{.Hostname}}: {{.Status}}' --filter role=manager"])
+    _ls_flags(p, filters="role=manager, name=node2, id=ID")
     p.set_defaults(func=_cmd_node_ls)
-    p = nsub.add_parser("update", help="change a node's availability")
-    p.add_argument("--availability", required=True, choices=["active", "pause", "drain"])
+    p = verb_parser(nsub, "inspect", "show nodes as JSON (or -f TEMPLATE)",
+                    examples=["netfabric node inspect self",
+                              "netfabric node inspect -f '{{.Status.State}}' node2"])
+    _inspect_args(p, what="NODE")
+    p.add_argument("--pretty", action="store_true", help="human-friendly text, not JSON")
+    p.set_defaults(func=_cmd_node_inspect)
+    p = verb_parser(nsub, "update", "change a node's availability",
+                    examples=["netfabric node update --availability drain node2"])
+    p.add_argument("--availability", required=True, choices=["active", "pause", "drain"],
+                   help="active: takes new work; pause: keeps what it has; drain: none")
     p.add_argument("node", metavar="NODE", help="node ID or hostname")
     p.set_defaults(func=_cmd_node_update)
 
-    net = sub.add_parser("network", help="networks: create, ls, inspect, rm, connect, "
-                         "disconnect")
-    netsub = net.add_subparsers(dest="network_command", metavar="COMMAND")
-    netsub.required = True
-    _network_create_args(netsub.add_parser("create", help="create a network"))
-    p = netsub.add_parser("ls", help="list networks")
-    _fmt(p)
+    _, netsub = group(sub, "network", "networks: create, ls, inspect, rm, prune, connect, "
+                      "disconnect", "network_command")
+    _network_create_args(verb_parser(netsub, "create", "create a network",
+                                     examples=CREATE_EXAMPLES))
+    p = verb_parser(netsub, "ls", "list networks",
+                    examples=["netfabric network ls --filter driver=overlay",
+                              "netfabric network ls --format 'table {{.Name}}\\t{{.Scope}}'"])
+    _ls_flags(p, filters="driver=overlay, name=web, label=env, scope=swarm, type=custom")
     p.set_defaults(func=_cmd_network_ls)
-    p = netsub.add_parser("inspect", help="show networks as JSON")
+    p = verb_parser(netsub, "inspect", "show networks as JSON (or -f TEMPLATE)",
+                    examples=["netfabric network inspect myoverlay",
+                              "netfabric network inspect -f "
+                              "'{{range .IPAM.Config}}{{.Subnet}}{{end}}' myoverlay"])
     _inspect_args(p, what="NETWORK")
     p.set_defaults(func=_cmd_network_inspect)
-    p = netsub.add_parser("rm", help="remove networks (refused while endpoints are attached)")
-    p.add_argument("names", nargs="+", metavar="NETWORK")
+    p = verb_parser(netsub, "rm", "remove networks (refused while endpoints are attached)",
+                    examples=["netfabric network rm br1 myoverlay"])
+    p.add_argument("names", nargs="+", metavar="NETWORK", help="network names or IDs")
     p.set_defaults(func=_cmd_network_rm)
-    p = netsub.add_parser("connect", help="connect a container to a network")
-    p.add_argument("--alias", action="append", default=[], help="extra DNS name")
+    p = verb_parser(netsub, "prune", "remove every custom network no container uses",
+                    examples=["netfabric network prune -f",
+                              "netfabric network prune -f --filter driver=bridge"])
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="only prune what matches, e.g. label=env=test")
+    p.set_defaults(func=_cmd_network_prune)
+    p = verb_parser(netsub, "connect", "connect a container to a network",
+                    examples=["netfabric network connect --alias db myoverlay web1"])
+    p.add_argument("--alias", action="append", default=[], help="extra DNS name (repeatable)")
     p.add_argument("--ip", help="a specific IPv4 address")
-    p.add_argument("network", metavar="NETWORK")
-    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("network", metavar="NETWORK", help="network name or ID")
+    p.add_argument("container", metavar="CONTAINER", help="container name or ID")
     p.set_defaults(func=_cmd_network_connect)
-    p = netsub.add_parser("disconnect", help="disconnect a container from a network")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("network", metavar="NETWORK")
-    p.add_argument("container", metavar="CONTAINER")
+    p = verb_parser(netsub, "disconnect", "disconnect a container from a network",
+                    examples=["netfabric network disconnect myoverlay web1"])
+    p.add_argument("-f", "--force", action="store_true",
+                   help="accepted for Docker parity (disconnect never waits)")
+    p.add_argument("network", metavar="NETWORK", help="network name or ID")
+    p.add_argument("container", metavar="CONTAINER", help="container name or ID")
     p.set_defaults(func=_cmd_network_disconnect)
-    _network_create_args(sub.add_parser("create", help="shortcut for `network create`"))
+    _network_create_args(verb_parser(sub, "create", "shortcut for `network create`",
+                                     examples=CREATE_EXAMPLES))
 
-    con = sub.add_parser("container", help="containers (sandboxes): run, rm, ls, inspect")
-    csub = con.add_subparsers(dest="container_command", metavar="COMMAND")
-    csub.required = True
-    _run_args(csub.add_parser("run", help="create a sandbox (a netns) on a network"))
-    p = csub.add_parser("rm", help="remove containers and their endpoints")
-    p.add_argument("-f", "--force", action="store_true", help="accepted for Docker parity")
-    p.add_argument("names", nargs="+", metavar="CONTAINER")
-    p.set_defaults(func=_cmd_rm)
-    p = csub.add_parser("ls", help="list containers")
-    _fmt(p)
-    p.set_defaults(func=_cmd_ps)
-    p = csub.add_parser("inspect", help="show containers as JSON (or -f TEMPLATE)")
+    _, csub = group(sub, "container", "containers (sandboxes): run, rm, ls, inspect",
+                    "container_command")
+    _run_args(verb_parser(csub, "run", "create a sandbox (a netns) on networks",
+                          examples=RUN_EXAMPLES, short_h=True))
+    _rm_args(verb_parser(csub, "rm", "remove containers and their endpoints",
+                         examples=["netfabric container rm web1 web2"]))
+    _ps_args(verb_parser(csub, "ls", "list containers", examples=_PS_EXAMPLES))
+    p = verb_parser(csub, "inspect", "show containers as JSON (or -f TEMPLATE)",
+                    examples=_INSPECT_EXAMPLES)
     _inspect_args(p, what="CONTAINER")
     p.set_defaults(func=_cmd_container_inspect)
 
-    _run_args(sub.add_parser("run", help="shortcut for `container run`"))
-    p = sub.add_parser("rm", help="shortcut for `container rm`")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("names", nargs="+", metavar="CONTAINER")
-    p.set_defaults(func=_cmd_rm)
-    p = sub.add_parser("ps", help="shortcut for `container ls`")
-    _fmt(p)
-    p.set_defaults(func=_cmd_ps)
-    p = sub.add_parser("inspect", help="show containers or networks as JSON (or -f TEMPLATE)")
-    p.add_argument("--type", choices=["container", "network"], default=None)
+    _run_args(verb_parser(sub, "run", "shortcut for `container run`", examples=RUN_EXAMPLES,
+                          short_h=True))
+    _rm_args(verb_parser(sub, "rm", "shortcut for `container rm`",
+                         examples=["netfabric rm web1"]))
+    _ps_args(verb_parser(sub, "ps", "shortcut for `container ls`", examples=_PS_EXAMPLES))
+    p = verb_parser(sub, "inspect", "show containers or networks as JSON (or -f TEMPLATE)",
+                    examples=_INSPECT_EXAMPLES)
+    p.add_argument("--type", choices=["container", "network"], default=None,
+                   help="only look for this kind of object")
     _inspect_args(p, what="NAME")
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("exec", help="run a host program inside a container's netns",
-                       description="Run CMD inside the container's network namespace, with "
-                       "its resolv.conf (so names resolve through the embedded DNS).")
-    p.add_argument("name", metavar="CONTAINER")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD...")
+    p = verb_parser(sub, "exec", "run a host program inside a container's netns",
+                    description="Run CMD inside the container's network namespace, with "
+                    "its resolv.conf (so names resolve through the embedded DNS). Exit 127 "
+                    "if CMD is not found, 126 if it cannot run.",
+                    examples=["netfabric exec web1 ping -c1 db1",
+                              "netfabric exec web1 -- getent hosts web"])
+    p.add_argument("name", metavar="CONTAINER", help="container name or ID")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD...",
+                   help="the program and its arguments")
     p.set_defaults(func=_cmd_exec)
 
     from netfabric.agent.daemon import add_argument_flags
 
-    p = sub.add_parser("agent", help="run the agent daemon (one per host netns)",
-                       description="Run the netfabric agent in the current network namespace. "
-                       "It serves the local API on --socket until SIGTERM.")
+    p = verb_parser(sub, "agent", "run the agent daemon (one per host netns)",
+                    description="Run the netfabric agent in the current network namespace. "
+                    "It serves the local API on --socket until SIGTERM.",
+                    examples=["netfabric agent --data-dir /var/lib/netfabric "
+                              "--advertise-addr 198.51.100.1"])
     add_argument_flags(p)
     p.set_defaults(func=_cmd_agent)
+
+
+_PS_EXAMPLES = ("netfabric ps --filter network=myoverlay --format '{{.Names}}'",
+                "netfabric ps -q --no-trunc")
+_INSPECT_EXAMPLES = (
+    "netfabric inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' web1",
+    "netfabric inspect --type network -f '{{json .IPAM.Config}}' myoverlay")
+
+
+def _rm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="accepted for Docker parity")
+    p.add_argument("names", nargs="+", metavar="CONTAINER", help="container names or IDs")
+    p.set_defaults(func=_cmd_rm)
+
+
+def _ps_args(p: argparse.ArgumentParser) -> None:
+    _ls_flags(p, filters="name=web, network=myoverlay, label=env, node=node2")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="accepted for Docker parity: every sandbox is running")
+    p.set_defaults(func=_cmd_ps)

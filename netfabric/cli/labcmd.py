@@ -5,16 +5,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import sysconfig
 from typing import Any
 
-from netfabric.errors import InvalidArgument
+from netfabric.cli.commands import verb_parser
+from netfabric.errors import InvalidArgument, LabError
 
 __all__ = ["add_lab_commands"]
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
-    from netfabric.lab.cluster import Lab
+def labs_up(state_dir: str) -> list[str]:
+    """The prefixes of the labs whose state files are in ``state_dir``."""
+    try:
+        return sorted(f[:-5] for f in os.listdir(state_dir) if f.endswith(".json"))
+    except FileNotFoundError:
+        return []
 
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from netfabric.lab.cluster import Lab, lab_dir
+
+    running = labs_up(lab_dir())
+    if running and not args.another:
+        raise LabError(f"lab {', '.join(running)} is already up: use it (netfabric lab exec "
+                       "node1 -- ...), remove it (netfabric lab down), or start a second one "
+                       "with --another and then name it with --prefix")
     lab = Lab.up(args.hosts, mtu=args.mtu)
     if args.join:
         from netfabric.lab.walkthrough import form_cluster
@@ -51,8 +66,18 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     cmd = lab.exec_argv(agent, argv)
     sys.stdout.flush()
     os.environ["NETFABRIC_HOST"] = agent.url
+    os.environ["PATH"] = with_netfabric_on_path(os.environ.get("PATH", ""))
     os.execvp(cmd[0], cmd)
     return 0  # pragma: no cover
+
+
+def with_netfabric_on_path(path: str) -> str:
+    """``path`` with the directory of this netfabric's ``netfabric`` script first, so that
+    `lab exec node1 -- sh -c 'netfabric ...'` runs the same netfabric as the direct form."""
+    scripts = sysconfig.get_path("scripts")
+    if not os.path.exists(os.path.join(scripts, "netfabric")):
+        return path
+    return scripts + (os.pathsep + path if path else "")
 
 
 def _cmd_walkthrough(args: argparse.Namespace) -> int:
@@ -62,32 +87,39 @@ def _cmd_walkthrough(args: argparse.Namespace) -> int:
 
 
 def add_lab_commands(labsub: Any) -> None:
-    p = labsub.add_parser("up", help="build N simulated hosts and start an agent on each",
-                          description="Build N hosts (netns on one switch, underlay "
-                          "198.51.100.0/24) and start one netfabric agent in each. The lab "
-                          "stays up until `netfabric lab down`.")
+    p = verb_parser(labsub, "up", "build N simulated hosts and start an agent on each",
+                    examples=["netfabric lab up --hosts 3 --join"],
+                    description="Build N hosts (netns on one switch, underlay "
+                    "198.51.100.0/24) and start one netfabric agent in each. The lab "
+                    "stays up until `netfabric lab down`.")
     p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
     p.add_argument("--join", action="store_true",
                    help="also init a cluster on node1 and join the others as workers")
+    p.add_argument("--another", action="store_true",
+                   help="start a lab even though one is up (then name each with --prefix)")
     p.set_defaults(func=_cmd_up)
-    p = labsub.add_parser("down", help="stop the agents and remove every trace of the lab")
+    p = verb_parser(labsub, "down", "stop the agents and remove every trace of the lab",
+                    examples=["netfabric lab down", "netfabric lab down nf3a9f1c"])
     p.add_argument("prefix", nargs="?", help="which lab (needed only when several are up)")
     p.set_defaults(func=_cmd_down)
-    p = labsub.add_parser("exec", help="run a command on a host, against its agent",
-                          description="Run CMD inside host HOSTNAME's netns with "
-                          "NETFABRIC_HOST set to its agent, e.g. "
-                          "`netfabric lab exec node2 -- netfabric network ls`.")
+    p = verb_parser(labsub, "exec", "run a command on a host, against its agent",
+                    examples=["netfabric lab exec node1 -- netfabric node ls",
+                              "netfabric lab exec node2 -- sh -c 'netfabric ps -q | wc -l'"],
+                    description="Run CMD inside host HOSTNAME's netns with "
+                    "NETFABRIC_HOST set to its agent and this netfabric first on PATH.")
     p.add_argument("--prefix", default=None, help="which lab (when several are up)")
     p.add_argument("hostname", metavar="HOSTNAME", help="node1, node2, ... (or h1, h2, ...)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
+                   help="the command; `netfabric` in it (or on PATH) is this netfabric")
     p.set_defaults(func=_cmd_exec)
-    p = labsub.add_parser("walkthrough",
-                          help="replay the seed lab's networking on 3 hosts, step by step",
-                          description="Build 3 hosts and replay the Docker Swarm lab's "
-                          "network steps: init/join, bridge isolation and DNS, an overlay "
-                          "across hosts, a node failure healing. Each command is printed "
-                          "with its output; the lab is removed at the end.")
+    p = verb_parser(labsub, "walkthrough",
+                    "replay the seed lab's networking on 3 hosts, step by step",
+                    examples=["netfabric lab walkthrough", "netfabric lab walkthrough --keep"],
+                    description="Build 3 hosts and replay the Docker Swarm lab's "
+                    "network steps: init/join, bridge isolation and DNS, an overlay "
+                    "across hosts, a node failure healing. Each command is printed "
+                    "with its output; the lab is removed at the end.")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
     p.set_defaults(func=_cmd_walkthrough)

@@ -1,23 +1,47 @@
 """Entry point of the `netfabric` command.
 
-Every NetfabricError becomes one line on stderr and exit code 1 (2 for bad arguments);
-no traceback reaches a user. The agent is reached at ``-H unix://PATH`` or
-``$NETFABRIC_HOST``.
+Every NetfabricError becomes one line on stderr; no traceback reaches a user. Exit codes are
+Docker's, one rule for every verb: 125 for a flag error and for any refusal of ``run``,
+126/127 for ``exec`` of a program that cannot run / is not found, 1 for every other error.
+Output to a closed pipe ends quietly (exit 141, as a program killed by SIGPIPE). The agent is
+reached at ``-H unix://PATH`` or ``$NETFABRIC_HOST``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import typing
 from collections.abc import Sequence
 
 from netfabric import __version__
-from netfabric.cli.commands import add_commands
+from netfabric.cli.commands import add_commands, error_exit_code, group, verb_parser
 from netfabric.cli.labcmd import add_lab_commands
-from netfabric.errors import InvalidArgument, NetfabricError
+from netfabric.errors import NetfabricError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_FLAG_ERROR", "EXIT_PIPE", "Parser", "build_parser", "main"]
+
+EXIT_FLAG_ERROR = 125
+"""A flag Docker's CLI does not understand, or a refusal of ``run`` (Docker's 125)."""
+EXIT_PIPE = 128 + signal.SIGPIPE
+
+
+class FlagError(Exception):
+    """argparse refused the command line; ``main`` prints it Docker's way."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with Docker's flag errors: the message, a pointer to ``--help``, exit 125."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise FlagError(message, self.prog)
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -52,7 +76,7 @@ def _cmd_lab_hosts(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="netfabric",
         description="Overlay network fabric for containers: networks, sandboxes, DNS, cluster.",
         epilog="Start with `netfabric lab walkthrough` (the seed lab on 3 simulated hosts), or "
@@ -62,19 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-H", "--host", default=None, metavar="unix://PATH",
                         help="agent socket (default: $NETFABRIC_HOST, then "
                              "unix:///run/netfabric/agent.sock)")
+    parser.add_argument("-v", "--version", action="version",
+                        version=f"netfabric version {__version__}",
+                        help="print the version and exit")
+    parser.set_defaults(func=lambda args: _print_help(parser))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
 
-    p = sub.add_parser("version", help="print the version")
+    p = verb_parser(sub, "version", "print the version", examples=["netfabric version"])
     p.set_defaults(func=_cmd_version)
 
-    lab = sub.add_parser("lab", help="simulated hosts (network namespaces) on this machine")
-    labsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
-    labsub.required = True
-    p = labsub.add_parser("clean", help="remove every netfabric netns (or those with PREFIX)")
+    _, labsub = group(sub, "lab", "simulated hosts (network namespaces) on this machine",
+                      "lab_command")
+    p = verb_parser(labsub, "clean", "remove every netfabric netns (or those with PREFIX)",
+                    examples=["netfabric lab clean nf3a9f1c"])
     p.add_argument("prefix", nargs="?", help="name prefix, e.g. nf3a9f1c (default: all of ours)")
     p.set_defaults(func=_cmd_lab_clean)
-    p = labsub.add_parser("ping", help="build N hosts, ping each pair over the underlay, remove")
+    p = verb_parser(labsub, "ping", "build N hosts, ping each pair over the underlay, remove",
+                    examples=["netfabric lab ping --hosts 2"])
     p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
     p.add_argument("--prefix", help="netns name prefix, 'nf' + up to 7 chars (default: random)")
@@ -84,21 +112,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 0
+
+
+def _verb_prog(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    """The ``prog`` of the deepest verb named in ``argv`` (``netfabric network ls``)."""
+    for word in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs and word in subs[0].choices:
+            parser = subs[0].choices[word]
+    return parser.prog
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's last flush is silent."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except FlagError as exc:
+        message, prog = str(exc), exc.prog
+        if message.startswith("unrecognized arguments: "):
+            message = "unknown flag: " + message.split(": ", 1)[1]
+            prog = _verb_prog(parser, sys.argv[1:] if argv is None else list(argv))
+        print(f"{message}\nSee '{prog} --help'.", file=sys.stderr)
+        return EXIT_FLAG_ERROR
     if args.command == "lab":
         from netfabric.lab.topology import exit_on_sigterm
 
         exit_on_sigterm()  # a stopped lab command still removes what it built
     try:
         rc: int = args.func(args)
-    except InvalidArgument as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
     except NetfabricError as exc:
         print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return error_exit_code(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,32 +1,44 @@
-"""How the CLI prints: Docker-like tables, JSON, and ``-f '{{.Path}}'`` templates.
+"""How the CLI prints: Docker's listing contexts, tables, ``--format`` and inspect objects.
 
 Pure functions from typed API values to text, so the formats are unit tested without an
-agent.
+agent. Each listing (``network ls``, ``ps``, ``node ls``) is a :class:`Listing`: Docker's field
+names for that listing, their column headers and the default table, so ``--format`` accepts
+what Docker's does: ``table``, ``json``, ``table {{.ID}}\\t{{.Name}}`` and any template.
+Templates run on :mod:`netfabric.cli.gotemplate`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from netfabric.api.types import ContainerInfo, NetworkInfo, NodeInfo, to_wire
-from netfabric.errors import InvalidArgument
+from netfabric.api.types import ContainerInfo, NetworkInfo, NodeInfo, Role
+from netfabric.cli.gotemplate import FUNCS, Template, TemplateError
 
 __all__ = [
-    "container_rows",
+    "CONTAINERS",
+    "NETWORKS",
+    "NODES",
+    "Listing",
     "docker_container",
     "docker_network",
-    "network_rows",
-    "node_rows",
-    "render_template",
+    "docker_node",
+    "format_inspect",
+    "format_list",
+    "go_time",
+    "human_duration",
+    "rfc3339",
     "short",
-    "table",
+    "tabwriter",
 ]
 
-_PAD = 3
+MIN_WIDTH = 10
+PADDING = 3
+"""``tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)``: the writer of every Docker table."""
 
 
 def short(ident: str) -> str:
@@ -34,107 +46,264 @@ def short(ident: str) -> str:
     return ident[:12]
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, three spaces apart, as Docker's tabwriter prints them."""
-    widths = [len(h) for h in header]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = []
-    for row in [list(header), *rows]:
-        cells = [cell.ljust(widths[i] + _PAD) for i, cell in enumerate(row[:-1])]
-        lines.append(("".join(cells) + row[-1]).rstrip())
-    return "\n".join(lines)
+def tabwriter(text: str) -> str:
+    """Go's tabwriter as Docker sets it up: each tab-terminated cell padded to the widest of
+    its column plus 3, at least 10; the text after a line's last tab is not a cell."""
+    lines = text.split("\n")
+    cells = [line.split("\t") for line in lines]
+    widths: dict[int, int] = {}
+    for row in cells:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths.get(i, MIN_WIDTH), len(cell) + PADDING)
+    return "\n".join("".join(c.ljust(widths[i]) for i, c in enumerate(row[:-1])) + row[-1]
+                     for row in cells)
 
 
-def network_rows(nets: Sequence[NetworkInfo]) -> str:
-    return table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-                 [[short(n.id), n.name, n.driver, n.scope] for n in nets])
-
-
-def _ago(ts: float) -> str:
-    secs = max(0, int(time.time() - ts))
+def human_duration(seconds: float) -> str:
+    """go-units' ``HumanDuration``: the words of Docker's CREATED and STATUS columns."""
+    secs = int(seconds)
+    if secs < 1:
+        return "Less than a second"
+    if secs == 1:
+        return "1 second"
     if secs < 60:
-        return f"{secs} seconds ago" if secs != 1 else "1 second ago"
-    if secs < 3600:
-        return f"{secs // 60} minutes ago" if secs >= 120 else "About a minute ago"
-    return f"{secs // 3600} hours ago" if secs >= 7200 else "About an hour ago"
+        return f"{secs} seconds"
+    minutes = secs // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
-def container_rows(cons: Sequence[ContainerInfo]) -> str:
-    return table(["CONTAINER ID", "NAMES", "NETWORKS", "IP ADDRESSES", "CREATED"],
-                 [[short(c.id), c.name, ",".join(e.network for e in c.networks),
-                   ",".join(e.ipv4 or "" for e in c.networks), _ago(c.created)]
-                  for c in cons])
+def rfc3339(ts: float) -> str:
+    """Go's ``time.RFC3339Nano`` in UTC (what ``docker inspect`` prints for Created)."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    frac = f"{dt.microsecond:06d}".rstrip("0")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
 
 
-def node_rows(nodes: Sequence[NodeInfo]) -> str:
-    return table(["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"],
-                 [[n.id + (" *" if n.is_self else ""), n.hostname, str(n.status),
-                   str(n.availability).capitalize(), n.manager_status] for n in nodes])
+def go_time(ts: float, *, fraction: bool = True) -> str:
+    """Go's ``time.Time.String()`` in UTC, as the CREATED AT column prints it."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    frac = f"{dt.microsecond:06d}".rstrip("0") if fraction else ""
+    return dt.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac}" if frac else "") + " +0000 UTC"
 
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _label_getter(labels: Mapping[str, str]) -> Callable[[str], str]:
+    return lambda key: labels.get(key, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One ``ls`` verb as Docker formats it.
+
+    ``headers`` maps each field of the context to its column header; ``default`` is the
+    table the verb prints without ``--format``; ``context`` builds one row's fields.
+    """
+
+    kind: str
+    headers: Mapping[str, str]
+    default: str
+    context: Callable[[Any, bool], dict[str, Any]]
+
+
+def _network_ctx(n: NetworkInfo, trunc: bool) -> dict[str, Any]:
+    labels = dict(getattr(n, "labels", ()) or ())
+    return {
+        "ID": short(n.id) if trunc else n.id, "Name": n.name, "Driver": n.driver,
+        "Scope": n.scope, "IPv6": "true" if n.ipv6 else "false",
+        "Internal": "true" if n.internal else "false", "Labels": _labels(labels),
+        "Label": _label_getter(labels), "CreatedAt": go_time(n.created),
+    }
+
+
+NETWORKS = Listing(
+    kind="network",
+    headers={"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+             "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+             "CreatedAt": "CREATED AT"},
+    default="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+    context=_network_ctx,
+)
+
+
+def _container_ctx(c: ContainerInfo, trunc: bool) -> dict[str, Any]:
+    eps = sorted(c.networks, key=lambda e: e.network)
+    labels = dict(getattr(c, "labels", ()) or ())
+    age = time.time() - c.created
+    return {
+        "ID": short(c.id) if trunc else c.id, "Names": c.name, "Image": "", "Command": "",
+        "CreatedAt": go_time(c.created, fraction=False),
+        "RunningFor": human_duration(age) + " ago", "Ports": "", "State": "running",
+        "Status": "Up " + human_duration(age), "Size": "0B", "Labels": _labels(labels),
+        "Label": _label_getter(labels), "Mounts": "", "LocalVolumes": "0",
+        "Networks": ",".join(e.network for e in eps),
+        # netfabric's own: no image or process to show, so the addresses and the node
+        "IPAddresses": ",".join(e.ipv4 or e.ipv6 or "" for e in eps), "Node": c.node,
+    }
+
+
+CONTAINERS = Listing(
+    kind="container",
+    headers={"ID": "CONTAINER ID", "Names": "NAMES", "Image": "IMAGE", "Command": "COMMAND",
+             "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Ports": "PORTS",
+             "State": "STATE", "Status": "STATUS", "Size": "SIZE", "Labels": "LABELS",
+             "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS",
+             "IPAddresses": "IP ADDRESSES", "Node": "NODE"},
+    default="table {{.ID}}\t{{.Names}}\t{{.Networks}}\t{{.IPAddresses}}\t{{.RunningFor}}",
+    context=_container_ctx,
+)
+
+
+def _node_ctx(n: NodeInfo, trunc: bool) -> dict[str, Any]:
+    return {
+        "ID": n.id, "Self": n.is_self, "Hostname": n.hostname, "Status": str(n.status),
+        "Availability": str(n.availability).capitalize(), "ManagerStatus": n.manager_status,
+        "EngineVersion": "", "TLSStatus": "Ready",
+    }
+
+
+NODES = Listing(
+    kind="node",
+    headers={"ID": "ID", "Self": "", "Hostname": "HOSTNAME", "Status": "STATUS",
+             "Availability": "AVAILABILITY", "ManagerStatus": "MANAGER STATUS",
+             "EngineVersion": "ENGINE VERSION", "TLSStatus": "TLS STATUS"},
+    default="table {{.ID}} {{if .Self}}*{{else}} {{ end }}\t{{.Hostname}}\t{{.Status}}\t"
+            "{{.Availability}}\t{{.ManagerStatus}}",
+    context=_node_ctx,
+)
+
+# In the header row every function hands back the header it is given (Docker's
+# HeaderFunctions), so `table {{upper .Name}}` still prints NAME.
+_HEADER_FUNCS = {**FUNCS, **{name: (lambda v, *_: v) for name in
+                             ("json", "split", "join", "title", "lower", "upper", "pad",
+                              "truncate")}}
+
+
+def _plain(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """The context as ``{{json .}}`` sees it: every field, methods with arguments left out."""
+    return {k: v for k, v in ctx.items() if not callable(v)}
+
+
+def format_list(listing: Listing, items: Sequence[Any], fmt: str | None, *,
+                quiet: bool = False, trunc: bool = True) -> str:
+    """The text of an ``ls`` verb, as Docker's formatter writes it (no trailing newline).
+
+    ``fmt``: None/"" or "table" (the default table), "json" (one object per line), "table
+    TEMPLATE" (a header row, then aligned rows) or any other template (one line per item,
+    ``\\t`` and ``\\n`` written as escapes become a tab and a newline). ``quiet`` wins: IDs only.
+    """
+    if quiet:
+        fmt = "{{.ID}}"
+    elif not fmt or fmt == "table":
+        fmt = listing.default
+    elif fmt == "json":
+        fmt = "{{json .}}"
+    is_table = fmt.startswith("table")
+    body = fmt[len("table"):] if is_table else fmt
+    body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
+    tmpl = Template(body, strict=True)
+    rows = []
+    for item in items:
+        ctx = listing.context(item, trunc)
+        if fmt == "{{json .}}":
+            rows.append(json.dumps(_plain(ctx), separators=(",", ":"), sort_keys=True,
+                                   ensure_ascii=False))
+        else:
+            rows.append(tmpl.execute(ctx))
+    if not is_table:
+        return "\n".join(rows)
+    header_ctx: dict[str, Any] = {**listing.headers, "Label": lambda key: "LABEL"}
+    try:
+        header = Template(body, funcs=_HEADER_FUNCS).execute(header_ctx)
+    except TemplateError:
+        header = ""
+    return tabwriter("\n".join([header, *rows]))
+
+
+# -- inspect objects ---------------------------------------------------------------------------
 
 def docker_container(c: ContainerInfo) -> dict[str, Any]:
     """A container in the shape of ``docker inspect`` (the fields that make sense here)."""
+    labels = dict(getattr(c, "labels", ()) or ())
+    hostname = getattr(c, "hostname", "") or c.id[:12]
     return {
-        "Id": c.id, "Name": "/" + c.name, "Created": c.created, "Node": c.node,
+        "Id": c.id, "Created": rfc3339(c.created), "Name": "/" + c.name,
+        "State": {"Status": "running", "Running": True},
+        "Node": c.node,
+        "Config": {"Hostname": hostname, "Labels": labels},
         "NetworkSettings": {
             "SandboxKey": c.netns_path,
             "Networks": {e.network: {
+                "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
                 "NetworkID": e.network_id, "EndpointID": e.endpoint_id,
                 "Gateway": e.gateway or "", "IPAddress": e.ipv4 or "",
-                "IPPrefixLen": e.prefixlen, "GlobalIPv6Address": e.ipv6 or "",
-                "MacAddress": e.mac, "Aliases": list(e.aliases)} for e in c.networks}},
+                "IPPrefixLen": e.prefixlen if e.ipv4 else 0, "IPv6Gateway": "",
+                "GlobalIPv6Address": e.ipv6 or "", "GlobalIPv6PrefixLen": 64 if e.ipv6 else 0,
+                "MacAddress": e.mac, "DriverOpts": None} for e in c.networks}},
     }
 
 
 def docker_network(n: NetworkInfo) -> dict[str, Any]:
     """A network in the shape of ``docker network inspect``."""
+    ranges = n.ip_ranges or ("",) * len(n.subnets)
     return {
-        "Name": n.name, "Id": n.id, "Created": n.created, "Scope": n.scope,
-        "Driver": n.driver, "EnableIPv6": n.ipv6, "Internal": n.internal,
-        "Attachable": n.attachable,
-        "IPAM": {"Driver": "default", "Config": [
-            {"Subnet": s, "Gateway": g, **({"IPRange": r} if r else {})}
-            for s, g, r in zip(n.subnets, n.gateways, n.ip_ranges or ("",) * len(n.subnets),
-                               strict=False)]},
+        "Name": n.name, "Id": n.id, "Created": rfc3339(n.created), "Scope": n.scope,
+        "Driver": n.driver, "EnableIPv6": n.ipv6,
+        "IPAM": {"Driver": "default", "Options": None, "Config": [
+            {"Subnet": s, **({"IPRange": r} if r else {}), "Gateway": g}
+            for s, g, r in zip(n.subnets, n.gateways, ranges, strict=False)]},
+        "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Containers": {e.endpoint_id: {"Name": e.container, "EndpointID": e.endpoint_id,
                                        "MacAddress": e.mac,
                                        "IPv4Address": f"{e.ipv4}/{e.prefixlen}" if e.ipv4
-                                       else "", "Node": e.node}
+                                       else "",
+                                       "IPv6Address": f"{e.ipv6}/64" if e.ipv6 else "",
+                                       "Node": e.node}
                        for e in n.endpoints},
-        "Options": dict(n.options), "VNI": n.vni, "MTU": n.mtu,
+        "Options": dict(n.options), "Labels": dict(getattr(n, "labels", ()) or ()),
+        "VNI": n.vni, "MTU": n.mtu,
     }
 
 
-def _go(value: Any) -> str:
-    """Go's ``%v``: maps as ``map[k:v ...]`` with sorted keys, lists as ``[a b]``."""
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go(v)}" for k, v in sorted(value.items())) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(_go(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+def docker_node(n: NodeInfo) -> dict[str, Any]:
+    """A node in the shape of ``docker node inspect``."""
+    obj: dict[str, Any] = {
+        "ID": n.id,
+        "Spec": {"Labels": {}, "Role": str(n.role), "Availability": str(n.availability)},
+        "Description": {"Hostname": n.hostname},
+        "Status": {"State": str(n.status).lower(), "Addr": n.address},
+    }
+    if n.role is Role.MANAGER:
+        obj["ManagerStatus"] = {"Leader": n.leader, "Reachability": "reachable",
+                                "Addr": f"{n.address}:2377" if n.address else ""}
+    return obj
 
 
-_ACTION = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
-
-
-def render_template(template: str, obj: dict[str, Any]) -> str:
-    """The subset of Go templates Docker users type: ``{{.A.B}}`` and ``{{json .A}}``."""
-
-    def lookup(match: re.Match[str]) -> str:
-        value: Any = obj
-        for part in filter(None, match.group(2).split(".")):
-            if not isinstance(value, dict) or part not in value:
-                raise InvalidArgument(
-                    f"template: can't evaluate field {part} in {template!r}")
-            value = value[part]
-        return json.dumps(to_wire(value)) if match.group(1) else _go(value)
-
-    out = _ACTION.sub(lookup, template)
-    if "{{" in out:
-        raise InvalidArgument(f"template: unsupported action in {template!r} "
-                              "(supported: {{.Field.Sub}} and {{json .Field}})")
-    return out
+def format_inspect(objs: Sequence[dict[str, Any]], fmt: str | None) -> str:
+    """``docker inspect``'s output: an indented JSON array, one compact object per line
+    (``json``), or the template's result per object."""
+    if not fmt:
+        return json.dumps(list(objs), indent=4, ensure_ascii=False)
+    if fmt == "json":
+        return "\n".join(json.dumps(o, separators=(",", ":"), ensure_ascii=False)
+                         for o in objs)
+    tmpl = Template(fmt)
+    return "\n".join(tmpl.execute(o) for o in objs)

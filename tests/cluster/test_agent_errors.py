@@ -64,7 +64,7 @@ def test_exhausted_29_fails_cleanly_and_leaves_nothing(lab: Lab) -> None:
     rc, _, err = _cli(lab, "node1", "container", "run", "-d", "--network", "tiny",
                       "--name", "t5")
     line = _one_error_line(err)
-    assert rc == 1 and "tiny" in line and "10.99.0.0/29" in line
+    assert rc == 125 and "tiny" in line and "10.99.0.0/29" in line
     assert _kernel_names(lab, "node1") == before
     assert {c.name for c in nf.containers()} == containers
     with pytest.raises(PoolExhausted):
@@ -92,9 +92,9 @@ def test_duplicate_names_and_bad_input(lab: Lab) -> None:
         nf.run("x1", network="nosuchnet")
     with pytest.raises(InvalidArgument, match="invalid container name"):
         nf.run("bad name!", network="dupnet")
-    for argv, code in ((["network", "create", "--subnet", "10.0.0.0/33", "x"], 2),
+    for argv, code in ((["network", "create", "--subnet", "10.0.0.0/33", "x"], 1),
                        (["network", "create", "dupnet"], 1),
-                       (["container", "run", "-d", "--network", "nope", "--name", "z"], 1),
+                       (["container", "run", "-d", "--network", "nope", "--name", "z"], 125),
                        (["network", "rm", "dupnet"], 1),
                        (["inspect", "nothing-here"], 1)):
         rc, _, err = _cli(lab, "node1", *argv)

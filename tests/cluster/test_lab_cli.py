@@ -39,9 +39,17 @@ def test_lab_up_exec_down_across_processes(tmp_path: Path) -> None:
         assert ping.returncode == 0 and "2 received" in ping.stdout, ping.stdout + ping.stderr
         nodes = _nf(tmp_path, "lab", "exec", "node1", "--", "netfabric", "node", "ls",
                     "--format", "json")
-        assert nodes.returncode == 0 and '"hostname": "node2"' in nodes.stdout
+        assert nodes.returncode == 0 and '"Hostname":"node2"' in nodes.stdout
+        # `netfabric` is on PATH for a shell too, and a closed pipe ends quietly
+        shell = _nf(tmp_path, "lab", "exec", "node1", "--", "sh", "-c",
+                    "netfabric network ls --format json | head -1; netfabric ps -q | wc -l")
+        assert shell.returncode == 0 and shell.stderr == "", shell.stderr
+        assert shell.stdout.startswith('{"CreatedAt":') and shell.stdout.split()[-1] == "1"
         bad = _nf(tmp_path, "lab", "exec", "node9", "--", "true")
-        assert bad.returncode == 2 and "no host 'node9'" in bad.stderr
+        assert bad.returncode == 1 and "no host 'node9'" in bad.stderr
+        second = _nf(tmp_path, "lab", "up", "--hosts", "1")
+        assert second.returncode == 1 and f"lab {prefix} is already up" in second.stderr
+        assert len(list(tmp_path.glob("*.json"))) == 1
     finally:
         down = _nf(tmp_path, "lab", "down")
     assert down.returncode == 0, down.stderr

@@ -9,6 +9,6 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_lab_clean_refuses_foreign_prefix(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["lab", "clean", "eth"]) == 2
+    assert main(["lab", "clean", "eth"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error:") and "Traceback" not in err
