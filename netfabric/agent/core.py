@@ -263,6 +263,7 @@ class AgentCore:
 
     async def release(self, network: Network, ip: str | None) -> None:
         await self._addresses.release(network, ip)
+        await self._endpoints.external_released(network)
 
     async def attach_endpoint(self, network: Network, endpoint: Endpoint, *, netns_path: str,
                               ifname: str, gateway: str | None) -> None:

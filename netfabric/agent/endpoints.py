@@ -284,6 +284,17 @@ class Endpoints:
         async with ctx.lock:
             await ctx.thread(ctx.kernel.detach, net, ep, netns_path=netns_path, ifname=ifname)
 
+    async def external_released(self, net: Network) -> None:
+        """A front end gave back an address (Docker's ReleaseAddress follows DeleteEndpoint):
+        with no endpoint of ``net`` left on this worker, its empty blocks go back, as when the
+        last sandbox leaves, or the manager could never remove the network."""
+        ctx = self._ctx
+        if net.scope != Scope.SWARM or ctx.role is not Role.WORKER:
+            return
+        async with ctx.lock:
+            if not ctx.ledger.local_endpoints(net.id) and not self._peers.holds(net.id):
+                await self._addresses.network_left(net)
+
     # -- recovery -----------------------------------------------------------------------------
 
     async def recover(self) -> None:

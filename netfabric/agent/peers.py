@@ -50,6 +50,10 @@ class PeerSync:
             if not held[1]:
                 del self._held[network_id]
 
+    def holds(self, network_id: str) -> bool:
+        """Whether a front end still has an endpoint on ``network_id`` here."""
+        return network_id in self._held
+
     def _synced_network(self, network_id: str) -> Network | None:
         """The network to sync, if this host has an endpoint on it."""
         ledger = self._ctx.ledger

@@ -40,6 +40,8 @@ __all__ = [
     "Dockerd",
     "alive",
     "busybox_rootfs_tar",
+    "docker_programs_missing",
+    "find_program",
     "start_dockerd",
 ]
 
@@ -55,6 +57,10 @@ CGROUP_ROOT: Final = "/sys/fs/cgroup"
 PLUGIN_SOCKET_NAME: Final = "netfabric.sock"
 DOCKERD_RESOLV_CONF: Final = "nameserver 127.0.0.11\n"
 """dockerd's resolv.conf in the lab: unknown names go to netfabric's resolver in the host."""
+SBIN_DIRS: Final = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+"""Where Debian puts dockerd and runc; scripts/setup counts a program there as installed,
+so the lab finds it there too, whatever PATH a CI runner has."""
+DOCKER_PROGRAMS: Final = (DOCKERD, DOCKER, "containerd", "runc")
 START_TIMEOUT_S: Final = 40.0
 STOP_TIMEOUT_S: Final = 20.0
 
@@ -130,6 +136,21 @@ def _remove_cgroups(parent: str) -> None:
                 base.rmdir()
 
 
+def _search_path() -> str:
+    path = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    return os.pathsep.join([*path, *(d for d in SBIN_DIRS if d not in path)])
+
+
+def find_program(name: str) -> str | None:
+    """``name``'s absolute path on PATH or in :data:`SBIN_DIRS`, or ``None``."""
+    return shutil.which(name, path=_search_path())
+
+
+def docker_programs_missing() -> list[str]:
+    """Which of dockerd, docker, containerd and runc cannot be found (see :func:`find_program`)."""
+    return [p for p in DOCKER_PROGRAMS if find_program(p) is None]
+
+
 @dataclass
 class Dockerd:
     """One dockerd in one simulated host. Use :func:`start_dockerd`; always :meth:`stop`."""
@@ -189,7 +210,8 @@ class Dockerd:
                stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this dockerd."""
         try:
-            proc = subprocess.run([DOCKER, "-H", self.url, *args], capture_output=True,
+            proc = subprocess.run([find_program(DOCKER) or DOCKER, "-H", self.url, *args],
+                                  capture_output=True,
                                   timeout=timeout, check=False, input=stdin)
         except subprocess.TimeoutExpired as exc:
             raise LabError(f"docker {' '.join(args)} on {self.host.name} timed out") from exc
@@ -214,7 +236,8 @@ class Dockerd:
             path = self.base / "resolv.conf"
             path.write_text(resolv_conf)
             mounts.append(f"mount --bind {path} /etc/resolv.conf")
-        argv = [DOCKERD, "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
+        argv = [find_program(DOCKERD) or DOCKERD, "--data-root", str(self.data_root),
+                "--exec-root", str(self.exec_root),
                 "-H", self.url, "--pidfile", str(self.base / "dockerd.pid"),
                 "--iptables=false", "--ip6tables=false", "--bridge=none",
                 "--cgroup-parent", self.cgroup_parent, "--shutdown-timeout", "2",
@@ -227,7 +250,7 @@ class Dockerd:
             ["nsenter", f"--net={self.host.netns_path()}", "unshare", "-m",
              "--propagation", "slave", "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, "PATH": _search_path()})  # runc
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

@@ -7,6 +7,7 @@ makes is its own (unique names), and the lab is removed at the end whatever happ
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -218,6 +219,40 @@ def test_network_rm_frees_the_subnet(env: Env) -> None:
     a.docker("run", "--rm", "--network", "short2", IMAGE, "true")
     assert env.netfabric_networks()["short2"].subnets == ("10.66.6.0/24",)
     a.docker("network", "rm", "short2")
+
+
+def test_network_rm_keeps_what_another_host_uses(env: Env) -> None:
+    """The real AgentFabric's release rules, with the agent's real answers: a manager's
+    `docker network rm` keeps a network a container on another host uses (InUse); a worker's
+    never removes a cluster network (NotAManager): a manager does. The subnet and gateway
+    are netfabric's, whatever the second dockerd proposed."""
+    a, b = env.a, env.b
+    a.docker("network", "create", *NF, "-o", "type=overlay", "--subnet", "10.67.0.0/24",
+             "both")
+    b.docker("network", "create", *NF, "-o", "type=overlay", "both")
+    try:
+        a.docker("run", "--rm", "--network", "both", IMAGE, "true")
+        b.docker("run", "-d", "--network", "both", "--name", "stay", "--stop-timeout", "1",
+                 IMAGE, "sleep", "600")
+        net = env.netfabric_networks()["both"]
+        assert net.subnets == ("10.67.0.0/24",)
+        settings = inspect(b, "stay")["NetworkSettings"]["Networks"]["both"]
+        assert ipaddress.ip_address(settings["IPAddress"]) in \
+            ipaddress.ip_network("10.67.0.0/24")
+        gateway = env.manager.inspect_network("both").gateways[0]
+        assert settings["Gateway"] == gateway == "10.67.0.1"
+        a.docker("network", "rm", "both")
+        assert "both" in env.netfabric_networks(), "removed under a running container"
+        b.docker("rm", "-f", "stay")
+        b.docker("network", "rm", "both")
+        assert "both" in env.netfabric_networks(), "a worker removed a cluster network"
+        env.manager.remove_network("both")
+    finally:
+        for d in (a, b):
+            d.docker("rm", "-f", "stay", check=False)
+            d.docker("network", "rm", "both", check=False)
+        if "both" in env.netfabric_networks():
+            env.manager.remove_network("both")
 
 
 def test_dockerd_restart_keeps_networks_and_never_duplicates(env: Env) -> None:

@@ -22,16 +22,23 @@ from hypothesis import strategies as st
 from netfabric.errors import (
     AddressInUse,
     AgentUnreachable,
+    DataplaneError,
+    InUse,
     InvalidArgument,
+    ManagerUnreachable,
+    NetfabricError,
+    NotAManager,
     NotFound,
     PoolExhausted,
     StoreCorrupt,
+    StoreError,
     SubnetOverlap,
 )
 from netfabric.model import Driver
 from netfabric.plugin.docker import DockerPlugin, StateFile, mac_for
+from netfabric.plugin.docker.agent_fabric import AgentFabric
 from netfabric.plugin.docker.backend import Attachment, FabricNetwork
-from netfabric.plugin.docker.schema import VERBS
+from netfabric.plugin.docker.schema import VERBS, parse_request
 
 
 @dataclass
@@ -302,11 +309,14 @@ def test_same_name_on_two_hosts_is_one_network(make_host: Callable[[str], Host],
         assert addr_a.endswith("/24") and addr_b.split("/")[0] in net.used
         assert join_b["Gateway"] == net.net.gateway
         assert set(net.names.values()) == {("alpine_host",), ("alpine_client",)}
-        # host a removes its Docker network: still used by b, so netfabric keeps it
+        # host a removes its Docker network: the plugin asks the fabric to release the
+        # netfabric network (whether it goes is the agent's rule: InUse while b uses it,
+        # pinned on the real AgentFabric below and with two real dockerds in tests/docker)
         await a.rm(NID, pa, EP1, addr_a)
         await a.ok("IpamDriver.ReleasePool", {"PoolID": pa})
+        fabric.calls.clear()
         await a.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NID})
-        assert "shared" in fabric.nets
+        assert fabric.calls == ["release_network shared"]
     run(go())
 
 
@@ -555,10 +565,25 @@ def test_fuzzed_requests_never_crash(verb: str, body: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plugin = DockerPlugin(fabric, StateFile(Path(tmp) / "s.json"),
                               lambda pid: FakeEngine(), name_wait_s=0.0, names_wait_s=0.0)
-        reply = asyncio.run(plugin.handle(verb, json.dumps(body).encode()))
+        raw = json.dumps(body).encode()
+        try:
+            parse_request(verb, raw)
+            refusal = None
+        except InvalidArgument as exc:
+            refusal = str(exc)
+        reply = asyncio.run(plugin.handle(verb, raw))
         out = json.loads(reply.body)
-        assert reply.status == 200
-        assert "internal error" not in out.get("Err", "")
+        assert reply.status == 200 and isinstance(out, dict)
+        if refusal is not None:
+            # what the schema refuses is refused with its reason, and nothing happens
+            assert out.get("Err") == refusal, (out, refusal)
+            assert fabric.calls == [] and fabric.nets == {}
+            assert not (Path(tmp) / "s.json").exists()
+        else:
+            # a well-formed request on an empty plugin: an answer, or a clear refusal
+            assert "internal error" not in out.get("Err", ""), out
+            if "Err" in out:
+                assert out["Err"] and fabric.nets == {}, out
 
 
 class FlakyEngine(FakeEngine):
@@ -644,3 +669,44 @@ def test_state_file_without_names_still_loads(tmp_path: Path) -> None:
     state = StateFile(path).load()
     StateFile(path).save(state)
     assert StateFile(path).load() == state
+
+
+class _RemovingAgent:
+    """The one agent verb ``release_network`` calls, answering as the agent would."""
+
+    host_netns = "nfx-h1"
+
+    def __init__(self, answer: NetfabricError | None) -> None:
+        self.answer = answer
+        self.removed: list[str] = []
+
+    async def remove_network(self, name: str) -> None:
+        if self.answer is not None:
+            raise self.answer
+        self.removed.append(name)
+
+
+@pytest.mark.parametrize("answer, kept_quietly", [
+    (None, True),
+    (InUse("network shared has active endpoints: alpine_client (node 4e1f)"), True),
+    (NotFound("network shared not found"), True),
+    (NotAManager("This node is not a swarm manager."), True),
+    (InvalidArgument("bridge is a pre-defined network and cannot be removed"), False),
+    (ManagerUnreachable("manager at 198.51.100.1:2377 did not answer"), False),
+    (DataplaneError("cannot delete nfbr1234"), False),
+    (StoreError("cannot write state"), False),
+])
+def test_real_agent_fabric_release_network_rules(answer: NetfabricError | None,
+                                                  kept_quietly: bool) -> None:
+    """The rules of the real AgentFabric (not FakeFabric's): a network still used elsewhere,
+    already gone, or a worker's view of a cluster network stays without an error; anything
+    else reaches dockerd as an error."""
+    agent = _RemovingAgent(answer)
+    fab = AgentFabric(agent)  # type: ignore[arg-type]
+    if kept_quietly:
+        asyncio.run(fab.release_network("shared"))
+        assert agent.removed == ([] if answer else ["shared"])
+    else:
+        assert answer is not None
+        with pytest.raises(type(answer)):
+            asyncio.run(fab.release_network("shared"))

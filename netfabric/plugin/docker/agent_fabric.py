@@ -118,7 +118,13 @@ class AgentFabric:
         return _view(await self.agent.resolve_network(name))
 
     async def release_network(self, name: str) -> None:
-        with contextlib.suppress(InUse, NotFound, NotAManager, InvalidArgument):
+        """The last Docker network of this host named ``name`` is gone: remove the netfabric
+        network unless it is still wanted. Kept, silently: :class:`InUse` (a container on
+        another host, a netfabric sandbox or a leased block still uses it), :class:`NotFound`
+        (already removed: a retried DeleteNetwork), :class:`NotAManager` (a cluster network
+        belongs to the managers; a worker's Docker network going changes nothing there).
+        Anything else (a pre-defined network, the kernel, the store) is an error for dockerd."""
+        with contextlib.suppress(InUse, NotFound, NotAManager):
             await self.agent.remove_network(name)
 
     async def propose_subnet(self, *, exclude: frozenset[str]) -> str:
