@@ -159,11 +159,14 @@ def open_nft(netns: str | None) -> NftRunner:
 
 def flush_udp_conntrack(netns: str | None, lb: LoadBalancer, target: Target) -> None:
     """Delete the UDP conntrack entries of ``lb`` whose replies come from ``target``."""
-    if lb.proto is not Proto.UDP:
+    if lb.all_ports:
+        match = ["-p", "udp", "--reply-src", target.ip]
+    elif lb.proto is Proto.UDP:
+        match = ["-p", "udp", "--orig-port-dst", str(lb.port), "--reply-src", target.ip,
+                 "--reply-port-src", str(target.port)]
+    else:
         return
     prefix = ["nsenter", f"--net={netns_path(netns)}"] if netns else []
-    match = ["-p", "udp", "--orig-port-dst", str(lb.port), "--reply-src", target.ip,
-             "--reply-port-src", str(target.port)]
     filters = [["--orig-dst", vip] for vip in lb.vips]
     if lb.published:
         filters.append([])

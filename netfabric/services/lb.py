@@ -31,16 +31,18 @@ class Proto(StrEnum):
     UDP = "udp"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Target:
-    """One backend of a load balancer: a task address and the port it listens on."""
+    """One backend of a load balancer: a task address and the port it listens on
+    (``None``: the port the client asked for, for a load balancer of all ports)."""
 
     ip: str
-    port: int
+    port: int | None = None
 
     def __post_init__(self) -> None:
         _ipv4(self.ip, "target")
-        _port(self.port, "target port")
+        if self.port is not None:
+            _port(self.port, "target port")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,27 +51,42 @@ class LoadBalancer:
 
     ``key`` names it uniquely within a table (``web/tcp/80`` for instance) and is all that
     ties kernel chains to it across changes. ``vips`` are matched as ``daddr . proto .
-    port``; ``published`` also catches the port on every local, non-loopback address of the
-    netns (the routing mesh and host-mode publish). ``masquerade`` source-NATs what is sent
+    port``, or, with ``proto`` and ``port`` both ``None``, as ``daddr`` alone: every port
+    of the VIP, as swarm's VIPs work, with targets of no port (a port-specific load
+    balancer on the same VIP takes precedence); ``published`` also catches the port on
+    every local, non-loopback address of the netns (the routing mesh and host-mode
+    publish). ``masquerade`` source-NATs what is sent
     to a target, so that replies return through this netns (needed when the target is on
     another node or is the client itself). Targets are kept in the order given; with none,
     connections are rejected at once rather than left to time out.
     """
 
     key: str
-    proto: Proto
-    port: int
+    proto: Proto | None
+    port: int | None
     targets: tuple[Target, ...] = ()
     vips: tuple[str, ...] = ()
     published: bool = False
     masquerade: bool = False
 
+    @property
+    def all_ports(self) -> bool:
+        return self.port is None
+
     def __post_init__(self) -> None:
         if not _KEY.match(self.key):
             raise InvalidArgument(f"bad load-balancer key {self.key!r}")
-        if not isinstance(self.proto, Proto):
-            raise InvalidArgument(f"bad protocol {self.proto!r}")
-        _port(self.port, "service port")
+        if self.proto is None and self.port is None:
+            if self.published:
+                raise InvalidArgument(f"load balancer {self.key}: publishing needs a port")
+            if any(t.port is not None for t in self.targets):
+                raise InvalidArgument(f"load balancer {self.key}: all ports, so no target port")
+        else:
+            if not isinstance(self.proto, Proto) or self.port is None:
+                raise InvalidArgument(f"bad protocol or port {self.proto!r}/{self.port!r}")
+            _port(self.port, "service port")
+            if any(t.port is None for t in self.targets):
+                raise InvalidArgument(f"load balancer {self.key}: a target without a port")
         for vip in self.vips:
             _ipv4(vip, "VIP")
         if not self.vips and not self.published:

@@ -5,11 +5,13 @@ netns::
 
     map service-ips    { ipv4_addr . inet_proto . inet_service : verdict }  VIP -> svc chain
     map service-ports  { inet_proto . inet_service : verdict }   published -> svc chain
+    map service-vips   { ipv4_addr : verdict }   every port of a VIP (swarm's VIPs)
     map no-endpoint-*  the same keys -> goto reject-chain (no target: refuse at once)
 
     nat-prerouting / nat-output (dstnat)  -> services:
         ip daddr . meta l4proto . th dport vmap @service-ips        (the one dispatch rule)
         fib daddr type local ... meta l4proto . th dport vmap @service-ports
+        ip daddr vmap @service-vips
     svc-HASH-key:  [jump mark-for-masquerade]
                    numgen random mod N vmap { 0 : goto ep-HASH-ip-port, ... }
     ep-HASH-ip-port: meta l4proto tcp dnat to ip:port
@@ -63,10 +65,11 @@ def service_chain(key: str) -> str:
     return f"svc-{_hash(key)}-{_UNSAFE.sub('_', key)}"[:_NAME_MAX]
 
 
-def endpoint_chain(key: str, proto: Proto, target: Target) -> str:
+def endpoint_chain(key: str, proto: Proto | None, target: Target) -> str:
     """The chain that sends one load balancer's connections to one target (the protocol is
     in the hash: a port that changes protocol gets new chains, never a half-rewritten one)."""
-    return f"ep-{_hash(f'{key}|{proto}')}-{target.ip}-{target.port}"
+    seed = f"{key}|{proto or 'any'}"
+    return f"ep-{_hash(seed)}-{target.ip}-{target.port or 'any'}"
 
 
 def index(lbs: Iterable[LoadBalancer]) -> dict[str, LoadBalancer]:
@@ -86,6 +89,8 @@ def index(lbs: Iterable[LoadBalancer]) -> dict[str, LoadBalancer]:
 
 
 def _frontends(lb: LoadBalancer) -> list[str]:
+    if lb.all_ports:
+        return list(lb.vips)
     fes = [f"{vip} . {lb.proto} . {lb.port}" for vip in lb.vips]
     if lb.published:
         fes.append(f"{lb.proto} . {lb.port}")
@@ -96,8 +101,12 @@ def _elements(lb: LoadBalancer) -> set[tuple[str, str]]:
     """(map, "key : verdict") pairs this load balancer puts into the dispatch maps."""
     if lb.targets:
         verdict, ips, ports = f"goto {service_chain(lb.key)}", "service-ips", "service-ports"
+        vips = "service-vips"
     else:
         verdict, ips, ports = "goto reject-chain", "no-endpoint-services", "no-endpoint-ports"
+        vips = "no-endpoint-vips"
+    if lb.all_ports:
+        return {(vips, f"{vip} : {verdict}") for vip in lb.vips}
     out = {(ips, f"{vip} . {lb.proto} . {lb.port} : {verdict}") for vip in lb.vips}
     if lb.published:
         out.add((ports, f"{lb.proto} . {lb.port} : {verdict}"))
@@ -111,6 +120,8 @@ def _base(table: str) -> str:
 \tmap service-ports {{ type inet_proto . inet_service : verdict; }}
 \tmap no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
 \tmap no-endpoint-ports {{ type inet_proto . inet_service : verdict; }}
+\tmap service-vips {{ type ipv4_addr : verdict; }}
+\tmap no-endpoint-vips {{ type ipv4_addr : verdict; }}
 \tchain reject-chain {{
 \t\tmeta l4proto tcp reject with tcp reset
 \t\treject
@@ -118,6 +129,7 @@ def _base(table: str) -> str:
 \tchain endpoints-check {{
 \t\tip daddr . meta l4proto . th dport vmap @no-endpoint-services
 \t\tfib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-ports
+\t\tip daddr vmap @no-endpoint-vips
 \t}}
 \tchain filter-input {{
 \t\ttype filter hook input priority -110; policy accept;
@@ -134,6 +146,7 @@ def _base(table: str) -> str:
 \tchain services {{
 \t\tip daddr . meta l4proto . th dport vmap @service-ips
 \t\tfib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-ports
+\t\tip daddr vmap @service-vips
 \t}}
 \tchain nat-prerouting {{
 \t\ttype nat hook prerouting priority dstnat; policy accept;
@@ -179,6 +192,8 @@ def _chains(lb: LoadBalancer | None) -> dict[str, Target]:
 
 
 def _endpoint_rule(table: str, chain: str, lb: LoadBalancer, target: Target) -> str:
+    if target.port is None:
+        return f"add rule ip {table} {chain} dnat to {target.ip}"
     return (f"add rule ip {table} {chain} meta l4proto {lb.proto} "
             f"dnat to {target.ip}:{target.port}")
 

@@ -20,6 +20,7 @@ from netfabric.services import LoadBalancer, Proto, Target, index, render_full
 from tests.conftest import HostsFactory
 
 VIP = "10.99.0.10"
+ALL_VIP = "10.99.0.11"
 UDP_PORT = 5300
 
 _HTTP_CLIENT = textwrap.dedent("""
@@ -145,6 +146,16 @@ def test_vip_spreads_follows_changes_and_rejects_without_targets(lab: Lab) -> No
         assert lab.http(lab.client, VIP, 80, 3) == {"ConnectionRefusedError": 3}
         dp.sync([web(lab, [gone])])
         assert lab.http(lab.client, VIP, 80, 5) == {gone.name: 5}
+        # A VIP of all ports (swarm's kind) beside it: any port, any protocol, spread; the
+        # port-specific load balancer on the same address still wins for its port.
+        every = LoadBalancer("all/any", None, None, tuple(Target(h.address)
+                                                          for h in lab.servers),
+                             vips=(VIP, ALL_VIP))
+        dp.sync([web(lab, [gone]), every])
+        seen = lab.http(lab.client, ALL_VIP, 80, 60)
+        assert set(seen) == {h.name for h in lab.servers}, seen
+        assert lab.http(lab.client, VIP, 80, 5) == {gone.name: 5}
+        assert set(lab.udp(lab.client, ALL_VIP, UDP_PORT, 2)) <= {h.name for h in lab.servers}
     finally:
         dp.close()
     assert "netfabric-svc" not in lab.topo.exec(lab.client, ["nft", "list", "tables"]).stdout
@@ -217,9 +228,14 @@ def test_deltas_leave_the_state_a_full_rewrite_makes(hosts: HostsFactory) -> Non
         topo.hosts[1].netns))
 
     def random_lb(i: int) -> LoadBalancer:
+        addrs = {f"10.1.{rng.randrange(4)}.{rng.randrange(1, 9)}"
+                 for _ in range(rng.randrange(4))}
+        if rng.random() < 0.2:  # every port of a VIP
+            return LoadBalancer(f"s{i}/all", None, None,
+                                tuple(Target(a) for a in sorted(addrs)), vips=(f"10.2.0.{i}",))
         proto = rng.choice(list(Proto))
-        targets = tuple(sorted({Target(f"10.1.{rng.randrange(4)}.{rng.randrange(1, 9)}",
-                                       rng.choice((80, 8080))) for _ in range(rng.randrange(4))}))
+        targets = tuple(sorted({Target(a, rng.choice((80, 8080))) for a in addrs},
+                               key=lambda t: (t.ip, t.port or 0)))
         published = rng.random() < 0.3
         vips = () if published and rng.random() < 0.5 else (f"10.2.0.{i}",)
         return LoadBalancer(f"s{i}/{proto}/{i + 1000}", proto, i + 1000, targets, vips=vips,

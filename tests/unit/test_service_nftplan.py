@@ -116,3 +116,20 @@ def test_a_protocol_change_gets_new_endpoint_chains() -> None:
         assert f"delete chain ip {T} {endpoint_chain(a.key, Proto.TCP, t)}" in delta.script
         assert f"add chain ip {T} {endpoint_chain(a.key, Proto.UDP, t)}" in delta.script
     assert "meta l4proto udp dnat to" in delta.script
+
+
+def test_a_vip_of_all_ports_uses_the_address_map_and_keeps_the_port() -> None:
+    every = LoadBalancer("all", None, None, (Target("10.0.0.5"), Target("10.0.0.6")),
+                         vips=("10.9.0.1",))
+    text = render_full(T, index([every, lb(1)]))
+    assert f"add element ip {T} service-vips {{ 10.9.0.1 : goto {service_chain('all')} }}" \
+        in text
+    assert "dnat to 10.0.0.5\n" in text
+    with pytest.raises(InvalidArgument):
+        LoadBalancer("x", None, None, (Target("10.0.0.5", 80),), vips=("10.9.0.1",))
+    with pytest.raises(InvalidArgument):
+        LoadBalancer("x", Proto.TCP, 80, (Target("10.0.0.5"),), vips=("10.9.0.1",))
+    with pytest.raises(InvalidArgument):
+        LoadBalancer("x", None, None, published=True)
+    with pytest.raises(InvalidArgument, match="both catch"):
+        index([every, LoadBalancer("y", None, None, vips=("10.9.0.1",))])
