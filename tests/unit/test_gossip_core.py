@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netfabric.errors import InvalidArgument, NotFound
+from netfabric.errors import DecodeError, InvalidArgument, NotFound
 from netfabric.gossip.codec import compound, decode_datagram, encode_message
 from netfabric.gossip.config import GossipConfig
 from netfabric.gossip.core import GossipCore
@@ -96,13 +96,27 @@ def test_wrong_key_garbage_and_bad_messages_are_counted_never_raised() -> None:
     assert a.datagrams_to_send(0) == []
 
 
+def decodes(plaintext: bytes) -> bool:
+    try:
+        decode_datagram(plaintext)
+    except DecodeError:
+        return False
+    return True
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200))
-def test_fuzz_random_bytes_into_receive_never_raise(data: bytes) -> None:
+def test_fuzz_random_bytes_into_receive_are_counted_drops(data: bytes) -> None:
     a = core()
-    a.receive(data, B, 0.0)
+    a.receive(data, B, 0.0)  # not sealed with our key: fails authentication, nothing sent
+    assert (a.counters.datagrams_in, a.counters.auth_failed, a.counters.decode_failed) == (
+        1, 1, 0)
+    assert a.datagrams_to_send(0.0) == []
     a.receive(Keyring(KEY).seal(data), B, 0.0)  # authentic but arbitrary plaintext
-    a.receive_stream(data, B, 0.0)
+    assert a.counters.auth_failed == 1
+    assert a.counters.decode_failed == (0 if decodes(data) else 1)
+    assert a.receive_stream(data, B, 0.0) is None  # no sealed header: a failed stream
+    assert (a.counters.streams_in, a.counters.stream_failed) == (1, 1)
     a.handle_timer(a.next_deadline())
 
 
@@ -111,11 +125,14 @@ _scalar = st.none() | st.integers(-2, 70000) | st.text(max_size=3) | st.binary(m
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 12), st.lists(_scalar, max_size=9))
-def test_fuzz_authentic_structures_into_receive_never_raise(t: int, fields: list[object]) -> None:
+def test_fuzz_authentic_structures_are_handled_or_counted(t: int, fields: list[object]) -> None:
     a = core()
-    a.receive(Keyring(KEY).seal(msgpack.packb([1, [[t, *fields]]])), B, 0.0)
+    plaintext = msgpack.packb([1, [[t, *fields]]])
+    a.receive(Keyring(KEY).seal(plaintext), B, 0.0)
     a.handle_timer(a.next_deadline())
-    assert a.counters.decode_failed + a.counters.datagrams_in >= 1
+    # a structure the codec refuses is counted as a decode failure; one it accepts is not
+    assert a.counters.auth_failed == 0
+    assert a.counters.decode_failed == (0 if decodes(plaintext) else 1)
 
 
 def test_table_commands_check_their_arguments() -> None:
