@@ -237,7 +237,7 @@ def _cmd_network_ls(args: argparse.Namespace) -> int:
 
 
 def _inspect_many(args: argparse.Namespace, find: Callable[[str], dict[str, Any]], *,
-                  pretty: bool = False) -> int:
+                  pretty: bool = False, empty_array: bool = False) -> int:
     """Docker's inspect: the objects found are printed, each missing one is an error line,
     and the exit is 1 if any was missing."""
     objs: list[dict[str, Any]] = []
@@ -249,8 +249,8 @@ def _inspect_many(args: argparse.Namespace, find: Callable[[str], dict[str, Any]
             errors.append(str(exc))
     if pretty:
         _emit("\n\n".join(o["text"] for o in objs))
-    elif objs or not errors:
-        _emit(format_inspect(objs, args.template))
+    elif objs or not errors or (empty_array and not args.template):
+        _emit(format_inspect(objs, args.template))  # `network inspect nope` prints []
     for err in errors:
         print(f"Error: {err}", file=sys.stderr)
     return 1 if errors else 0
@@ -272,7 +272,7 @@ def _container_obj(client: Client, name: str) -> dict[str, Any]:
 
 def _cmd_network_inspect(args: argparse.Namespace) -> int:
     client = _client(args)
-    return _inspect_many(args, lambda name: _network_obj(client, name))
+    return _inspect_many(args, lambda name: _network_obj(client, name), empty_array=True)
 
 
 def _each(names: list[str], fn: Callable[[str], Any]) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 from netfabric.errors import InvalidArgument
 
-__all__ = ["Template", "TemplateError", "go_string", "render"]
+__all__ = ["GoTime", "Struct", "Template", "TemplateError", "go_string", "json_data", "render"]
 
 
 class TemplateError(InvalidArgument):
@@ -37,6 +37,29 @@ class TemplateError(InvalidArgument):
 
 _MISSING = object()
 """A map key that is absent (Go's invalid reflect.Value): prints ``<no value>``."""
+
+
+class Struct(dict[str, Any]):
+    """A Go struct rather than a map: ``%v`` prints ``{v1 v2}`` in field order and ``json``
+    keeps that order; fields in ``omitempty`` are left out of ``json`` when empty."""
+
+    omitempty: frozenset[str] = frozenset()
+
+    def __init__(self, fields: Mapping[str, Any] | None = None, *,
+                 omitempty: frozenset[str] | set[str] = frozenset()) -> None:
+        super().__init__(fields or {})
+        self.omitempty = frozenset(omitempty)
+
+
+class GoTime(str):
+    """A ``time.Time``: JSON (and ``str``) is RFC 3339, ``%v`` is Go's ``Time.String()``."""
+
+    go: str
+
+    def __new__(cls, rfc3339: str, go: str) -> GoTime:
+        obj = super().__new__(cls, rfc3339)
+        obj.go = go
+        return obj
 
 
 # -- values as Go prints them -------------------------------------------------------------------
@@ -75,6 +98,10 @@ def go_string(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return _go_float(value)
+    if isinstance(value, GoTime):
+        return value.go
+    if isinstance(value, Struct):
+        return "{" + " ".join(go_string(v) for v in value.values()) + "}"
     if isinstance(value, Mapping):
         return "map[" + " ".join(f"{go_string(k)}:{go_string(v)}"
                                  for k, v in sorted(value.items(), key=_sort_key)) + "]"
@@ -99,13 +126,32 @@ def _truth(value: Any) -> bool:
     return True
 
 
-def _json(value: Any) -> str:
-    """Docker's ``json`` function: compact, map keys sorted, no HTML escaping."""
+def _empty(value: Any) -> bool:
+    return value is None or value is False or value == 0 or (
+        isinstance(value, str | list | tuple | Mapping) and not value)
+
+
+def json_data(value: Any) -> Any:
+    """``value`` as Go's encoder orders it: maps sorted by key, structs in field order
+    (their empty ``omitempty`` fields left out); a context's methods are no data."""
     if value is _MISSING:
-        value = None
-    if isinstance(value, Mapping):  # a listing context: its methods are no data
-        value = {k: v for k, v in value.items() if not callable(v)}
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
+        return None
+    if isinstance(value, Struct):
+        return {k: json_data(v) for k, v in value.items()
+                if not callable(v) and not (k in value.omitempty and _empty(v))}
+    if isinstance(value, Mapping):
+        return {k: json_data(v) for k, v in sorted(value.items(), key=_sort_key)
+                if not callable(v)}
+    if isinstance(value, list | tuple):
+        return [json_data(v) for v in value]
+    if isinstance(value, GoTime):
+        return str(value)
+    return value
+
+
+def _json(value: Any) -> str:
+    """Docker's ``json`` function: compact, Go's key order, no HTML escaping."""
+    return json.dumps(json_data(value), separators=(",", ":"), ensure_ascii=False,
                       default=str)
 
 

@@ -117,13 +117,26 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _verb_prog(parser: argparse.ArgumentParser, argv: list[str]) -> str:
-    """The ``prog`` of the deepest verb named in ``argv`` (``netfabric network ls``)."""
+def _verb(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of the deepest verb named in ``argv`` (``netfabric network ls``)."""
     for word in argv:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if subs and word in subs[0].choices:
             parser = subs[0].choices[word]
-    return parser.prog
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> str:
+    """Docker's short usage line: ``netfabric network create [OPTIONS] NAME``."""
+    words = [parser.prog, "[OPTIONS]"]
+    for action in parser._actions:
+        if action.option_strings or isinstance(action, argparse._SubParsersAction):
+            continue
+        name = str(action.metavar or action.dest.upper())
+        words.append(f"{name}..." if action.nargs in ("+", "*", argparse.REMAINDER) else name)
+    if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+        words.append("COMMAND")
+    return " ".join(words)
 
 
 def _quiet_stdout() -> None:
@@ -138,12 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except FlagError as exc:
-        message, prog = str(exc), exc.prog
+        verb = _verb(parser, sys.argv[1:] if argv is None else list(argv))
+        message, code = str(exc), EXIT_FLAG_ERROR
         if message.startswith("unrecognized arguments: "):
             message = "unknown flag: " + message.split(": ", 1)[1]
-            prog = _verb_prog(parser, sys.argv[1:] if argv is None else list(argv))
-        print(f"{message}\nSee '{prog} --help'.", file=sys.stderr)
-        return EXIT_FLAG_ERROR
+        elif message.startswith("the following arguments are required: "):
+            # Docker: a missing argument is a usage error (1), a bad flag a flag error (125)
+            message = f"netfabric: '{verb.prog}' requires " + message.split(": ", 1)[1]
+            code = 1
+        print(f"{message}\n\nUsage:  {_usage(verb)}\n\n"
+              f"Run '{verb.prog} --help' for more information", file=sys.stderr)
+        return code
     if args.command == "lab":
         from netfabric.lab.topology import exit_on_sigterm
 

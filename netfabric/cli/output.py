@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netfabric.api.types import ContainerInfo, NetworkInfo, NodeInfo, Role
-from netfabric.cli.gotemplate import FUNCS, Template, TemplateError
+from netfabric.cli.gotemplate import FUNCS, GoTime, Struct, Template, TemplateError, json_data
 
 __all__ = [
     "CONTAINERS",
@@ -127,7 +127,8 @@ def _network_ctx(n: NetworkInfo, trunc: bool) -> dict[str, Any]:
     labels = dict(getattr(n, "labels", ()) or ())
     return {
         "ID": short(n.id) if trunc else n.id, "Name": n.name, "Driver": n.driver,
-        "Scope": n.scope, "IPv6": "true" if n.ipv6 else "false",
+        "Scope": n.scope, "IPv4": "true" if any(":" not in s for s in n.subnets) else "false",
+        "IPv6": "true" if n.ipv6 else "false",
         "Internal": "true" if n.internal else "false", "Labels": _labels(labels),
         "Label": _label_getter(labels), "CreatedAt": go_time(n.created),
     }
@@ -136,7 +137,7 @@ def _network_ctx(n: NetworkInfo, trunc: bool) -> dict[str, Any]:
 NETWORKS = Listing(
     kind="network",
     headers={"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
-             "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+             "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
              "CreatedAt": "CREATED AT"},
     default="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
     context=_network_ctx,
@@ -196,11 +197,6 @@ _HEADER_FUNCS = {**FUNCS, **{name: (lambda v, *_: v) for name in
                               "truncate")}}
 
 
-def _plain(ctx: Mapping[str, Any]) -> dict[str, Any]:
-    """The context as ``{{json .}}`` sees it: every field, methods with arguments left out."""
-    return {k: v for k, v in ctx.items() if not callable(v)}
-
-
 def format_list(listing: Listing, items: Sequence[Any], fmt: str | None, *,
                 quiet: bool = False, trunc: bool = True) -> str:
     """The text of an ``ls`` verb, as Docker's formatter writes it (no trailing newline).
@@ -223,8 +219,7 @@ def format_list(listing: Listing, items: Sequence[Any], fmt: str | None, *,
     for item in items:
         ctx = listing.context(item, trunc)
         if fmt == "{{json .}}":
-            rows.append(json.dumps(_plain(ctx), separators=(",", ":"), sort_keys=True,
-                                   ensure_ascii=False))
+            rows.append(json.dumps(json_data(ctx), separators=(",", ":"), ensure_ascii=False))
         else:
             rows.append(tmpl.execute(ctx))
     if not is_table:
@@ -239,71 +234,77 @@ def format_list(listing: Listing, items: Sequence[Any], fmt: str | None, *,
 
 # -- inspect objects ---------------------------------------------------------------------------
 
-def docker_container(c: ContainerInfo) -> dict[str, Any]:
-    """A container in the shape of ``docker inspect`` (the fields that make sense here)."""
+def docker_container(c: ContainerInfo) -> Struct:
+    """A container in the shape of ``docker inspect`` (Docker's ContainerJSON, the fields
+    that make sense for a sandbox), fields in Docker's order."""
     labels = dict(getattr(c, "labels", ()) or ())
     hostname = getattr(c, "hostname", "") or c.id[:12]
-    return {
-        "Id": c.id, "Created": rfc3339(c.created), "Name": "/" + c.name,
-        "State": {"Status": "running", "Running": True},
+    created = rfc3339(c.created)
+    networks = {e.network: Struct({
+        "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
+        "NetworkID": e.network_id, "EndpointID": e.endpoint_id,
+        "Gateway": e.gateway or "", "IPAddress": e.ipv4 or "",
+        "IPPrefixLen": e.prefixlen if e.ipv4 else 0, "IPv6Gateway": "",
+        "GlobalIPv6Address": e.ipv6 or "", "GlobalIPv6PrefixLen": 64 if e.ipv6 else 0,
+        "MacAddress": e.mac, "DriverOpts": None}) for e in c.networks}
+    return Struct({
+        "Id": c.id, "Created": created,
+        "State": Struct({"Status": "running", "Running": True, "Paused": False,
+                         "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 0,
+                         "ExitCode": 0, "Error": "", "StartedAt": created,
+                         "FinishedAt": "0001-01-01T00:00:00Z"}),
+        "Name": "/" + c.name,
+        "Config": Struct({"Hostname": hostname, "Labels": labels}),
+        "NetworkSettings": Struct({"SandboxKey": c.netns_path, "Networks": networks}),
         "Node": c.node,
-        "Config": {"Hostname": hostname, "Labels": labels},
-        "NetworkSettings": {
-            "SandboxKey": c.netns_path,
-            "Networks": {e.network: {
-                "IPAMConfig": None, "Links": None, "Aliases": list(e.aliases) or None,
-                "NetworkID": e.network_id, "EndpointID": e.endpoint_id,
-                "Gateway": e.gateway or "", "IPAddress": e.ipv4 or "",
-                "IPPrefixLen": e.prefixlen if e.ipv4 else 0, "IPv6Gateway": "",
-                "GlobalIPv6Address": e.ipv6 or "", "GlobalIPv6PrefixLen": 64 if e.ipv6 else 0,
-                "MacAddress": e.mac, "DriverOpts": None} for e in c.networks}},
-    }
+    })
 
 
-def docker_network(n: NetworkInfo) -> dict[str, Any]:
-    """A network in the shape of ``docker network inspect``."""
+def docker_network(n: NetworkInfo) -> Struct:
+    """A network in the shape of ``docker network inspect`` (Docker's NetworkResource),
+    fields in Docker's order; ``VNI``, ``MTU`` and each container's ``Node`` are ours."""
     ranges = n.ip_ranges or ("",) * len(n.subnets)
-    return {
-        "Name": n.name, "Id": n.id, "Created": rfc3339(n.created), "Scope": n.scope,
-        "Driver": n.driver, "EnableIPv6": n.ipv6,
-        "IPAM": {"Driver": "default", "Options": None, "Config": [
-            {"Subnet": s, **({"IPRange": r} if r else {}), "Gateway": g}
-            for s, g, r in zip(n.subnets, n.gateways, ranges, strict=False)]},
-        "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
-        "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
-        "Containers": {e.endpoint_id: {"Name": e.container, "EndpointID": e.endpoint_id,
-                                       "MacAddress": e.mac,
-                                       "IPv4Address": f"{e.ipv4}/{e.prefixlen}" if e.ipv4
-                                       else "",
-                                       "IPv6Address": f"{e.ipv6}/64" if e.ipv6 else "",
-                                       "Node": e.node}
-                       for e in n.endpoints},
-        "Options": dict(n.options), "Labels": dict(getattr(n, "labels", ()) or ()),
-        "VNI": n.vni, "MTU": n.mtu,
-    }
+    config = [Struct({"Subnet": s, "IPRange": r, "Gateway": g, "AuxiliaryAddresses": None},
+                     omitempty={"Subnet", "IPRange", "Gateway", "AuxiliaryAddresses"})
+              for s, g, r in zip(n.subnets, n.gateways, ranges, strict=False)]
+    containers = {e.endpoint_id: Struct({
+        "Name": e.container, "EndpointID": e.endpoint_id, "MacAddress": e.mac,
+        "IPv4Address": f"{e.ipv4}/{e.prefixlen}" if e.ipv4 else "",
+        "IPv6Address": f"{e.ipv6}/64" if e.ipv6 else "", "Node": e.node})
+        for e in n.endpoints}
+    return Struct({
+        "Name": n.name, "Id": n.id, "Created": GoTime(rfc3339(n.created), go_time(n.created)),
+        "Scope": n.scope, "Driver": n.driver, "EnableIPv6": n.ipv6,
+        "IPAM": Struct({"Driver": "default", "Options": {}, "Config": config}),
+        "Internal": n.internal, "Attachable": n.attachable and n.scope == "swarm",
+        "Ingress": False, "ConfigFrom": Struct({"Network": ""}), "ConfigOnly": False,
+        "Containers": containers, "Options": dict(n.options),
+        "Labels": dict(getattr(n, "labels", ()) or ()), "VNI": n.vni, "MTU": n.mtu,
+    }, omitempty={"VNI", "MTU"})
 
 
-def docker_node(n: NodeInfo) -> dict[str, Any]:
+def docker_node(n: NodeInfo) -> Struct:
     """A node in the shape of ``docker node inspect``."""
-    obj: dict[str, Any] = {
+    obj = Struct({
         "ID": n.id,
-        "Spec": {"Labels": {}, "Role": str(n.role), "Availability": str(n.availability)},
-        "Description": {"Hostname": n.hostname},
-        "Status": {"State": str(n.status).lower(), "Addr": n.address},
-    }
+        "Spec": Struct({"Labels": {}, "Role": str(n.role),
+                        "Availability": str(n.availability)}),
+        "Description": Struct({"Hostname": n.hostname}),
+        "Status": Struct({"State": str(n.status).lower(), "Addr": n.address}),
+    })
     if n.role is Role.MANAGER:
-        obj["ManagerStatus"] = {"Leader": n.leader, "Reachability": "reachable",
-                                "Addr": f"{n.address}:2377" if n.address else ""}
+        obj["ManagerStatus"] = Struct({"Leader": n.leader, "Reachability": "reachable",
+                                       "Addr": f"{n.address}:2377" if n.address else ""})
     return obj
 
 
-def format_inspect(objs: Sequence[dict[str, Any]], fmt: str | None) -> str:
+def format_inspect(objs: Sequence[Mapping[str, Any]], fmt: str | None) -> str:
     """``docker inspect``'s output: an indented JSON array, one compact object per line
     (``json``), or the template's result per object."""
     if not fmt:
-        return json.dumps(list(objs), indent=4, ensure_ascii=False)
+        return json.dumps(json_data(list(objs)), indent=4, ensure_ascii=False)
     if fmt == "json":
-        return "\n".join(json.dumps(o, separators=(",", ":"), ensure_ascii=False)
+        return "\n".join(json.dumps(json_data(o), separators=(",", ":"), ensure_ascii=False)
                          for o in objs)
     tmpl = Template(fmt)
     return "\n".join(tmpl.execute(o) for o in objs)

@@ -84,7 +84,7 @@ def test_network_ls_templates_json_quiet_no_trunc() -> None:
         "NAME             DRIVER", "bridge           BRIDGE", "my-overlay-net   OVERLAY"]
     rows = [json.loads(line) for line in format_list(NETWORKS, NETS, "json").splitlines()]
     assert rows[1] == {"CreatedAt": "2026-11-27 13:47:21.5 +0000 UTC", "Driver": "overlay",
-                       "ID": "c0995f24f604", "IPv6": "false", "Internal": "false",
+                       "ID": "c0995f24f604", "IPv4": "true", "IPv6": "false", "Internal": "false",
                        "Labels": "", "Name": "my-overlay-net", "Scope": "swarm"}
     assert format_list(NETWORKS, NETS, "json", quiet=True) == "92ecd0048124\nc0995f24f604"
     assert format_list(NETWORKS, NETS, None, quiet=True, trunc=False).splitlines() == \
@@ -128,7 +128,7 @@ def test_human_duration_is_go_units() -> None:
 def test_inspect_objects_have_dockers_shape() -> None:
     obj = docker_container(_con())
     assert format_inspect([obj], "{{.NetworkSettings.Networks}}").startswith(
-        "map[mybridge:map[")
+        "map[mybridge:{")
     assert format_inspect([obj], "{{range .NetworkSettings.Networks}}{{.IPAddress}}/"
                                  "{{.IPPrefixLen}}{{end}}") == "172.20.0.2/16"
     assert format_inspect([obj], "{{.Name}} {{.State.Status}}") == "/alpine_host running"
@@ -139,6 +139,13 @@ def test_inspect_objects_have_dockers_shape() -> None:
     lines = format_inspect([net, obj], "json").splitlines()
     assert [json.loads(line)["Created"] for line in lines] == [net["Created"], obj["Created"]]
     assert json.loads(format_inspect([net], None))[0]["Name"] == "my-overlay-net"
+    # structs print and encode as Go's: fields in order, empty omitempty ones left out
+    assert format_inspect([net], "{{.IPAM}}|{{.ConfigFrom}}|{{.Options}}") == \
+        "{default map[] [{10.0.9.0/24  10.0.9.1 <nil>}]}|{}|map[]"
+    assert format_inspect([net], "{{json .IPAM.Config}}") == \
+        '[{"Subnet":"10.0.9.0/24","Gateway":"10.0.9.1"}]'
+    assert format_inspect([net], "{{.Created}}") == "2026-11-27 13:47:21.5 +0000 UTC"
+    assert list(json.loads(format_inspect([net], "json")))[:3] == ["Name", "Id", "Created"]
 
 
 def test_filters() -> None:
@@ -206,7 +213,7 @@ def test_inspect_prints_what_it_finds_and_exits_1(fake: None,
     out, err = capsys.readouterr()
     assert out == "net1\n" and err == "Error: No such object: nope\n"
     assert main(["network", "inspect", "nope"]) == 1
-    assert capsys.readouterr().err == "Error: No such network: nope\n"
+    assert capsys.readouterr() == ("[]\n", "Error: No such network: nope\n")
     assert main(["inspect", "--type", "container", "net1"]) == 1
     assert capsys.readouterr().err == "Error: No such container: net1\n"
 
@@ -220,7 +227,7 @@ def test_unreachable_agent_is_one_line_exit_1(tmp_path: Path,
 
 @pytest.mark.parametrize(("argv", "code", "first_line"), [
     (["network", "ls", "--bogus"], 125, "unknown flag: --bogus"),
-    (["network", "create"], 125, "the following arguments are required: NAME"),
+    (["network", "create"], 1, "netfabric: 'netfabric network create' requires NAME"),
     (["run", "-d", "--ip"], 125, "argument --ip: expected one argument"),
     (["network", "create", "-o", "mtu", "x"], 1, "Error: invalid option 'mtu'"),
     (["run", "--name", "web1"], 125, "Error: sandboxes have no process"),
@@ -240,8 +247,9 @@ def test_exit_codes_and_one_line_errors(argv: list[str], code: int, first_line: 
     assert main(argv) == code
     err = capsys.readouterr().err
     assert err.startswith(first_line) and "Traceback" not in err, err
-    if code == 125 and not first_line.startswith("Error"):
-        assert err.splitlines()[1].startswith("See 'netfabric ") and err.endswith("--help'.\n")
+    if not first_line.startswith("Error"):  # Docker's usage errors
+        assert err.splitlines()[2].startswith("Usage:  netfabric ")
+        assert err.endswith("--help' for more information\n")
 
 
 @pytest.mark.parametrize("argv", [[], ["network"], ["node"], ["container"], ["lab"]])
