@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_ip
-from netfabric.agent.rpc import ManagerLink, split_addr
+from netfabric.agent.rpc import split_addr
 from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
 from netfabric.api.types import Availability, JoinToken, NodeInfo, NodeStatus, Role
@@ -131,8 +131,7 @@ class ClusterService:
             offer = handshake.make_offer(token, node_id=state.node_id,
                                          hostname=state.hostname, address=ctx.address,
                                          gossip_port=ctx.config.gossip_port)
-            link = ManagerLink([f"{host}:{port}"], secret=None)
-            answer = await link.call("join", offer.to_wire())
+            answer = await ctx.links([f"{host}:{port}"], None).call("join", offer.to_wire())
             try:
                 secret = handshake.open_secret(str(answer["sealed"]), token=token,
                                                nonce=offer.nonce)

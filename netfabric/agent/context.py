@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from netfabric.agent.ledger import Ledger
-from netfabric.agent.ports import AddressBook, Kernel, Member, Mesh, MeshEvent, NameService
+from netfabric.agent.ports import (
+    AddressBook,
+    Kernel,
+    Link,
+    LinkFactory,
+    Member,
+    Mesh,
+    MeshEvent,
+    NameService,
+)
 from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, ManagerLink
 from netfabric.agent.state import ClusterRecord
 from netfabric.api.types import Role
@@ -33,6 +42,7 @@ __all__ = [
     "GatedMesh",
     "check_ip",
     "check_name",
+    "manager_link",
 ]
 
 NOT_A_MANAGER = ("This node is not a swarm manager. Worker nodes can't be used to view or "
@@ -74,6 +84,11 @@ def check_ip(value: str | None, what: str) -> str | None:
         return str(ipaddress.ip_address(value))
     except ValueError as exc:
         raise InvalidArgument(f"invalid {what} {value!r}: not an IP address") from exc
+
+
+def manager_link(managers: Sequence[str], secret: str | None) -> Link:
+    """The real :class:`~netfabric.agent.ports.LinkFactory`: HTTP to the cluster endpoint."""
+    return ManagerLink(managers, secret=secret)
 
 
 class GatedMesh:
@@ -129,8 +144,10 @@ class AgentContext:
     """Config, state writer, layers and the one lock that serialises mutations."""
 
     def __init__(self, config: AgentConfig, ledger: Ledger, *, kernel: Kernel,
-                 book: AddressBook, names: NameService, mesh: Mesh) -> None:
+                 book: AddressBook, names: NameService, mesh: Mesh,
+                 links: LinkFactory = manager_link) -> None:
         self.config = config
+        self.links = links
         self.ledger = ledger
         self.kernel = kernel
         self.book = book
@@ -164,11 +181,11 @@ class AgentContext:
             raise NotAManager(NOT_A_MANAGER)
         return cluster
 
-    def link(self) -> ManagerLink:
+    def link(self) -> Link:
         cluster = self.ledger.state.cluster
         if cluster is None:
             raise NotInCluster(NOT_IN_CLUSTER)
-        return ManagerLink(cluster.managers, secret=cluster.secret)
+        return self.links(cluster.managers, cluster.secret)
 
     async def call_manager(self, verb: str, args: dict[str, Any]) -> Any:
         """An authenticated call to the cluster's manager."""

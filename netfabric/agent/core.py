@@ -36,9 +36,10 @@ from netfabric.agent.context import (
     AgentConfig,
     AgentContext,
     check_name,
+    manager_link,
 )
 from netfabric.agent.endpoints import Endpoints
-from netfabric.agent.frontend import Restorer
+from netfabric.agent.frontend import AgentFrontend, Restorer
 from netfabric.agent.ledger import Ledger
 from netfabric.agent.manager import ManagerRpc
 from netfabric.agent.networks import DEFAULT_BRIDGE, NetworkRegistry
@@ -48,6 +49,7 @@ from netfabric.agent.ports import (
     Allocation,
     BlockBook,
     Kernel,
+    LinkFactory,
     ManagerCall,
     Mesh,
     NameService,
@@ -84,10 +86,11 @@ class AgentCore:
 
     def __init__(self, config: AgentConfig, state: LocalState, *, kernel: Kernel,
                  book: AddressBook, names: NameService, mesh: Mesh,
-                 blocks: Callable[[ManagerCall], BlockBook] | None = None) -> None:
+                 blocks: Callable[[ManagerCall], BlockBook] | None = None,
+                 links: LinkFactory = manager_link) -> None:
         self.config = config
         self._ctx = ctx = AgentContext(config, Ledger(state, config.data_dir), kernel=kernel,
-                                       book=book, names=names, mesh=mesh)
+                                       book=book, names=names, mesh=mesh, links=links)
         self._addresses = AddressRouter(ctx, blocks=blocks)
         self._cluster = ClusterService(ctx, self._addresses)
         self._networks = NetworkRegistry(ctx, self._addresses)
@@ -287,3 +290,7 @@ class AgentCore:
 
     async def close_names(self, netns: str) -> None:
         await self._ctx.names.close_sandbox(netns)
+
+
+def _implements_frontend(core: AgentCore) -> AgentFrontend:
+    return core   # mypy checks that AgentCore is an AgentFrontend

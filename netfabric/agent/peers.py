@@ -117,6 +117,11 @@ class PeerSync:
         await ctx.thread(ctx.kernel.set_peers, net, peers)
         self._programmed[net.id] = key
 
+    async def drain(self) -> None:
+        """Wait until no sync is in flight or scheduled."""
+        while any(not t.done() for t in self._tasks.values()):
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()

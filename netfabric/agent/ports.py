@@ -1,9 +1,9 @@
 """The narrow seams between the agent's logic and the layers it wires.
 
-:class:`AgentCore` only talks to these protocols; :mod:`netfabric.agent.adapters` implements
-them over the real packages (drivers/dataplane, dns, gossip, ipam/store), and unit tests put
-fakes beside them. Kernel calls are blocking and run in a worker thread; the rest run on the
-event loop.
+:class:`AgentCore`'s services only talk to these protocols; :mod:`netfabric.agent.adapters`
+implements them over the real packages (drivers/dataplane, dns, gossip, ipam/store), and
+:mod:`netfabric.agent.fakes` holds a fake of each for unit tests. Kernel calls are blocking
+and run in a worker thread; the rest run on the event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ __all__ = [
     "Allocation",
     "BlockBook",
     "Kernel",
+    "Link",
+    "LinkFactory",
     "ManagerCall",
     "Member",
     "Mesh",
@@ -129,6 +131,19 @@ class BlockBook(Protocol):
 
 ManagerCall = Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]]
 """An authenticated call to the cluster's manager: ``await call(verb, args)``."""
+
+
+class Link(Protocol):
+    """Calls to the cluster's managers (:class:`netfabric.agent.rpc.ManagerLink`)."""
+
+    async def call(self, verb: str, args: dict[str, Any]) -> Any:
+        """One verb's answer; :class:`~netfabric.errors.AgentUnreachable` when no manager
+        answers, the manager's error when it refuses."""
+
+
+LinkFactory = Callable[[Sequence[str], "str | None"], Link]
+"""Opens a :class:`Link` to managers at ``HOST:PORT``, signed with the cluster secret
+(``None``: unsigned, for ``join``)."""
 
 
 class NameService(Protocol):

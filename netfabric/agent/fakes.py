@@ -1,0 +1,378 @@
+"""In-memory fakes of the seams of :mod:`netfabric.agent.ports`, for tests without root.
+
+Each fake keeps what it was told in plain attributes a test can read (``kernel.attached``,
+``names.records``, ``mesh.published`` ...) and can be told to fail (``kernel.fail_attach``,
+``links.unreachable``). :class:`FakeLayers` builds one of each; :meth:`FakeLayers.core` an
+:class:`~netfabric.agent.core.AgentCore` over them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import os
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from netfabric.agent.ports import Allocation, BlockBook, Link, ManagerCall, Member, MeshEvent
+from netfabric.agent.state import STATE_FILE
+from netfabric.api.types import Role
+from netfabric.errors import AgentUnreachable, NotFound, PoolExhausted
+from netfabric.ipam.addr import IPFamily
+from netfabric.ipam.pools import AddressSpace
+from netfabric.ipam.values import BlockLease, Subnet
+from netfabric.model import Endpoint, Network, SubnetSpec
+
+if TYPE_CHECKING:
+    from netfabric.agent.context import AgentContext
+    from netfabric.agent.core import AgentCore
+
+__all__ = [
+    "FakeBlocks",
+    "FakeBook",
+    "FakeKernel",
+    "FakeLayers",
+    "FakeLinks",
+    "FakeMesh",
+    "FakeNames",
+]
+
+
+class FakeKernel:
+    """The dataplane as sets: networks, sandboxes, attached endpoints, programmed peers."""
+
+    def __init__(self) -> None:
+        self.networks: dict[str, Network] = {}
+        self.netns: set[str] = set()
+        """sandbox netns names"""
+        self.attached: dict[str, tuple[str, str]] = {}
+        """endpoint id -> (netns path, ifname)"""
+        self.peers: dict[str, list[Endpoint]] = {}
+        self.set_peers_calls: list[str] = []
+        self.reconciled = 0
+        self.fail_attach: Exception | None = None
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def ensure_network(self, network: Network) -> None:
+        self.networks[network.id] = network
+
+    def delete_network(self, network: Network) -> None:
+        self.networks.pop(network.id, None)
+
+    def ensure_sandbox(self, netns: str) -> None:
+        self.netns.add(netns)
+
+    def delete_sandbox(self, netns: str) -> None:
+        self.netns.discard(netns)
+
+    def sandboxes(self, prefix: str) -> list[str]:
+        return sorted(n for n in self.netns if n.startswith(prefix))
+
+    def reconcile(self) -> None:
+        self.reconciled += 1
+
+    def attach(self, network: Network, endpoint: Endpoint, *, netns_path: str, ifname: str,
+               gateway: str | None) -> None:
+        if self.fail_attach is not None:
+            raise self.fail_attach
+        self.attached[endpoint.id] = (netns_path, ifname)
+
+    def detach(self, network: Network, endpoint: Endpoint, *, netns_path: str,
+               ifname: str) -> None:
+        self.attached.pop(endpoint.id, None)
+
+    def set_peers(self, network: Network, peers: Sequence[Endpoint]) -> None:
+        with self._lock:
+            self.set_peers_calls.append(network.id)
+            self.peers[network.id] = list(peers)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeBook:
+    """IPAM: each network gets the next 10.99.N.0/24 (or its asked subnet), addresses
+    handed out in order from .2 (.1 is the gateway)."""
+
+    def __init__(self) -> None:
+        self.subnets: dict[str, SubnetSpec] = {}
+        self.v6: dict[str, str] = {}
+        self.held: dict[str, dict[str, str]] = {}
+        """network id -> address -> node id"""
+        self.leases: dict[str, list[BlockLease]] = {}
+        self.released_nodes: list[str] = []
+        self._next = 0
+        self.closed = False
+
+    def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
+                       ip_range: str | None) -> tuple[SubnetSpec, ...]:
+        if subnet is None:
+            self._next += 1
+            subnet = f"10.99.{self._next}.0/24"
+        net = ipaddress.ip_network(subnet)
+        spec = SubnetSpec(cidr=str(net), gateway=gateway or str(net[1]), ip_range=ip_range)
+        self.subnets[network.id] = spec
+        self.held[network.id] = {}
+        out = [spec]
+        if network.ipv6:
+            self.v6[network.id] = f"fd99:{self._next}::/64"
+            out.append(SubnetSpec(cidr=self.v6[network.id],
+                                  gateway=f"fd99:{self._next}::1"))
+        return tuple(out)
+
+    def delete_network(self, network_id: str) -> None:
+        self.subnets.pop(network_id, None)
+        self.held.pop(network_id, None)
+
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
+        spec = self.subnets.get(network_id)
+        if spec is None:
+            raise NotFound(f"network {network_id} not found")
+        held = self.held[network_id]
+        net = ipaddress.ip_network(spec.cidr)
+        if ip is None:
+            ip = next((str(a) for a in list(net.hosts())[1:] if str(a) not in held), None)
+            if ip is None:
+                raise PoolExhausted("full")
+        held[ip] = node_id
+        v6 = None
+        if network_id in self.v6:
+            v6net = ipaddress.ip_network(self.v6[network_id])
+            v6 = str(v6net[len([a for a in held if ":" in a]) + 2])
+            held[v6] = node_id
+        return Allocation(ipv4=ip, prefixlen=net.prefixlen, gateway=spec.gateway, ipv6=v6)
+
+    def release(self, network_id: str, ip: str, *, node_id: str) -> None:
+        self.held.get(network_id, {}).pop(ip, None)
+
+    def allocated(self, network_id: str) -> set[str]:
+        return set(self.held.get(network_id, {}))
+
+    def release_node(self, node_id: str) -> None:
+        self.released_nodes.append(node_id)
+        for held in self.held.values():
+            for ip in [a for a, n in held.items() if n == node_id]:
+                del held[ip]
+
+    def lease_block(self, network_id: str, host_id: str, *, address: str | None,
+                    family: IPFamily) -> BlockLease:
+        spec = self.subnets[network_id]
+        lease = BlockLease(network_id=network_id, host_id=host_id, block=spec.cidr,
+                           subnet=Subnet(network_id=network_id, space=AddressSpace.GLOBAL,
+                                         cidr=spec.cidr, gateway=spec.gateway))
+        self.leases.setdefault(network_id, []).append(lease)
+        return lease
+
+    def release_block(self, network_id: str, host_id: str, block: str) -> None:
+        self.leases[network_id] = [b for b in self.leases.get(network_id, [])
+                                   if (b.host_id, b.block) != (host_id, block)]
+
+    def leased(self, network_id: str) -> list[BlockLease]:
+        return list(self.leases.get(network_id, []))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeBlocks:
+    """A worker's block allocator: addresses of a network from .2 of its first subnet."""
+
+    def __init__(self, call: ManagerCall | None = None) -> None:
+        self.call = call
+        self.held: dict[str, set[str]] = {}
+        self.returned: list[str] = []
+        self.forgotten: list[str] = []
+        self.subnet = "10.77.0.0/24"
+        self.closed = False
+
+    def allocate(self, network_id: str, *, ip: str | None, ipv6: bool) -> Allocation:
+        net = ipaddress.ip_network(self.subnet)
+        held = self.held.setdefault(network_id, set())
+        if ip is None:
+            ip = next(str(a) for a in list(net.hosts())[1:] if str(a) not in held)
+        held.add(ip)
+        return Allocation(ipv4=ip, prefixlen=net.prefixlen, gateway=str(net[1]))
+
+    def release(self, network_id: str, ip: str) -> bool:
+        held = self.held.get(network_id, set())
+        if ip not in held:
+            return False
+        held.discard(ip)
+        return True
+
+    def return_empty(self, network_id: str) -> None:
+        self.returned.append(network_id)
+
+    def forget_network(self, network_id: str) -> None:
+        self.forgotten.append(network_id)
+        self.held.pop(network_id, None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeNames:
+    """DNS records as a dict, and the netns served."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], tuple[str | None, str]] = {}
+        """(network id, name) -> (ipv4, owner)"""
+        self.aliases: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.served: dict[str, frozenset[str]] = {}
+        self.closed = False
+
+    def set_endpoint(self, network_id: str, name: str, *, aliases: Sequence[str],
+                     ipv4: str | None, ipv6: str | None, owner: str) -> None:
+        self.records[(network_id, name)] = (ipv4, owner)
+        self.aliases[(network_id, name)] = tuple(aliases)
+
+    def remove_endpoint(self, network_id: str, name: str, *, owner: str) -> None:
+        if self.records.get((network_id, name), (None, ""))[1] == owner:
+            del self.records[(network_id, name)]
+
+    async def open_sandbox(self, netns: str, netns_path: str,
+                           networks: frozenset[str]) -> None:
+        self.served[netns] = networks
+
+    async def close_sandbox(self, netns: str) -> None:
+        self.served.pop(netns, None)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeMesh:
+    """Gossip: what this node published, and remote endpoints a test adds with
+    :meth:`add_remote` / :meth:`remove_remote` (which also deliver the event)."""
+
+    def __init__(self) -> None:
+        self.started_with: tuple[str, tuple[str, ...]] | None = None
+        self.published: dict[str, Endpoint] = {}
+        self.remote: dict[str, Endpoint] = {}
+        self.joined: set[str] = set()
+        self.alive: dict[str, bool] = {}
+        self.listeners: list[Callable[[MeshEvent], Awaitable[None]]] = []
+        self.left = False
+        self.closed = False
+
+    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
+        self.started_with = (secret, tuple(seeds))
+
+    def publish(self, endpoint: Endpoint) -> None:
+        self.published[endpoint.id] = endpoint
+
+    def withdraw(self, endpoint: Endpoint) -> None:
+        self.published.pop(endpoint.id, None)
+
+    def join_network(self, network_id: str) -> None:
+        self.joined.add(network_id)
+
+    def leave_network(self, network_id: str) -> None:
+        self.joined.discard(network_id)
+
+    def endpoints(self, network_id: str) -> list[Endpoint]:
+        return [e for e in (*self.published.values(), *self.remote.values())
+                if e.network_id == network_id]
+
+    def members(self) -> list[Member]:
+        return [Member(node_id=n, address="", alive=a) for n, a in self.alive.items()]
+
+    def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
+        self.listeners.append(listener)
+
+    async def emit(self, event: MeshEvent) -> None:
+        for listener in self.listeners:
+            await listener(event)
+
+    async def leave(self) -> None:
+        self.left = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeLinks:
+    """A :class:`~netfabric.agent.ports.LinkFactory` over a dict of answers per verb (a
+    value, an exception to raise, or a function or coroutine function of the args)."""
+
+    answers: dict[str, Any] = field(default_factory=dict)
+    unreachable: bool = False
+    calls: list[tuple[str, dict[str, Any], tuple[str, ...], str | None]] = \
+        field(default_factory=list)
+
+    def __call__(self, managers: Sequence[str], secret: str | None) -> Link:
+        return _FakeLink(self, tuple(managers), secret)
+
+
+class _FakeLink:
+    def __init__(self, links: FakeLinks, managers: tuple[str, ...], secret: str | None) -> None:
+        self._links = links
+        self._managers = managers
+        self._secret = secret
+
+    async def call(self, verb: str, args: dict[str, Any]) -> Any:
+        self._links.calls.append((verb, dict(args), self._managers, self._secret))
+        if self._links.unreachable:
+            raise AgentUnreachable(f"no manager answers {verb}")
+        answer = self._links.answers.get(verb)
+        if isinstance(answer, BaseException):
+            raise answer
+        if callable(answer):
+            answer = answer(args)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        return answer
+
+
+@dataclass
+class FakeLayers:
+    """One fake of each seam."""
+
+    kernel: FakeKernel = field(default_factory=FakeKernel)
+    book: FakeBook = field(default_factory=FakeBook)
+    names: FakeNames = field(default_factory=FakeNames)
+    mesh: FakeMesh = field(default_factory=FakeMesh)
+    links: FakeLinks = field(default_factory=FakeLinks)
+    blocks: FakeBlocks | None = None
+
+    def blocks_factory(self, call: ManagerCall) -> BlockBook:
+        if self.blocks is None:
+            self.blocks = FakeBlocks(call)
+        return self.blocks
+
+    def core(self, data_dir: str, *, advertise_addr: str | None = "198.51.100.1",
+             hostname: str = "node1", node_id: str = "n" * 26) -> AgentCore:
+        """An agent over these fakes with a fresh (or ``data_dir``'s) state."""
+        from netfabric.agent.core import AgentConfig, AgentCore
+        from netfabric.agent.state import LocalState
+
+        state = LocalState.load(data_dir, hostname=hostname)
+        if not os.path.exists(os.path.join(data_dir, STATE_FILE)):
+            state.node_id = node_id
+        config = AgentConfig(data_dir=data_dir, socket=os.path.join(data_dir, "agent.sock"),
+                             hostname=hostname, host_netns="nfst-h1",
+                             advertise_addr=advertise_addr)
+        return AgentCore(config, state, kernel=self.kernel, book=self.book, names=self.names,
+                         mesh=self.mesh, blocks=self.blocks_factory, links=self.links)
+
+    def context(self, data_dir: str, *, role: Role = Role.STANDALONE,
+                advertise_addr: str | None = "198.51.100.1") -> AgentContext:
+        """The context the agent's services share, over these fakes; ``role`` other than
+        standalone puts the node in a cluster whose manager is at 198.51.100.9:2377."""
+        from netfabric.agent.context import AgentConfig, AgentContext
+        from netfabric.agent.ledger import Ledger
+        from netfabric.agent.state import ClusterRecord, LocalState
+
+        config = AgentConfig(data_dir=data_dir, socket=os.path.join(data_dir, "agent.sock"),
+                             hostname="node1", host_netns="nfst-h1",
+                             advertise_addr=advertise_addr)
+        ledger = Ledger(LocalState.load(data_dir, hostname="node1"), data_dir)
+        if role is not Role.STANDALONE:
+            ledger.set_cluster(ClusterRecord(cluster_id="c1", secret="s" * 32, role=role,
+                                             managers=["198.51.100.9:2377"]), [])
+        return AgentContext(config, ledger, kernel=self.kernel, book=self.book,
+                            names=self.names, mesh=self.mesh, links=self.links)
