@@ -12,6 +12,7 @@ import inspect
 import ipaddress
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,11 @@ class FakeKernel:
         """endpoint id -> (netns path, ifname)"""
         self.peers: dict[str, list[Endpoint]] = {}
         self.set_peers_calls: list[str] = []
+        self.set_peers_delay = 0.0
+        """Seconds each set_peers takes (to see overlapping calls)."""
+        self.set_peers_overlap = 0
+        """Most set_peers calls seen in flight at once."""
+        self._in_flight = 0
         self.reconciled = 0
         self.fail_attach: Exception | None = None
         self.closed = False
@@ -86,6 +92,11 @@ class FakeKernel:
 
     def set_peers(self, network: Network, peers: Sequence[Endpoint]) -> None:
         with self._lock:
+            self._in_flight += 1
+            self.set_peers_overlap = max(self.set_peers_overlap, self._in_flight)
+        time.sleep(self.set_peers_delay)
+        with self._lock:
+            self._in_flight -= 1
             self.set_peers_calls.append(network.id)
             self.peers[network.id] = list(peers)
 

@@ -20,11 +20,18 @@ from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 
 def _endpoints(tmp_path: Path, layers: FakeLayers, role: Role = Role.STANDALONE
                ) -> tuple[AgentContext, Endpoints]:
+    ctx, eps, _ = _with_peers(tmp_path, layers, role)
+    return ctx, eps
+
+
+def _with_peers(tmp_path: Path, layers: FakeLayers, role: Role = Role.STANDALONE
+                ) -> tuple[AgentContext, Endpoints, PeerSync]:
     ctx = layers.context(str(tmp_path), role=role)
     addresses = AddressRouter(ctx, blocks=layers.blocks_factory)
     networks = NetworkRegistry(ctx, addresses)
     asyncio.run(networks.restore())
-    return ctx, Endpoints(ctx, networks, addresses, PeerSync(ctx))
+    peers = PeerSync(ctx)
+    return ctx, Endpoints(ctx, networks, addresses, peers), peers
 
 
 def test_run_plumbs_addresses_names_and_serves_dns(tmp_path: Path) -> None:
@@ -132,7 +139,7 @@ def test_recovery_replumbs_and_drops_sandboxes_whose_netns_is_gone(tmp_path: Pat
 
 def test_front_end_endpoints_are_plumbed_published_and_synced(tmp_path: Path) -> None:
     layers = FakeLayers()
-    ctx, eps = _endpoints(tmp_path, layers, Role.MANAGER)
+    ctx, eps, peers = _with_peers(tmp_path, layers, Role.MANAGER)
     ov = Network(id="ov1", name="ov", driver=Driver.OVERLAY, scope=Scope.SWARM, vni=4097)
     ep = Endpoint(id="d" * 64, network_id="ov1", sandbox="d" * 12, node_id=ctx.node_id,
                   mac="02:00:00:00:00:01", ipv4="10.9.0.4", prefixlen=24, vtep=ctx.address)
@@ -142,6 +149,13 @@ def test_front_end_endpoints_are_plumbed_published_and_synced(tmp_path: Path) ->
         await eps.attach_external(ov, ep, netns_path="/run/netns/nfst-h1", ifname="nfd1",
                                   gateway=None)
         assert layers.kernel.set_peers_calls == ["ov1"]
+        peers.schedule("ov1")          # a remote endpoint came: the held network is synced
+        await peers.drain()
+        assert layers.kernel.set_peers_calls == ["ov1"]   # unchanged: nothing to do
+        layers.mesh.remote["r1"] = replace(ep, id="r1", node_id="peer", ipv4="10.9.0.5")
+        peers.schedule("ov1")
+        await peers.drain()
+        assert layers.kernel.set_peers_calls == ["ov1", "ov1"]
         eps.publish(ov, ep)
         named = replace(ep, sandbox="web")
         eps.publish(ov, named, replaces=ep)
@@ -153,3 +167,10 @@ def test_front_end_endpoints_are_plumbed_published_and_synced(tmp_path: Path) ->
     assert layers.names.records == {} and layers.mesh.published == {}
     assert layers.kernel.attached == {}
     assert ctx.ledger.network("ov1") == ov   # remembered for a restart without a manager
+    layers.mesh.remote["r2"] = replace(ep, id="r2", node_id="peer", ipv4="10.9.0.6")
+
+    async def after() -> None:
+        peers.schedule("ov1")
+        await peers.drain()
+    asyncio.run(after())
+    assert layers.kernel.set_peers_calls == ["ov1", "ov1"]   # detached: no longer synced

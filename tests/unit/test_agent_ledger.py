@@ -39,6 +39,7 @@ def test_every_mutation_is_durable_when_it_returns(tmp_path: Path) -> None:
     ep = EndpointRecord(id="e1", network_id="b", network="net-b", ifname="eth0", mac="m",
                         ipv4="10.1.0.2", prefixlen=24, gateway="10.1.0.1")
     ledger.add_endpoint(sb, ep, _net("b", Scope.SWARM))
+    assert [e.id for e in _reload(tmp_path).sandboxes["web"].endpoints] == ["e1"]
     ledger.add_pending_release("b", "10.1.0.9")
     disk = _reload(tmp_path)
     assert disk.cluster is not None and disk.cluster.role_secrets == {"worker": "w2"}

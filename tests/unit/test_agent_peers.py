@@ -60,6 +60,23 @@ def test_a_burst_of_events_is_coalesced_and_names_follow_the_sync(tmp_path: Path
     assert (NET.id, "web3") in layers.names.records
 
 
+def test_events_during_a_sync_make_one_more_sync_never_two_at_once(tmp_path: Path) -> None:
+    layers, ctx, peers = _setup(tmp_path)
+    _local_endpoint(ctx)
+    layers.kernel.set_peers_delay = 0.1
+
+    async def go() -> None:
+        await ctx.mesh.start(secret="s", seeds=[])
+        await _arrive(layers, _remote(1))
+        await asyncio.sleep(0.03)               # the first sync is in the kernel now
+        await _arrive(layers, *[_remote(i) for i in range(2, 8)])
+        await peers.drain()
+    asyncio.run(go())
+    assert layers.kernel.set_peers_overlap == 1
+    assert layers.kernel.set_peers_calls == [NET.id, NET.id]
+    assert len(layers.kernel.peers[NET.id]) == 7
+
+
 def test_unchanged_peers_are_not_programmed_again(tmp_path: Path) -> None:
     layers, ctx, peers = _setup(tmp_path)
 
