@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import time
 from collections.abc import Sequence
 
@@ -24,21 +23,15 @@ from netfabric.agent.peers import PeerSync
 from netfabric.agent.state import EndpointRecord, SandboxRecord, new_id
 from netfabric.agent.views import container_info, endpoint, endpoint_info
 from netfabric.api.types import ContainerInfo, EndpointInfo, Role
+from netfabric.drivers.common import address_mac
 from netfabric.errors import AlreadyExists, InvalidArgument, NetfabricError, NotFound
 from netfabric.model import Endpoint, Network, Scope
 
-__all__ = ["MAX_IFACES", "Endpoints", "new_mac"]
+__all__ = ["MAX_IFACES", "Endpoints"]
 
 log = logging.getLogger(__name__)
 
 MAX_IFACES = 16
-
-
-def new_mac() -> str:
-    """A random locally administered unicast MAC."""
-    raw = bytearray(secrets.token_bytes(6))
-    raw[0] = (raw[0] & 0xFE) | 0x02
-    return ":".join(f"{b:02x}" for b in raw)
 
 
 def _networks_of(sb: SandboxRecord) -> frozenset[str]:
@@ -187,7 +180,8 @@ class Endpoints:
             raise InvalidArgument(f"container {sb.name} has {MAX_IFACES} interfaces already")
         alloc = await self._addresses.allocate(net, ip)
         ep = EndpointRecord(id=new_id(32), network_id=net.id, network=net.name, ifname=ifname,
-                            mac=new_mac(), ipv4=alloc.ipv4, prefixlen=alloc.prefixlen,
+                            mac=address_mac(alloc.ipv4, alloc.ipv6), ipv4=alloc.ipv4,
+                            prefixlen=alloc.prefixlen,
                             gateway=alloc.gateway, ipv6=alloc.ipv6, aliases=list(aliases))
         try:
             ctx.ledger.add_endpoint(sb, ep, net)

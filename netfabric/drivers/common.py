@@ -18,6 +18,7 @@ from netfabric.model import Endpoint, Network
 __all__ = [
     "Attachment",
     "LocalEndpoint",
+    "address_mac",
     "attachment",
     "check_ifname",
     "gateway_cidrs",
@@ -44,16 +45,41 @@ def short_id(ident: str, n: int) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:n]
 
 
+def address_mac(ipv4: str | None, ipv6: str | None = None) -> str:
+    """The MAC of an endpoint: Docker's ``02:42:<the four IPv4 bytes>``; an endpoint with
+    only IPv6 takes ``06:`` and the low five bytes of that address.
+
+    Why derived, not random (issue 19, moby#52661): a container that talked to an address
+    keeps that address's MAC in its own neighbour table, REACHABLE, for seconds. When the
+    address moves to a new endpoint (``rm`` then ``run --ip`` on another host) a new random
+    MAC made every such container send into a blackhole until its entry aged out (> 10 s);
+    a MAC that follows the address makes the cached entry right at once, for the IPv4
+    entry and for the IPv6 entries of the same endpoint, with no message to deliver: the
+    overlay only moves the MAC's FDB entry to the new VTEP, as it does for any new
+    address. A gratuitous ARP / unsolicited NA was the other way: it needs a sender per
+    family and a flood that this overlay does not do (its VXLAN answers ARP/ND itself
+    and has no broadcast FDB entry), so it would have to be relayed by every agent into
+    every sandbox, after gossip, and is lost when a sandbox's agent is briefly down.
+    Two endpoints of one network never share an IPv4 address, so never a MAC.
+    """
+    if ipv4:
+        octets = ipaddress.IPv4Address(ipv4).packed
+        return "02:42:" + ":".join(f"{b:02x}" for b in octets)
+    if ipv6:
+        low = ipaddress.IPv6Address(ipv6).packed[-5:]
+        return "06:" + ":".join(f"{b:02x}" for b in low)
+    raise InvalidArgument("an endpoint needs an IPv4 or IPv6 address for its MAC")
+
+
 def mac_for(endpoint: Endpoint) -> str:
-    """The endpoint's MAC, normalised; Docker's ``02:42:<ipv4>`` when it gives none."""
+    """The endpoint's MAC, normalised; :func:`address_mac` when it gives none."""
     if endpoint.mac:
         mac = endpoint.mac.lower()
         if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
             raise InvalidArgument(f"endpoint {endpoint.id}: bad unicast MAC {endpoint.mac!r}")
         return mac
     if endpoint.ipv4:
-        octets = ipaddress.IPv4Address(endpoint.ipv4).packed
-        return "02:42:" + ":".join(f"{b:02x}" for b in octets)
+        return address_mac(endpoint.ipv4)
     raise InvalidArgument(f"endpoint {endpoint.id} has neither a MAC nor an IPv4 address")
 
 

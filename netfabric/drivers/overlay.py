@@ -181,17 +181,24 @@ def _sandbox_scope(local: LocalEndpoint) -> Scope:
                  phases=frozenset({Phase.ADDR, Phase.ROUTE}))
 
 
-def _moved_ips(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> set[str]:
-    """IPs that now belong to another MAC than before."""
-    def table(eps: Iterable[Endpoint]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for ep in eps:
-            for ip in (ep.ipv4, ep.ipv6):
-                if ip:
-                    out[str(ipaddress.ip_address(ip))] = mac_for(ep)
-        return out
-    before, after = table(old), table(new)
-    return {ip for ip, mac in after.items() if ip in before and before[ip] != mac}
+def _ip_table(eps: Iterable[Endpoint]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for ep in eps:
+        for ip in (ep.ipv4, ep.ipv6):
+            if ip:
+                out[str(ipaddress.ip_address(ip))] = mac_for(ep)
+    return out
+
+
+def _changed_ips(old: Iterable[Endpoint], new: Iterable[Endpoint]) -> set[str]:
+    """IPs that are new, or now belong to another MAC than before.
+
+    A local sandbox may hold a neighbour entry for each: a stale MAC, or an INCOMPLETE /
+    FAILED entry from asking before the address existed, which the kernel retries only
+    every ``retrans_time`` (1 s). Dropping those entries makes the next packet ask again,
+    and the vxlan answers at once from the entry just written."""
+    before, after = _ip_table(old), _ip_table(new)
+    return {ip for ip, mac in after.items() if before.get(ip) != mac}
 
 
 @dataclass
@@ -263,7 +270,17 @@ class OverlayDriver:
                 st.locals = before
                 self._rollback(st, local)
                 raise
+            if endpoint.id not in before and before:
+                # the other local sandboxes may have asked for this address before it
+                # existed here (see _changed_ips)
+                self._forget(before.values(), set(_ip_table([endpoint])))
             return attachment(network, local, mtu)
+
+    def _forget(self, locals_: Iterable[LocalEndpoint], ips: set[str]) -> None:
+        """Drop the neighbour entries of ``ips`` in the sandboxes of ``locals_``."""
+        self.kernel.forget_neighbours(
+            (lo.sandbox, lo.ifname, ip) for lo in locals_
+            if lo.sandbox is not None for ip in sorted(ips))
 
     def detach(self, network_id: str, endpoint_id: str) -> None:
         """Unplug an endpoint; the last one takes the network's netns with it. Unknown
@@ -301,7 +318,7 @@ class OverlayDriver:
                 if peers:
                     self._pending_peers(network_id, peers)
                 return
-            moved = _moved_ips(st.peers, peers)
+            changed = _changed_ips(st.peers, peers)
             st.peers = peers
             if not st.locals or not st.ready:
                 if not st.locals and not peers:
@@ -312,12 +329,8 @@ class OverlayDriver:
                           phases=frozenset({Phase.FDB, Phase.NEIGH}))
             want = peer_entries(self.config, st.network, peers, st.locals)
             self._converge([scope], want)
-            if moved:
-                # Local sandboxes may have cached the old MAC: make them ask again (the
-                # vxlan answers from the entries just written).
-                self.kernel.forget_neighbours(
-                    (lo.sandbox, lo.ifname, ip) for lo in st.locals.values()
-                    if lo.sandbox is not None for ip in moved)
+            if changed:
+                self._forget(st.locals.values(), changed)
 
     def reconcile(self) -> int:
         """Bring every overlay netns of this host to the desired state, removing netns of

@@ -126,14 +126,15 @@ def test_bridge_desired_state() -> None:
     assert bridge.desired_bridges([], {}) == []
 
 
-def test_moved_ips_are_those_with_a_new_mac() -> None:
-    from netfabric.drivers.overlay import _moved_ips
+def test_changed_ips_are_the_new_ones_and_those_with_a_new_mac() -> None:
+    from netfabric.drivers.overlay import _changed_ips
 
     old = [ep(3), ep(4, ipv6="fd00:1::4")]
     new = [ep(3, mac="02:42:0a:00:00:99", vtep="198.51.100.3"),
            ep(4, ipv6="fd00:1::4"), ep(5)]
-    assert _moved_ips(old, new) == {"10.0.0.3"}
-    assert _moved_ips(new, new) == set()
+    assert _changed_ips(old, new) == {"10.0.0.3", "10.0.0.5"}
+    assert _changed_ips(new, new) == set()
+    assert _changed_ips(new, old) == {"10.0.0.3"}   # gone (10.0.0.5): nothing to ask
 
 
 def test_raw_netlink_attributes_round_trip() -> None:
