@@ -27,11 +27,55 @@ pytestmark = [pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def module_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with Lab.up(3, state_dir=str(tmp_path_factory.mktemp("lab"))) as lab:
         token = Client(lab.agent("node1").url).init(lab.agent("node1").address).token
         Client(lab.agent("node2").url).join(token, lab.agent("node1").address)
         yield lab
+
+
+def _baseline(lab: Lab) -> list[str]:
+    """How the shared lab differs from what every test starts from: node1 manager, node2
+    its worker, node3 standalone, no container, no network but the pre-defined bridge."""
+    out = []
+    roles = {a.name: Client(a.url).info().role for a in lab.agents}
+    if roles != {"node1": "manager", "node2": "worker", "node3": "standalone"}:
+        out.append(f"roles {roles}")
+    for a in lab.agents:
+        nf = Client(a.url)
+        if nf.containers():
+            out.append(f"{a.name} containers {[c.name for c in nf.containers()]}")
+        extra = [n.name for n in nf.networks() if n.name != "bridge"]
+        if extra:
+            out.append(f"{a.name} networks {extra}")
+    return out
+
+
+@pytest.fixture
+def lab(module_lab: Lab) -> Iterator[Lab]:
+    """The module's lab, checked to be at its baseline before each test and brought back to
+    it after (a test that joins node3 or makes node2 leave undoes that here), so that no test
+    depends on which ran before it."""
+    lab = module_lab
+    assert _baseline(lab) == [], "the previous test left the lab changed"
+    try:
+        yield lab
+    finally:
+        manager = Client(lab.agent("node1").url)
+        for a in lab.agents:
+            nf = Client(a.url)
+            for con in nf.containers():
+                nf.remove_container(con.name)
+        node3 = Client(lab.agent("node3").url)
+        if node3.info().role != "standalone":
+            node3.leave()
+        node2 = Client(lab.agent("node2").url)
+        if node2.info().role == "standalone":
+            node2.join(manager.join_token("worker").token, lab.agent("node1").address)
+        for net in manager.networks():
+            if net.name != "bridge":
+                manager.remove_network(net.name)
+        assert _baseline(lab) == []
 
 
 def _cli(lab: Lab, host: str, *argv: str) -> tuple[int, str, str]:

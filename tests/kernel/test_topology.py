@@ -112,24 +112,57 @@ def test_build_failure_rolls_back() -> None:
     assert [ns for ns in list_netns() if ns.startswith(topo.prefix)] == []
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.15, 0.3, 0.45, 0.6])
-def test_sigterm_to_a_lab_command_leaves_nothing(delay: float) -> None:
-    """SIGTERM during the build, the pings or the teardown: nothing is left either way."""
-    prefix = new_prefix()
-    proc = subprocess.Popen([sys.executable, "-m", "netfabric.cli.main", "lab", "ping",
-                             "--hosts", "4", "--prefix", prefix], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not any(ns.startswith(prefix) for ns in list_netns()):
-            assert time.monotonic() < deadline, "the lab never built a namespace"
-            time.sleep(0.01)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGTERM)
-        # 0: done before the signal; -15: it came during interpreter shutdown, after teardown
-        assert proc.wait(timeout=30) in (0, 128 + signal.SIGTERM, -signal.SIGTERM)
-        assert [ns for ns in list_netns() if ns.startswith(prefix)] == []
-    finally:
-        proc.kill()
-        proc.wait()
-        clean(prefix)
+def _children(pid: int) -> list[str]:
+    """The command names of ``pid``'s children."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm, rest = stat.split(" (", 1)[1].rsplit(") ", 1)
+            if int(rest.split()[1]) == pid:
+                out.append(comm)
+    return out
+
+
+LAB_NETNS = 5   # `lab ping --hosts 4`: four hosts and the switch
+
+
+@pytest.mark.parametrize("phase", ["build", "pings", "teardown"])
+def test_sigterm_to_a_lab_command_leaves_nothing(phase: str) -> None:
+    """SIGTERM during the build, the pings or the teardown: the command stops by its handler
+    (exit 143) and nothing is left. The command is frozen (SIGSTOP) the moment its phase is
+    seen, so the signal lands in that phase and not after the command has finished."""
+    for _attempt in range(3):
+        prefix = new_prefix()
+        proc = subprocess.Popen([sys.executable, "-m", "netfabric.cli.main", "lab", "ping",
+                                 "--hosts", "4", "--prefix", prefix], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            peak = 0
+            while proc.poll() is None:
+                assert time.monotonic() < deadline, f"never saw the {phase} phase"
+                count = sum(ns.startswith(prefix) for ns in list_netns())
+                peak = max(peak, count)
+                if (phase == "build" and 0 < count < LAB_NETNS) or \
+                        (phase == "pings" and "ping" in _children(proc.pid)) or \
+                        (phase == "teardown" and peak == LAB_NETNS and 0 < count < peak):
+                    proc.send_signal(signal.SIGSTOP)
+                    break
+                time.sleep(0.002)
+            if proc.poll() is not None:
+                continue   # finished before its phase was seen (a loaded machine): again
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGCONT)
+            assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+            assert [ns for ns in list_netns() if ns.startswith(prefix)] == []
+            return
+        finally:
+            proc.kill()
+            proc.wait()
+            clean(prefix)
+    pytest.fail(f"the command finished before its {phase} phase could be caught, 3 times")
