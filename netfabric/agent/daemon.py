@@ -172,9 +172,18 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     api = RpcServer(local)
     cluster_server = RpcServer(cluster, prefix=CLUSTER_PREFIX)
 
+    listening: list[str] = []
+
     async def open_cluster_endpoint(listen: str) -> None:
+        # A node that left (`leave --force`) and runs `init` again: the port it listens on
+        # is still open (answering "not a manager" meanwhile); reuse it, or move to the new one.
+        if listening == [listen]:
+            return
+        await cluster_server.close()
+        listening.clear()
         host, port = split_addr(listen)
         await cluster_server.start_tcp(host, port)
+        listening.append(listen)
 
     core.set_cluster_endpoint(open_cluster_endpoint)
     stop = asyncio.Event()
