@@ -97,6 +97,12 @@ def _none(raw: Any) -> None:
     return None
 
 
+def _object(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidArgument("malformed API object: not an object")
+    return raw
+
+
 def _lister(build: Callable[[Any], T]) -> Callable[[Any], list[T]]:
     return lambda raw: _list(raw, build)
 
@@ -213,6 +219,35 @@ class _Specs:
              "container": container, "force": force},
             _none)
 
+    # -- services (plain JSON objects, see netfabric.agent.services) --------------------
+
+    @staticmethod
+    def create_service(name: str, *, networks: Sequence[str] = (), endpoint_mode: str = "vip",
+                       publish: Sequence[str] = ()) -> _Spec[dict[str, Any]]:
+        return _Spec("create_service", {"name": name, "networks": list(networks),
+                                        "endpoint_mode": endpoint_mode,
+                                        "publish": list(publish)}, _object)
+
+    @staticmethod
+    def remove_service(name: str) -> _Spec[None]:
+        return _Spec("remove_service", {"name": name}, _none)
+
+    @staticmethod
+    def services() -> _Spec[list[dict[str, Any]]]:
+        return _Spec("services", {}, _lister(_object))
+
+    @staticmethod
+    def inspect_service(name: str) -> _Spec[dict[str, Any]]:
+        return _Spec("inspect_service", {"name": name}, _object)
+
+    @staticmethod
+    def add_backend(service: str, container: str) -> _Spec[dict[str, Any]]:
+        return _Spec("add_backend", {"service": service, "container": container}, _object)
+
+    @staticmethod
+    def remove_backend(service: str, container: str) -> _Spec[None]:
+        return _Spec("remove_backend", {"service": service, "container": container}, _none)
+
 
 class Client:
     """Blocking client. ``host`` is ``unix://PATH`` (default: $NETFABRIC_HOST, then
@@ -325,6 +360,29 @@ class Client:
     def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
         return self._call(_Specs.disconnect(network, container, force=force))
 
+    def create_service(self, name: str, *, networks: Sequence[str] = (),
+                       endpoint_mode: str = "vip", publish: Sequence[str] = ()
+                       ) -> dict[str, Any]:
+        return self._call(_Specs.create_service(name, networks=networks,
+                                                endpoint_mode=endpoint_mode, publish=publish))
+
+    def remove_service(self, name: str) -> None:
+        return self._call(_Specs.remove_service(name))
+
+    def services(self) -> list[dict[str, Any]]:
+        return self._call(_Specs.services())
+
+    def inspect_service(self, name: str) -> dict[str, Any]:
+        return self._call(_Specs.inspect_service(name))
+
+    def add_backend(self, service: str, container: str) -> dict[str, Any]:
+        """Make a container of this node a backend of ``service`` (on every node)."""
+        return self._call(_Specs.add_backend(service, container))
+
+    def remove_backend(self, service: str, container: str) -> None:
+        """Take it out of ``service`` everywhere; stop its task after this returns."""
+        return self._call(_Specs.remove_backend(service, container))
+
     def close(self) -> None:
         """Nothing is held between calls; present for ``with`` symmetry."""
 
@@ -435,6 +493,27 @@ class AsyncClient:
 
     async def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
         return await self._acall(_Specs.disconnect(network, container, force=force))
+
+    async def create_service(self, name: str, *, networks: Sequence[str] = (),
+                             endpoint_mode: str = "vip", publish: Sequence[str] = ()
+                             ) -> dict[str, Any]:
+        return await self._acall(_Specs.create_service(
+            name, networks=networks, endpoint_mode=endpoint_mode, publish=publish))
+
+    async def remove_service(self, name: str) -> None:
+        return await self._acall(_Specs.remove_service(name))
+
+    async def services(self) -> list[dict[str, Any]]:
+        return await self._acall(_Specs.services())
+
+    async def inspect_service(self, name: str) -> dict[str, Any]:
+        return await self._acall(_Specs.inspect_service(name))
+
+    async def add_backend(self, service: str, container: str) -> dict[str, Any]:
+        return await self._acall(_Specs.add_backend(service, container))
+
+    async def remove_backend(self, service: str, container: str) -> None:
+        return await self._acall(_Specs.remove_backend(service, container))
 
     async def close(self) -> None:
         """Nothing is held between calls."""

@@ -75,6 +75,16 @@ VERBS: dict[str, tuple[tuple[Field, ...], Callable[[AgentCore], Handler]]] = {
                  _s("ip")), lambda c: c.connect),
     "disconnect": ((_s("network", required=True), _s("container", required=True),
                     _b("force")), lambda c: c.disconnect),
+    "create_service": ((_s("name", required=True), _l("networks"),
+                        Field("endpoint_mode", str, default="vip"), _l("publish")),
+                       lambda c: c.create_service),
+    "remove_service": ((_s("name", required=True),), lambda c: c.remove_service),
+    "services": ((), lambda c: c.services),
+    "inspect_service": ((_s("name", required=True),), lambda c: c.inspect_service),
+    "add_backend": ((_s("service", required=True), _s("container", required=True)),
+                    lambda c: c.add_backend),
+    "remove_backend": ((_s("service", required=True), _s("container", required=True)),
+                       lambda c: c.remove_backend),
 }
 
 

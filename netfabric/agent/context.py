@@ -27,6 +27,7 @@ from netfabric.agent.ports import (
     Mesh,
     MeshEvent,
     NameService,
+    RecordTable,
 )
 from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, ManagerLink
 from netfabric.agent.state import ClusterRecord
@@ -128,6 +129,21 @@ class GatedMesh:
 
     def members(self) -> list[Member]:
         return self._mesh.members() if self._started else []
+
+    # Cluster-wide tables, where the mesh has them (RecordTable); silent like the rest.
+
+    def set_record(self, table: str, key: str, value: bytes) -> None:
+        if self._started and isinstance(self._mesh, RecordTable):
+            self._mesh.set_record(table, key, value)
+
+    def delete_record(self, table: str, key: str) -> None:
+        if self._started and isinstance(self._mesh, RecordTable):
+            self._mesh.delete_record(table, key)
+
+    def records(self, table: str) -> dict[str, bytes]:
+        if self._started and isinstance(self._mesh, RecordTable):
+            return self._mesh.records(table)
+        return {}
 
     def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
         self._mesh.subscribe(listener)

@@ -54,6 +54,7 @@ from netfabric.agent.ports import (
     Mesh,
     NameService,
 )
+from netfabric.agent.services import ServiceRegistry
 from netfabric.agent.state import LocalState, to_network, to_record
 from netfabric.api.types import (
     Availability,
@@ -97,6 +98,7 @@ class AgentCore:
         self._manager = ManagerRpc(ctx, self._networks)
         self._peers = PeerSync(ctx)
         self._endpoints = Endpoints(ctx, self._networks, self._addresses, self._peers)
+        self._services = ServiceRegistry(ctx, self._networks, self._addresses)
         self._restorers: list[Restorer] = []
 
     # -- who and where ------------------------------------------------------------------------
@@ -135,6 +137,7 @@ class AgentCore:
         """Recover: make the kernel, DNS and gossip match the persisted state, then serve."""
         ctx = self._ctx
         ctx.mesh.subscribe(self._peers.on_mesh_event)
+        ctx.mesh.subscribe(self._services.on_mesh_event)
         async with ctx.lock:
             await self._networks.restore()
         await self._cluster.resume()
@@ -148,6 +151,7 @@ class AgentCore:
     async def close(self) -> None:
         ctx = self._ctx
         await self._addresses.close()
+        await self._services.close()
         await self._peers.close()
         await ctx.names.close()
         await ctx.mesh.close()
@@ -236,18 +240,51 @@ class AgentCore:
                   ip: str | None = None, netns_path: str | None = None) -> ContainerInfo:
         """A new sandbox (its own netns), or an existing netns adopted by ``netns_path``,
         connected to ``network`` (default: the host's ``bridge``). All or nothing."""
-        return await self._endpoints.run(name, network=network, aliases=aliases, ip=ip,
+        info = await self._endpoints.run(name, network=network, aliases=aliases, ip=ip,
                                          netns_path=netns_path)
+        self._services.schedule()   # its VIPs
+        return info
 
     async def remove_container(self, name: str, *, force: bool = False) -> None:
+        # A backend leaves its services before its sandbox goes.
+        await self._services.forget_container(name)
         await self._endpoints.remove(name, force=force)
+        self._services.schedule()
 
     async def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
                       ip: str | None = None) -> EndpointInfo:
-        return await self._endpoints.connect(network, container, aliases=aliases, ip=ip)
+        info = await self._endpoints.connect(network, container, aliases=aliases, ip=ip)
+        self._services.schedule()
+        return info
 
     async def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        await self._services.forget_container(container)
         await self._endpoints.disconnect(network, container, force=force)
+        self._services.schedule()
+
+    # -- services -----------------------------------------------------------------------------
+
+    async def create_service(self, name: str, *, networks: Sequence[str] = (),
+                             endpoint_mode: str = "vip",
+                             publish: Sequence[str] = ()) -> dict[str, Any]:
+        return await self._services.create_service(name, networks=networks,
+                                                   endpoint_mode=endpoint_mode,
+                                                   publish=publish)
+
+    async def remove_service(self, name: str) -> None:
+        await self._services.remove_service(name)
+
+    async def services(self) -> list[dict[str, Any]]:
+        return await self._services.services()
+
+    async def inspect_service(self, name: str) -> dict[str, Any]:
+        return await self._services.inspect_service(name)
+
+    async def add_backend(self, service: str, container: str) -> dict[str, Any]:
+        return await self._services.add_backend(service, container)
+
+    async def remove_backend(self, service: str, container: str) -> None:
+        await self._services.remove_backend(service, container)
 
     # -- hooks for front ends that plumb their own interfaces ---------------------------------
 

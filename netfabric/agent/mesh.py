@@ -24,11 +24,15 @@ from netfabric.gossip.messages import MemberState
 from netfabric.gossip.runtime import GossipNode
 from netfabric.model import Endpoint
 
-__all__ = ["ENDPOINT_TABLE", "PROFILES", "GossipMesh", "decode_endpoint", "encode_endpoint"]
+__all__ = ["ENDPOINT_TABLE", "PROFILES", "RECORD_SCOPE", "RECORD_TABLES", "GossipMesh",
+           "decode_endpoint", "encode_endpoint"]
 
 log = logging.getLogger(__name__)
 
 ENDPOINT_TABLE = "endpoints"
+RECORD_SCOPE = "_cluster"
+"""The gossip scope of the cluster-wide tables (services, backends): every node joins it."""
+RECORD_TABLES = frozenset({"services", "backends"})
 def _local() -> GossipConfig:
     """The gossip package's ``local`` profile with a faster broadcast round: on one machine
     a round costs microseconds, and names reach 20 hosts in ~3 rounds."""
@@ -93,6 +97,7 @@ class GossipMesh:
             raise ClusterError(f"cannot open gossip port {addr}:{port}: {exc.strerror}") \
                 from exc
         node.on_event(self._on_event)
+        node.join_network(RECORD_SCOPE)
         self._node = node
         self._consumer = asyncio.get_running_loop().create_task(self._consume())
 
@@ -141,6 +146,26 @@ class GossipMesh:
                 out.append(decode_endpoint(raw))
         return out
 
+    # -- cluster-wide tables (RecordTable) -------------------------------------------------
+
+    def set_record(self, table: str, key: str, value: bytes) -> None:
+        self._check_table(table)
+        self._require().set_entry(table, RECORD_SCOPE, key, value)
+
+    def delete_record(self, table: str, key: str) -> None:
+        self._check_table(table)
+        with contextlib.suppress(NotFound):
+            self._require().delete_entry(table, RECORD_SCOPE, key)
+
+    def records(self, table: str) -> dict[str, bytes]:
+        self._check_table(table)
+        return {} if self._node is None else self._node.entries(table, RECORD_SCOPE)
+
+    @staticmethod
+    def _check_table(table: str) -> None:
+        if table not in RECORD_TABLES:
+            raise InvalidArgument(f"unknown cluster table {table!r}")
+
     def members(self) -> list[Member]:
         node = self._node
         if node is None:
@@ -172,6 +197,11 @@ class GossipMesh:
 
     def _translate(self, event: gev.Event) -> MeshEvent | None:
         if isinstance(event, gev.EntryCreated | gev.EntryUpdated | gev.EntryDeleted):
+            if event.table in RECORD_TABLES:
+                kind = (MeshEventKind.RECORD_GONE if isinstance(event, gev.EntryDeleted)
+                        else MeshEventKind.RECORD_SET)
+                return MeshEvent(kind=kind, node_id=event.owner, table=event.table,
+                                 key=event.key)
             if event.table != ENDPOINT_TABLE:
                 return None
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.values import BlockLease
@@ -30,6 +30,7 @@ __all__ = [
     "MeshEvent",
     "MeshEventKind",
     "NameService",
+    "RecordTable",
 ]
 
 
@@ -167,6 +168,8 @@ class MeshEventKind(StrEnum):
     ENDPOINT_GONE = "endpoint-gone"
     NODE_UP = "node-up"
     NODE_DOWN = "node-down"
+    RECORD_SET = "record-set"
+    RECORD_GONE = "record-gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,9 @@ class MeshEvent:
     kind: MeshEventKind
     node_id: str
     endpoint: Endpoint | None = None
+    table: str = ""
+    """For RECORD_*: the cluster-wide table (:class:`RecordTable`) and the entry's key."""
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +187,18 @@ class Member:
     node_id: str
     address: str
     alive: bool
+
+
+@runtime_checkable
+class RecordTable(Protocol):
+    """Cluster-wide gossip tables beside the endpoint table (services, their backends):
+    every node holds every entry; an entry goes when its owner deletes it or dies."""
+
+    def set_record(self, table: str, key: str, value: bytes) -> None: ...
+
+    def delete_record(self, table: str, key: str) -> None: ...
+
+    def records(self, table: str) -> dict[str, bytes]: ...
 
 
 class Mesh(Protocol):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from netfabric import __version__
 from netfabric.cli.commands import add_commands, error_exit_code, group, verb_parser
 from netfabric.cli.labcmd import add_lab_commands
+from netfabric.cli.services import add_service_commands
 from netfabric.errors import NetfabricError
 
 __all__ = ["EXIT_FLAG_ERROR", "EXIT_PIPE", "Parser", "build_parser", "main"]
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_lab_hosts)
     add_lab_commands(labsub)
     add_commands(sub)
+    add_service_commands(sub)
     return parser
 
 

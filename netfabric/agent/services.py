@@ -1,0 +1,326 @@
+"""Services in the agent: definitions from a manager, backends from any node, over gossip.
+
+A manager creates a service (name, networks, endpoint mode, published ports): it takes one
+VIP per network from that network's IPAM (VIP mode) and writes the definition to the
+cluster-wide gossip table ``services``. Any node adds a local sandbox as a backend of a
+service: the entry (in table ``backends``) is owned by that node, so it goes from every node
+when the backend is removed, and within the failure-detection time when the node dies.
+
+Every node turns the two tables into kernel state with a
+:class:`~netfabric.services.ServiceFabric` (a VIP load balancer in each local sandbox on a
+service's networks) and into DNS records (the service name to its VIP, or every backend in
+dnsrr mode; ``tasks.NAME`` to every backend), scoped to the service's networks as container
+names are. A burst of table events coalesces into one sync in flight.
+
+Published ports are carried and shown, but not yet programmed by the agent: that needs the
+``ingress`` network with a leg in every node's host netns (see the issue notes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from netfabric.agent.addresses import AddressRouter
+from netfabric.agent.context import AgentContext, check_name
+from netfabric.agent.networks import NetworkRegistry
+from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.dns.records import Records, ServiceMode
+from netfabric.errors import AlreadyExists, InvalidArgument, NetfabricError, NotFound
+from netfabric.model import Driver, Scope
+from netfabric.services import (
+    Backend,
+    EndpointMode,
+    NodeView,
+    PortConfig,
+    Proto,
+    PublishMode,
+    Service,
+    ServiceFabric,
+    parse_publish,
+)
+
+__all__ = ["BACKENDS", "SERVICES", "ServiceRegistry", "decode_backend", "decode_service",
+           "encode_backend", "encode_service"]
+
+log = logging.getLogger(__name__)
+
+SERVICES = "services"
+BACKENDS = "backends"
+
+
+def encode_service(s: Service) -> bytes:
+    return json.dumps({"name": s.name, "networks": list(s.networks), "mode": str(s.mode),
+                       "vips": [list(v) for v in s.vips],
+                       "ports": [[p.target, p.published, str(p.proto), str(p.mode)]
+                                 for p in s.ports]}, separators=(",", ":")).encode()
+
+
+def decode_service(raw: bytes) -> Service:
+    """A service from a table value; malformed values are :class:`InvalidArgument`."""
+    try:
+        v = json.loads(raw)
+        return Service(str(v["name"]), tuple(str(n) for n in v["networks"]),
+                       EndpointMode(v["mode"]),
+                       tuple((str(n), str(ip)) for n, ip in v["vips"]),
+                       tuple(PortConfig(int(t), int(p), Proto(pr), PublishMode(m))
+                             for t, p, pr, m in v["ports"]))
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"malformed service entry: {exc}") from exc
+
+
+def encode_backend(b: Backend) -> bytes:
+    return json.dumps({"service": b.service, "id": b.id, "node": b.node,
+                       "addresses": [list(a) for a in b.addresses], "active": b.active},
+                      separators=(",", ":")).encode()
+
+
+def decode_backend(raw: bytes) -> Backend:
+    try:
+        v = json.loads(raw)
+        return Backend(str(v["service"]), str(v["id"]), str(v["node"]),
+                       tuple((str(n), str(ip)) for n, ip in v["addresses"]),
+                       bool(v["active"]))
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"malformed backend entry: {exc}") from exc
+
+
+def _backend_key(service: str, backend_id: str) -> str:
+    return f"{service}/{backend_id}"
+
+
+class ServiceRegistry:
+    """The agent's services; subscribe :meth:`on_mesh_event` to the mesh."""
+
+    def __init__(self, ctx: AgentContext, networks: NetworkRegistry,
+                 addresses: AddressRouter, *, fabric: ServiceFabric | None = None) -> None:
+        self._ctx = ctx
+        self._networks = networks
+        self._addresses = addresses
+        self._fabric = fabric
+        self._task: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._dns: dict[tuple[str, str], tuple[object, ...]] = {}
+
+    def fabric(self) -> ServiceFabric:
+        if self._fabric is None:
+            ctx = self._ctx
+            self._fabric = ServiceFabric(NodeView(ctx.node_id, {}, ctx.config.host_netns))
+        return self._fabric
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def _services(self) -> dict[str, Service]:
+        out: dict[str, Service] = {}
+        for key, raw in self._ctx.mesh.records(SERVICES).items():
+            try:
+                svc = decode_service(raw)
+            except InvalidArgument as exc:
+                log.warning("dropped service entry %s: %s", key, exc)
+                continue
+            out[svc.name] = svc
+        return out
+
+    def _backends(self) -> list[Backend]:
+        out = []
+        for key, raw in self._ctx.mesh.records(BACKENDS).items():
+            try:
+                out.append(decode_backend(raw))
+            except InvalidArgument as exc:
+                log.warning("dropped backend entry %s: %s", key, exc)
+        return out
+
+    def _service(self, name: str) -> Service:
+        svc = self._services().get(name)
+        if svc is None:
+            raise NotFound(f"service {name} not found")
+        return svc
+
+    # -- sync -----------------------------------------------------------------------------
+
+    async def on_mesh_event(self, event: MeshEvent) -> None:
+        if event.kind in (MeshEventKind.RECORD_SET, MeshEventKind.RECORD_GONE) and \
+                event.table in (SERVICES, BACKENDS):
+            self.schedule()
+
+    def schedule(self) -> None:
+        """One sync in flight; run again if more came meanwhile."""
+        self._dirty = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._job())
+
+    async def _job(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self.sync()
+            except NetfabricError as exc:
+                log.warning("service sync failed: %s", exc)
+
+    async def sync(self) -> None:
+        """Make the kernel and DNS of this node match the tables and the local sandboxes."""
+        ctx = self._ctx
+        fabric = self.fabric()
+        services = self._services()
+        backends = {(b.service, b.id): b for b in self._backends()}
+        for svc in fabric.services():
+            if svc.name not in services:
+                fabric.remove_service(svc.name)
+        for svc in services.values():
+            fabric.set_service(svc)
+        for b in fabric.backends():
+            if (b.service, b.id) not in backends:
+                fabric.remove_backend(b.service, b.id)
+        for b in backends.values():
+            fabric.set_backend(b)
+        local = {sb.netns: frozenset(ep.network_id for ep in sb.endpoints)
+                 for sb in ctx.ledger.state.sandboxes.values() if not sb.external}
+        for netns in set(fabric.view.sandboxes) - set(local):
+            await ctx.thread(fabric.remove_sandbox, netns)
+        for netns, nets in local.items():
+            fabric.set_sandbox(netns, nets)
+        await ctx.thread(fabric.apply)
+        self._sync_dns(fabric)
+
+    def _sync_dns(self, fabric: ServiceFabric) -> None:
+        records = getattr(self._ctx.names, "records", None)
+        if not isinstance(records, Records):
+            return
+        want = {(r.network_id, r.name): r for r in fabric.records()}
+        for key in list(self._dns):
+            if key not in want:
+                del self._dns[key]
+                with contextlib.suppress(NotFound):
+                    records.remove_service(*key)
+        for key, r in want.items():
+            sig = (r.mode, r.vip, r.tasks)
+            if self._dns.get(key) == sig:
+                continue
+            records.set_service(r.network_id, r.name, mode=ServiceMode(str(r.mode)),
+                                vip=r.vip, tasks=r.tasks)
+            self._dns[key] = sig
+
+    # -- verbs ----------------------------------------------------------------------------
+
+    async def create_service(self, name: str, *, networks: Sequence[str] = (),
+                             endpoint_mode: str = "vip",
+                             publish: Sequence[str] = ()) -> dict[str, Any]:
+        ctx = self._ctx
+        ctx.require_manager()
+        check_name(name, "service")
+        try:
+            mode = EndpointMode(endpoint_mode)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid endpoint mode {endpoint_mode!r}: vip or dnsrr") \
+                from exc
+        ports = tuple(parse_publish(p) for p in publish)
+        async with ctx.lock:
+            if name in self._services():
+                raise AlreadyExists(f"service {name} already exists")
+            nets = []
+            for ref in networks:
+                net = await self._networks.resolve(ref)
+                if net.driver != Driver.OVERLAY or net.scope != Scope.SWARM:
+                    raise InvalidArgument(f"network {net.name} is not an overlay network: "
+                                          "services need cluster-wide networks")
+                nets.append(net)
+            vips: list[tuple[str, str]] = []
+            try:
+                if mode is EndpointMode.VIP:
+                    for net in nets:
+                        alloc = await self._addresses.allocate(net, None)
+                        vips.append((net.id, alloc.ipv4))
+                svc = Service(name, tuple(n.id for n in nets), mode, tuple(vips), ports)
+            except BaseException:
+                for net_id, ip in vips:
+                    await self._addresses.release(self._networks.by_id(net_id), ip)
+                raise
+            ctx.mesh.set_record(SERVICES, name, encode_service(svc))
+        await self.sync()
+        return self._info(svc)
+
+    async def remove_service(self, name: str) -> None:
+        ctx = self._ctx
+        ctx.require_manager()
+        async with ctx.lock:
+            svc = self._service(name)
+            ctx.mesh.delete_record(SERVICES, name)
+            for net_id, ip in svc.vips:
+                with contextlib.suppress(NotFound):
+                    await self._addresses.release(self._networks.by_id(net_id), ip)
+        await self.sync()
+
+    async def services(self) -> list[dict[str, Any]]:
+        self._ctx.require_manager()
+        return [self._info(s) for s in sorted(self._services().values(), key=lambda s: s.name)]
+
+    async def inspect_service(self, name: str) -> dict[str, Any]:
+        self._ctx.require_manager()
+        return self._info(self._service(name))
+
+    async def add_backend(self, service: str, container: str) -> dict[str, Any]:
+        """Make local container ``container`` a backend of ``service`` (its addresses on the
+        service's networks), on every node."""
+        ctx = self._ctx
+        svc = self._service(service)
+        sb = next((s for s in ctx.ledger.state.sandboxes.values()
+                   if container in (s.name, s.id)), None)
+        if sb is None:
+            raise NotFound(f"container {container} not found")
+        addrs = tuple((ep.network_id, ep.ipv4) for ep in sb.endpoints
+                      if ep.network_id in svc.networks and ep.ipv4)
+        if not addrs:
+            raise InvalidArgument(f"container {sb.name} is on none of the networks of "
+                                  f"service {service}")
+        backend = Backend(service, sb.name, ctx.node_id, addrs)
+        ctx.mesh.set_record(BACKENDS, _backend_key(service, backend.id),
+                            encode_backend(backend))
+        await self.sync()
+        return _backend_info(backend)
+
+    async def remove_backend(self, service: str, container: str) -> None:
+        """Take ``container`` out of ``service`` everywhere: from here on no new connection
+        is sent to it (established ones go on); stop its task only after this returns."""
+        self._ctx.mesh.delete_record(BACKENDS, _backend_key(service, container))
+        await self.sync()
+
+    async def forget_container(self, container: str) -> None:
+        """Take a local container out of every service it backs (before it goes)."""
+        ctx = self._ctx
+        sb = next((s for s in ctx.ledger.state.sandboxes.values()
+                   if container in (s.name, s.id)), None)
+        if sb is None:
+            return
+        mine = [b for b in self._backends() if b.node == ctx.node_id and b.id == sb.name]
+        for b in mine:
+            ctx.mesh.delete_record(BACKENDS, _backend_key(b.service, b.id))
+        if mine:
+            await self.sync()
+
+    def _info(self, svc: Service) -> dict[str, Any]:
+        backends = [b for b in self._backends() if b.service == svc.name]
+        names = {n.id: n.name for n in self._ctx.ledger.networks()}
+        return {
+            "name": svc.name,
+            "mode": str(svc.mode),
+            "networks": [names.get(n, n) for n in svc.networks],
+            "vips": [{"network": names.get(n, n), "addr": ip} for n, ip in svc.vips],
+            "ports": [str(p) for p in svc.ports],
+            "backends": [_backend_info(b) for b in sorted(backends, key=lambda b: b.id)],
+        }
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._fabric is not None:
+            await self._ctx.thread(self._fabric.close)
+
+
+def _backend_info(b: Backend) -> dict[str, Any]:
+    return {"id": b.id, "node": b.node, "addresses": [ip for _, ip in b.addresses],
+            "active": b.active}

@@ -1,0 +1,113 @@
+"""Services through real agents on 3 hosts, with real clients (busybox wget, dig, getent):
+VIP and dnsrr names, ``tasks.NAME``, spread over backends on two nodes, a backend removed
+under a stream of new connections, and a killed node's backends leaving the VIP."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netfabric import Client
+from netfabric.errors import NotAManager
+from netfabric.lab.cluster import Lab
+from netfabric.lab.walkthrough import form_cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+DEAD_NODE_BUDGET_S = 15.0
+"""A killed node's backends leave every VIP within the ``local`` profile's failure detection
+(probe 0.3 s, suspicion a few probes) plus the sync; measured ~2-4 s."""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Lab.up(3, state_dir=str(tmp_path)) as lab:
+        form_cluster(lab)
+        yield lab
+
+
+def sh(netns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def wget(netns: str, url: str) -> str:
+    # (busybox 1.35's wget -T segfaults: the deadline comes from timeout(1) instead)
+    proc = sh(netns, "timeout", "3", "busybox", "wget", "-q", "-O", "-", url)
+    return proc.stdout.strip() if proc.returncode == 0 else "FAILED"
+
+
+def dig(netns: str, name: str) -> list[str]:
+    proc = sh(netns, "dig", "+short", "+tries=1", "+time=2", name, "@127.0.0.11")
+    return proc.stdout.split()
+
+
+def poll(fn: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fn():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_vip_dnsrr_tasks_spread_removal_and_dead_node(lab: Lab, tmp_path: Path) -> None:
+    n1, n2, n3 = (Client(a.url) for a in lab.agents)
+    n1.create_network("app", driver="overlay", attachable=True)
+    with pytest.raises(NotAManager):
+        n2.create_service("web", networks=["app"])
+    web = n1.create_service("web", networks=["app"])
+    vip = web["vips"][0]["addr"]
+    n1.create_service("db", networks=["app"], endpoint_mode="dnsrr")
+    tasks: dict[str, tuple[Client, str, str]] = {}   # name -> (client, netns, ip)
+    for client, name in ((n2, "web1"), (n3, "web2"), (n3, "web3"), (n2, "db1"), (n3, "db2")):
+        con = client.run(name, network="app")
+        root = tmp_path / name
+        root.mkdir()
+        (root / "index.html").write_text(name + "\n")
+        # busybox httpd daemonizes; the lab's teardown kills what runs in its namespaces.
+        assert sh(con.netns, "busybox", "httpd", "-p", "80", "-h", str(root)).returncode == 0
+        tasks[name] = (client, con.netns, con.networks[0].ipv4 or "")
+        client.add_backend("web" if name.startswith("web") else "db", name)
+    c1 = n1.run("c1", network="app").netns
+    webs = {"web1", "web2", "web3"}
+
+    # Names: the VIP, every task, and dnsrr's rotation; as the seed's `database`.
+    assert poll(lambda: dig(c1, "web") == [vip]), dig(c1, "web")
+    assert poll(lambda: sorted(dig(c1, "tasks.web")) == sorted(tasks[w][2] for w in webs))
+    db_ips = sorted(tasks[d][2] for d in ("db1", "db2"))
+    assert poll(lambda: sorted(dig(c1, "db")) == db_ips)
+    assert len({tuple(dig(c1, "db")) for _ in range(10)}) == 2, "dnsrr answers never rotate"
+    assert sh(c1, "getent", "hosts", "web").stdout.split()[0] == vip
+    # The database resolves from a web task, by name only.
+    assert wget(tasks["web1"][1], "http://db/") in ("db1", "db2")
+
+    # Spread over backends on two nodes (binomial(120, 1/3): sd 5.2; 15 is ~4 sd).
+    assert poll(lambda: wget(c1, "http://web/") in webs)
+    seen = Counter(wget(c1, f"http://{vip}/") for _ in range(120))
+    assert set(seen) == webs and min(seen.values()) >= 25, seen
+
+    # web3 leaves: once node1 has applied it (its DNS, synced after its kernel, drops web3
+    # from tasks.web: gossip carries the removal in tens of ms), no new connection from
+    # node1 reaches web3, and none fails.
+    n3.remove_backend("web", "web3")
+    assert poll(lambda: sorted(dig(c1, "tasks.web")) == sorted(tasks[w][2]
+                                                               for w in ("web1", "web2")))
+    after = Counter(wget(c1, "http://web/") for _ in range(40))
+    assert set(after) <= {"web1", "web2"} and sum(after.values()) == 40, after
+
+    # kill -9 of node3's agent: its backends (web2) leave the VIP within failure detection.
+    t0 = time.monotonic()
+    lab.stop_agent(lab.agents[2])
+    gone = poll(lambda: Counter(wget(c1, "http://web/") for _ in range(10)) ==
+                Counter({"web1": 10}), timeout=DEAD_NODE_BUDGET_S)
+    assert gone, f"web2 still in the VIP {time.monotonic() - t0:.1f}s after its node died"
+    assert dig(c1, "db") == [tasks["db1"][2]]
+    n1.remove_service("db")
+    assert poll(lambda: dig(c1, "db") == [])
+    assert [s["name"] for s in n1.services()] == ["web"]
