@@ -378,24 +378,31 @@ class GossipCore:
             # it claims our address, which we hold: that id is a previous agent here
             self._on_dead(Dead(msg.node, msg.incarnation, self.node_id), addr, now)
 
-    def _correct_stale(self, node: str, incarnation: int, addr: Addr) -> bool:
+    def _correct_stale(self, node: str, incarnation: int, addr: Addr, now: float) -> bool:
         """A suspicion or death of an incarnation the member has already refuted: ignore it
-        (True) and send the newer alive straight back to whoever passed it on.
+        (True) and send the newer alive straight back to whoever passed it on, once the
+        refutation has had time to spread (half the minimum suspicion timeout).
 
         Why: at high loss an epidemic broadcast misses a few nodes, and a refutation is told
         only while it is new. A node that missed it but heard the older suspicion would
         suspect alone, with nobody left to tell it, and declare a live node dead when its
-        lone timeout ran out. Every peer it relays the stale suspicion to corrects it now."""
+        lone timeout ran out. Every peer it relays the stale suspicion to corrects it.
+        Why wait: while the suspicion and its refutation race through the cluster, about
+        half the members relay the suspicion to members that already hold the refutation;
+        answering each of those (~N/2 datagrams per refutation) only repeats what the
+        refutation's own gossip is about to tell them. One that really missed it says the
+        suspicion again every minimum timeout (:meth:`_resay_suspicion`), after the wait."""
         m = self.members.get(node)
         if m is None or incarnation >= m.incarnation:
             return False
-        if m.state == MemberState.ALIVE and addr != self.addr:
+        if m.state == MemberState.ALIVE and addr != self.addr and \
+                now - m.since >= self._correct_after():
             self.counters.stale_corrected += 1
             self._emit(addr, [encode_message(Alive(m.node, m.incarnation, m.addr))])
         return True
 
     def _on_suspect(self, msg: Suspect, addr: Addr, now: float) -> None:
-        if self._correct_stale(msg.node, msg.incarnation, addr):
+        if self._correct_stale(msg.node, msg.incarnation, addr, now):
             return
         ch = self.members.apply_suspect(msg.node, msg.incarnation, now)
         if ch is Change.NONE:
@@ -417,7 +424,7 @@ class GossipCore:
         self._global.queue(("m", msg.node), encode_message(msg), origin=Origin.RELAYED)
 
     def _on_dead(self, msg: Dead, addr: Addr, now: float) -> None:
-        if self._correct_stale(msg.node, msg.incarnation, addr):
+        if self._correct_stale(msg.node, msg.incarnation, addr, now):
             return
         ch = self.members.apply_dead(msg.node, msg.incarnation, msg.sender, now)
         if ch is Change.NONE:
@@ -497,6 +504,9 @@ class GossipCore:
             att = self.tables.my_attachment(network)
             if att is not None:
                 self._queue_network(att, Origin.OWN)
+
+    def _correct_after(self) -> float:
+        return suspicion_timeouts(self.cfg, self.members.size())[0] / 2
 
     def _limit(self, n: int) -> int:
         return retransmit_limit(self.cfg.retransmit_mult, n)
