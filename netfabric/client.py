@@ -151,13 +151,14 @@ class _Specs:
     def create_network(name: str, *, driver: str = "bridge", attachable: bool = False,
                        subnet: str | None = None, gateway: str | None = None,
                        ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
-                       options: dict[str, str] | None = None) -> _Spec[NetworkInfo]:
+                       options: dict[str, str] | None = None,
+                       labels: dict[str, str] | None = None) -> _Spec[NetworkInfo]:
         return _Spec(
             "create_network",
             {"name": name,
              "driver": driver, "attachable": attachable, "subnet": subnet, "gateway": gateway,
              "ip_range": ip_range, "ipv6": ipv6, "internal": internal,
-             "options": dict(options or {})},
+             "options": dict(options or {}), "labels": dict(labels or {})},
             NetworkInfo.from_wire)
 
     @staticmethod
@@ -174,11 +175,13 @@ class _Specs:
 
     @staticmethod
     def run(name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-            ip: str | None = None) -> _Spec[ContainerInfo]:
+            ip: str | None = None, hostname: str = "",
+            labels: dict[str, str] | None = None) -> _Spec[ContainerInfo]:
         return _Spec(
             "run",
             {"name": name,
-             "network": network, "aliases": list(aliases), "ip": ip, "netns_path": None},
+             "network": network, "aliases": list(aliases), "ip": ip, "netns_path": None,
+             "hostname": hostname, "labels": dict(labels or {})},
             ContainerInfo.from_wire)
 
     @staticmethod
@@ -321,10 +324,11 @@ class Client:
     def create_network(self, name: str, *, driver: str = "bridge", attachable: bool = False,
                        subnet: str | None = None, gateway: str | None = None,
                        ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
-                       options: dict[str, str] | None = None) -> NetworkInfo:
+                       options: dict[str, str] | None = None,
+                       labels: dict[str, str] | None = None) -> NetworkInfo:
         return self._call(_Specs.create_network(
             name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
-            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options))
+            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options, labels=labels))
 
     def remove_network(self, name: str) -> None:
         return self._call(_Specs.remove_network(name))
@@ -336,8 +340,10 @@ class Client:
         return self._call(_Specs.inspect_network(name))
 
     def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-            ip: str | None = None) -> ContainerInfo:
-        return self._call(_Specs.run(name, network=network, aliases=aliases, ip=ip))
+            ip: str | None = None, hostname: str = "",
+            labels: dict[str, str] | None = None) -> ContainerInfo:
+        return self._call(_Specs.run(name, network=network, aliases=aliases, ip=ip,
+                                     hostname=hostname, labels=labels))
 
     def attach(self, name: str, netns_path: str, *, network: str | None = None,
                aliases: Sequence[str] = (), ip: str | None = None) -> ContainerInfo:
@@ -454,10 +460,11 @@ class AsyncClient:
                              subnet: str | None = None, gateway: str | None = None,
                              ip_range: str | None = None, ipv6: bool = False,
                              internal: bool = False,
-                             options: dict[str, str] | None = None) -> NetworkInfo:
+                             options: dict[str, str] | None = None,
+                             labels: dict[str, str] | None = None) -> NetworkInfo:
         return await self._acall(_Specs.create_network(
             name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
-            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options))
+            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options, labels=labels))
 
     async def remove_network(self, name: str) -> None:
         return await self._acall(_Specs.remove_network(name))
@@ -469,8 +476,10 @@ class AsyncClient:
         return await self._acall(_Specs.inspect_network(name))
 
     async def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-                  ip: str | None = None) -> ContainerInfo:
-        return await self._acall(_Specs.run(name, network=network, aliases=aliases, ip=ip))
+                  ip: str | None = None, hostname: str = "",
+                  labels: dict[str, str] | None = None) -> ContainerInfo:
+        return await self._acall(_Specs.run(name, network=network, aliases=aliases, ip=ip,
+                                                hostname=hostname, labels=labels))
 
     async def attach(self, name: str, netns_path: str, *, network: str | None = None,
                      aliases: Sequence[str] = (), ip: str | None = None) -> ContainerInfo:

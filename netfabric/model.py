@@ -53,6 +53,7 @@ class Network:
     mtu: int | None = None
     options: tuple[tuple[str, str], ...] = ()
     created: float = 0.0
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

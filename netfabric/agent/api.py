@@ -14,7 +14,7 @@ from typing import Any
 from netfabric.agent.core import AgentCore
 from netfabric.agent.server import Request
 from netfabric.api.types import to_wire
-from netfabric.errors import InvalidArgument, NotFound
+from netfabric.errors import InUse, InvalidArgument, IPAMError, NotFound
 
 __all__ = ["VERBS", "Field", "dispatch"]
 
@@ -60,13 +60,14 @@ VERBS: dict[str, tuple[tuple[Field, ...], Callable[[AgentCore], Handler]]] = {
     "leave": ((_b("force"),), lambda c: c.leave),
     "create_network": ((_s("name", required=True), Field("driver", str, default="bridge"),
                         _b("attachable"), _s("subnet"), _s("gateway"), _s("ip_range"),
-                        _b("ipv6"), _b("internal"), _d("options")),
+                        _b("ipv6"), _b("internal"), _d("options"), _d("labels")),
                        lambda c: c.create_network),
     "remove_network": ((_s("name", required=True),), lambda c: c.remove_network),
     "networks": ((), lambda c: c.networks),
     "inspect_network": ((_s("name", required=True),), lambda c: c.inspect_network),
     "run": ((_s("name", required=True), _s("network"), _l("aliases"), _s("ip"),
-             _s("netns_path")), lambda c: c.run),
+             _s("netns_path"), Field("hostname", str, default=""), _d("labels")),
+            lambda c: c.run),
     "remove_container": ((_s("name", required=True), _b("force")),
                          lambda c: c.remove_container),
     "containers": ((), lambda c: c.containers),
@@ -120,4 +121,10 @@ async def dispatch(core: AgentCore, request: Request) -> Any:
         raise NotFound(f"unknown API verb {request.verb!r}")
     fields, bind = entry
     args = _args(request.verb, fields, request.args)
-    return to_wire(await bind(core)(**args))
+    try:
+        return to_wire(await bind(core)(**args))
+    except (IPAMError, InUse) as exc:  # the IPAM speaks IDs; a user reads names
+        named = core.name_ids(str(exc))
+        if named == str(exc):
+            raise
+        raise type(exc)(named) from exc

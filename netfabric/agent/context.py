@@ -78,6 +78,33 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+MAX_LABELS = 64
+MAX_LABEL_BYTES = 4096
+
+
+def check_hostname(value: str) -> str:
+    """An RFC 1123 host name, as ``run --hostname`` takes it."""
+    if len(value) > 253 or not _HOSTNAME_RE.match(value):
+        raise InvalidArgument(f"invalid hostname {value!r}: use letters, digits, '-' and '.' "
+                              "(RFC 1123), at most 253 characters")
+    return value
+
+
+def check_labels(labels: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``--label`` pairs, sorted by key; keys non-empty, everything of bounded size."""
+    pairs = tuple(sorted((labels or {}).items()))
+    if len(pairs) > MAX_LABELS:
+        raise InvalidArgument(f"too many labels ({len(pairs)}; at most {MAX_LABELS})")
+    for key, value in pairs:
+        if not key or len(key) + len(value) > MAX_LABEL_BYTES or "\n" in key + value:
+            raise InvalidArgument(f"invalid label {key!r}: a key of 1 or more characters, "
+                                  f"no newline, key and value together at most "
+                                  f"{MAX_LABEL_BYTES} characters")
+    return pairs
+
+
 def check_ip(value: str | None, what: str) -> str | None:
     if value is None:
         return None

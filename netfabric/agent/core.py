@@ -108,6 +108,10 @@ class AgentCore:
         """The persisted state, to read (the daemon checks the cluster secret with it)."""
         return self._ctx.ledger.state
 
+    def name_ids(self, text: str) -> str:
+        """``text`` with the network and node IDs it names written as names."""
+        return self._ctx.ledger.name_ids(text)
+
     @property
     def role(self) -> Role:
         return self._ctx.role
@@ -216,10 +220,11 @@ class AgentCore:
                              attachable: bool = False, subnet: str | None = None,
                              gateway: str | None = None, ip_range: str | None = None,
                              ipv6: bool = False, internal: bool = False,
-                             options: dict[str, str] | None = None) -> NetworkInfo:
+                             options: dict[str, str] | None = None,
+                             labels: dict[str, str] | None = None) -> NetworkInfo:
         return await self._networks.create(
             name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
-            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options)
+            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options, labels=labels)
 
     async def ensure_network(self, name: str, *, driver: str = "overlay") -> NetworkInfo:
         """The network of that name, created on first use."""
@@ -237,11 +242,13 @@ class AgentCore:
         return await self._endpoints.inspect(name)
 
     async def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-                  ip: str | None = None, netns_path: str | None = None) -> ContainerInfo:
+                  ip: str | None = None, netns_path: str | None = None, hostname: str = "",
+                  labels: dict[str, str] | None = None) -> ContainerInfo:
         """A new sandbox (its own netns), or an existing netns adopted by ``netns_path``,
         connected to ``network`` (default: the host's ``bridge``). All or nothing."""
         info = await self._endpoints.run(name, network=network, aliases=aliases, ip=ip,
-                                         netns_path=netns_path)
+                                         netns_path=netns_path, hostname=hostname,
+                                         labels=labels)
         self._services.schedule()   # its VIPs
         return info
 

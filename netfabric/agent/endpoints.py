@@ -17,7 +17,13 @@ import time
 from collections.abc import Sequence
 
 from netfabric.agent.addresses import AddressRouter
-from netfabric.agent.context import AgentContext, check_ip, check_name
+from netfabric.agent.context import (
+    AgentContext,
+    check_hostname,
+    check_ip,
+    check_labels,
+    check_name,
+)
 from netfabric.agent.networks import DEFAULT_BRIDGE, NetworkRegistry
 from netfabric.agent.peers import PeerSync
 from netfabric.agent.state import EndpointRecord, SandboxRecord, new_id
@@ -32,6 +38,13 @@ __all__ = ["MAX_IFACES", "Endpoints"]
 log = logging.getLogger(__name__)
 
 MAX_IFACES = 16
+
+
+def _check_fixed_ip(net: Network, ip: str | None) -> None:
+    """Docker 25+: ``--ip`` only on user-defined networks, never on the default bridge."""
+    if ip is not None and net.name == DEFAULT_BRIDGE and net.scope == Scope.LOCAL:
+        raise InvalidArgument("User specified IP address is supported on user defined "
+                              "networks only")
 
 
 def _networks_of(sb: SandboxRecord) -> frozenset[str]:
@@ -83,16 +96,21 @@ class Endpoints:
     # -- run, connect, disconnect, remove ------------------------------------------------------
 
     async def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-                  ip: str | None = None, netns_path: str | None = None) -> ContainerInfo:
+                  ip: str | None = None, netns_path: str | None = None, hostname: str = "",
+                  labels: dict[str, str] | None = None) -> ContainerInfo:
         """A new sandbox (its own netns), or an existing netns adopted by ``netns_path``,
         connected to ``network`` (default: the host's ``bridge``). All or nothing."""
         ctx = self._ctx
         check_name(name, "container")
         aliases = [check_name(a, "alias") for a in aliases]
         ip = check_ip(ip, "address")
+        if hostname:
+            check_hostname(hostname)
+        pairs = check_labels(labels)
         if netns_path is not None and not os.path.exists(netns_path):
             raise NotFound(f"netns {netns_path} does not exist")
         net = await self._networks.resolve(network or DEFAULT_BRIDGE)
+        _check_fixed_ip(net, ip)
         if net.scope == Scope.SWARM and not net.attachable:
             raise InvalidArgument(
                 f"Could not attach to network {net.name}: rpc error: code = PermissionDenied "
@@ -108,7 +126,8 @@ class Endpoints:
             netns = self.sandbox_netns(sid)
             sb = SandboxRecord(id=sid, name=name, netns=netns,
                                netns_path=netns_path or f"/run/netns/{netns}",
-                               external=netns_path is not None, created=time.time())
+                               external=netns_path is not None, created=time.time(),
+                               hostname=hostname, labels=list(pairs))
             if not sb.external:
                 await ctx.thread(ctx.kernel.ensure_sandbox, netns)
             try:
@@ -124,6 +143,7 @@ class Endpoints:
         aliases = [check_name(a, "alias") for a in aliases]
         ip = check_ip(ip, "address")
         net = await self._networks.resolve(network)
+        _check_fixed_ip(net, ip)
         if net.scope == Scope.SWARM and not net.attachable:
             raise InvalidArgument(f"network {net.name} is not manually attachable")
         async with self._ctx.lock:

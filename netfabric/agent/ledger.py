@@ -73,6 +73,17 @@ class Ledger:
 
     # -- networks -----------------------------------------------------------------------------
 
+    def name_ids(self, text: str) -> str:
+        """``text`` with every network and node ID this host knows written as its name
+        (``network 'b54e...'`` -> ``network 'ov1'``): what an error tells a user."""
+        for net in self.networks():
+            text = text.replace(net.id, net.name)
+        for node in self.state.nodes.values():
+            text = text.replace(node.id, node.hostname).replace(node.id[:12], node.hostname)
+        if self.state.node_id:
+            text = text.replace(self.state.node_id, self.state.hostname)
+        return text
+
     def network(self, network_id: str) -> Network | None:
         rec = self.state.networks.get(network_id)
         return None if rec is None else to_network(rec)

@@ -13,7 +13,7 @@ from netfabric.agent.context import AgentContext, check_ip, check_name
 from netfabric.agent.networks import NetworkRegistry
 from netfabric.agent.state import ClusterRecord, NodeRecord
 from netfabric.api.types import Role, to_wire
-from netfabric.errors import ClusterError, NotFound
+from netfabric.errors import ClusterError, IPAMError, NotFound
 from netfabric.ipam.addr import IPFamily
 
 __all__ = ["ManagerRpc"]
@@ -28,7 +28,17 @@ class ManagerRpc:
         self._networks = networks
 
     async def handle(self, verb: str, args: dict[str, Any]) -> Any:
-        """One authenticated (except ``join``) call from a node to this manager."""
+        """One authenticated (except ``join``) call from a node to this manager; an IPAM
+        refusal names networks and hosts by name (the asking node may not know the IDs)."""
+        try:
+            return await self._handle(verb, args)
+        except IPAMError as exc:
+            named = self._ctx.ledger.name_ids(str(exc))
+            if named == str(exc):
+                raise
+            raise type(exc)(named) from exc
+
+    async def _handle(self, verb: str, args: dict[str, Any]) -> Any:
         ctx = self._ctx
         cluster = ctx.require_manager()
         if verb == "join":

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 
 from netfabric.agent.addresses import AddressRouter
-from netfabric.agent.context import NOT_IN_CLUSTER, AgentContext, check_name
+from netfabric.agent.context import NOT_IN_CLUSTER, AgentContext, check_labels, check_name
 from netfabric.agent.state import new_id
 from netfabric.agent.views import endpoint_info, network_info, remote_info
 from netfabric.api.types import EndpointInfo, NetworkInfo, Role
@@ -111,7 +111,8 @@ class NetworkRegistry:
                 vni=raw.get("vni"), attachable=bool(raw["attachable"]),
                 internal=bool(raw["internal"]), ipv6=bool(raw["ipv6"]), mtu=raw.get("mtu"),
                 options=tuple((str(a), str(b)) for a, b in raw["options"]),
-                created=float(raw["created"]))
+                created=float(raw["created"]),
+                labels=tuple((str(a), str(b)) for a, b in raw.get("labels", ())))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ClusterError(f"manager sent a malformed network for {ref!r}") from exc
 
@@ -158,7 +159,8 @@ class NetworkRegistry:
     async def create(self, name: str, *, driver: str = "bridge", attachable: bool = False,
                      subnet: str | None = None, gateway: str | None = None,
                      ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
-                     options: dict[str, str] | None = None) -> NetworkInfo:
+                     options: dict[str, str] | None = None,
+                     labels: dict[str, str] | None = None) -> NetworkInfo:
         check_name(name, "network")
         try:
             drv = Driver(driver)
@@ -180,14 +182,15 @@ class NetworkRegistry:
             net = await self.create_locked(
                 name, driver=drv, attachable=attachable or drv is Driver.BRIDGE, subnet=subnet,
                 gateway=gateway, ip_range=ip_range, ipv6=ipv6, internal=internal,
-                options=dict(options or {}))
+                options=dict(options or {}), labels=check_labels(labels))
         return self.info(net)
 
     async def create_locked(self, name: str, *, driver: Driver, attachable: bool,
                             subnet: str | None = None, gateway: str | None = None,
                             ip_range: str | None = None, ipv6: bool = False,
                             internal: bool = False,
-                            options: dict[str, str] | None = None) -> Network:
+                            options: dict[str, str] | None = None,
+                            labels: tuple[tuple[str, str], ...] = ()) -> Network:
         """Create a checked network; the caller holds the lock."""
         ctx = self._ctx
         options = options or {}
@@ -197,7 +200,8 @@ class NetworkRegistry:
         mtu = int(options["mtu"]) if "mtu" in options else None
         net = Network(id=new_id(16), name=name, driver=driver, scope=scope,
                       attachable=attachable, internal=internal, ipv6=ipv6, mtu=mtu,
-                      options=tuple(sorted(options.items())), created=time.time())
+                      options=tuple(sorted(options.items())), created=time.time(),
+                      labels=labels)
         subnets = await ctx.thread(ctx.book.create_network, net, subnet=subnet,
                                    gateway=gateway, ip_range=ip_range)
         vni = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,8 +19,17 @@ from netfabric.api.http import MAX_BODY, MAX_HEAD, decode_json, parse_head
 from netfabric.api.wire import error_from_wire
 from netfabric.errors import AuthError, InvalidArgument, ManagerUnreachable
 
-__all__ = ["CLUSTER_PREFIX", "DEFAULT_CLUSTER_PORT", "MAC_HEADER", "ManagerLink", "split_addr",
-           "verify_mac"]
+__all__ = ["CLUSTER_PREFIX", "DEFAULT_CLUSTER_PORT", "MAC_HEADER", "ManagerLink", "os_reason",
+           "split_addr", "verify_mac"]
+
+
+def os_reason(exc: OSError) -> str:
+    """The words of an OSError without Python's decoration: asyncio's "Connect call failed
+    ('198.51.100.9', 2377)" is ECONNREFUSED, said "Connection refused"."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return exc.strerror or type(exc).__name__
+
 
 DEFAULT_CLUSTER_PORT = 2377
 CLUSTER_PREFIX = "/cluster/v1/"
@@ -78,7 +88,7 @@ async def _post(addr: str, verb: str, args: dict[str, Any], *, secret: str | Non
             f"manager at {host}:{port} did not answer in {timeout:g}s") from exc
     except OSError as exc:
         raise ManagerUnreachable(
-            f"cannot reach a manager at {host}:{port}: {exc.strerror or exc}") from exc
+            f"cannot reach a manager at {host}:{port}: {os_reason(exc)}") from exc
     head_raw, sep, rest = raw.partition(b"\r\n\r\n")
     if not sep:
         raise ManagerUnreachable(f"manager at {host}:{port} closed the connection")

@@ -72,6 +72,8 @@ class SandboxRecord:
     external: bool
     created: float
     endpoints: list[EndpointRecord] = field(default_factory=list)
+    hostname: str = ""
+    labels: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class NetworkRecord:
     mtu: int | None
     options: list[tuple[str, str]]
     created: float
+    labels: list[tuple[str, str]] = field(default_factory=list)
 
 
 def to_network(rec: NetworkRecord) -> Network:
@@ -98,7 +101,8 @@ def to_network(rec: NetworkRecord) -> Network:
                    subnets=tuple(SubnetSpec(cidr=c, gateway=g, ip_range=r)
                                  for c, g, r in rec.subnets),
                    vni=rec.vni, attachable=rec.attachable, internal=rec.internal,
-                   ipv6=rec.ipv6, mtu=rec.mtu, options=tuple(rec.options), created=rec.created)
+                   ipv6=rec.ipv6, mtu=rec.mtu, options=tuple(rec.options), created=rec.created,
+                   labels=tuple(rec.labels))
 
 
 def to_record(net: Network) -> NetworkRecord:
@@ -106,7 +110,7 @@ def to_record(net: Network) -> NetworkRecord:
                          subnets=[(s.cidr, s.gateway, s.ip_range) for s in net.subnets],
                          vni=net.vni, attachable=net.attachable, internal=net.internal,
                          ipv6=net.ipv6, mtu=net.mtu, options=list(net.options),
-                         created=net.created)
+                         created=net.created, labels=list(net.labels))
 
 
 @dataclass(slots=True)
@@ -202,7 +206,8 @@ class LocalState:
                      for s in n["subnets"]],
             vni=n["vni"], attachable=bool(n["attachable"]), internal=bool(n["internal"]),
             ipv6=bool(n["ipv6"]), mtu=n["mtu"],
-            options=[(str(a), str(b)) for a, b in n["options"]], created=float(n["created"]))
+            options=[(str(a), str(b)) for a, b in n["options"]], created=float(n["created"]),
+            labels=[(str(a), str(b)) for a, b in n.get("labels", [])])
             for k, n in raw.get("networks", {}).items()}
         sandboxes = {}
         for k, s in raw.get("sandboxes", {}).items():
@@ -214,7 +219,9 @@ class LocalState:
             sandboxes[k] = SandboxRecord(
                 id=str(s["id"]), name=str(s["name"]), netns=str(s["netns"]),
                 netns_path=str(s["netns_path"]), external=bool(s["external"]),
-                created=float(s["created"]), endpoints=eps)
+                created=float(s["created"]), endpoints=eps,
+                hostname=str(s.get("hostname", "")),
+                labels=[(str(a), str(b)) for a, b in s.get("labels", [])])
         pending = [(str(n), str(a)) for n, a in raw.get("pending_releases", [])]
         return cls(node_id=str(raw["node_id"]), hostname=hostname or str(raw.get("hostname", "")),
                    cluster=cluster, nodes=nodes, networks=networks, sandboxes=sandboxes,

@@ -36,6 +36,7 @@ def remote_info(net: Network, remote: Endpoint) -> EndpointInfo:
 def container_info(sb: SandboxRecord, *, hostname: str, node_id: str) -> ContainerInfo:
     return ContainerInfo(id=sb.id, name=sb.name, netns=sb.netns, netns_path=sb.netns_path,
                          node=hostname, created=sb.created, external=sb.external,
+                         hostname=sb.hostname, labels=tuple(sb.labels),
                          networks=tuple(endpoint_info(sb, ep, node_id=node_id)
                                         for ep in sb.endpoints))
 
@@ -47,5 +48,5 @@ def network_info(net: Network, endpoints: Iterable[EndpointInfo]) -> NetworkInfo
         gateways=tuple(s.gateway for s in net.subnets),
         ip_ranges=tuple(s.ip_range or "" for s in net.subnets), vni=net.vni,
         attachable=net.attachable, internal=net.internal, ipv6=net.ipv6, mtu=net.mtu,
-        options=net.options, created=net.created,
+        options=net.options, created=net.created, labels=net.labels,
         endpoints=tuple(sorted(endpoints, key=lambda e: (e.container, e.endpoint_id))))

@@ -88,6 +88,14 @@ def _strs(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _pairs(data: Mapping[str, Any], key: str) -> tuple[tuple[str, str], ...]:
+    items = _get(data, key, list, [])
+    if not all(isinstance(i, list) and len(i) == 2 and all(isinstance(x, str) for x in i)
+               for i in items):
+        raise InvalidArgument(f"malformed API object: {key!r} is not a list of string pairs")
+    return tuple((str(k), str(v)) for k, v in items)
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidArgument("malformed API object: expected a JSON object")
@@ -141,6 +149,7 @@ class NetworkInfo:
     options: tuple[tuple[str, str], ...] = ()
     created: float = 0.0
     endpoints: tuple[EndpointInfo, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_wire(cls, raw: Any) -> NetworkInfo:
@@ -157,7 +166,8 @@ class NetworkInfo:
             mtu=_get(d, "mtu", int, None),
             options=tuple((str(k), str(v)) for k, v in opts),
             created=_get(d, "created", float, 0.0),
-            endpoints=tuple(EndpointInfo.from_wire(e) for e in _get(d, "endpoints", list, [])))
+            endpoints=tuple(EndpointInfo.from_wire(e) for e in _get(d, "endpoints", list, [])),
+            labels=_pairs(d, "labels"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +182,8 @@ class ContainerInfo:
     created: float = 0.0
     external: bool = False
     networks: tuple[EndpointInfo, ...] = ()
+    hostname: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_wire(cls, raw: Any) -> ContainerInfo:
@@ -180,7 +192,8 @@ class ContainerInfo:
             id=_get(d, "id", str), name=_get(d, "name", str), netns=_get(d, "netns", str),
             netns_path=_get(d, "netns_path", str), node=_get(d, "node", str, ""),
             created=_get(d, "created", float, 0.0), external=_get(d, "external", bool, False),
-            networks=tuple(EndpointInfo.from_wire(e) for e in _get(d, "networks", list, [])))
+            networks=tuple(EndpointInfo.from_wire(e) for e in _get(d, "networks", list, [])),
+            hostname=_get(d, "hostname", str, ""), labels=_pairs(d, "labels"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,8 +128,17 @@ def _cmd_join_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_leave(args: argparse.Namespace) -> int:
-    _client(args).leave(force=args.force)
+    client = _client(args)
+    cut: list[str] = []
+    if args.force:  # say which endpoints go: the containers stay, on their local networks
+        swarm = {n.id for n in client.networks() if n.scope == "swarm"}
+        cut = [f"{c.name} ({e.network})" for c in client.containers() for e in c.networks
+               if e.network_id in swarm]
+    client.leave(force=args.force)
     print("Node left the swarm.")
+    if cut:
+        print("Disconnected from cluster networks: " + ", ".join(cut) + " (the containers "
+              "stay, with their local networks)")
     return 0
 
 
@@ -220,14 +229,12 @@ def _one_subnet(args: argparse.Namespace) -> str | None:
 
 def _cmd_network_create(args: argparse.Namespace) -> int:
     subnet = _one_subnet(args)
-    labels = _parse_opts(args.label, "label")
-    if labels:
-        raise InvalidArgument("--label is not supported by this agent yet")
     net = _client(args).create_network(
         args.name, driver=args.driver, attachable=args.attachable, subnet=subnet,
         gateway=args.gateway[0] if args.gateway else None,
         ip_range=args.ip_range[0] if args.ip_range else None, ipv6=args.ipv6,
-        internal=args.internal, options=_parse_opts(args.opt))
+        internal=args.internal, options=_parse_opts(args.opt),
+        labels=_parse_opts(args.label, "label"))
     print(net.id)
     return 0
 
@@ -351,19 +358,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.ip and len(networks) > 1:
         raise InvalidArgument("--ip applies to one network: give it with `network connect "
                               "--ip` for the others")
-    if args.hostname or args.label:
-        raise InvalidArgument("--hostname and --label are not supported by this agent yet")
     aliases = [*args.alias]
+    extra: dict[str, Any] = {"hostname": args.hostname or "",
+                             "labels": _parse_opts(args.label, "label")}
     client = _client(args)
     first = networks[0] if networks else None
     con: ContainerInfo | None = None
     if args.name:
-        con = client.run(args.name, network=first, aliases=aliases, ip=args.ip)
+        con = client.run(args.name, network=first, aliases=aliases, ip=args.ip, **extra)
     else:
         for attempt in range(GENERATED_NAME_TRIES):
             try:
                 con = client.run(random_name(retry=attempt), network=first, aliases=aliases,
-                                 ip=args.ip)
+                                 ip=args.ip, **extra)
                 break
             except AlreadyExists:
                 continue
@@ -431,6 +438,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NOT_FOUND
     sys.stdout.flush()
+    if con.hostname:  # its own UTS namespace, so that `hostname` answers the container's
+        argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', con.hostname,
+                *argv]
     if con.netns_path == f"/run/netns/{con.netns}":
         cmd = ["ip", "netns", "exec", con.netns, *argv]
     else:

@@ -60,12 +60,13 @@ def env() -> Iterator[Env]:
             e = Env(lab, d)
             for name, subnet, gw in NETS:
                 for side in e.both("network", "create", "--subnet", subnet, "--gateway", gw,
-                                   name):
+                                   "--label", f"net={name}", name):
                     assert side.code == 0, side.err
-            nf = e.nf("run", "-d", "--network", "cl-br1", "--name", "cl-c1")
+            flags = ("-d", "--network", "cl-br1", "--name", "cl-c1", "-h", "myhost",
+                     "--label", "app=web", "-l", "tier")
+            nf = e.nf("run", *flags)
             assert nf.code == 0, nf.err
-            dk = e.docker("run", "-d", "--network", "cl-br1", "--name", "cl-c1",
-                          "--stop-timeout", "1", IMAGE, "sleep", "600")
+            dk = e.docker("run", *flags, "--stop-timeout", "1", IMAGE, "sleep", "600")
             assert dk.code == 0, dk.err
             yield e
         finally:
@@ -98,6 +99,8 @@ def test_network_inspect_templates(env: Env, template: str) -> None:
     "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}} "
     "{{len .NetworkSettings.Networks}}",
     "{{(index .NetworkSettings.Networks \"cl-br1\").IPAddress}}",
+    "{{.Config.Hostname}} {{json .Config.Labels}} {{.Config.Labels}} "
+    "{{index .Config.Labels \"app\"}}",
 ])
 def test_container_inspect_templates(env: Env, template: str) -> None:
     _same(env, "inspect", "-f", template, "cl-c1")
@@ -114,6 +117,9 @@ def test_network_ls_columns_filters_and_templates(env: Env) -> None:
     _same(env, "network", "ls", "--filter", "name=cl-br2", "--filter", "scope=local",
           "--format", "{{.Name}}")
     _same(env, "network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}}")
+    _same(env, "network", "ls", "--filter", "label=net=cl-br2", "--format",
+          '{{.Name}} {{.Labels}} {{.Label "net"}}')
+    _same(env, "network", "inspect", "-f", "{{json .Labels}}", "cl-br1", "cl-br2")
     nf, dk = env.both("network", "ls", *filt)
     assert nf.code == dk.code == 0
     # the same header, the same columns: only the IDs differ
@@ -149,6 +155,9 @@ def test_ps_fields_filters_and_ids(env: Env) -> None:
     _same(env, "ps", "--format", "{{.Names}} {{.Networks}} {{.State}}")
     _same(env, "ps", "-a", "--filter", "name=cl-c", "--format", "{{.Names}}")
     _same(env, "ps", "--filter", "network=cl-br2", "--format", "{{.Names}}")
+    _same(env, "ps", "--filter", "label=app=web", "--filter", "label=tier", "--format",
+          '{{.Names}} {{.Labels}} {{.Label "app"}}')
+    _same(env, "ps", "--filter", "label=app=db", "--format", "{{.Names}}")
     _same(env, "container", "ls", "--format", "table {{.Names}}\t{{.Networks}}")
     nf, dk = env.both("ps", "--format", "{{.Status}}")
     assert nf.out.startswith("Up ") and dk.out.startswith("Up ")
