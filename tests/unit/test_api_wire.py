@@ -66,7 +66,8 @@ def test_dispatch_fills_defaults_and_passes_typed_arguments() -> None:
     rec, result = _dispatch({"name": "web1", "network": "ov", "aliases": ["a", "b"]})
     assert result == {"ok": "run"}
     assert rec.calls == [("run", {"name": "web1", "network": "ov", "aliases": ("a", "b"),
-                                  "ip": None, "netns_path": None})]
+                                  "ip": None, "netns_path": None, "hostname": "",
+                                  "labels": None})]
 
 
 @pytest.mark.parametrize("args, message", [
