@@ -174,6 +174,10 @@ class NetworkRegistry:
                 raise NotAManager("Cannot create a multi-host network from a worker node. "
                                   "Please create the network from a manager node.")
         _check_options(options or {})
+        if subnet is not None and ":" in subnet:
+            raise InvalidArgument(
+                f"IPv6 subnet {subnet} refused: a network here has one IPv4 subnet, and "
+                "--ipv6 gives its endpoints IPv6 addresses from a prefix the network derives")
         if ip_range is not None and subnet is None:
             raise InvalidArgument("--ip-range needs --subnet")
         if gateway is not None and subnet is None:

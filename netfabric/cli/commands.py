@@ -434,6 +434,9 @@ def _cmd_exec(args: argparse.Namespace) -> int:
         raise InvalidArgument("exec needs a command, e.g. netfabric exec web1 ping -c1 db1")
     path = shutil.which(argv[0])
     if path is None:
+        if "/" in argv[0] and os.path.exists(argv[0]):
+            print(f'Error: exec: "{argv[0]}": permission denied', file=sys.stderr)
+            return EXIT_CANNOT_INVOKE
         print(f'Error: exec: "{argv[0]}": executable file not found in $PATH',
               file=sys.stderr)
         return EXIT_NOT_FOUND

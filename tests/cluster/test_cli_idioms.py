@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfabric import Client
+from netfabric.errors import InvalidArgument
 from netfabric.lab.cluster import Lab
 from netfabric.lab.topology import wait_for
 
@@ -51,6 +52,10 @@ def test_labels_filters_hostname_and_several_networks(lab: Lab) -> None:
               "{{range .NetworkSettings.Networks}}{{json .Aliases}}{{end}}", "two") == \
         'myhost {"app":"web"} ["tw"]["tw"]\n'
     assert nf(lab, "node1", "exec", "two", "hostname") == "myhost\n"
+    # exec: 127 for a program not found, 126 for one that cannot run (Docker's codes)
+    assert "executable file not found" in nf(lab, "node1", "exec", "two", "nosuchprog",
+                                             code=127)
+    assert "permission denied" in nf(lab, "node1", "exec", "two", "/etc/passwd", code=126)
     assert nf(lab, "node1", "exec", "two", "getent", "hosts", "tw").split()[0] in \
         ("10.71.0.2", "10.72.0.2")
     # a network the second --network names does not exist: nothing is left half-made
@@ -90,8 +95,10 @@ def test_addresses_as_docker_25_decides_them(lab: Lab) -> None:
     assert err.startswith("Error: several subnets refused (10.74.0.0/24, 10.75.0.0/24)")
     err = nf(lab, "node1", "network", "create", "--subnet", "fd00::/64", "v6b", code=1)
     assert err.startswith("Error: IPv6 subnet fd00::/64 refused")
+    with pytest.raises(InvalidArgument, match="IPv6 subnet fd00::/64 refused"):
+        Client(lab.agent("node1").url).create_network("v6api", subnet="fd00::/64")
     names = nf(lab, "node1", "network", "ls", "--format", "{{.Name}}").split()
-    assert "multi" not in names and "v6b" not in names
+    assert "multi" not in names and "v6b" not in names and "v6api" not in names
 
 
 def test_overlay_labels_on_a_worker_and_leave_force(lab: Lab) -> None:
