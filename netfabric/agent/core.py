@@ -98,7 +98,8 @@ class AgentCore:
         self._manager = ManagerRpc(ctx, self._networks)
         self._peers = PeerSync(ctx)
         self._endpoints = Endpoints(ctx, self._networks, self._addresses, self._peers)
-        self._services = ServiceRegistry(ctx, self._networks, self._addresses)
+        self._services = ServiceRegistry(ctx, self._networks, self._addresses,
+                                         self._endpoints)
         self._restorers: list[Restorer] = []
 
     # -- who and where ------------------------------------------------------------------------

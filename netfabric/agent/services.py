@@ -12,8 +12,13 @@ service's networks) and into DNS records (the service name to its VIP, or every 
 dnsrr mode; ``tasks.NAME`` to every backend), scoped to the service's networks as container
 names are. A burst of table events coalesces into one sync in flight.
 
-Published ports are carried and shown, but not yet programmed by the agent: that needs the
-``ingress`` network with a leg in every node's host netns (see the issue notes).
+**Published ports** (the routing mesh): the first service that publishes a port makes the
+manager create the ``ingress`` overlay network, as swarm has one. Every node, once a service
+publishes a port, plugs a leg into it in its host netns (``nfingress0``, an address from the
+ingress IPAM, announced like any endpoint) and catches the published ports on every local
+address there, DNAT to the backends' ingress addresses, masqueraded so replies come back
+through it. A backend of a service with published ports is connected to ``ingress``
+first, as swarm's tasks are. Host-mode ports are caught only on nodes with a local backend.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from typing import Any
 
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_name
+from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.networks import NetworkRegistry
 from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.dataplane.services import configure_leg
 from netfabric.dns.records import Records, ServiceMode
+from netfabric.drivers.common import address_mac
 from netfabric.errors import AlreadyExists, InvalidArgument, NetfabricError, NotFound
-from netfabric.model import Driver, Scope
+from netfabric.model import Driver, Endpoint, Network, Scope
 from netfabric.services import (
     Backend,
     EndpointMode,
@@ -51,6 +59,8 @@ log = logging.getLogger(__name__)
 
 SERVICES = "services"
 BACKENDS = "backends"
+INGRESS = "ingress"
+INGRESS_IF = "nfingress0"
 
 
 def encode_service(s: Service) -> bytes:
@@ -97,10 +107,14 @@ class ServiceRegistry:
     """The agent's services; subscribe :meth:`on_mesh_event` to the mesh."""
 
     def __init__(self, ctx: AgentContext, networks: NetworkRegistry,
-                 addresses: AddressRouter, *, fabric: ServiceFabric | None = None) -> None:
+                 addresses: AddressRouter, endpoints: Endpoints, *,
+                 fabric: ServiceFabric | None = None) -> None:
         self._ctx = ctx
         self._networks = networks
         self._addresses = addresses
+        self._endpoints = endpoints
+        self._leg: Endpoint | None = None
+        self._sync_lock = asyncio.Lock()
         self._fabric = fabric
         self._task: asyncio.Task[None] | None = None
         self._dirty = False
@@ -162,7 +176,12 @@ class ServiceRegistry:
                 log.warning("service sync failed: %s", exc)
 
     async def sync(self) -> None:
-        """Make the kernel and DNS of this node match the tables and the local sandboxes."""
+        """Make the kernel and DNS of this node match the tables and the local sandboxes
+        (one sync at a time: the verbs' own and the event-driven ones)."""
+        async with self._sync_lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         ctx = self._ctx
         fabric = self.fabric()
         services = self._services()
@@ -183,8 +202,44 @@ class ServiceRegistry:
             await ctx.thread(fabric.remove_sandbox, netns)
         for netns, nets in local.items():
             fabric.set_sandbox(netns, nets)
+        if any(svc.ports for svc in services.values()):
+            try:
+                fabric.set_ingress(await self._ensure_leg())
+            except NetfabricError as exc:
+                log.warning("no leg on the ingress network: %s", exc)
         await ctx.thread(fabric.apply)
         self._sync_dns(fabric)
+
+    async def _ensure_leg(self) -> str:
+        """This node's leg on the ingress network, in its host netns (made once)."""
+        ctx = self._ctx
+        if self._leg is not None:
+            return self._leg.network_id
+        net = await self._networks.resolve(INGRESS)
+        alloc = await self._addresses.allocate(net, None)
+        ep = Endpoint(id=f"ingress-{ctx.node_id}", network_id=net.id,
+                      sandbox=f"ingress-{ctx.ledger.state.hostname}", node_id=ctx.node_id,
+                      mac=address_mac(alloc.ipv4), ipv4=alloc.ipv4, prefixlen=alloc.prefixlen,
+                      vtep=ctx.address)
+        host = ctx.config.host_netns
+        try:
+            await self._endpoints.attach_external(net, ep, netns_path=f"/run/netns/{host}",
+                                                  ifname=INGRESS_IF, gateway=None)
+            await ctx.thread(configure_leg, host, INGRESS_IF, f"{alloc.ipv4}/{alloc.prefixlen}")
+        except BaseException:
+            await self._addresses.release(net, alloc.ipv4)
+            raise
+        self._endpoints.publish(net, ep)
+        self._leg = ep
+        return net.id
+
+    async def _ingress_network(self) -> Network:
+        """The ingress network, made by this manager the first time a port is published."""
+        try:
+            return self._networks.find(INGRESS)
+        except NotFound:
+            await self._networks.create(INGRESS, driver="overlay", attachable=True)
+            return self._networks.find(INGRESS)
 
     def _sync_dns(self, fabric: ServiceFabric) -> None:
         records = getattr(self._ctx.names, "records", None)
@@ -218,6 +273,8 @@ class ServiceRegistry:
             raise InvalidArgument(f"invalid endpoint mode {endpoint_mode!r}: vip or dnsrr") \
                 from exc
         ports = tuple(parse_publish(p) for p in publish)
+        if ports:
+            await self._ingress_network()
         async with ctx.lock:
             if name in self._services():
                 raise AlreadyExists(f"service {name} already exists")
@@ -271,8 +328,16 @@ class ServiceRegistry:
                    if container in (s.name, s.id)), None)
         if sb is None:
             raise NotFound(f"container {container} not found")
+        if svc.ports:
+            # The routing mesh reaches tasks over the ingress network, as swarm's does.
+            ingress = await self._networks.resolve(INGRESS)
+            if not any(ep.network_id == ingress.id for ep in sb.endpoints):
+                await self._endpoints.connect(INGRESS, sb.name)
+            networks = (*svc.networks, ingress.id)
+        else:
+            networks = svc.networks
         addrs = tuple((ep.network_id, ep.ipv4) for ep in sb.endpoints
-                      if ep.network_id in svc.networks and ep.ipv4)
+                      if ep.network_id in networks and ep.ipv4)
         if not addrs:
             raise InvalidArgument(f"container {sb.name} is on none of the networks of "
                                   f"service {service}")

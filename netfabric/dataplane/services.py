@@ -40,8 +40,8 @@ from netfabric.errors import DataplaneError
 from netfabric.services.lb import LoadBalancer, Proto, Target
 from netfabric.services.nftplan import DEFAULT_TABLE, Delta, index, render_delta, render_full
 
-__all__ = ["CliNft", "LibNft", "NftRunner", "ServiceDatapath", "flush_udp_conntrack",
-           "open_nft"]
+__all__ = ["CliNft", "LibNft", "NftRunner", "ServiceDatapath", "configure_leg",
+           "flush_udp_conntrack", "open_nft"]
 
 _TIMEOUT = 20.0
 _FORWARD = "net/ipv4/ip_forward"
@@ -267,3 +267,18 @@ class ServiceDatapath:
                     self._runner.close()
                     self._runner = None
             self._applied = None
+
+
+def configure_leg(netns: str | None, ifname: str, cidr: str) -> None:
+    """Give a node's leg on the ingress network (parked unconfigured in its host netns by
+    the overlay driver) its address, and bring it up; idempotent."""
+    prefix = ["ip", "-n", netns] if netns and netns_exists(netns) else ["ip"]
+    for argv in ([*prefix, "addr", "replace", cidr, "dev", ifname],
+                 [*prefix, "link", "set", ifname, "up"]):
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataplaneError(f"{' '.join(argv)}: {exc}") from exc
+        if proc.returncode != 0:
+            raise DataplaneError(f"{' '.join(argv)}: {proc.stderr.strip()}")

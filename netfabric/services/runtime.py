@@ -106,6 +106,11 @@ class ServiceFabric:
                 del self._backends[(b.service, b.id)]
             return gone
 
+    def set_ingress(self, network_id: str | None) -> None:
+        """The ingress network this node's host netns has a leg on (``None``: none)."""
+        with self._lock:
+            self._view = replace(self._view, ingress_network=network_id)
+
     def set_sandbox(self, netns: str, networks: Iterable[str]) -> None:
         with self._lock:
             sandboxes = dict(self._view.sandboxes)

@@ -111,3 +111,41 @@ def test_vip_dnsrr_tasks_spread_removal_and_dead_node(lab: Lab, tmp_path: Path) 
     n1.remove_service("db")
     assert poll(lambda: dig(c1, "db") == [])
     assert [s["name"] for s in n1.services()] == ["web"]
+
+
+def test_routing_mesh_on_every_node_and_host_mode_where_a_task_runs(lab: Lab,
+                                                                     tmp_path: Path) -> None:
+    """The seed's atsea shape: ``appserver`` publishes 8080 (ingress), ``database`` is dnsrr
+    with a host-mode port; every node's underlay address answers 8080, node1 with no task
+    too; the host-mode port answers only where the database task runs."""
+    n1, n2, n3 = (Client(a.url) for a in lab.agents)
+    n1.create_network("atsea", driver="overlay", attachable=True)
+    n1.create_service("appserver", networks=["atsea"], publish=["8080:80"])
+    n1.create_service("database", networks=["atsea"], endpoint_mode="dnsrr",
+                      publish=["mode=host,target=1433"])
+    assert "ingress" in {n.name for n in n1.networks()}
+    for client, name, port, svc in ((n2, "app1", "80", "appserver"),
+                                    (n3, "app2", "80", "appserver"),
+                                    (n2, "db1", "1433", "database")):
+        con = client.run(name, network="atsea")
+        root = tmp_path / name
+        root.mkdir()
+        (root / "index.html").write_text(name + "\n")
+        assert sh(con.netns, "busybox", "httpd", "-p", port, "-h", str(root)).returncode == 0
+        client.add_backend(svc, name)
+    hosts = [a.netns for a in lab.agents]
+    addrs = [a.address for a in lab.agents]
+    for i, addr in enumerate(addrs):
+        asker = hosts[(i + 1) % 3]      # from another node's host netns
+        assert poll(lambda a=asker, d=addr: wget(a, f"http://{d}:8080/") in ("app1", "app2")), \
+            f"port 8080 does not answer on node{i + 1}"
+        seen = Counter(wget(asker, f"http://{addr}:8080/") for _ in range(30))
+        assert set(seen) == {"app1", "app2"}, (addr, seen)
+    assert poll(lambda: wget(hosts[0], f"http://{addrs[1]}:1433/") == "db1")
+    assert wget(hosts[1], f"http://{addrs[0]}:1433/") == "FAILED"
+    assert wget(hosts[1], f"http://{addrs[2]}:1433/") == "FAILED"
+    # The application knows only the name `database`.
+    app1 = n2.inspect_container("app1").netns
+    assert wget(app1, "http://database:1433/") == "db1"
+    inspect = n1.inspect_service("appserver")
+    assert inspect["ports"] == ["*:8080->80/tcp"] and len(inspect["backends"]) == 2
