@@ -37,7 +37,15 @@ from netfabric.cli.output import (
     format_list,
 )
 from netfabric.client import Client
-from netfabric.errors import AlreadyExists, InUse, InvalidArgument, NetfabricError, NotFound
+from netfabric.errors import (
+    AlreadyExists,
+    InUse,
+    InvalidArgument,
+    NetfabricError,
+    NotAManager,
+    NotFound,
+    NotInCluster,
+)
 
 __all__ = ["EXIT_CANNOT_INVOKE", "EXIT_NOT_FOUND", "EXIT_RUN_REFUSED", "add_commands",
            "error_exit_code", "group", "verb_parser"]
@@ -408,6 +416,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             return _container_obj(client, name)
         if args.type == "network":
             return _network_obj(client, name)
+        if args.type == "node":
+            return docker_node(_find_node(client.nodes(), name))
         try:
             return docker_container(client.inspect_container(name))
         except NotFound:
@@ -415,6 +425,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         try:
             return docker_network(client.inspect_network(name))
         except NotFound:
+            pass
+        try:  # as Docker's inspect: nodes too, where this node can list them (a manager)
+            return docker_node(_find_node(client.nodes(), name))
+        except (NotFound, NotAManager, NotInCluster):
             raise NotFound(f"No such object: {name}") from None
 
     return _inspect_many(args, find)
@@ -677,7 +691,7 @@ def add_commands(sub: Any) -> None:
     _ps_args(verb_parser(sub, "ps", "shortcut for `container ls`", examples=_PS_EXAMPLES))
     p = verb_parser(sub, "inspect", "show containers or networks as JSON (or -f TEMPLATE)",
                     examples=_INSPECT_EXAMPLES)
-    p.add_argument("--type", choices=["container", "network"], default=None,
+    p.add_argument("--type", choices=["container", "network", "node"], default=None,
                    help="only look for this kind of object")
     _inspect_args(p, what="NAME")
     p.set_defaults(func=_cmd_inspect)

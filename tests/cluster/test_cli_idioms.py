@@ -79,6 +79,12 @@ def test_generated_name_and_short_ids(lab: Lab) -> None:
     assert nf(lab, "node1", "ps", "-q", "--no-trunc", "--filter",
               f"name={name.strip()}") == full + "\n"
     nf(lab, "node1", "rm", name.strip())
+    # inspect finds nodes too (on a manager), as Docker's does
+    assert nf(lab, "node1", "inspect", "-f", "{{.Description.Hostname}} {{.Spec.Role}}",
+              "node2") == "node2 worker\n"
+    assert nf(lab, "node1", "inspect", "--type", "node", "-f", "{{.ManagerStatus.Leader}}",
+              "self") == "true\n"
+    assert "No such object: node9" in nf(lab, "node2", "inspect", "node9", code=1)
 
 
 def test_addresses_as_docker_25_decides_them(lab: Lab) -> None:

@@ -183,6 +183,10 @@ class _FakeClient:
         from netfabric.errors import NotFound
         raise NotFound(f"No such container: {name}")
 
+    def nodes(self) -> list[NodeInfo]:
+        from netfabric.errors import NotInCluster
+        raise NotInCluster("This node is not part of a swarm")
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> None:
