@@ -20,6 +20,7 @@ from netfabric.api.types import (
 from netfabric.client import AsyncClient, Client
 from netfabric.dns import DnsServer, Records, Resolver, ResolverConfig, ServiceMode
 from netfabric.errors import (
+    AddressHosted,
     AddressInUse,
     AddressOutOfRange,
     AgentUnreachable,
@@ -92,6 +93,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddressHosted",
     "AddressInUse",
     "AddressOutOfRange",
     "AddressSpace",

@@ -19,6 +19,7 @@ The tree::
     ├── IPAMError
     │   ├── SubnetOverlap        a requested subnet overlaps one held by another network
     │   ├── AddressInUse         a requested address is already allocated
+    │   │   └── AddressHosted    free, but in a block leased to another host: it must lend it
     │   ├── AddressOutOfRange    an address outside the subnet or its ip-range
     │   └── PoolExhausted        no subnet, block or address left
     ├── StoreError               the persisted state cannot be read or written
@@ -39,6 +40,7 @@ The tree::
 from __future__ import annotations
 
 __all__ = [
+    "AddressHosted",
     "AddressInUse",
     "AddressOutOfRange",
     "AgentUnreachable",
@@ -95,6 +97,11 @@ class SubnetOverlap(IPAMError):
 
 class AddressInUse(IPAMError):
     """A requested address is already allocated."""
+
+
+class AddressHosted(AddressInUse):
+    """A requested address is free but lies in a block leased to another host: only that
+    host can give it (see :meth:`netfabric.ipam.host.HostAllocator.lend`)."""
 
 
 class AddressOutOfRange(IPAMError):

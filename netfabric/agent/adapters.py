@@ -26,6 +26,7 @@ from netfabric.dns.server import DnsServer, ServerConfig
 from netfabric.drivers.bridge import BridgeDriver
 from netfabric.drivers.overlay import OverlayDriver
 from netfabric.errors import (
+    AddressOutOfRange,
     ClusterError,
     InvalidArgument,
     ManagerUnreachable,
@@ -174,9 +175,11 @@ class IpamBook:
                 self.ipam.release_network(network_id)
         self._on_thread(run)
 
-    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None,
+                 lent_by: str | None = None) -> Allocation:
         def run() -> Allocation:
-            got = self.ipam.allocate(network_id, address=ip, host_id=node_id)
+            got = self.ipam.allocate(network_id, address=ip, host_id=node_id,
+                                     lent_by=lent_by)
             v6 = None
             if any(s.family is IPFamily.V6 for s in self.ipam.subnets(network_id)):
                 try:
@@ -193,6 +196,14 @@ class IpamBook:
             with contextlib.suppress(NotFound):
                 self.ipam.release(network_id, ip)
         self._on_thread(run)
+
+    def block_owner(self, network_id: str, ip: str) -> str | None:
+        def run() -> str | None:
+            try:
+                return self.ipam.block_owner(network_id, ip)
+            except (NotFound, AddressOutOfRange):
+                return None
+        return self._on_thread(run)
 
     def allocated(self, network_id: str) -> set[str]:
         def run() -> set[str]:
@@ -302,6 +313,12 @@ class HostBlocks:
                 return False
             return True
         return self._pool.submit(run).result()
+
+    def lend(self, network_id: str, ip: str) -> bool:
+        return self._pool.submit(self.alloc.lend, network_id, ip).result()
+
+    def unlend(self, network_id: str, ip: str) -> bool:
+        return self._pool.submit(self.alloc.unlend, network_id, ip).result()
 
     def return_empty(self, network_id: str) -> None:
         def run() -> None:

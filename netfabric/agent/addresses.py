@@ -5,6 +5,14 @@ A local network's addresses come from this node's :class:`~netfabric.agent.ports
 leases from the manager (:class:`~netfabric.agent.ports.BlockBook`) when the subnet has room
 for several blocks, else from the manager one by one. An address a worker cannot give back
 to an unreachable manager is kept in the state and retried until a manager takes it.
+
+A fixed address (``run --ip``) is given wherever it lies in the subnet, as Docker does. When
+it lies in a block leased to another host, the manager's IPAM hands it out only once that
+host (the only one that knows which addresses of its block are used) has lent it: the
+manager calls the owner's cluster endpoint (``lend_address``), the owner marks it
+unavailable in its own store and never hands it out, nor after a restart; the manager then
+holds it for the asking node. When it is released the manager tells the owner
+(``unlend_address``, best effort: an owner that does not hear it just never uses it).
 """
 
 from __future__ import annotations
@@ -14,11 +22,20 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from netfabric.agent.context import AgentContext
+from netfabric.agent.context import NODE_VERBS, AgentContext, check_ip
 from netfabric.agent.ports import Allocation, BlockBook, ManagerCall
 from netfabric.api.types import Role
-from netfabric.errors import AgentUnreachable, ClusterError, NetfabricError, PoolExhausted
+from netfabric.errors import (
+    AddressHosted,
+    AgentUnreachable,
+    ClusterError,
+    InvalidArgument,
+    NetfabricError,
+    NotFound,
+    PoolExhausted,
+)
 from netfabric.model import Network, Scope
 
 __all__ = ["BLOCKS_MIN_PREFIX", "RETRY_INTERVAL", "AddressRouter"]
@@ -50,6 +67,7 @@ class AddressRouter:
         self._blocks: BlockBook | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._retry_interval = retry_interval
+        self._unlends: set[asyncio.Task[None]] = set()
 
     def block_book(self, net: Network) -> BlockBook | None:
         """A worker's block allocator, for cluster networks with room for several blocks
@@ -73,6 +91,10 @@ class AddressRouter:
                 return await ctx.thread(blocks.allocate, net.id, ip=ip, ipv6=net.ipv6)
             except PoolExhausted as exc:
                 raise _exhausted(net, exc) from exc
+            except AddressHosted:
+                if ip is None:
+                    raise
+                # in another host's block: the manager gets it lent and holds it for us
         if net.scope == Scope.SWARM and ctx.role is Role.WORKER:
             raw = await ctx.call_manager("allocate", {"network_id": net.id,
                                                       "node_id": ctx.node_id, "ip": ip})
@@ -84,9 +106,72 @@ class AddressRouter:
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise ClusterError("manager sent a malformed address allocation") from exc
         try:
-            return await ctx.thread(ctx.book.allocate, net.id, node_id=ctx.node_id, ip=ip)
+            return await self.manager_allocate(net.id, ctx.node_id, ip)
         except PoolExhausted as exc:
             raise _exhausted(net, exc) from exc
+
+    async def manager_allocate(self, network_id: str, node_id: str, ip: str | None
+                               ) -> Allocation:
+        """An address from this node's IPAM (on a manager, the cluster's) for ``node_id``;
+        a fixed ``ip`` in a block leased to another host is lent by that host first."""
+        ctx = self._ctx
+        try:
+            return await ctx.thread(ctx.book.allocate, network_id, node_id=node_id, ip=ip)
+        except AddressHosted:
+            if ip is None:
+                raise
+            owner = await ctx.thread(ctx.book.block_owner, network_id, ip)
+            if owner is None or owner == node_id:
+                raise
+        await self._lend(owner, network_id, ip)
+        return await ctx.thread(ctx.book.allocate, network_id, node_id=node_id, ip=ip,
+                                lent_by=owner)
+
+    async def _lend(self, owner: str, network_id: str, ip: str) -> None:
+        ctx = self._ctx
+        node = ctx.ledger.state.nodes.get(owner)
+        name = node.hostname if node is not None else owner[:12]
+        try:
+            await ctx.call_node(owner, "lend_address", {"network_id": network_id, "ip": ip})
+        except (AgentUnreachable, NotFound) as exc:
+            raise AddressHosted(f"{ip} lies in an address block leased to host {name}, "
+                                f"which must lend it but does not answer: {exc}") from exc
+
+    async def manager_release(self, network_id: str, ip: str, node_id: str) -> None:
+        """Give an address back to this node's IPAM; if it lies in a block leased to a host
+        (a lent address), that host may use it again: told in the background."""
+        ctx = self._ctx
+        await ctx.thread(ctx.book.release, network_id, ip, node_id=node_id)
+        owner = await ctx.thread(ctx.book.block_owner, network_id, ip)
+        if owner is not None and owner != ctx.node_id:
+            task = asyncio.get_running_loop().create_task(self._unlend(owner, network_id, ip))
+            self._unlends.add(task)
+            task.add_done_callback(self._unlends.discard)
+
+    async def _unlend(self, owner: str, network_id: str, ip: str) -> None:
+        try:
+            await self._ctx.call_node(owner, "unlend_address",
+                                      {"network_id": network_id, "ip": ip})
+        except NetfabricError as exc:   # it keeps the address unused: harmless
+            log.info("host %s was not told that %s is free again: %s", owner[:12], ip, exc)
+
+    async def node_verb(self, verb: str, args: dict[str, Any]) -> Any:
+        """The manager asks this host to lend an address of its blocks, or takes it back."""
+        if verb not in NODE_VERBS:
+            raise NotFound(f"unknown node verb {verb!r}")
+        ctx = self._ctx
+        ip = check_ip(args.get("ip"), "address")
+        network_id = args.get("network_id")
+        if ip is None or not isinstance(network_id, str):
+            raise InvalidArgument(f"{verb} needs a network_id and an ip")
+        if self._blocks is None and self._blocks_factory is not None and \
+                ctx.role is Role.WORKER:
+            self._blocks = self._blocks_factory(ctx.call_manager)
+        blocks = self._blocks
+        if blocks is None:
+            return False
+        fn = blocks.lend if verb == "lend_address" else blocks.unlend
+        return await ctx.thread(fn, network_id, ip)
 
     async def release(self, net: Network, ip: str | None) -> None:
         if ip is None:
@@ -104,7 +189,7 @@ class AddressRouter:
                 ctx.ledger.add_pending_release(net.id, ip)
                 self.resume()
         else:
-            await ctx.thread(ctx.book.release, net.id, ip, node_id=ctx.node_id)
+            await self.manager_release(net.id, ip, ctx.node_id)
 
     async def network_left(self, net: Network) -> None:
         """The last local endpoint of a cluster network is gone: its empty blocks go back."""
@@ -147,6 +232,10 @@ class AddressRouter:
             self._ctx.ledger.pop_pending_release()
 
     async def close(self) -> None:
+        for task in list(self._unlends):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._retry_task is not None:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ registry and the managers.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 from netfabric.agent import handshake
@@ -30,6 +31,8 @@ from netfabric.model import Scope
 
 __all__ = ["ALREADY_IN_CLUSTER", "ClusterService"]
 
+log = logging.getLogger(__name__)
+
 ALREADY_IN_CLUSTER = ("This node is already part of a swarm. Use \"netfabric leave\" to leave "
                       "this swarm and join another one.")
 EndpointOpener = Callable[[str], Awaitable[None]]
@@ -50,9 +53,22 @@ class ClusterService:
         self._open_endpoint = opener
 
     async def start_cluster_endpoint(self) -> None:
-        cluster = self._ctx.ledger.state.cluster
-        if cluster and cluster.role is Role.MANAGER and self._open_endpoint is not None:
+        """Serve the cluster endpoint: a manager's on its ``listen`` address; a worker's on
+        its advertise address and cluster port, for the manager's calls of
+        :data:`~netfabric.agent.context.NODE_VERBS` only (a worker that cannot open it still
+        works; fixed addresses in its blocks then cannot be lent)."""
+        ctx = self._ctx
+        cluster = ctx.ledger.state.cluster
+        if cluster is None or self._open_endpoint is None:
+            return
+        if cluster.role is Role.MANAGER:
             await self._open_endpoint(cluster.listen)
+        elif ctx.address:
+            try:
+                await self._open_endpoint(f"{ctx.address}:{ctx.config.cluster_port}")
+            except OSError as exc:
+                log.warning("cannot serve the node endpoint on %s:%s: %s", ctx.address,
+                            ctx.config.cluster_port, exc.strerror or exc)
 
     async def start_mesh(self) -> None:
         """Start gossip, seeded from the known nodes and managers; join the cluster networks
@@ -145,6 +161,7 @@ class ClusterService:
                 raise ClusterError(f"manager at {host}:{port} sent a malformed answer") from exc
             ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
                                                  role=role, managers=managers), nodes)
+            await self.start_cluster_endpoint()
             await self.start_mesh()
 
     # -- nodes --------------------------------------------------------------------------------

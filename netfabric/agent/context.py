@@ -32,10 +32,11 @@ from netfabric.agent.ports import (
 from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, ManagerLink
 from netfabric.agent.state import ClusterRecord
 from netfabric.api.types import Role
-from netfabric.errors import InvalidArgument, NotAManager, NotInCluster
+from netfabric.errors import InvalidArgument, NotAManager, NotFound, NotInCluster
 from netfabric.model import Endpoint
 
 __all__ = [
+    "NODE_VERBS",
     "NOT_A_MANAGER",
     "NOT_IN_CLUSTER",
     "AgentConfig",
@@ -51,6 +52,9 @@ NOT_A_MANAGER = ("This node is not a swarm manager. Worker nodes can't be used t
                  "the current node to a manager.")
 NOT_IN_CLUSTER = ("This node is not a swarm manager. Use \"netfabric init\" or \"netfabric "
                   "join\" to connect this node to a cluster and try again.")
+NODE_VERBS = frozenset({"lend_address", "unlend_address"})
+"""Cluster verbs every node answers (a manager asks a block's owner to lend or take back an
+address); all other cluster verbs are the manager's."""
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 T = TypeVar("T")
 
@@ -233,3 +237,16 @@ class AgentContext:
     async def call_manager(self, verb: str, args: dict[str, Any]) -> Any:
         """An authenticated call to the cluster's manager."""
         return await self.link().call(verb, args)
+
+    async def call_node(self, node_id: str, verb: str, args: dict[str, Any]) -> Any:
+        """An authenticated call to another node's cluster endpoint (every node of a
+        cluster serves one on its address and this node's ``cluster_port``), for the
+        verbs of :data:`NODE_VERBS`."""
+        cluster = self.ledger.state.cluster
+        if cluster is None:
+            raise NotInCluster(NOT_IN_CLUSTER)
+        node = self.ledger.state.nodes.get(node_id)
+        if node is None:
+            raise NotFound(f"node {node_id} is not in this cluster")
+        return await self.links([f"{node.address}:{self.config.cluster_port}"],
+                                cluster.secret).call(verb, args)

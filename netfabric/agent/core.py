@@ -31,6 +31,7 @@ from netfabric import __version__
 from netfabric.agent.addresses import BLOCKS_MIN_PREFIX, RETRY_INTERVAL, AddressRouter
 from netfabric.agent.cluster import ClusterService
 from netfabric.agent.context import (
+    NODE_VERBS,
     NOT_A_MANAGER,
     NOT_IN_CLUSTER,
     AgentConfig,
@@ -95,7 +96,7 @@ class AgentCore:
         self._addresses = AddressRouter(ctx, blocks=blocks)
         self._cluster = ClusterService(ctx, self._addresses)
         self._networks = NetworkRegistry(ctx, self._addresses)
-        self._manager = ManagerRpc(ctx, self._networks)
+        self._manager = ManagerRpc(ctx, self._networks, self._addresses)
         self._peers = PeerSync(ctx)
         self._endpoints = Endpoints(ctx, self._networks, self._addresses, self._peers)
         self._services = ServiceRegistry(ctx, self._networks, self._addresses,
@@ -168,7 +169,10 @@ class AgentCore:
         self._cluster.set_cluster_endpoint(starter)
 
     async def handle_cluster(self, verb: str, args: dict[str, Any]) -> Any:
-        """One authenticated (except ``join``) call from a node to this manager."""
+        """One authenticated (except ``join``) call from a node to this manager, or from
+        the manager to this node (:data:`~netfabric.agent.context.NODE_VERBS`)."""
+        if verb in NODE_VERBS:
+            return await self._addresses.node_verb(verb, args)
         return await self._manager.handle(verb, args)
 
     # -- cluster ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from netfabric.agent.api import dispatch
+from netfabric.agent.context import NODE_VERBS
 from netfabric.agent.core import AgentConfig, AgentCore, check_name
 from netfabric.agent.ports import BlockBook, ManagerCall
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, split_addr, verify_mac
@@ -162,7 +163,8 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
         return await dispatch(core, request)
 
     async def cluster(request: Request) -> object:
-        if core.state.cluster is None or core.role.value != "manager":
+        if core.state.cluster is None or (core.role.value != "manager" and
+                                          request.verb not in NODE_VERBS):
             raise NotAManager("this node is not a manager")
         if request.verb != "join":
             verify_mac(core.state.cluster.secret, request.verb, request.body,

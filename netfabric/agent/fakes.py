@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from netfabric.agent.ports import Allocation, BlockBook, Link, ManagerCall, Member, MeshEvent
 from netfabric.agent.state import STATE_FILE
 from netfabric.api.types import Role
-from netfabric.errors import AgentUnreachable, NotFound, PoolExhausted
+from netfabric.errors import AddressInUse, AgentUnreachable, NotFound, PoolExhausted
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease, Subnet
@@ -138,7 +138,8 @@ class FakeBook:
         self.subnets.pop(network_id, None)
         self.held.pop(network_id, None)
 
-    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None,
+                 lent_by: str | None = None) -> Allocation:
         spec = self.subnets.get(network_id)
         if spec is None:
             raise NotFound(f"network {network_id} not found")
@@ -158,6 +159,9 @@ class FakeBook:
 
     def release(self, network_id: str, ip: str, *, node_id: str) -> None:
         self.held.get(network_id, {}).pop(ip, None)
+
+    def block_owner(self, network_id: str, ip: str) -> str | None:
+        return None
 
     def allocated(self, network_id: str) -> set[str]:
         return set(self.held.get(network_id, {}))
@@ -196,6 +200,7 @@ class FakeBlocks:
         self.held: dict[str, set[str]] = {}
         self.returned: list[str] = []
         self.forgotten: list[str] = []
+        self.lent: set[tuple[str, str]] = set()
         self.subnet = "10.77.0.0/24"
         self.closed = False
 
@@ -212,6 +217,18 @@ class FakeBlocks:
         if ip not in held:
             return False
         held.discard(ip)
+        return True
+
+    def lend(self, network_id: str, ip: str) -> bool:
+        if ip in self.held.get(network_id, set()):
+            raise AddressInUse(f"{ip} is already allocated")
+        self.lent.add((network_id, ip))
+        return True
+
+    def unlend(self, network_id: str, ip: str) -> bool:
+        if (network_id, ip) not in self.lent:
+            return False
+        self.lent.discard((network_id, ip))
         return True
 
     def return_empty(self, network_id: str) -> None:

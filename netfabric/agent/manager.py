@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from netfabric.agent import handshake
+from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_ip, check_name
 from netfabric.agent.networks import NetworkRegistry
 from netfabric.agent.state import ClusterRecord, NodeRecord
@@ -23,9 +24,11 @@ class ManagerRpc:
     """Answers the cluster verbs: join, get_network, allocate, release, lease_block,
     release_block, leave."""
 
-    def __init__(self, ctx: AgentContext, networks: NetworkRegistry) -> None:
+    def __init__(self, ctx: AgentContext, networks: NetworkRegistry,
+                 addresses: AddressRouter) -> None:
         self._ctx = ctx
         self._networks = networks
+        self._addresses = addresses
 
     async def handle(self, verb: str, args: dict[str, Any]) -> Any:
         """One authenticated (except ``join``) call from a node to this manager; an IPAM
@@ -47,14 +50,13 @@ class ManagerRpc:
             return to_wire(self._networks.find(str(args.get("name", ""))))
         if verb == "allocate":
             net = self._networks.by_id(str(args.get("network_id", "")))
-            alloc = await ctx.thread(ctx.book.allocate, net.id,
-                                     node_id=str(args.get("node_id", "")),
-                                     ip=check_ip(args.get("ip"), "address"))
+            alloc = await self._addresses.manager_allocate(
+                net.id, str(args.get("node_id", "")), check_ip(args.get("ip"), "address"))
             return to_wire(alloc)
         if verb == "release":
             net = self._networks.by_id(str(args.get("network_id", "")))
-            await ctx.thread(ctx.book.release, net.id, str(args.get("ip", "")),
-                             node_id=str(args.get("node_id", "")))
+            await self._addresses.manager_release(net.id, str(args.get("ip", "")),
+                                                  str(args.get("node_id", "")))
             return None
         if verb == "lease_block":
             net = self._networks.by_id(str(args.get("network_id", "")))

@@ -89,8 +89,14 @@ class AddressBook(Protocol):
 
     def delete_network(self, network_id: str) -> None: ...
 
-    def allocate(self, network_id: str, *, node_id: str, ip: str | None) -> Allocation:
-        """An IPv4 address (``ip`` or the next), and an IPv6 one if the network has IPv6."""
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None,
+                 lent_by: str | None = None) -> Allocation:
+        """An IPv4 address (``ip`` or the next), and an IPv6 one if the network has IPv6.
+        ``ip`` inside a block leased to a host is :class:`~netfabric.errors.AddressHosted`
+        unless that host, ``lent_by``, has lent it (:meth:`BlockBook.lend`)."""
+
+    def block_owner(self, network_id: str, ip: str) -> str | None:
+        """The host whose leased block holds ``ip`` while ``ip`` is free there, else None."""
 
     def release(self, network_id: str, ip: str, *, node_id: str) -> None:
         """Give back one address (IPv4 or IPv6)."""
@@ -121,6 +127,13 @@ class BlockBook(Protocol):
 
     def release(self, network_id: str, ip: str) -> bool:
         """Free an address; False if it is not in this host's blocks."""
+
+    def lend(self, network_id: str, ip: str) -> bool:
+        """Let the manager give ``ip`` of this host's blocks to another host (durably never
+        handed out here); AddressInUse if used here; False if no block here holds it."""
+
+    def unlend(self, network_id: str, ip: str) -> bool:
+        """The manager freed ``ip`` of this host's blocks: it may be handed out here again."""
 
     def return_empty(self, network_id: str) -> None:
         """Give every block without an address back (the network left this host)."""

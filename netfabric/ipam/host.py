@@ -288,6 +288,57 @@ class HostAllocator:
             raise
         return Allocation(format_addr(fam, a), b.lease.subnet)
 
+    def lend(self, network_id: str, address: str) -> bool:
+        """Let the manager give a free address of one of this host's blocks to another host
+        (a fixed address, ``run --ip``): it becomes unavailable here, durably, before this
+        returns, so this host never hands it out (nor after a restart) until
+        :meth:`unlend`. AddressInUse if this host uses it or it is reserved; False when no
+        block of this host holds it (nothing to do: a block leased later lists it as taken).
+        Lending an address already lent is fine (a retried call)."""
+        fam, a = parse_addr(address)
+        b = self._block_of(network_id, fam, a)
+        if b is None:
+            return False
+        j = a - b.start
+        state = b.state[j]
+        if state == _USED:
+            raise AddressInUse(f"{address} is already allocated on host {self._host!r}")
+        if state == _UNAVAILABLE:
+            g = b.geo
+            if a < g.lo or a > g.hi:
+                raise AddressOutOfRange(f"{address} is {g.why_reserved(a)}")
+            if a in (g.net, g.gateway, g.broadcast):
+                raise AddressInUse(f"{address} is reserved: {g.why_reserved(a)}")
+            return True   # lent already (or held by the manager since the lease)
+        b.state[j] = _UNAVAILABLE
+        try:
+            self._write(b)
+        except BaseException:
+            b.state[j] = _FREE
+            raise
+        return True
+
+    def unlend(self, network_id: str, address: str) -> bool:
+        """The manager freed an address it held in one of this host's blocks (a lent one,
+        or one it held since the lease): this host may hand it out again. False when it is
+        not such an address (not in a block here, used here, or reserved)."""
+        fam, a = parse_addr(address)
+        b = self._block_of(network_id, fam, a)
+        if b is None:
+            return False
+        j = a - b.start
+        g = b.geo
+        if b.state[j] != _UNAVAILABLE or a < g.lo or a > g.hi or \
+                a in (g.net, g.gateway, g.broadcast):
+            return False
+        b.state[j] = _FREE
+        try:
+            self._write(b)
+        except BaseException:
+            b.state[j] = _UNAVAILABLE
+            raise
+        return True
+
     def release(self, network_id: str, address: str) -> None:
         """Free an address of this host; returns its block to the manager when it empties
         and the host still holds another block of the network."""

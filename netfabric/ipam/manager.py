@@ -14,6 +14,7 @@ address, so an allocation is one small row write.
 from __future__ import annotations
 
 from netfabric.errors import (
+    AddressHosted,
     AddressInUse,
     AddressOutOfRange,
     InvalidArgument,
@@ -394,19 +395,23 @@ class Ipam:
             self._write_block(st, block)
 
     def allocate(self, network_id: str, *, address: str | None = None,
-                 family: IPFamily = IPFamily.V4, host_id: str | None = None) -> Allocation:
+                 family: IPFamily = IPFamily.V4, host_id: str | None = None,
+                 lent_by: str | None = None) -> Allocation:
         """Hand out an address of the network, by the manager itself.
 
         Without ``address``: the next free one after the last handed out (serial, wrapping),
         in the first subnet of ``family`` with room. With ``address``: that address, or
-        AddressInUse / AddressOutOfRange. Never inside a block leased to a host.
+        AddressInUse / AddressOutOfRange. Never inside a block leased to a host, except a
+        specific ``address`` that the block's owner ``lent_by`` has agreed to lend (it
+        marked it unavailable in its own allocator first: :meth:`HostAllocator.lend`);
+        without that agreement such an address is :class:`AddressHosted`.
         ``host_id``: the host the address is for, so that :meth:`reclaim_host` frees it
         when that host dies (a host with a :class:`HostAllocator` needs none of this).
         """
         if host_id is not None:
             _check_id(host_id, "host id")
         if address is not None:
-            return self._allocate_exact(network_id, address, host_id)
+            return self._allocate_exact(network_id, address, host_id, lent_by)
         if type(family) is not IPFamily:
             family = as_family(family)
         sts = self._nets.get(network_id)
@@ -459,7 +464,7 @@ class Ipam:
             raise AddressOutOfRange(f"{address} is {g.why_reserved(a)}")
         if state == HOSTED:
             block = off >> g.block_bits
-            raise AddressInUse(f"{address} lies in block {g.block_cidr(block)} leased to host "
+            raise AddressHosted(f"{address} lies in block {g.block_cidr(block)} leased to host "
                                f"{st.owners.get(block, '?')!r}")
 
     def _write_held(self, st: _SubnetState, off: int, host_id: str, old_cursor: int) -> None:
@@ -475,11 +480,13 @@ class Ipam:
             raise
 
     def _allocate_exact(self, network_id: str, address: str,
-                        host_id: str | None) -> Allocation:
+                        host_id: str | None, lent_by: str | None = None) -> Allocation:
         st, a, off = self._locate(network_id, address)
         m = st.map
         state = m.get(off)
-        if state != FREE:
+        lent = (state == HOSTED and lent_by is not None
+                and st.owners.get(off >> st.bb) == lent_by)
+        if state != FREE and not lent:
             self._refuse(st, a, off, state, address)
         m.put(off, USED)
         try:
@@ -526,6 +533,14 @@ class Ipam:
             if holder is not None:
                 st.holders[off] = holder
             raise
+
+    def block_owner(self, network_id: str, address: str) -> str | None:
+        """The host whose leased block holds ``address`` while the address is free there
+        (only that host can give it: :class:`AddressHosted`); None otherwise."""
+        st, _a, off = self._locate(network_id, address)
+        if st.map.get(off) != HOSTED:
+            return None
+        return st.owners.get(off >> st.bb)
 
     def allocated(self, network_id: str, *, host_id: str | None = None) -> list[str]:
         """Addresses the manager itself holds in the network (not those inside blocks),

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from netfabric.errors import (
+    AddressHosted,
     AddressInUse,
     AddressOutOfRange,
     InvalidArgument,
@@ -238,3 +239,68 @@ def test_int_family_and_oversized_lease(manager: Ipam) -> None:
 
     with pytest.raises(InvalidArgument, match="larger"):
         HostAllocator("h1", Huge(manager), MemoryStore()).allocate("n")
+
+
+def test_a_fixed_address_in_another_hosts_block_is_lent(tmp_path: Path) -> None:
+    """Issue 19 item 1: ``run --ip`` of a free address in host h3's block. h3 lends it
+    (durably), the manager holds it for the asking host, h3 never hands it out (nor after
+    a restart of h3 or of the manager), and once freed h3 may use it again."""
+    mstore = SqliteStore(str(tmp_path / "m.sqlite"))
+    manager = Ipam(mstore, config=IpamConfig(block_prefix_v4=28))
+    manager.request_subnet("n", cidr="10.1.0.0/24")
+    h3_path = str(tmp_path / "h3.sqlite")
+    h3 = HostAllocator("h3", CountingSource(manager), SqliteStore(h3_path))
+    assert h3.allocate("n").address == "10.1.0.2"      # h3 leases 10.1.0.0/28
+
+    with pytest.raises(AddressInUse) as refused:       # not without the owner's consent
+        manager.allocate("n", address="10.1.0.3", host_id="h1")
+    assert type(refused.value) is AddressHosted
+    assert manager.block_owner("n", "10.1.0.3") == "h3"
+    h1 = HostAllocator("h1", CountingSource(manager), MemoryStore())
+    with pytest.raises(AddressHosted):                 # a worker's lease request: the same
+        h1.allocate("n", address="10.1.0.3")
+    with pytest.raises(AddressHosted):                 # lent by someone else than the owner
+        manager.allocate("n", address="10.1.0.3", host_id="h1", lent_by="h2")
+
+    assert h3.lend("n", "10.1.0.3") is True
+    assert h3.lend("n", "10.1.0.3") is True            # a retry is fine
+    got = manager.allocate("n", address="10.1.0.3", host_id="h1", lent_by="h3")
+    assert got.address == "10.1.0.3"
+    assert manager.block_owner("n", "10.1.0.3") is None
+    with pytest.raises(AddressInUse):
+        manager.allocate("n", address="10.1.0.3", host_id="h2", lent_by="h3")
+    with pytest.raises(AddressInUse):                  # h3 uses .2 itself: not lendable
+        h3.lend("n", "10.1.0.2")
+    with pytest.raises(AddressInUse):
+        h3.lend("n", "10.1.0.1")                       # the gateway
+    assert h3.lend("n", "10.1.0.99") is False          # not h3's block
+
+    def fill(h: HostAllocator) -> list[str]:
+        out = []
+        while True:
+            a = h.allocate("n").address
+            if not a.startswith("10.1.0.") or int(a.rsplit(".", 1)[1]) >= 16:
+                return out
+            out.append(a)
+
+    assert fill(h3) == [f"10.1.0.{i}" for i in range(4, 16)]
+    # restarts of both: the lend is kept on each side
+    mstore.close()
+    mstore = SqliteStore(str(tmp_path / "m.sqlite"))
+    manager = Ipam(mstore, config=IpamConfig(block_prefix_v4=28))
+    h3 = HostAllocator("h3", CountingSource(manager), SqliteStore(h3_path))
+    with pytest.raises(AddressInUse, match="by the manager"):
+        h3.allocate("n", address="10.1.0.3")
+    assert manager.allocated("n", host_id="h1") == ["10.1.0.3"]
+    assert manager.blocks(host_id="h3")[0].taken == ("10.1.0.3",)
+
+    # moved: freed by h1's container, asked by the owner itself
+    manager.release("n", "10.1.0.3")
+    assert manager.block_owner("n", "10.1.0.3") == "h3"
+    with pytest.raises(AddressInUse):                  # still lent until h3 is told
+        h3.allocate("n", address="10.1.0.3")
+    assert h3.unlend("n", "10.1.0.3") is True
+    assert h3.unlend("n", "10.1.0.3") is False
+    assert h3.unlend("n", "10.1.0.1") is False         # the gateway stays reserved
+    assert h3.allocate("n", address="10.1.0.3").address == "10.1.0.3"
+    mstore.close()
