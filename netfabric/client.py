@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -271,6 +272,20 @@ class Client:
     def __init__(self, host: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.path = resolve_host(host)
         self.timeout = timeout
+
+    def agent_pid(self) -> int | None:
+        """The agent's pid as this process sees it (the peer credentials of its socket,
+        which the kernel gives in this process's pid namespace); None if unknown."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+                raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                      struct.calcsize("3i"))
+        except OSError:
+            return None
+        pid = struct.unpack("3i", raw)[0]
+        return pid if pid > 0 else None
 
     def _call(self, spec: _Spec[T]) -> T:
         verb = spec.verb

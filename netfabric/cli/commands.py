@@ -439,8 +439,33 @@ def _cmd_container_inspect(args: argparse.Namespace) -> int:
     return _cmd_inspect(args)
 
 
+def _enterable(client: Client, path: str) -> str:
+    """The path of a sandbox's netns as this process can open it.
+
+    The agent may run in a mount namespace of its own (``ip netns exec HOSTNS netfabric
+    agent``, or a systemd unit with private mounts): the netns it bind-mounts under
+    /run/netns are then seen by no one else. ``/proc/<agent pid>/root`` shows the agent's
+    view of the files, from any mount namespace (the pid from the agent socket's peer
+    credentials, in this process's pid namespace)."""
+    pid = client.agent_pid()
+    if pid is None:
+        return path
+    theirs = f"/proc/{pid}/root{path}"
+    try:
+        st_theirs = os.stat(theirs)
+    except OSError:
+        return path
+    try:
+        st_ours = os.stat(path)
+    except OSError:
+        return theirs
+    same = (st_ours.st_dev, st_ours.st_ino) == (st_theirs.st_dev, st_theirs.st_ino)
+    return path if same else theirs
+
+
 def _cmd_exec(args: argparse.Namespace) -> int:
-    con = _client(args).inspect_container(args.name)
+    client = _client(args)
+    con = client.inspect_container(args.name)
     argv = list(args.cmd)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -458,10 +483,19 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     if con.hostname:  # its own UTS namespace, so that `hostname` answers the container's
         argv = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', con.hostname,
                 *argv]
-    if con.netns_path == f"/run/netns/{con.netns}":
+    path = _enterable(client, con.netns_path)
+    named = f"/run/netns/{con.netns}"
+    if path == named:
         cmd = ["ip", "netns", "exec", con.netns, *argv]
+    elif con.netns_path == named and os.path.isfile(named):
+        # the agent's own mount namespace holds the netns: bind it where ``ip netns exec``
+        # looks, in a mount namespace of this command's own, so that the sandbox's
+        # /etc/netns/NAME/resolv.conf (its DNS) and /sys are set up the same way
+        script = 'mount --no-canonicalize --bind "$1" "$2" && shift 2 && exec ip netns exec "$@"'
+        cmd = ["unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", script,
+               "netfabric", path, named, con.netns, *argv]
     else:
-        cmd = ["nsenter", f"--net={con.netns_path}", "--", *argv]
+        cmd = ["nsenter", f"--net={path}", "--", *argv]
     try:
         os.execvp(cmd[0], cmd)
     except OSError as exc:

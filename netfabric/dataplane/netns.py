@@ -74,8 +74,18 @@ def netns_path(name: str) -> str:
     return os.path.join(NETNS_DIR, _valid(name))
 
 
+def _is_netns(path: str) -> bool:
+    """Whether ``path`` is a mounted netns (on nsfs), not the empty file left behind when
+    the mount went away (e.g. with the private mount namespace of an agent started by
+    ``ip netns exec``): every nsfs file shares one device number."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/thread-self/ns/net").st_dev
+    except OSError:
+        return False
+
+
 def netns_exists(name: str) -> bool:
-    return os.path.exists(netns_path(name))
+    return _is_netns(netns_path(name))
 
 
 @contextlib.contextmanager
@@ -149,7 +159,9 @@ def create_netns(name: str) -> bool:
     """Create netns ``name``; ``False`` if it already existed. Call on a worker thread."""
     path = netns_path(name)
     if os.path.exists(path):
-        return False
+        if _is_netns(path):
+            return False
+        os.unlink(path)   # the mount point of a netns gone with its mount namespace
     if _private_mounts():
         _in_root_mounts(["ip", "netns", "add", name])
         _lo_up(name)
