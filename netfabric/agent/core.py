@@ -153,6 +153,7 @@ class AgentCore:
         await self._endpoints.remove_leaked()
         await ctx.thread(ctx.kernel.reconcile)
         self._addresses.resume()
+        await self._services.resume()   # after the reconcile: it re-plugs the ingress leg
 
     async def close(self) -> None:
         ctx = self._ctx

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from netfabric.agent.context import AgentContext, check_name
 from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.networks import NetworkRegistry
 from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.api.types import Role
 from netfabric.dataplane.services import configure_leg
 from netfabric.dns.records import Records, ServiceMode
 from netfabric.drivers.common import address_mac
@@ -59,6 +61,10 @@ log = logging.getLogger(__name__)
 
 SERVICES = "services"
 BACKENDS = "backends"
+STATE_FILE = "services.json"
+"""In the data dir: the definitions this node announced as a manager, and the backends it
+announced, so that both are announced again after a restart (gossip forgets a restarted
+node's entries)."""
 INGRESS = "ingress"
 INGRESS_IF = "nfingress0"
 
@@ -125,6 +131,59 @@ class ServiceRegistry:
             ctx = self._ctx
             self._fabric = ServiceFabric(NodeView(ctx.node_id, {}, ctx.config.host_netns))
         return self._fabric
+
+    # -- what this node announced, kept across restarts ------------------------------------
+
+    def _path(self) -> str:
+        return os.path.join(self._ctx.config.data_dir, STATE_FILE)
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        try:
+            with open(self._path(), encoding="utf-8") as f:
+                raw = json.load(f)
+            return {t: {str(k): str(v) for k, v in raw.get(t, {}).items()}
+                    for t in (SERVICES, BACKENDS)}
+        except FileNotFoundError:
+            return {SERVICES: {}, BACKENDS: {}}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._path(), exc)
+            return {SERVICES: {}, BACKENDS: {}}
+
+    def _announce(self, table: str, key: str, value: bytes | None) -> None:
+        """Set (or, ``None``, delete) one of this node's entries, and remember it."""
+        if value is None:
+            self._ctx.mesh.delete_record(table, key)
+        else:
+            self._ctx.mesh.set_record(table, key, value)
+        saved = self._load()
+        if value is None:
+            saved[table].pop(key, None)
+        else:
+            saved[table][key] = value.decode()
+        tmp = f"{self._path()}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(saved, f)
+        os.replace(tmp, self._path())
+
+    async def resume(self) -> None:
+        """After a restart: announce again what this node had announced (a manager's
+        definitions; the backends whose sandbox is still here), then sync."""
+        ctx = self._ctx
+        saved = self._load()
+        if ctx.role is Role.MANAGER:
+            for key, value in saved[SERVICES].items():
+                ctx.mesh.set_record(SERVICES, key, value.encode())
+        names = {sb.name for sb in ctx.ledger.state.sandboxes.values()}
+        for key, value in saved[BACKENDS].items():
+            try:
+                backend = decode_backend(value.encode())
+            except InvalidArgument:
+                continue
+            if backend.id in names:
+                ctx.mesh.set_record(BACKENDS, key, value.encode())
+            else:
+                self._announce(BACKENDS, key, None)
+        self.schedule()
 
     # -- tables ---------------------------------------------------------------------------
 
@@ -296,7 +355,7 @@ class ServiceRegistry:
                 for net_id, ip in vips:
                     await self._addresses.release(self._networks.by_id(net_id), ip)
                 raise
-            ctx.mesh.set_record(SERVICES, name, encode_service(svc))
+            self._announce(SERVICES, name, encode_service(svc))
         await self.sync()
         return self._info(svc)
 
@@ -305,7 +364,7 @@ class ServiceRegistry:
         ctx.require_manager()
         async with ctx.lock:
             svc = self._service(name)
-            ctx.mesh.delete_record(SERVICES, name)
+            self._announce(SERVICES, name, None)
             for net_id, ip in svc.vips:
                 with contextlib.suppress(NotFound):
                     await self._addresses.release(self._networks.by_id(net_id), ip)
@@ -342,15 +401,14 @@ class ServiceRegistry:
             raise InvalidArgument(f"container {sb.name} is on none of the networks of "
                                   f"service {service}")
         backend = Backend(service, sb.name, ctx.node_id, addrs)
-        ctx.mesh.set_record(BACKENDS, _backend_key(service, backend.id),
-                            encode_backend(backend))
+        self._announce(BACKENDS, _backend_key(service, backend.id), encode_backend(backend))
         await self.sync()
         return _backend_info(backend)
 
     async def remove_backend(self, service: str, container: str) -> None:
         """Take ``container`` out of ``service`` everywhere: from here on no new connection
         is sent to it (established ones go on); stop its task only after this returns."""
-        self._ctx.mesh.delete_record(BACKENDS, _backend_key(service, container))
+        self._announce(BACKENDS, _backend_key(service, container), None)
         await self.sync()
 
     async def forget_container(self, container: str) -> None:
@@ -362,7 +420,7 @@ class ServiceRegistry:
             return
         mine = [b for b in self._backends() if b.node == ctx.node_id and b.id == sb.name]
         for b in mine:
-            ctx.mesh.delete_record(BACKENDS, _backend_key(b.service, b.id))
+            self._announce(BACKENDS, _backend_key(b.service, b.id), None)
         if mine:
             await self.sync()
 

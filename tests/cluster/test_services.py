@@ -4,7 +4,10 @@ under a stream of new connections, and a killed node's backends leaving the VIP.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -45,6 +48,14 @@ def wget(netns: str, url: str) -> str:
 def dig(netns: str, name: str) -> list[str]:
     proc = sh(netns, "dig", "+short", "+tries=1", "+time=2", name, "@127.0.0.11")
     return proc.stdout.split()
+
+
+def kill_all(netns: str) -> None:
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
+                          check=False).stdout.split()
+    assert pids, f"nothing runs in {netns}"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
 
 
 def poll(fn: object, timeout: float = 10.0) -> bool:
@@ -92,14 +103,40 @@ def test_vip_dnsrr_tasks_spread_removal_and_dead_node(lab: Lab, tmp_path: Path) 
     seen = Counter(wget(c1, f"http://{vip}/") for _ in range(120))
     assert set(seen) == webs and min(seen.values()) >= 25, seen
 
-    # web3 leaves: once node1 has applied it (its DNS, synced after its kernel, drops web3
-    # from tasks.web: gossip carries the removal in tens of ms), no new connection from
-    # node1 reaches web3, and none fails.
-    n3.remove_backend("web", "web3")
-    assert poll(lambda: sorted(dig(c1, "tasks.web")) == sorted(tasks[w][2]
-                                                               for w in ("web1", "web2")))
-    after = Counter(wget(c1, "http://web/") for _ in range(40))
-    assert set(after) <= {"web1", "web2"} and sum(after.values()) == 40, after
+    # web3 leaves under a stream of new connections from node1, then its task stops: after
+    # the removal is applied on node1 (its DNS, synced after its kernel, drops web3 from
+    # tasks.web; gossip carries the removal in tens of ms) no connection goes to web3 and
+    # none fails, before or after web3's server is killed.
+    stream: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def pour() -> None:
+        while not stop.is_set():
+            stream.append((time.monotonic(), wget(c1, "http://web/")))
+
+    pourer = threading.Thread(target=pour)
+    pourer.start()
+    try:
+        time.sleep(0.5)
+        n3.remove_backend("web", "web3")
+        two = sorted(tasks[w][2] for w in ("web1", "web2"))
+        assert poll(lambda: sorted(dig(c1, "tasks.web")) == two)
+        applied = time.monotonic()
+        kill_all(tasks["web3"][1])   # the task stops
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        pourer.join()
+    after = Counter(r for t, r in stream if t >= applied)
+    assert set(after) <= {"web1", "web2"} and sum(after.values()) >= 5, after
+    assert "FAILED" not in {r for _, r in stream}, Counter(r for _, r in stream)
+
+    # Restarts: the manager announces its definitions again, a worker its backends.
+    for agent in lab.agents[:2]:
+        lab.restart_agent(agent)
+    assert poll(lambda: dig(c1, "web") == [vip] and sorted(dig(c1, "tasks.web")) == two,
+                timeout=20), (dig(c1, "web"), dig(c1, "tasks.web"))
+    assert poll(lambda: {wget(c1, "http://web/") for _ in range(20)} == {"web1", "web2"})
 
     # kill -9 of node3's agent: its backends (web2) leave the VIP within failure detection.
     t0 = time.monotonic()
@@ -149,3 +186,27 @@ def test_routing_mesh_on_every_node_and_host_mode_where_a_task_runs(lab: Lab,
     assert wget(app1, "http://database:1433/") == "db1"
     inspect = n1.inspect_service("appserver")
     assert inspect["ports"] == ["*:8080->80/tcp"] and len(inspect["backends"]) == 2
+
+
+def test_600_connections_to_a_vip_of_6_tasks_spread_evenly(lab: Lab, tmp_path: Path) -> None:
+    n1 = Client(lab.agents[0].url)
+    n1.create_network("app", driver="overlay", attachable=True)
+    vip = n1.create_service("web", networks=["app"])["vips"][0]["addr"]
+    names = set()
+    for i in range(6):
+        agent = lab.agents[i % 3]
+        client, name = Client(agent.url), f"web{i + 1}"
+        con = client.run(name, network="app")
+        root = tmp_path / name
+        root.mkdir()
+        (root / "index.html").write_text(name + "\n")
+        assert sh(con.netns, "busybox", "httpd", "-p", "80", "-h", str(root)).returncode == 0
+        client.add_backend("web", name)
+        names.add(name)
+    c1 = n1.run("c1", network="app").netns
+    assert poll(lambda: len(dig(c1, "tasks.web")) == 6)
+    loop = f"for i in $(seq 600); do busybox wget -q -O - http://{vip}/ || echo FAILED; done"
+    out = sh(c1, "sh", "-c", loop, timeout=240).stdout.split()
+    seen = Counter(out)
+    assert set(seen) == names and sum(seen.values()) == 600, seen
+    assert all(60 <= n <= 140 for n in seen.values()), seen
