@@ -1,7 +1,8 @@
 """The seams of :mod:`netfabric.agent.ports`, implemented over the real packages.
 
 - :class:`DriverKernel`: the bridge and overlay drivers on one dataplane kernel;
-- :class:`IpamBook`: the IPAM manager over the SQLite store in the agent's data dir;
+- :class:`IpamBook`: the IPAM manager and the network rows, over the SQLite store in the
+  agent's data dir;
 - :class:`DnsNames`: the records view and the per-sandbox DNS server.
 
 Each is a thin translation: the rules live in the packages and in AgentCore.
@@ -32,6 +33,7 @@ from netfabric.errors import (
     ManagerUnreachable,
     NetfabricError,
     NotFound,
+    StoreError,
 )
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.host import HostAllocator
@@ -174,6 +176,20 @@ class IpamBook:
             with contextlib.suppress(NotFound):
                 self.ipam.release_network(network_id)
         self._on_thread(run)
+
+    def load_networks(self) -> list[Network]:
+        return self._on_thread(lambda: self._rows().list_networks())
+
+    def save_network(self, network: Network) -> None:
+        self._on_thread(lambda: self._rows().put_network(network))
+
+    def drop_network(self, network_id: str) -> None:
+        self._on_thread(lambda: self._rows().delete_network(network_id))
+
+    def _rows(self) -> SqliteStore:
+        if self._store is None:
+            raise StoreError("the IPAM store is closed")
+        return self._store
 
     def allocate(self, network_id: str, *, node_id: str, ip: str | None,
                  lent_by: str | None = None) -> Allocation:

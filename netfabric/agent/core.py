@@ -91,7 +91,7 @@ class AgentCore:
                  blocks: Callable[[ManagerCall], BlockBook] | None = None,
                  links: LinkFactory = manager_link) -> None:
         self.config = config
-        self._ctx = ctx = AgentContext(config, Ledger(state, config.data_dir), kernel=kernel,
+        self._ctx = ctx = AgentContext(config, Ledger(state, config.data_dir, book), kernel=kernel,
                                        book=book, names=names, mesh=mesh, links=links)
         self._addresses = AddressRouter(ctx, blocks=blocks)
         self._cluster = ClusterService(ctx, self._addresses)

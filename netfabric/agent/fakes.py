@@ -115,6 +115,8 @@ class FakeBook:
         """network id -> address -> node id"""
         self.leases: dict[str, list[BlockLease]] = {}
         self.released_nodes: list[str] = []
+        self.rows: dict[str, Network] = {}
+        """the network table"""
         self._next = 0
         self.closed = False
 
@@ -137,6 +139,15 @@ class FakeBook:
     def delete_network(self, network_id: str) -> None:
         self.subnets.pop(network_id, None)
         self.held.pop(network_id, None)
+
+    def load_networks(self) -> list[Network]:
+        return list(self.rows.values())
+
+    def save_network(self, network: Network) -> None:
+        self.rows[network.id] = network
+
+    def drop_network(self, network_id: str) -> None:
+        self.rows.pop(network_id, None)
 
     def allocate(self, network_id: str, *, node_id: str, ip: str | None,
                  lent_by: str | None = None) -> Allocation:
@@ -398,7 +409,7 @@ class FakeLayers:
         config = AgentConfig(data_dir=data_dir, socket=os.path.join(data_dir, "agent.sock"),
                              hostname="node1", host_netns="nfst-h1",
                              advertise_addr=advertise_addr)
-        ledger = Ledger(LocalState.load(data_dir, hostname="node1"), data_dir)
+        ledger = Ledger(LocalState.load(data_dir, hostname="node1"), data_dir, self.book)
         if role is not Role.STANDALONE:
             ledger.set_cluster(ClusterRecord(cluster_id="c1", secret="s" * 32, role=role,
                                              managers=["198.51.100.9:2377"]), [])

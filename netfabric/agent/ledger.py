@@ -1,13 +1,23 @@
 """The one writer of the agent's local state.
 
-Every change to :class:`~netfabric.agent.state.LocalState` is a method here, and each one is
-durable before it returns; the services read ``ledger.state`` and never assign into it. So
-"what does this node remember" has one answer, and a crash between two calls leaves either
-the old or the new document (see :mod:`netfabric.agent.state`).
+Every change to what this node remembers is a method here, and each one is durable before
+it returns; the services read ``ledger.state`` and :meth:`Ledger.networks` and never assign
+into them. Two places hold it:
+
+- the networks (with their options and subnets) are rows of the store, through the
+  :class:`~netfabric.agent.ports.NetworkTable` seam, read once at start and cached here;
+- the rest (identity, cluster, nodes, sandboxes) is :class:`~netfabric.agent.state.LocalState`,
+  one JSON document (a crash leaves the old or the new one).
+
+A change touching both writes the network row first, so a crash in between leaves at most
+a network nobody uses yet. A state file from before networks moved to the store still lists
+them: they are moved into the store when the ledger opens (rows first, then the file
+rewritten without them, so a crash in between moves them again).
 """
 
 from __future__ import annotations
 
+from netfabric.agent.ports import NetworkTable
 from netfabric.agent.state import (
     ClusterRecord,
     EndpointRecord,
@@ -15,7 +25,6 @@ from netfabric.agent.state import (
     NodeRecord,
     SandboxRecord,
     to_network,
-    to_record,
 )
 from netfabric.api.types import Availability
 from netfabric.model import Network, Scope
@@ -26,9 +35,16 @@ __all__ = ["Ledger"]
 class Ledger:
     """Reads of :attr:`state` are free; writes go through the methods below."""
 
-    def __init__(self, state: LocalState, data_dir: str) -> None:
+    def __init__(self, state: LocalState, data_dir: str, table: NetworkTable) -> None:
         self.state = state
         self._data_dir = data_dir
+        self._table = table
+        if state.networks:   # a state file of before networks moved to the store
+            for rec in state.networks.values():
+                table.save_network(to_network(rec))
+            state.networks.clear()
+            self._save()
+        self._networks = {n.id: n for n in table.load_networks()}
 
     def _save(self) -> None:
         self.state.save(self._data_dir)
@@ -63,11 +79,11 @@ class Ledger:
     def clear_cluster(self) -> list[str]:
         """This node left its cluster: forget it, its nodes and its cluster networks.
         Returns the ids of the networks forgotten."""
+        gone = [n.id for n in self._networks.values() if n.scope == Scope.SWARM]
+        for network_id in gone:
+            self.drop_network(network_id)
         self.state.cluster = None
         self.state.nodes.clear()
-        gone = [rec.id for rec in self.state.networks.values() if rec.scope == Scope.SWARM]
-        for network_id in gone:
-            del self.state.networks[network_id]
         self._save()
         return gone
 
@@ -85,27 +101,24 @@ class Ledger:
         return text
 
     def network(self, network_id: str) -> Network | None:
-        rec = self.state.networks.get(network_id)
-        return None if rec is None else to_network(rec)
+        return self._networks.get(network_id)
 
     def networks(self) -> list[Network]:
-        return [to_network(rec) for rec in self.state.networks.values()]
-
-    def has_network(self, network_id: str) -> bool:
-        return network_id in self.state.networks
+        return list(self._networks.values())
 
     def put_network(self, network: Network) -> None:
-        self.state.networks[network.id] = to_record(network)
-        self._save()
+        self._table.save_network(network)
+        self._networks[network.id] = network
 
     def remember_network(self, network: Network) -> None:
         """Keep a cluster network new to this worker (so it restarts without a manager)."""
-        if network.id not in self.state.networks:
+        if network.id not in self._networks:
             self.put_network(network)
 
     def drop_network(self, network_id: str) -> None:
-        if self.state.networks.pop(network_id, None) is not None:
-            self._save()
+        if network_id in self._networks:
+            self._table.drop_network(network_id)
+            del self._networks[network_id]
 
     # -- sandboxes and endpoints --------------------------------------------------------------
 
@@ -116,8 +129,7 @@ class Ledger:
 
     def add_endpoint(self, sb: SandboxRecord, ep: EndpointRecord, network: Network) -> None:
         """``ep`` joins ``sb`` (which is recorded if new); ``network`` is kept if new."""
-        if network.id not in self.state.networks:
-            self.state.networks[network.id] = to_record(network)
+        self.remember_network(network)
         sb.endpoints.append(ep)
         self.state.sandboxes[sb.name] = sb
         self._save()

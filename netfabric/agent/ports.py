@@ -30,6 +30,7 @@ __all__ = [
     "MeshEvent",
     "MeshEventKind",
     "NameService",
+    "NetworkTable",
     "RecordTable",
 ]
 
@@ -79,9 +80,23 @@ class Allocation:
     """Set on networks created with ``--ipv6``."""
 
 
-class AddressBook(Protocol):
-    """IPAM over the persistent store: subnets for networks, addresses for endpoints.
-    Everything is durable before it returns."""
+class NetworkTable(Protocol):
+    """The networks this node knows, with their options and subnets, as rows of the
+    :class:`~netfabric.store.base.Store` (``put_network`` and friends). Durable before a
+    call returns. Blocking, but quick: called from the event loop."""
+
+    def load_networks(self) -> list[Network]: ...
+
+    def save_network(self, network: Network) -> None:
+        """Insert or replace the row of ``network.id``."""
+
+    def drop_network(self, network_id: str) -> None:
+        """Remove a row (nothing if there is none)."""
+
+
+class AddressBook(NetworkTable, Protocol):
+    """IPAM over the persistent store: subnets for networks, addresses for endpoints; and
+    the store's network rows. Everything is durable before it returns."""
 
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
                        ip_range: str | None) -> tuple[SubnetSpec, ...]:

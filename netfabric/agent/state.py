@@ -1,6 +1,6 @@
 """The agent's own durable state: identity, cluster membership, node registry, sandboxes.
 
-Networks and address allocations live in the IPAM store (:mod:`netfabric.store`); this file
+Networks and address allocations live in the store (:mod:`netfabric.store`); this file
 holds what only the agent knows: who this node is, which cluster it belongs to (and, on a
 manager, the join secrets and the node registry), and which sandboxes and endpoints exist
 here. It is one JSON document written atomically (temp file, fsync, rename) before any call
@@ -145,6 +145,9 @@ class LocalState:
     cluster: ClusterRecord | None = None
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     networks: dict[str, NetworkRecord] = field(default_factory=dict)
+    """Only in a state file written before networks moved to the store: the
+    :class:`~netfabric.agent.ledger.Ledger` moves them there when it opens, and it is
+    empty from then on."""
     sandboxes: dict[str, SandboxRecord] = field(default_factory=dict)
     pending_releases: list[tuple[str, str]] = field(default_factory=list)
     """(network id, address) a worker could not give back to an unreachable manager yet."""

@@ -4,7 +4,8 @@ The allocator keeps its indexes in memory and writes every change through a :cla
 before it returns, so a store only needs to keep rows and hand them back at start-up
 (:meth:`Store.load`). Four kinds of rows:
 
-- **networks**: one :class:`~netfabric.model.Network` per id;
+- **networks**: one :class:`~netfabric.model.Network` per id, with its options and
+  subnets: the networks the agent knows (its :class:`~netfabric.agent.ports.NetworkTable`);
 - **subnets**: one :class:`SubnetRecord` per (network, CIDR);
 - **blocks**: one :class:`BlockRecord` per (network, subnet, block index). A block is the
   unit of address persistence and of host leases: ``owner`` is the host holding its lease

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from netfabric.agent.fakes import FakeBook
 from netfabric.agent.ledger import Ledger
 from netfabric.agent.state import (
     ClusterRecord,
@@ -25,7 +26,8 @@ def _net(nid: str, scope: Scope = Scope.LOCAL) -> Network:
 
 
 def test_every_mutation_is_durable_when_it_returns(tmp_path: Path) -> None:
-    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path))
+    table = FakeBook()
+    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path), table)
     ledger.set_cluster(ClusterRecord(cluster_id="c", secret="s", role=Role.MANAGER,
                                      managers=["198.51.100.1:2377"],
                                      role_secrets={"worker": "w"}), [])
@@ -44,7 +46,8 @@ def test_every_mutation_is_durable_when_it_returns(tmp_path: Path) -> None:
     disk = _reload(tmp_path)
     assert disk.cluster is not None and disk.cluster.role_secrets == {"worker": "w2"}
     assert disk.nodes["n2"].availability is Availability.DRAIN
-    assert set(disk.networks) == {"a", "b"}   # b recorded with its first endpoint
+    assert set(table.rows) == {"a", "b"}   # b recorded with its first endpoint
+    assert disk.networks == {}              # networks live in the store
     assert [e.id for e in disk.sandboxes["web"].endpoints] == ["e1"]
     assert disk.pending_releases == [("b", "10.1.0.9")]
 
@@ -59,12 +62,13 @@ def test_every_mutation_is_durable_when_it_returns(tmp_path: Path) -> None:
     ledger.drop_sandbox(sb)
     ledger.drop_network("a")
     disk = _reload(tmp_path)
-    assert disk.sandboxes == {} and set(disk.networks) == {"b"}
+    assert disk.sandboxes == {} and set(table.rows) == {"b"}
 
 
 def test_clear_cluster_forgets_the_cluster_its_nodes_and_only_cluster_networks(
         tmp_path: Path) -> None:
-    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path))
+    table = FakeBook()
+    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path), table)
     ledger.set_cluster(ClusterRecord(cluster_id="c", secret="s", role=Role.WORKER,
                                      managers=["m:2377"]),
                        [NodeRecord(id="me", hostname="node1", address="a", gossip_port=1,
@@ -73,14 +77,15 @@ def test_clear_cluster_forgets_the_cluster_its_nodes_and_only_cluster_networks(
     ledger.put_network(_net("ov", Scope.SWARM))
     assert ledger.clear_cluster() == ["ov"]
     disk = _reload(tmp_path)
-    assert disk.cluster is None and disk.nodes == {} and set(disk.networks) == {"local"}
+    assert disk.cluster is None and disk.nodes == {} and set(table.rows) == {"local"}
 
 
 def test_remember_network_keeps_the_first_copy(tmp_path: Path) -> None:
-    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path))
+    table = FakeBook()
+    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path), table)
     ledger.remember_network(_net("x"))
     ledger.remember_network(Network(id="x", name="renamed", driver=Driver.BRIDGE,
                                     scope=Scope.LOCAL))
     net = ledger.network("x")
     assert net is not None and net.name == "net-x"
-    assert _reload(tmp_path).networks["x"].name == "net-x"
+    assert table.rows["x"].name == "net-x"
