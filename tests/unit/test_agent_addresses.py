@@ -10,7 +10,7 @@ import pytest
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.fakes import FakeLayers
 from netfabric.api.types import Role
-from netfabric.errors import ClusterError, PoolExhausted
+from netfabric.errors import NetfabricError, PoolExhausted
 from netfabric.model import Driver, Network, Scope, SubnetSpec
 
 
@@ -58,7 +58,7 @@ def test_a_malformed_allocation_from_the_manager_is_a_cluster_error(tmp_path: Pa
     layers = FakeLayers()
     layers.links.answers["allocate"] = {"prefixlen": 24}
     router = AddressRouter(layers.context(str(tmp_path), role=Role.WORKER))
-    with pytest.raises(ClusterError, match="malformed"):
+    with pytest.raises(NetfabricError, match="malformed"):   # MalformedAnswer with wire
         asyncio.run(router.allocate(_overlay("10.6.0.0/26"), None))
 
 

@@ -12,9 +12,9 @@ from netfabric.agent.networks import NetworkRegistry
 from netfabric.api.types import Role, to_wire
 from netfabric.errors import (
     AlreadyExists,
-    ClusterError,
     InUse,
     InvalidArgument,
+    NetfabricError,
     NotAManager,
     NotFound,
     NotInCluster,
@@ -118,7 +118,7 @@ def test_a_worker_fetches_cluster_networks_and_drops_removed_copies(tmp_path: Pa
         asyncio.run(reg.resolve("ov"))
     assert ctx.ledger.network("ov1") is None
     layers.links.answers["get_network"] = {"id": "x"}
-    with pytest.raises(ClusterError, match="malformed"):
+    with pytest.raises(NetfabricError, match="malformed"):   # MalformedAnswer with wire
         asyncio.run(reg.resolve("ov"))
 
 
