@@ -134,7 +134,7 @@ class Endpoints:
                 await self._connect_locked(sb, net, aliases=aliases, ip=ip)
                 await self._open_names(sb)
             except BaseException:
-                await self._teardown_locked(sb)
+                await self._teardown_locked(sb, force=True)
                 raise
         return self._info(sb)
 
@@ -153,19 +153,25 @@ class Endpoints:
             return endpoint_info(sb, ep, node_id=self._ctx.node_id)
 
     async def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
+        """Remove one endpoint. When the kernel refuses, the endpoint stays (and the error
+        is raised) unless ``force``: then its record and addresses go all the same, and the
+        next start's reconcile removes what the kernel kept."""
         async with self._ctx.lock:
             sb = self._find(container)
             net = self._networks.find(network)
             ep = next((e for e in sb.endpoints if e.network_id == net.id), None)
             if ep is None:
                 raise NotFound(f"container {sb.name} is not connected to network {net.name}")
-            await self._disconnect_locked(sb, ep)
+            await self._disconnect_locked(sb, ep, force=force)
             await self._open_names(sb)
 
     async def remove(self, name: str, *, force: bool = False) -> None:
+        """Remove a sandbox and its endpoints. When a step fails, the sandbox stays with
+        what is left of it (and the error is raised) unless ``force``: then every step is
+        tried, the sandbox goes all the same, and failures are logged."""
         async with self._ctx.lock:
             sb = self._find(name)
-            await self._teardown_locked(sb)
+            await self._teardown_locked(sb, force=force)
 
     async def disconnect_cluster(self) -> None:
         """Disconnect every sandbox from every cluster network (this node leaves)."""
@@ -223,38 +229,46 @@ class Endpoints:
         self.publish(net, self._endpoint(sb, ep))
         return ep
 
-    async def _disconnect_locked(self, sb: SandboxRecord, ep: EndpointRecord) -> None:
+    async def _disconnect_locked(self, sb: SandboxRecord, ep: EndpointRecord, *,
+                                 force: bool) -> None:
         ctx = self._ctx
         net = self._networks.by_id(ep.network_id)
         self.withdraw(net, self._endpoint(sb, ep))
-        await ctx.thread(ctx.kernel.detach, net, self._endpoint(sb, ep),
-                         netns_path=sb.netns_path, ifname=ep.ifname)
+        try:
+            await ctx.thread(ctx.kernel.detach, net, self._endpoint(sb, ep),
+                             netns_path=sb.netns_path, ifname=ep.ifname)
+        except NetfabricError as exc:
+            if not force:
+                raise
+            log.warning("%s: detaching from %s failed (%s); removed all the same", sb.name,
+                        net.name, exc)
         ctx.ledger.remove_endpoint(sb, ep)
-        await self._addresses.release(net, ep.ipv4)
-        await self._addresses.release(net, ep.ipv6)
+        for ip in (ep.ipv4, ep.ipv6):
+            try:
+                await self._addresses.release(net, ip)
+            except NetfabricError as exc:
+                if not force:
+                    raise
+                log.warning("%s: releasing %s failed: %s", sb.name, ip, exc)
         if net.scope == Scope.SWARM and not ctx.ledger.local_endpoints(net.id) and \
                 ctx.role is Role.WORKER:
             await self._addresses.network_left(net)
             ctx.mesh.leave_network(net.id)
 
-    async def _teardown_locked(self, sb: SandboxRecord) -> None:
-        """Remove a sandbox and everything of it; used by rm and by a failed run."""
+    async def _teardown_locked(self, sb: SandboxRecord, *, force: bool) -> None:
+        """Remove a sandbox and everything of it; used by rm and (forced) by a failed run."""
         ctx = self._ctx
-        errors: list[NetfabricError] = []
         for ep in list(sb.endpoints):
-            try:
-                await self._disconnect_locked(sb, ep)
-            except NetfabricError as exc:
-                errors.append(exc)
+            await self._disconnect_locked(sb, ep, force=force)
         await ctx.names.close_sandbox(sb.netns)
         if not sb.external:
             try:
                 await ctx.thread(ctx.kernel.delete_sandbox, sb.netns)
             except NetfabricError as exc:
-                errors.append(exc)
+                if not force:
+                    raise
+                log.warning("%s: deleting netns %s failed: %s", sb.name, sb.netns, exc)
         ctx.ledger.drop_sandbox(sb)
-        if errors:
-            raise errors[0]
 
     # -- names and gossip ---------------------------------------------------------------------
 

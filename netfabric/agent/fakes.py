@@ -59,6 +59,7 @@ class FakeKernel:
         self._in_flight = 0
         self.reconciled = 0
         self.fail_attach: Exception | None = None
+        self.fail_detach: Exception | None = None
         self.closed = False
         self._lock = threading.Lock()
 
@@ -88,6 +89,8 @@ class FakeKernel:
 
     def detach(self, network: Network, endpoint: Endpoint, *, netns_path: str,
                ifname: str) -> None:
+        if self.fail_detach is not None:
+            raise self.fail_detach
         self.attached.pop(endpoint.id, None)
 
     def set_peers(self, network: Network, peers: Sequence[Endpoint]) -> None:

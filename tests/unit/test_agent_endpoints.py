@@ -174,3 +174,32 @@ def test_front_end_endpoints_are_plumbed_published_and_synced(tmp_path: Path) ->
         await peers.drain()
     asyncio.run(after())
     assert layers.kernel.set_peers_calls == ["ov1", "ov1"]   # detached: no longer synced
+
+
+def test_rm_keeps_a_sandbox_the_kernel_would_not_let_go_unless_forced(tmp_path: Path) -> None:
+    layers = FakeLayers()
+    ctx, eps = _endpoints(tmp_path, layers)
+    info = asyncio.run(eps.run("web"))
+    layers.kernel.fail_detach = DataplaneError("busy")
+    with pytest.raises(DataplaneError):
+        asyncio.run(eps.remove("web"))
+    assert [e.endpoint_id for e in asyncio.run(eps.inspect("web")).networks] == \
+        [info.networks[0].endpoint_id]
+    assert sum(len(h) for h in layers.book.held.values()) == 1
+    asyncio.run(eps.remove("web", force=True))
+    assert ctx.ledger.state.sandboxes == {} and layers.kernel.netns == set()
+    assert sum(len(h) for h in layers.book.held.values()) == 0
+
+
+def test_disconnect_keeps_an_endpoint_the_kernel_would_not_let_go_unless_forced(
+        tmp_path: Path) -> None:
+    layers = FakeLayers()
+    _, eps = _endpoints(tmp_path, layers)
+    asyncio.run(eps.run("web"))
+    layers.kernel.fail_detach = DataplaneError("busy")
+    with pytest.raises(DataplaneError):
+        asyncio.run(eps.disconnect("bridge", "web"))
+    assert len(asyncio.run(eps.inspect("web")).networks) == 1
+    asyncio.run(eps.disconnect("bridge", "web", force=True))
+    assert asyncio.run(eps.inspect("web")).networks == ()
+    assert sum(len(h) for h in layers.book.held.values()) == 0
