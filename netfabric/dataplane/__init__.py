@@ -2,7 +2,8 @@
 
 - :mod:`resources`: kernel objects as values; :mod:`reconcile`: the pure ``diff``;
 - :mod:`kernel`: ``Kernel`` with idempotent verbs, ``apply`` and ``observe``, on a worker
-  thread; :mod:`rawnl`: the raw rtnetlink hot path; :mod:`netns`, :mod:`nft`: helpers.
+  thread; :mod:`rawnl`: the raw rtnetlink hot path; :mod:`nft`: helpers (named netns:
+  :mod:`netfabric.netns`).
 """
 
 from netfabric.dataplane.kernel import Kernel, Scope

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netfabric.dataplane import netns as ns
+from netfabric import netns as ns
 from netfabric.dataplane import nft
 from netfabric.dataplane.rawnl import Link, Rtnl, RtnlError
 from netfabric.dataplane.resources import (

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 
-from netfabric.dataplane.netns import netns_path
 from netfabric.errors import DataplaneError
+from netfabric.netns import netns_path
 
 __all__ = ["count_rules", "delete_table", "digest", "observe_table", "replace_table"]
 

@@ -29,14 +29,14 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol
 
-from netfabric.dataplane.netns import (
+from netfabric.errors import DataplaneError
+from netfabric.netns import (
     entered,
     netns_exists,
     netns_path,
     read_sysctl,
     write_sysctl,
 )
-from netfabric.errors import DataplaneError
 from netfabric.services.lb import LoadBalancer, Proto, Target
 from netfabric.services.nftplan import DEFAULT_TABLE, Delta, index, render_delta, render_full
 

@@ -19,9 +19,9 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from netfabric.dns.netns import NetnsThread
 from netfabric.dns.resolver import Transport, fit_udp, servfail
 from netfabric.errors import InvalidArgument
+from netfabric.netns import NetnsThread
 
 __all__ = ["DEFAULT_FORWARD_TIMEOUT", "Forwarder", "ForwarderStats", "Upstream",
            "parse_upstream", "read_resolv_conf"]

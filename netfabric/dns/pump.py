@@ -18,12 +18,19 @@ import os
 import select
 import socket
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from netfabric.dns.server import DnsServer, Sandbox
+    from netfabric.dns.server import Sandbox
 
-__all__ = ["BATCH", "SLOT", "UdpPump"]
+PeekCache = Callable[[frozenset[str]], "dict[bytes, bytes] | None"]
+"""The resolver's live cache of a network set (query bytes after the ID -> answer bytes
+after the ID), ``None`` if there is none; read-only and safe from any thread."""
+AnswerMiss = Callable[["Sandbox", bytes, tuple[str, int]], None]
+"""Answers one datagram the cache could not, on the event loop."""
+
+__all__ = ["BATCH", "SLOT", "AnswerMiss", "PeekCache", "UdpPump"]
 
 BATCH = 64
 """Datagrams per recvmmsg/sendmmsg call."""
@@ -91,16 +98,21 @@ class _Batch:
 
 
 class UdpPump:
-    """The serving thread of :attr:`ServingMode.THREAD <netfabric.dns.server.ServingMode>`."""
+    """The serving thread of :attr:`ServingMode.THREAD <netfabric.dns.server.ServingMode>`.
 
-    def __init__(self, server: DnsServer, loop: asyncio.AbstractEventLoop) -> None:
+    It needs two things of the server: ``peek_cache`` to answer hits on its own thread, and
+    ``answer_miss``, called on ``loop``, for the rest."""
+
+    def __init__(self, peek_cache: PeekCache, answer_miss: AnswerMiss,
+                 loop: asyncio.AbstractEventLoop) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         self._recvmmsg = libc.recvmmsg
         self._recvmmsg.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                    ctypes.c_void_p]
         self._sendmmsg = libc.sendmmsg
         self._sendmmsg.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int]
-        self._server = server
+        self._peek_cache = peek_cache
+        self._answer_miss = answer_miss
         self._loop = loop
         self._lock = threading.Lock()
         self._fds: dict[int, Sandbox] = {}
@@ -162,7 +174,7 @@ class UdpPump:
                         self.errors += 1
 
     def _drain(self, fd: int, sb: Sandbox, b: _Batch) -> None:
-        caches = self._server.resolver.peek_cache
+        caches = self._peek_cache
         view = b.view
         lens = b.lens
         tx_lens = b.tx_lens
@@ -210,4 +222,4 @@ class UdpPump:
 
     def _answer_misses(self, sb: Sandbox, misses: list[tuple[bytes, tuple[str, int]]]) -> None:
         for data, addr in misses:
-            self._server.udp_query(sb, data, addr)
+            self._answer_miss(sb, data, addr)

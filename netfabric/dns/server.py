@@ -27,10 +27,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from netfabric.dns.forwarder import DEFAULT_FORWARD_TIMEOUT, Forwarder, Upstream, read_resolv_conf
-from netfabric.dns.netns import netns_path, run_in_netns_async, up_loopback
 from netfabric.dns.records import Records
 from netfabric.dns.resolver import Asker, Forward, Resolver, ResolverConfig, Transport
 from netfabric.errors import AlreadyExists, DataplaneError, NotFound
+from netfabric.netns import netns_path, run_in_netns_async, up_loopback
 
 __all__ = ["DNS_ADDRESS", "DnsServer", "ServerConfig", "ServerStats", "ServingMode"]
 
@@ -302,7 +302,8 @@ class DnsServer:
         if self._pump is None:
             from netfabric.dns.pump import UdpPump
 
-            self._pump = UdpPump(self, asyncio.get_running_loop())
+            self._pump = UdpPump(self.resolver.peek_cache, self.udp_query,
+                                 asyncio.get_running_loop())
         return self._pump
 
 

@@ -1,40 +1,54 @@
-"""Named network namespaces, touched only from the dataplane's own worker thread.
+"""Named network namespaces: the one module that creates, enters and removes them.
 
 ``setns(2)`` moves the calling *thread*, so these helpers enter a netns, do one thing (make
-a socket, create the netns, read or write a sysctl) and come back, all on the dataplane
-worker thread (:class:`netfabric.dataplane.kernel.Kernel`), never on the caller's thread and
-never on an event loop. A netlink socket made inside a netns keeps talking to that netns
-after the thread has left it; that is how :class:`Kernel` reaches every netns without a
-fork per namespace.
+a socket, create the netns, read or write a sysctl) and come back, on a worker thread: the
+dataplane's own (:class:`netfabric.dataplane.kernel.Kernel`), a fresh one
+(:func:`run_in_netns`), or one parked in a netns for good (:class:`NetnsThread`, the DNS
+forwarder's); never on an event loop. A socket made inside a netns keeps talking to that
+netns after the thread has left it; that is how the kernel adapter reaches every netns
+without a fork per namespace, and how the DNS server listens on 127.0.0.11 in each sandbox.
 
 ``ip netns add`` layout: ``/run/netns`` is a shared mount point and each netns is a bind
-mount of ``/proc/thread-self/ns/net`` on ``/run/netns/NAME``.
+mount of ``/proc/thread-self/ns/net`` on ``/run/netns/NAME``. A name is 1-200 characters
+of ``[A-Za-z0-9_.-]``, not ``.`` or ``..`` (:func:`netns_path` checks it).
+
+No pyroute2 here: the DNS package uses this module without loading the dataplane's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
 import fcntl
 import os
+import queue
+import re
 import socket
 import struct
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import TypeVar
 
 from netfabric.errors import DataplaneError, InvalidArgument
 
 __all__ = [
     "NETNS_DIR",
+    "NetnsThread",
     "create_netns",
     "delete_netns",
     "entered",
+    "in_netns",
     "netlink_socket",
     "netns_exists",
     "netns_path",
     "read_sysctl",
+    "run_in_netns",
+    "run_in_netns_async",
+    "up_loopback",
     "write_sysctl",
 ]
 
@@ -45,6 +59,10 @@ _MS_REC = 16384
 _MS_SHARED = 1 << 20
 _MNT_DETACH = 2
 _NETLINK_ROUTE = 0
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 T = TypeVar("T")
 
@@ -64,14 +82,11 @@ def _check(rc: int, what: str) -> None:
         raise DataplaneError(f"{what}: {os.strerror(code)}")
 
 
-def _valid(name: str) -> str:
-    if not name or "/" in name or name in (".", "..") or len(name) > 200:
-        raise InvalidArgument(f"bad netns name {name!r}")
-    return name
-
-
 def netns_path(name: str) -> str:
-    return os.path.join(NETNS_DIR, _valid(name))
+    """``/run/netns/<name>`` after checking the name cannot escape that directory."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise InvalidArgument(f"invalid netns name {name!r}: use 1-200 of [A-Za-z0-9_.-]")
+    return os.path.join(NETNS_DIR, name)
 
 
 def _is_netns(path: str) -> bool:
@@ -100,6 +115,8 @@ def entered(name: str | None) -> Iterator[None]:
             target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise DataplaneError(f"netns {name!r} does not exist") from exc
+        except OSError as exc:
+            raise DataplaneError(f"netns {name!r}: {exc.strerror}") from exc
         try:
             _check(_c().setns(target, _CLONE_NEWNET), f"setns {name}")
         finally:
@@ -115,8 +132,111 @@ def entered(name: str | None) -> Iterator[None]:
 
 
 def in_netns(name: str | None, func: Callable[[], T]) -> T:
+    """``func()`` with the calling thread inside netns ``name``; the thread comes back."""
     with entered(name):
         return func()
+
+
+def run_in_netns(name: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a fresh thread that has entered netns ``name``; return its result.
+
+    Blocking: call it from a worker thread or through :func:`run_in_netns_async`.
+    """
+    netns_path(name)
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(in_netns(name, fn))
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+
+    thread = threading.Thread(target=body, name=f"netns-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+async def run_in_netns_async(name: str, fn: Callable[[], T]) -> T:
+    """:func:`run_in_netns` without blocking the event loop."""
+    fut: Future[T] = Future()
+
+    def body() -> None:
+        try:
+            fut.set_result(run_in_netns(name, fn))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=body, name=f"netns-wait-{name}", daemon=True).start()
+    return await asyncio.wrap_future(fut)
+
+
+def up_loopback() -> None:
+    """Bring ``lo`` up in the calling thread's netns; no-op if it is up."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        if not flags & _IFF_UP:
+            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS,
+                        struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+class NetnsThread:
+    """A long-lived thread parked in one netns that creates sockets on request.
+
+    Forwarding opens a fresh socket per upstream query (a random source port each time);
+    when those must live in a netns other than the caller's, this avoids a thread per query.
+    The thread never leaves its netns and ends on :meth:`close`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._path = netns_path(name)
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]] | None] = (
+            queue.SimpleQueue())
+        self._ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._main, name=f"netns-{name}", daemon=True)
+        self._thread.start()
+        self._ready.result()
+
+    def _main(self) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _check(_c().setns(fd, _CLONE_NEWNET), f"setns {self.name}")
+            finally:
+                os.close(fd)
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def socket(self, family: int, kind: int) -> socket.socket:
+        """A new non-blocking socket in this thread's netns (blocking call, microseconds)."""
+        fut: Future[object] = Future()
+
+        def make() -> socket.socket:
+            s = socket.socket(family, kind)
+            s.setblocking(False)
+            return s
+
+        self._jobs.put((make, fut))
+        sock = fut.result()
+        assert isinstance(sock, socket.socket)
+        return sock
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
 
 
 def netlink_socket(name: str | None) -> socket.socket:
@@ -195,10 +315,7 @@ def create_netns(name: str) -> bool:
 
 def _lo_up(name: str) -> None:
     """A fresh netns has lo down; everything in it expects 127.0.0.1 to work."""
-    with entered(name), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifreq = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, 0x8913, ifreq))[1]  # SIOCGIFFLAGS
-        fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))  # SIOCSIFFLAGS UP
+    in_netns(name, up_loopback)
 
 
 def delete_netns(name: str) -> bool:
