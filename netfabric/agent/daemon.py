@@ -6,10 +6,11 @@ cluster endpoint on TCP 2377. SIGTERM/SIGINT stop it cleanly; kernel state (sand
 bridges, overlays) stays, as containers outlive a dockerd restart with live-restore, and the
 next start reconciles it.
 
-Other front ends attach here: :func:`add_service` registers a factory called with the core
-before it starts (so that it can register what the recovery must take back, see
-``AgentCore.add_restorer``); each returns an object whose ``async start()`` runs once the
-core runs (the Docker plugin opens its socket there) and ``async close()`` at the end.
+Other front ends attach here: :func:`add_service` registers a factory called with the
+agent's front-end interface (:class:`~netfabric.agent.frontend.AgentFrontend`) before the
+agent starts (so that it can register what the recovery must take back, see
+``AgentFrontend.add_restorer``); each returns an object whose ``async start()`` runs once the
+agent runs (the Docker plugin opens its socket there) and ``async close()`` at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Protocol
 from netfabric.agent.api import dispatch
 from netfabric.agent.context import NODE_VERBS
 from netfabric.agent.core import AgentConfig, AgentCore, check_name
+from netfabric.agent.frontend import AgentFrontend
 from netfabric.agent.ports import BlockBook, ManagerCall
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, split_addr, verify_mac
 from netfabric.agent.server import Request, RpcServer
@@ -49,11 +51,13 @@ class AgentService(Protocol):
     async def close(self) -> None: ...
 
 
-ServiceFactory = Callable[[AgentCore, argparse.Namespace], Awaitable[AgentService | None]]
+ServiceFactory = Callable[[AgentFrontend, argparse.Namespace],
+                          Awaitable[AgentService | None]]
 _SERVICES: list[ServiceFactory] = []
 
 
-async def _docker_plugin(core: AgentCore, args: argparse.Namespace) -> AgentService | None:
+async def _docker_plugin(core: AgentFrontend, args: argparse.Namespace
+                         ) -> AgentService | None:
     """``--docker-plugin PATH``: the plugin package's ``serve(core, path)`` builds it."""
     path = getattr(args, "docker_plugin", None)
     if not path:
