@@ -227,3 +227,26 @@ def test_network_prune(env: Env) -> None:
                                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, check=False)
     assert proc.returncode == 0 and "Are you sure" in proc.stdout
     assert "cl-br1" in env.nf("network", "ls").out
+
+
+def test_node_ls_and_inspect(env: Env) -> None:
+    """Last in the module: it makes both sides cluster managers (Docker's swarm init adds
+    networks of its own). Hostnames differ (the dockerd reports the machine's)."""
+    from netfabric import Client
+
+    agent = env.lab.agent("node1")
+    Client(agent.url).init(agent.address)
+    assert env.docker("swarm", "init", "--advertise-addr", env.docker_d.host.address).code == 0
+    _same(env, "node", "ls", "--format",
+          "{{.Self}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}|{{.TLSStatus}}")
+    _same(env, "node", "ls", "--filter", "role=manager", "--format", "{{if .Self}}me{{end}}")
+    _same(env, "node", "ls", "--filter", "role=worker", "-q")
+    _same(env, "node", "inspect", "-f", "{{.Spec.Role}} {{.Status.State}} "
+          "{{.ManagerStatus.Leader}} {{.Spec.Availability}}", "self")
+    nf, dk = env.both("node", "ls", "--format", "json")
+    import json
+    assert sorted(json.loads(nf.out)) == sorted(json.loads(dk.out))
+    nf, dk = env.both("node", "ls")
+    # Docker's columns, but ENGINE VERSION: a node does not report its version here
+    assert nf.out.splitlines()[0].split() == dk.out.splitlines()[0].split()[:-2]
+    assert nf.out.splitlines()[1].split()[1:] == ["*", "node1", "Ready", "Active", "Leader"]
