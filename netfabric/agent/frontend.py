@@ -16,7 +16,7 @@ Two groups of calls:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from netfabric.agent.ports import Allocation
 from netfabric.api.types import (
@@ -105,6 +105,23 @@ class AgentFrontend(Protocol):
 
     async def disconnect(self, network: str, container: str, *,
                          force: bool = False) -> None: ...
+
+    async def create_service(self, name: str, *, networks: Sequence[str] = (),
+                             endpoint_mode: str = "vip",
+                             publish: Sequence[str] = ()) -> dict[str, Any]: ...
+
+    async def remove_service(self, name: str) -> None: ...
+
+    async def services(self) -> list[dict[str, Any]]: ...
+
+    async def inspect_service(self, name: str) -> dict[str, Any]: ...
+
+    async def add_backend(self, service: str, container: str) -> dict[str, Any]: ...
+
+    async def remove_backend(self, service: str, container: str) -> None: ...
+
+    def name_ids(self, text: str) -> str:
+        """``text`` with the network and node IDs it names written as names (for errors)."""
 
     # -- hooks for front ends that plumb their own interfaces ---------------------------------
 
