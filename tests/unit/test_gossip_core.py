@@ -15,7 +15,7 @@ from netfabric.gossip.config import GossipConfig
 from netfabric.gossip.core import GossipCore
 from netfabric.gossip.events import MemberDead, MemberSuspect
 from netfabric.gossip.keyring import Keyring, derive_key
-from netfabric.gossip.messages import Ack, Alive, Ping, PingReq, Suspect
+from netfabric.gossip.messages import Ack, Alive, MemberState, Ping, PingReq, Suspect
 
 KEY = derive_key("unit")
 A, B, C = ("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.0.3", 1)
@@ -57,10 +57,35 @@ def test_unanswered_probe_leads_to_suspect_then_dead() -> None:
         events += drain(a)
     kinds = [type(e) for e in events]
     assert kinds.index(MemberSuspect) < kinds.index(MemberDead)
-    # one probe round to suspect, then the lone-suspicion timeout (no confirmations
+    # two probe rounds to suspect, then the lone-suspicion timeout (no confirmations
     # needed in a 2-node cluster): a few seconds, well under a minute
     assert now < 10
     assert a.health > 0  # the failed probe counted against our local health
+
+
+def test_a_member_that_misses_one_probe_round_is_probed_again_not_suspected() -> None:
+    a = core()
+    a.receive(packet(Alive("b", 0, B)), B, 0.0)
+    pings: list[Ping] = []
+    now = 0.0
+    while len(pings) < 2:  # b misses the first round, direct and indirect
+        now = a.next_deadline()
+        a.handle_timer(now)
+        for addr, data in a.datagrams_to_send(now):
+            pings += [m for m in decode_datagram(Keyring(KEY).open(data))
+                      if isinstance(m, Ping) and m.target == "b" and addr == B]
+    assert a.counters.probe_retries == 1 and a.members.get("b").state == MemberState.ALIVE  # type: ignore[union-attr]
+    a.receive(packet(Ack(pings[1].seq, "b")), B, now + 0.01)  # and answers the second
+    end = now + 5
+    while now < end:
+        now = a.next_deadline()
+        a.handle_timer(now)
+        for _, data in a.datagrams_to_send(now):
+            for m in decode_datagram(Keyring(KEY).open(data)):
+                if isinstance(m, Ping) and m.target == "b":
+                    a.receive(packet(Ack(m.seq, "b")), B, now + 0.01)
+    assert not any(isinstance(e, MemberSuspect) for e in drain(a))
+    assert a.counters.probe_failures == 1
 
 
 def test_indirect_probe_relays_the_ack() -> None:
