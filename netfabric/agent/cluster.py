@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ALREADY_IN_CLUSTER = ("This node is already part of a swarm. Use \"netfabric leave\" to leave "
                       "this swarm and join another one.")
 EndpointOpener = Callable[[str], Awaitable[None]]
+EndpointCloser = Callable[[], Awaitable[None]]
 
 
 class ClusterService:
@@ -45,12 +46,20 @@ class ClusterService:
         self._ctx = ctx
         self._addresses = addresses
         self._open_endpoint: EndpointOpener | None = None
+        self._close_endpoint: EndpointCloser | None = None
 
     # -- the cluster endpoint and gossip ------------------------------------------------------
 
-    def set_cluster_endpoint(self, opener: EndpointOpener) -> None:
-        """The daemon's hook that opens the manager's TCP endpoint on ``HOST:PORT``."""
+    def set_cluster_endpoint(self, opener: EndpointOpener,
+                             closer: EndpointCloser | None = None) -> None:
+        """The daemon's hooks that open the cluster's TCP endpoint on ``HOST:PORT`` (opening
+        it again replaces it) and close it."""
         self._open_endpoint = opener
+        self._close_endpoint = closer
+
+    async def stop_cluster_endpoint(self) -> None:
+        if self._close_endpoint is not None:
+            await self._close_endpoint()
 
     async def start_cluster_endpoint(self) -> None:
         """Serve the cluster endpoint: a manager's on its ``listen`` address; a worker's on
@@ -62,7 +71,11 @@ class ClusterService:
         if cluster is None or self._open_endpoint is None:
             return
         if cluster.role is Role.MANAGER:
-            await self._open_endpoint(cluster.listen)
+            try:
+                await self._open_endpoint(cluster.listen)
+            except OSError as exc:
+                raise ClusterError(f"cannot serve the cluster endpoint on {cluster.listen}: "
+                                   f"{exc.strerror or exc}") from exc
         elif ctx.address:
             try:
                 await self._open_endpoint(f"{ctx.address}:{ctx.config.cluster_port}")
@@ -85,6 +98,21 @@ class ClusterService:
             if net.scope == Scope.SWARM and (ctx.role is Role.MANAGER or
                                              ctx.ledger.local_endpoints(net.id)):
                 ctx.mesh.join_network(net.id)
+
+    async def _serve_new(self) -> None:
+        """Serve the endpoint and gossip of the cluster just recorded (init, join); if
+        either fails, undo both and forget the cluster: no half-made cluster is left."""
+        ctx = self._ctx
+        try:
+            await self.start_cluster_endpoint()
+            await self.start_mesh()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop_cluster_endpoint()
+            with contextlib.suppress(Exception):
+                await ctx.mesh.leave()
+            ctx.ledger.clear_cluster()
+            raise
 
     async def resume(self) -> None:
         """At start: a node in a cluster serves its endpoint and gossips again."""
@@ -115,8 +143,7 @@ class ClusterService:
             me = NodeRecord(id=state.node_id, hostname=state.hostname, address=advertise_addr,
                             gossip_port=ctx.config.gossip_port, role=Role.MANAGER)
             ctx.ledger.set_cluster(cluster, [me])
-            await self.start_cluster_endpoint()
-            await self.start_mesh()
+            await self._serve_new()
 
     async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
         try:
@@ -161,8 +188,7 @@ class ClusterService:
                 raise ClusterError(f"manager at {host}:{port} sent a malformed answer") from exc
             ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
                                                  role=role, managers=managers), nodes)
-            await self.start_cluster_endpoint()
-            await self.start_mesh()
+            await self._serve_new()
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -235,5 +261,6 @@ class ClusterService:
                 with contextlib.suppress(NetfabricError):
                     await ctx.call_manager("leave", {"node_id": ctx.node_id})
             await ctx.mesh.leave()
+            await self.stop_cluster_endpoint()   # a later init or join opens its own
             gone = ctx.ledger.clear_cluster()
             await self._addresses.forget_all(gone)

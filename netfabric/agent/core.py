@@ -67,7 +67,7 @@ from netfabric.api.types import (
     NodeInfo,
     Role,
 )
-from netfabric.model import Endpoint, Network
+from netfabric.model import Endpoint, Network, Scope
 
 __all__ = [
     "BLOCKS_MIN_PREFIX",
@@ -165,9 +165,11 @@ class AgentCore:
         await ctx.thread(ctx.kernel.close)
         await ctx.thread(ctx.book.close)
 
-    def set_cluster_endpoint(self, starter: Callable[[str], Awaitable[None]]) -> None:
-        """The daemon's hook that opens the manager's TCP endpoint on ``HOST:PORT``."""
-        self._cluster.set_cluster_endpoint(starter)
+    def set_cluster_endpoint(self, starter: Callable[[str], Awaitable[None]],
+                             closer: Callable[[], Awaitable[None]] | None = None) -> None:
+        """The daemon's hooks that open the cluster's TCP endpoint on ``HOST:PORT`` (again:
+        replaced) and close it (at leave, and when an init or join fails)."""
+        self._cluster.set_cluster_endpoint(starter, closer)
 
     async def handle_cluster(self, verb: str, args: dict[str, Any]) -> Any:
         """One authenticated (except ``join``) call from a node to this manager, or from
@@ -209,8 +211,10 @@ class AgentCore:
 
     async def leave(self, *, force: bool = False) -> None:
         await self._cluster.check_leave(force=force, busy=self._endpoints.cluster_users)
+        old = [n for n in self._ctx.ledger.networks() if n.scope == Scope.SWARM]
         await self._endpoints.disconnect_cluster()
         await self._cluster.finish_leave()
+        await self._peers.forget_cluster(old)
 
     # -- networks -----------------------------------------------------------------------------
 

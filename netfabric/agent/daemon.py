@@ -181,17 +181,22 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     listening: list[str] = []
 
     async def open_cluster_endpoint(listen: str) -> None:
-        # A node that left (`leave --force`) and runs `init` again: the port it listens on
-        # is still open (answering "not a manager" meanwhile); reuse it, or move to the new one.
+        # One endpoint at a time: opened again on the same address, it is kept; on
+        # another, it moves there.
         if listening == [listen]:
             return
-        await cluster_server.close()
-        listening.clear()
+        await close_cluster_endpoint()
         host, port = split_addr(listen)
         await cluster_server.start_tcp(host, port)
         listening.append(listen)
 
-    core.set_cluster_endpoint(open_cluster_endpoint)
+    async def close_cluster_endpoint() -> None:
+        """At leave (the old membership's endpoint must not outlive it) and when an init
+        or join fails."""
+        await cluster_server.close()
+        listening.clear()
+
+    core.set_cluster_endpoint(open_cluster_endpoint, close_cluster_endpoint)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

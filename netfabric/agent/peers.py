@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from netfabric.agent.context import AgentContext
 from netfabric.agent.ports import MeshEvent, MeshEventKind
@@ -126,3 +127,23 @@ class PeerSync:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def forget_cluster(self, networks: Sequence[Network]) -> None:
+        """This node left its cluster: drop what the old membership's peers put here on
+        ``networks`` (its cluster networks): syncs in flight, the remote endpoints' names
+        and their kernel (FDB/neighbour) entries. A new cluster starts from nothing."""
+        ids = {net.id for net in networks}
+        for network_id in ids:
+            task = self._tasks.pop(network_id, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            self._dirty.discard(network_id)
+            self._pending_names.pop(network_id, None)
+        for net in networks:
+            for ep in self._programmed.pop(net.id, frozenset()):
+                self._ctx.names.remove_endpoint(net.id, ep.sandbox, owner=ep.id)
+            try:
+                await self._ctx.thread(self._ctx.kernel.set_peers, net, [])
+            except NetfabricError as exc:
+                log.warning("peers of network %s not removed: %s", net.name, exc)

@@ -137,3 +137,20 @@ def test_nothing_is_programmed_before_gossip_runs(tmp_path: Path) -> None:
     layers.mesh.remote["r1"] = _remote(1)
     asyncio.run(peers.sync(NET))
     assert layers.kernel.set_peers_calls == []
+
+
+def test_leaving_the_cluster_drops_the_old_peers_names_and_entries(tmp_path: Path) -> None:
+    """Issue 19 item 7: what the old membership's peers put here goes with it."""
+    layers, ctx, peers = _setup(tmp_path)
+    _local_endpoint(ctx)
+
+    async def go() -> None:
+        await ctx.mesh.start(secret="s", seeds=[])
+        await _arrive(layers, _remote(1), _remote(2))
+        await peers.drain()
+        assert (NET.id, "web1") in layers.names.records
+        await peers.forget_cluster([NET])
+        await peers.close()
+    asyncio.run(go())
+    assert layers.kernel.peers[NET.id] == []
+    assert not [k for k in layers.names.records if k[0] == NET.id]
