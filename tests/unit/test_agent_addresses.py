@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from netfabric.agent.addresses import AddressRouter
-from netfabric.agent.fakes import FakeLayers
+from netfabric.agent.fakes import FakeBook, FakeLayers
+from netfabric.agent.ports import Allocation
+from netfabric.agent.state import NodeRecord
 from netfabric.api.types import Role
-from netfabric.errors import NetfabricError, PoolExhausted
+from netfabric.errors import AddressHosted, NetfabricError, PoolExhausted
 from netfabric.model import Driver, Network, Scope, SubnetSpec
 
 
@@ -99,3 +101,73 @@ def test_a_release_the_manager_misses_is_kept_and_given_back_later(tmp_path: Pat
     asyncio.run(go())
     assert ctx.ledger.state.pending_releases == []
     assert [g["ip"] for g in given] == ["10.6.0.7"]
+
+
+class _HostedBook(FakeBook):
+    """10.6.0.50 lies in a block leased to host h3: given only once h3 has lent it."""
+
+    def allocate(self, network_id: str, *, node_id: str, ip: str | None,
+                 lent_by: str | None = None) -> Allocation:
+        if ip == "10.6.0.50" and lent_by != "h3":
+            raise AddressHosted("10.6.0.50 lies in block 10.6.0.0/26 leased to host 'h3'")
+        return super().allocate(network_id, node_id=node_id, ip=ip, lent_by=lent_by)
+
+    def block_owner(self, network_id: str, ip: str) -> str | None:
+        return "h3" if ip == "10.6.0.50" and ip not in self.held.get(network_id, {}) else None
+
+
+def test_a_fixed_address_in_another_hosts_block_is_lent_by_its_owner(tmp_path: Path) -> None:
+    """Issue 19 item 1, the manager's side: lend, hold, give back, and a silent owner."""
+    layers = FakeLayers()
+    layers.book = _HostedBook()
+    ctx = layers.context(str(tmp_path), role=Role.MANAGER)
+    ctx.ledger.put_node(NodeRecord(id="h3", hostname="node3", address="198.51.100.3",
+                                   gossip_port=7946, role=Role.WORKER))
+    router = AddressRouter(ctx)
+    net = _overlay("10.6.0.0/24")
+    layers.book.create_network(net, subnet="10.6.0.0/24", gateway=None, ip_range=None)
+    layers.links.answers["lend_address"] = True
+
+    async def go() -> None:
+        got = await router.manager_allocate(net.id, "h1", "10.6.0.50")
+        assert got.ipv4 == "10.6.0.50"
+        await router.manager_release(net.id, "10.6.0.50", "h1")
+        for _ in range(100):   # the owner is told in the background
+            if len(layers.links.calls) == 2:
+                break
+            await asyncio.sleep(0.01)
+        layers.links.unreachable = True
+        with pytest.raises(AddressHosted, match="node3, which must lend it but does not"):
+            await router.manager_allocate(net.id, "h1", "10.6.0.50")
+        await router.close()
+    asyncio.run(go())
+    calls = [(verb, args["ip"], to) for verb, args, to, _ in layers.links.calls]
+    assert calls == [("lend_address", "10.6.0.50", ("198.51.100.3:2377",)),
+                     ("unlend_address", "10.6.0.50", ("198.51.100.3:2377",)),
+                     ("lend_address", "10.6.0.50", ("198.51.100.3:2377",))]
+
+
+def test_a_worker_lends_from_its_blocks_and_asks_the_manager_for_hosted_ones(
+        tmp_path: Path) -> None:
+    layers = FakeLayers()
+    layers.links.answers["allocate"] = {"ipv4": "10.7.0.50", "prefixlen": 24,
+                                        "gateway": "10.7.0.1"}
+    router = AddressRouter(layers.context(str(tmp_path), role=Role.WORKER),
+                           blocks=layers.blocks_factory)
+
+    async def go() -> None:
+        assert await router.node_verb("lend_address", {"network_id": "ov1",
+                                                       "ip": "10.77.0.9"}) is True
+        assert await router.node_verb("unlend_address", {"network_id": "ov1",
+                                                         "ip": "10.77.0.9"}) is True
+        with pytest.raises(NetfabricError):
+            await router.node_verb("lend_address", {"network_id": "ov1"})
+        assert layers.blocks is not None
+
+        def hosted(network_id: str, *, ip: str | None, ipv6: bool) -> Allocation:
+            raise AddressHosted("leased to host 'h3'")
+        layers.blocks.allocate = hosted  # type: ignore[method-assign]
+        got = await router.allocate(_overlay("10.7.0.0/24"), "10.7.0.50")
+        assert got.ipv4 == "10.7.0.50"
+    asyncio.run(go())
+    assert [c[0] for c in layers.links.calls] == ["allocate"]
