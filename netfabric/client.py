@@ -227,10 +227,20 @@ class _Specs:
 
     @staticmethod
     def create_service(name: str, *, networks: Sequence[str] = (), endpoint_mode: str = "vip",
-                       publish: Sequence[str] = ()) -> _Spec[dict[str, Any]]:
+                       publish: Sequence[str] = (), replicas: int | None = None,
+                       command: Sequence[str] = ()) -> _Spec[dict[str, Any]]:
         return _Spec("create_service", {"name": name, "networks": list(networks),
                                         "endpoint_mode": endpoint_mode,
-                                        "publish": list(publish)}, _object)
+                                        "publish": list(publish), "replicas": replicas,
+                                        "command": list(command)}, _object)
+
+    @staticmethod
+    def scale_service(name: str, replicas: int) -> _Spec[None]:
+        return _Spec("scale_service", {"name": name, "replicas": replicas}, _none)
+
+    @staticmethod
+    def service_ps(name: str) -> _Spec[list[dict[str, Any]]]:
+        return _Spec("service_ps", {"name": name}, _lister(_object))
 
     @staticmethod
     def remove_service(name: str) -> _Spec[None]:
@@ -382,10 +392,19 @@ class Client:
         return self._call(_Specs.disconnect(network, container, force=force))
 
     def create_service(self, name: str, *, networks: Sequence[str] = (),
-                       endpoint_mode: str = "vip", publish: Sequence[str] = ()
+                       endpoint_mode: str = "vip", publish: Sequence[str] = (),
+                       replicas: int | None = None, command: Sequence[str] = ()
                        ) -> dict[str, Any]:
+        """A service; with ``command``, netfabric runs ``replicas`` tasks of it."""
         return self._call(_Specs.create_service(name, networks=networks,
-                                                endpoint_mode=endpoint_mode, publish=publish))
+                                                endpoint_mode=endpoint_mode, publish=publish,
+                                                replicas=replicas, command=command))
+
+    def scale_service(self, name: str, replicas: int) -> None:
+        return self._call(_Specs.scale_service(name, replicas))
+
+    def service_ps(self, name: str) -> list[dict[str, Any]]:
+        return self._call(_Specs.service_ps(name))
 
     def remove_service(self, name: str) -> None:
         return self._call(_Specs.remove_service(name))
@@ -519,10 +538,18 @@ class AsyncClient:
         return await self._acall(_Specs.disconnect(network, container, force=force))
 
     async def create_service(self, name: str, *, networks: Sequence[str] = (),
-                             endpoint_mode: str = "vip", publish: Sequence[str] = ()
+                             endpoint_mode: str = "vip", publish: Sequence[str] = (),
+                             replicas: int | None = None, command: Sequence[str] = ()
                              ) -> dict[str, Any]:
         return await self._acall(_Specs.create_service(
-            name, networks=networks, endpoint_mode=endpoint_mode, publish=publish))
+            name, networks=networks, endpoint_mode=endpoint_mode, publish=publish,
+            replicas=replicas, command=command))
+
+    async def scale_service(self, name: str, replicas: int) -> None:
+        return await self._acall(_Specs.scale_service(name, replicas))
+
+    async def service_ps(self, name: str) -> list[dict[str, Any]]:
+        return await self._acall(_Specs.service_ps(name))
 
     async def remove_service(self, name: str) -> None:
         return await self._acall(_Specs.remove_service(name))

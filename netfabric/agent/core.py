@@ -57,6 +57,7 @@ from netfabric.agent.ports import (
 )
 from netfabric.agent.services import ServiceRegistry
 from netfabric.agent.state import LocalState, to_network, to_record
+from netfabric.agent.tasks import TaskRunner
 from netfabric.api.types import (
     Availability,
     ClusterInfo,
@@ -67,7 +68,9 @@ from netfabric.api.types import (
     NodeInfo,
     Role,
 )
+from netfabric.errors import InvalidArgument
 from netfabric.model import Endpoint, Network, Scope
+from netfabric.services.tasks import RunSpec
 
 __all__ = [
     "BLOCKS_MIN_PREFIX",
@@ -100,7 +103,8 @@ class AgentCore:
         self._peers = PeerSync(ctx)
         self._endpoints = Endpoints(ctx, self._networks, self._addresses, self._peers)
         self._services = ServiceRegistry(ctx, self._networks, self._addresses,
-                                         self._endpoints)
+                                         self._endpoints, self._peers)
+        self._tasks = TaskRunner(ctx, self._services, self._endpoints)
         self._restorers: list[Restorer] = []
 
     # -- who and where ------------------------------------------------------------------------
@@ -144,6 +148,7 @@ class AgentCore:
         ctx = self._ctx
         ctx.mesh.subscribe(self._peers.on_mesh_event)
         ctx.mesh.subscribe(self._services.on_mesh_event)
+        ctx.mesh.subscribe(self._tasks.on_mesh_event)
         async with ctx.lock:
             await self._networks.restore()
         await self._cluster.resume()
@@ -154,10 +159,12 @@ class AgentCore:
         await ctx.thread(ctx.kernel.reconcile)
         self._addresses.resume()
         await self._services.resume()   # after the reconcile: it re-plugs the ingress leg
+        self._tasks.schedule()
 
     async def close(self) -> None:
         ctx = self._ctx
         await self._addresses.close()
+        await self._tasks.close()
         await self._services.close()
         await self._peers.close()
         await ctx.names.close()
@@ -207,7 +214,9 @@ class AgentCore:
         return await self._cluster.nodes()
 
     async def update_node(self, node: str, *, availability: Availability | str) -> NodeInfo:
-        return await self._cluster.update_node(node, availability=availability)
+        info = await self._cluster.update_node(node, availability=availability)
+        self._tasks.schedule()   # a drained node's tasks move, an active one takes new ones
+        return info
 
     async def leave(self, *, force: bool = False) -> None:
         await self._cluster.check_leave(force=force, busy=self._endpoints.cluster_users)
@@ -282,13 +291,34 @@ class AgentCore:
     # -- services -----------------------------------------------------------------------------
 
     async def create_service(self, name: str, *, networks: Sequence[str] = (),
-                             endpoint_mode: str = "vip",
-                             publish: Sequence[str] = ()) -> dict[str, Any]:
-        return await self._services.create_service(name, networks=networks,
+                             endpoint_mode: str = "vip", publish: Sequence[str] = (),
+                             replicas: int | None = None,
+                             command: Sequence[str] = ()) -> dict[str, Any]:
+        """A service; with ``command``, netfabric runs ``replicas`` (default 1) tasks of it."""
+        spec = RunSpec(name, 1 if replicas is None else replicas, tuple(command)) \
+            if command else None
+        if replicas is not None and not command:
+            raise InvalidArgument("--replicas needs a command to run")
+        info = await self._services.create_service(name, networks=networks,
                                                    endpoint_mode=endpoint_mode,
                                                    publish=publish)
+        if spec is not None:
+            self._tasks.set_spec(spec)
+        return info
+
+    async def scale_service(self, name: str, replicas: int) -> None:
+        spec = self._tasks.specs().get(name)
+        self._services.service(name)
+        if spec is None:
+            raise InvalidArgument(f"service {name} is not run by netfabric (no command)")
+        self._tasks.set_spec(RunSpec(name, replicas, spec.command))
+
+    async def service_ps(self, name: str) -> list[dict[str, Any]]:
+        return self._tasks.ps(name)
 
     async def remove_service(self, name: str) -> None:
+        self._ctx.require_manager()
+        self._tasks.drop_spec(name)
         await self._services.remove_service(name)
 
     async def services(self) -> list[dict[str, Any]]:

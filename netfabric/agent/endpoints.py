@@ -250,8 +250,10 @@ class Endpoints:
                 if not force:
                     raise
                 log.warning("%s: releasing %s failed: %s", sb.name, ip, exc)
+        # Not while a front end's endpoint (the Docker plugin's, a node's ingress leg) is
+        # still on the network: it needs its blocks and the network's gossip.
         if net.scope == Scope.SWARM and not ctx.ledger.local_endpoints(net.id) and \
-                ctx.role is Role.WORKER:
+                ctx.role is Role.WORKER and not self._peers.holds(net.id):
             await self._addresses.network_left(net)
             ctx.mesh.leave_network(net.id)
 

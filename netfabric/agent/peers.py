@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from netfabric.agent.context import AgentContext
 from netfabric.agent.ports import MeshEvent, MeshEventKind
@@ -38,6 +38,13 @@ class PeerSync:
         self._programmed: dict[str, frozenset[Endpoint]] = {}
         # endpoints front ends plumbed themselves: network id -> (network, endpoint ids)
         self._held: dict[str, tuple[Network, set[str]]] = {}
+        self.on_programmed: list[Callable[[], None]] = []
+        """Called after a sync changed what is programmed (services wait for it)."""
+
+    def reachable(self, network_id: str) -> frozenset[str]:
+        """IPv4 addresses of the remote endpoints of a network programmed here (FDB and
+        neighbour entries in place): only those may be load-balanced to."""
+        return frozenset(ep.ipv4 for ep in self._programmed.get(network_id, ()) if ep.ipv4)
 
     def hold(self, network: Network, endpoint_id: str) -> None:
         """A front end's endpoint on ``network`` is here: keep the network synced."""
@@ -117,6 +124,8 @@ class PeerSync:
             return
         await ctx.thread(ctx.kernel.set_peers, net, peers)
         self._programmed[net.id] = key
+        for hook in self.on_programmed:
+            hook()
 
     async def drain(self) -> None:
         """Wait until no sync is in flight or scheduled."""

@@ -28,13 +28,15 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_name
 from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.networks import NetworkRegistry
+from netfabric.agent.peers import PeerSync
 from netfabric.agent.ports import MeshEvent, MeshEventKind
 from netfabric.api.types import Role
 from netfabric.dataplane.services import configure_leg
@@ -61,6 +63,11 @@ log = logging.getLogger(__name__)
 
 SERVICES = "services"
 BACKENDS = "backends"
+RUNSPECS = "runspecs"
+TASKS = "tasks"
+TASKSTATES = "taskstates"
+MANAGER_TABLES = (SERVICES, RUNSPECS, TASKS)
+KEPT = (SERVICES, BACKENDS, RUNSPECS, TASKS)
 STATE_FILE = "services.json"
 """In the data dir: the definitions this node announced as a manager, and the backends it
 announced, so that both are announced again after a restart (gossip forgets a restarted
@@ -113,13 +120,16 @@ class ServiceRegistry:
     """The agent's services; subscribe :meth:`on_mesh_event` to the mesh."""
 
     def __init__(self, ctx: AgentContext, networks: NetworkRegistry,
-                 addresses: AddressRouter, endpoints: Endpoints, *,
+                 addresses: AddressRouter, endpoints: Endpoints, peers: PeerSync, *,
                  fabric: ServiceFabric | None = None) -> None:
         self._ctx = ctx
+        self._peers = peers
+        peers.on_programmed.append(self.schedule)
         self._networks = networks
         self._addresses = addresses
         self._endpoints = endpoints
         self._leg: Endpoint | None = None
+        self.listeners: list[Callable[[MeshEvent], Awaitable[None]]] = []
         self._sync_lock = asyncio.Lock()
         self._fabric = fabric
         self._task: asyncio.Task[None] | None = None
@@ -142,12 +152,15 @@ class ServiceRegistry:
             with open(self._path(), encoding="utf-8") as f:
                 raw = json.load(f)
             return {t: {str(k): str(v) for k, v in raw.get(t, {}).items()}
-                    for t in (SERVICES, BACKENDS)}
+                    for t in KEPT}
         except FileNotFoundError:
-            return {SERVICES: {}, BACKENDS: {}}
+            return {t: {} for t in KEPT}
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("ignoring unreadable %s: %s", self._path(), exc)
-            return {SERVICES: {}, BACKENDS: {}}
+            return {t: {} for t in KEPT}
+
+    def announce(self, table: str, key: str, value: bytes | None) -> None:
+        self._announce(table, key, value)
 
     def _announce(self, table: str, key: str, value: bytes | None) -> None:
         """Set (or, ``None``, delete) one of this node's entries, and remember it."""
@@ -171,8 +184,9 @@ class ServiceRegistry:
         ctx = self._ctx
         saved = self._load()
         if ctx.role is Role.MANAGER:
-            for key, value in saved[SERVICES].items():
-                ctx.mesh.set_record(SERVICES, key, value.encode())
+            for table in MANAGER_TABLES:
+                for key, value in saved[table].items():
+                    ctx.mesh.set_record(table, key, value.encode())
         names = {sb.name for sb in ctx.ledger.state.sandboxes.values()}
         for key, value in saved[BACKENDS].items():
             try:
@@ -207,6 +221,13 @@ class ServiceRegistry:
                 log.warning("dropped backend entry %s: %s", key, exc)
         return out
 
+    def service(self, name: str) -> Service:
+        return self._service(name)
+
+    async def network_name(self, network_id: str) -> str:
+        """A network's name (a worker asks the manager for one it does not know yet)."""
+        return (await self._networks.resolve(network_id)).name
+
     def _service(self, name: str) -> Service:
         svc = self._services().get(name)
         if svc is None:
@@ -219,6 +240,8 @@ class ServiceRegistry:
         if event.kind in (MeshEventKind.RECORD_SET, MeshEventKind.RECORD_GONE) and \
                 event.table in (SERVICES, BACKENDS):
             self.schedule()
+        for listener in self.listeners:
+            await listener(event)
 
     def schedule(self) -> None:
         """One sync in flight; run again if more came meanwhile."""
@@ -244,7 +267,7 @@ class ServiceRegistry:
         ctx = self._ctx
         fabric = self.fabric()
         services = self._services()
-        backends = {(b.service, b.id): b for b in self._backends()}
+        backends = {(b.service, b.id): b for b in map(self._reachable, self._backends())}
         for svc in fabric.services():
             if svc.name not in services:
                 fabric.remove_service(svc.name)
@@ -268,6 +291,15 @@ class ServiceRegistry:
                 log.warning("no leg on the ingress network: %s", exc)
         await ctx.thread(fabric.apply)
         self._sync_dns(fabric)
+
+    def _reachable(self, b: Backend) -> Backend:
+        """``b`` with only the addresses this node can reach now: a remote task's address
+        counts once its FDB and neighbour entries are programmed, so that no connection is
+        balanced to an address the datapath cannot reach yet (as names wait for it)."""
+        if b.node == self._ctx.node_id:
+            return b
+        addrs = tuple((n, ip) for n, ip in b.addresses if ip in self._peers.reachable(n))
+        return b if addrs == b.addresses else replace(b, addresses=addrs)
 
     async def _ensure_leg(self) -> str:
         """This node's leg on the ingress network, in its host netns (made once)."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import Any
 
 from netfabric.cli.commands import group, verb_parser
 from netfabric.client import Client
+from netfabric.errors import InvalidArgument
 
 __all__ = ["add_service_commands"]
 
@@ -23,9 +25,64 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
     svc = _client(args).create_service(args.name, networks=args.network,
-                                       endpoint_mode=args.endpoint_mode, publish=args.publish)
+                                       endpoint_mode=args.endpoint_mode, publish=args.publish,
+                                       replicas=args.replicas, command=command)
     print(svc["name"])
+    return 0
+
+
+def _ago(since: float) -> str:
+    secs = max(0, int(time.time() - since))
+    if secs < 60:
+        return "less than a second ago" if secs < 1 else f"{secs} seconds ago"
+    if secs < 3600:
+        return f"{secs // 60} minutes ago"
+    return f"{secs // 3600} hours ago"
+
+
+_STATE_WORDS = {"running": "Running", "starting": "Starting", "failed": "Failed",
+                "complete": "Complete", "shutdown": "Shutdown", "rejected": "Rejected",
+                "new": "New"}
+
+
+def _cmd_ps(args: argparse.Namespace) -> int:
+    client = _client(args)
+    ports = ", ".join(str(p) for p in client.inspect_service(args.name).get("ports", []))
+    rows = [("ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS")]
+    last_slot = None
+    for t in client.service_ps(args.name):
+        name = t["name"] if t["slot"] != last_slot else f" \\_ {t['name']}"
+        last_slot = t["slot"]
+        current = f"{_STATE_WORDS.get(t['state'], t['state'])} {_ago(t['since'])}"
+        error = f'"{t["error"]}"' if t["error"] else ""
+        rows.append((t["id"][:12], name, t["node"], t["desired"].capitalize(), current, error,
+                     ports if t["desired"] == "running" else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    client = _client(args)
+    for pair in args.pairs:
+        name, sep, count = pair.partition("=")
+        if not sep or not count.isdigit():
+            raise InvalidArgument(f"invalid scale specifier {pair!r}: use SERVICE=REPLICAS")
+        client.scale_service(name, int(count))
+        print(f"{name} scaled to {count}")
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    if args.replicas is None:
+        raise InvalidArgument("service update: only --replicas is supported yet")
+    _client(args).scale_service(args.name, args.replicas)
+    print(args.name)
     return 0
 
 
@@ -82,7 +139,8 @@ def add_service_commands(sub: Any) -> None:
     sp.epilog = ("Examples:\n  netfabric service create --name web --network app\n"
                  "  netfabric service backend add web web1")
     p = verb_parser(ssub, "create", "create a service: a VIP per network, names in DNS",
-                    examples=["netfabric service create --name web --network app",
+                    examples=["netfabric service create --name web --network app --replicas 3 "
+                              "-- busybox httpd -f -p 80",
                               "netfabric service create --name database --endpoint-mode dnsrr "
                               "--network atsea --publish mode=host,target=1433"])
     p.add_argument("--name", required=True, help="the service's name (and DNS name)")
@@ -93,9 +151,26 @@ def add_service_commands(sub: Any) -> None:
                    "every backend, rotated")
     p.add_argument("-p", "--publish", action="append", default=[],
                    metavar="[mode=ingress|host,]P:T[/tcp|udp]",
-                   help="a published port (recorded; programmed once the ingress network "
-                   "is in the agent)")
+                   help="a published port: ingress (every node's address, the routing "
+                   "mesh) or host (only where a task runs)")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="how many tasks netfabric runs (needs a command; default 1)")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="after --: the program each task runs in its sandbox")
     p.set_defaults(func=_cmd_create)
+    p = verb_parser(ssub, "ps", "list a service's tasks, with their history",
+                    examples=["netfabric service ps appserver"])
+    p.add_argument("name", metavar="SERVICE", help="the service's name")
+    p.set_defaults(func=_cmd_ps)
+    p = verb_parser(ssub, "scale", "change how many tasks services run",
+                    examples=["netfabric service scale appserver=6"])
+    p.add_argument("pairs", nargs="+", metavar="SERVICE=REPLICAS", help="what to scale")
+    p.set_defaults(func=_cmd_scale)
+    p = verb_parser(ssub, "update", "update a service (its number of tasks)",
+                    examples=["netfabric service update --replicas 6 appserver"])
+    p.add_argument("--replicas", type=int, default=None, help="how many tasks to run")
+    p.add_argument("name", metavar="SERVICE", help="the service's name")
+    p.set_defaults(func=_cmd_update)
     p = verb_parser(ssub, "ls", "list services", examples=["netfabric service ls"])
     p.add_argument("-q", "--quiet", action="store_true", help="only print names")
     p.set_defaults(func=_cmd_ls)

@@ -210,3 +210,68 @@ def test_600_connections_to_a_vip_of_6_tasks_spread_evenly(lab: Lab, tmp_path: P
     seen = Counter(out)
     assert set(seen) == names and sum(seen.values()) == 600, seen
     assert all(60 <= n <= 140 for n in seen.values()), seen
+
+
+def _running(client: Client, name: str) -> list[dict[str, object]]:
+    return [t for t in client.service_ps(name)
+            if t["desired"] == "running" and t["state"] == "running"]
+
+
+def test_task_runner_atsea_flow_scale_drain_and_replacement(lab: Lab, tmp_path: Path) -> None:
+    """The seed's services part with the task runner: database (dnsrr, host-mode 1433),
+    appserver publishing 8080; scale to 6; every node's 8080 answers; drain node2 and the 6
+    run on the others; a task whose process dies is replaced; `database` resolves from an
+    appserver task."""
+    n1 = Client(lab.agents[0].url)
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text("atsea\n")
+    n1.create_network("atsea", driver="overlay", attachable=True)
+    n1.create_service("database", networks=["atsea"], endpoint_mode="dnsrr",
+                      publish=["mode=host,target=1433"],
+                      command=["busybox", "httpd", "-f", "-p", "1433", "-h", str(root)])
+    n1.create_service("appserver", networks=["atsea"], publish=["8080:8080"],
+                      command=["busybox", "httpd", "-f", "-p", "8080", "-h", str(root)])
+    assert poll(lambda: len(_running(n1, "appserver")) == 1, timeout=20), \
+        n1.service_ps("appserver")
+    n1.scale_service("appserver", 6)
+    assert poll(lambda: len(_running(n1, "appserver")) == 6, timeout=30), \
+        n1.service_ps("appserver")
+    nodes = Counter(str(t["node"]) for t in _running(n1, "appserver"))
+    assert nodes == Counter({"node1": 2, "node2": 2, "node3": 2}), nodes
+    hosts = [a.netns for a in lab.agents]
+    for i, agent in enumerate(lab.agents):
+        asker = hosts[(i + 1) % 3]
+        assert poll(lambda a=asker, d=agent.address: wget(a, f"http://{d}:8080/") == "atsea")
+
+    # Drain node2: its tasks move; 6 run on node1 and node3; history stays in ps.
+    n1.update_node("node2", availability="drain")
+    assert poll(lambda: len(_running(n1, "appserver")) == 6 and
+                {str(t["node"]) for t in _running(n1, "appserver")} <= {"node1", "node3"},
+                timeout=30), n1.service_ps("appserver")
+    shut = [t for t in n1.service_ps("appserver") if t["node"] == "node2"]
+    assert shut and all(t["desired"] == "shutdown" for t in shut), shut
+    got = {(i, a.name): wget(hosts[i], f"http://{a.address}:8080/")
+           for i in range(3) for a in lab.agents}
+    assert set(got.values()) == {"atsea"}, got   # the drained node2 too
+
+    # `database` from an appserver task, by name only.
+    task = _running(n1, "appserver")[0]
+    owner = next(a for a in lab.agents if a.name == task["node"])
+    sandbox = next(c for c in Client(owner.url).containers()
+                   if c.name.startswith(f"appserver.{task['slot']}."))
+    db = _running(n1, "database")
+    assert len(db) == 1
+    assert poll(lambda: sh(sandbox.netns, "getent", "hosts", "database").returncode == 0)
+    assert wget(sandbox.netns, "http://database:1433/") == "atsea"
+
+    # A task whose process dies is replaced in its slot; ps shows the failure.
+    kill_all(sandbox.netns)
+    assert poll(lambda: any(t["slot"] == task["slot"] and t["state"] == "failed"
+                            for t in n1.service_ps("appserver")), timeout=20)
+    assert poll(lambda: len(_running(n1, "appserver")) == 6, timeout=30)
+
+    n1.remove_service("appserver")
+    assert poll(lambda: not any(c.name.startswith("appserver.")
+                                for a in lab.agents for c in Client(a.url).containers()),
+                timeout=30)

@@ -1,0 +1,328 @@
+"""The small task runner: services whose tasks netfabric runs itself (for the CLI, the lab).
+
+A manager keeps, per service, a :class:`~netfabric.services.tasks.RunSpec` (table
+``runspecs``) and the task records (table ``tasks``), planned by
+:func:`~netfabric.services.tasks.plan_tasks` whenever specs, tasks, task states or nodes
+change. Every node runs the tasks assigned to it: a sandbox on the service's networks, the
+command inside it as ``exec`` runs a program (its resolv.conf, so names resolve), and, once
+the process is still up after :data:`SETTLE_S`, the sandbox becomes a backend of the
+service. It reports each task's state (table ``taskstates``, owned by the node: a dead
+node's states go with it, and its tasks are replaced). To stop a task the node first takes
+it out of the service (it leaves every VIP), waits :data:`LEAVE_S` for that to reach the
+other nodes, then stops the process and removes the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from netfabric.agent.context import AgentContext
+from netfabric.agent.endpoints import Endpoints
+from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.agent.services import RUNSPECS, TASKS, TASKSTATES, ServiceRegistry
+from netfabric.api.types import Availability, Role
+from netfabric.errors import InvalidArgument, NetfabricError, NotFound
+from netfabric.services.tasks import (
+    ENDED,
+    Desired,
+    NodeSlot,
+    RunSpec,
+    State,
+    Task,
+    TaskState,
+    plan_tasks,
+)
+
+__all__ = ["LEAVE_S", "SETTLE_S", "TaskRunner"]
+
+log = logging.getLogger(__name__)
+
+SETTLE_S = 0.5
+"""A task's process must still run this long after start before it takes connections."""
+LEAVE_S = 0.5
+"""After a task leaves its service, time for the other nodes to apply that before it stops."""
+STOP_S = 5.0
+
+
+def _enc(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def encode_task(t: Task) -> bytes:
+    return _enc({"id": t.id, "service": t.service, "slot": t.slot, "node": t.node,
+                 "command": list(t.command), "desired": str(t.desired), "created": t.created})
+
+
+def decode_task(raw: bytes) -> Task:
+    try:
+        v = json.loads(raw)
+        return Task(str(v["id"]), str(v["service"]), int(v["slot"]), str(v["node"]),
+                    tuple(str(a) for a in v["command"]), Desired(v["desired"]),
+                    float(v["created"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"malformed task entry: {exc}") from exc
+
+
+def decode_state(raw: bytes) -> TaskState:
+    try:
+        v = json.loads(raw)
+        return TaskState(str(v["id"]), State(v["state"]), float(v["since"]), str(v["error"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"malformed task state: {exc}") from exc
+
+
+def decode_spec(raw: bytes) -> RunSpec:
+    try:
+        v = json.loads(raw)
+        return RunSpec(str(v["service"]), int(v["replicas"]),
+                       tuple(str(a) for a in v["command"]))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgument(f"malformed run spec: {exc}") from exc
+
+
+class TaskRunner:
+    """The runner's manager side (planning) and node side (running); subscribe
+    :meth:`on_mesh_event`."""
+
+    def __init__(self, ctx: AgentContext, services: ServiceRegistry,
+                 endpoints: Endpoints) -> None:
+        self._ctx = ctx
+        self._services = services
+        self._endpoints = endpoints
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._busy: set[str] = set()
+        self._job: asyncio.Task[None] | None = None
+        self._dirty = False
+
+    # -- tables -----------------------------------------------------------------------------
+
+    def _decode_all(self, table: str, decode: Any) -> list[Any]:
+        out = []
+        for key, raw in self._ctx.mesh.records(table).items():
+            try:
+                out.append(decode(raw))
+            except InvalidArgument as exc:
+                log.warning("dropped %s entry %s: %s", table, key, exc)
+        return out
+
+    def specs(self) -> dict[str, RunSpec]:
+        return {s.service: s for s in self._decode_all(RUNSPECS, decode_spec)}
+
+    def tasks(self) -> dict[str, Task]:
+        return {t.id: t for t in self._decode_all(TASKS, decode_task)}
+
+    def states(self) -> dict[str, TaskState]:
+        return {s.id: s for s in self._decode_all(TASKSTATES, decode_state)}
+
+    def _report(self, task: Task, state: State, error: str = "") -> None:
+        self._ctx.mesh.set_record(TASKSTATES, task.id, _enc(
+            {"id": task.id, "state": str(state), "since": time.time(), "error": error}))
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def on_mesh_event(self, event: MeshEvent) -> None:
+        if event.kind in (MeshEventKind.NODE_UP, MeshEventKind.NODE_DOWN) or \
+                event.table in (RUNSPECS, TASKS, TASKSTATES):
+            self.schedule()
+
+    def schedule(self) -> None:
+        self._dirty = True
+        if self._job is None or self._job.done():
+            self._job = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                if self._ctx.role is Role.MANAGER:
+                    self.plan()
+                await self.execute()
+            except NetfabricError as exc:
+                log.warning("task runner: %s", exc)
+
+    # -- manager: plan ------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        ctx = self._ctx
+        state = ctx.ledger.state
+        alive = {m.node_id for m in ctx.mesh.members() if m.alive} | {state.node_id}
+        nodes = [NodeSlot(n.id, n.hostname, n.id in alive,
+                          n.availability is Availability.ACTIVE) for n in state.nodes.values()]
+        plan = plan_tasks(self.specs(), self.tasks().values(), self.states(), nodes,
+                          new_id=lambda: secrets.token_hex(13), now=time.time())
+        for t in plan.upserts:
+            self._services.announce(TASKS, t.id, encode_task(t))
+        for tid in plan.deletes:
+            self._services.announce(TASKS, tid, None)
+
+    # -- node: run ----------------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        ctx = self._ctx
+        tasks = self.tasks()
+        states = self.states()
+        for t in tasks.values():
+            if t.node != ctx.node_id or t.id in self._busy:
+                continue
+            running = t.id in self._procs
+            if t.desired is Desired.RUNNING and not running:
+                st = states.get(t.id)
+                if st is None or st.state not in ENDED:
+                    self._spawn(self._start(t))
+            elif t.desired is Desired.SHUTDOWN and running:
+                self._spawn(self._stop(t, State.SHUTDOWN))
+        for tid in list(self._procs):
+            if tid not in tasks and tid not in self._busy:
+                gone = Task(tid, "", 0, ctx.node_id, (), Desired.SHUTDOWN, 0.0)
+                self._spawn(self._stop(gone, State.SHUTDOWN))
+
+    def _spawn(self, coro: Any) -> None:
+        asyncio.get_running_loop().create_task(coro)
+
+    @staticmethod
+    def container_name(t: Task) -> str:
+        return f"{t.service}.{t.slot}.{t.id[:12]}"
+
+    async def _start(self, t: Task) -> None:
+        self._busy.add(t.id)
+        name = self.container_name(t)
+        try:
+            self._report(t, State.STARTING)
+            svc = self._services.service(t.service)
+            nets = [await self._services.network_name(n) for n in svc.networks]
+            if not nets:
+                raise InvalidArgument(f"service {t.service} has no network")
+            with contextlib.suppress(NotFound):
+                await self._endpoints.remove(name, force=True)
+            info = await self._endpoints.run(name, network=nets[0])
+            for net in nets[1:]:
+                await self._endpoints.connect(net, name)
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", info.netns, *t.command,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            self._procs[t.id] = proc
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), SETTLE_S)
+            if proc.returncode is not None:
+                raise _Exited(proc.returncode)
+            await self._services.add_backend(t.service, name)
+            self._report(t, State.RUNNING)
+            self._watchers[t.id] = asyncio.get_running_loop().create_task(self._watch(t, proc))
+        except _Exited as exc:
+            self._procs.pop(t.id, None)
+            await self._cleanup(name)
+            self._report(t, State.FAILED, f"task: non-zero exit ({exc.code})"
+                         if exc.code else "task: exited at start")
+        except (NetfabricError, OSError) as exc:
+            self._procs.pop(t.id, None)
+            await self._cleanup(name)
+            self._report(t, State.REJECTED, str(exc))
+        finally:
+            self._busy.discard(t.id)
+        self.schedule()
+
+    async def _watch(self, t: Task, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if t.id in self._busy:       # being stopped on purpose
+            return
+        self._busy.add(t.id)
+        try:
+            self._procs.pop(t.id, None)
+            await self._cleanup(self.container_name(t))
+            self._report(t, State.FAILED if code else State.COMPLETE,
+                         f"task: non-zero exit ({code})" if code else "")
+        finally:
+            self._busy.discard(t.id)
+        self.schedule()
+
+    async def _stop(self, t: Task, final: State) -> None:
+        self._busy.add(t.id)
+        try:
+            proc = self._procs.get(t.id)
+            tasks = self.tasks()
+            full = tasks.get(t.id, t)
+            name = self.container_name(full) if full.service else None
+            if name is not None:
+                # Leave every VIP first, then give the other nodes time to apply it.
+                await self._services.forget_container(name)
+                await asyncio.sleep(LEAVE_S)
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), STOP_S)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+            self._procs.pop(t.id, None)
+            watcher = self._watchers.pop(t.id, None)
+            if watcher is not None:
+                watcher.cancel()
+            if name is not None:
+                await self._cleanup(name)
+                self._report(full, final)
+        finally:
+            self._busy.discard(t.id)
+
+    async def _cleanup(self, name: str) -> None:
+        with contextlib.suppress(NetfabricError):
+            await self._services.forget_container(name)
+        with contextlib.suppress(NotFound):
+            await self._endpoints.remove(name, force=True)
+        self._services.schedule()
+
+    async def close(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        for w in self._watchers.values():
+            w.cancel()
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+
+    # -- verbs (manager) --------------------------------------------------------------------
+
+    def set_spec(self, spec: RunSpec) -> None:
+        self._ctx.require_manager()
+        self._services.announce(RUNSPECS, spec.service, _enc(
+            {"service": spec.service, "replicas": spec.replicas, "command": list(spec.command)}))
+        self.schedule()
+
+    def drop_spec(self, service: str) -> None:
+        if service in self.specs():
+            self._services.announce(RUNSPECS, service, None)
+            self.schedule()
+
+    def ps(self, service: str) -> list[dict[str, Any]]:
+        ctx = self._ctx
+        ctx.require_manager()
+        self._services.service(service)
+        states = self.states()
+        hosts = {n.id: n.hostname for n in ctx.ledger.state.nodes.values()}
+        rows = []
+        for t in sorted(self.tasks().values(), key=lambda t: (t.slot, -t.created)):
+            if t.service != service:
+                continue
+            st = states.get(t.id)
+            rows.append({"id": t.id, "name": f"{t.service}.{t.slot}", "slot": t.slot,
+                         "node": hosts.get(t.node, t.node), "desired": str(t.desired),
+                         "state": str(st.state) if st else "new",
+                         "since": st.since if st else t.created,
+                         "error": st.error if st else "", "command": list(t.command)})
+        return rows
+
+
+class _Exited(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
