@@ -115,6 +115,11 @@ class Ledger:
         if network.id not in self._networks:
             self.put_network(network)
 
+    def reload_networks(self) -> None:
+        """Read the network rows again: for a table other writers share (several managers
+        on one distributed store), after they changed it."""
+        self._networks = {n.id: n for n in self._table.load_networks()}
+
     def drop_network(self, network_id: str) -> None:
         if network_id in self._networks:
             self._table.drop_network(network_id)

@@ -83,7 +83,10 @@ class Allocation:
 class NetworkTable(Protocol):
     """The networks this node knows, with their options and subnets, as rows of the
     :class:`~netfabric.store.base.Store` (``put_network`` and friends). Durable before a
-    call returns. Blocking, but quick: called from the event loop."""
+    call returns. Blocking, but quick: called from the event loop. The ledger reads the rows
+    once and keeps them; where other writers share the table (several managers on one
+    distributed store), call :meth:`~netfabric.agent.ledger.Ledger.reload_networks` when
+    they changed it."""
 
     def load_networks(self) -> list[Network]: ...
 

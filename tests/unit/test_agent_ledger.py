@@ -89,3 +89,12 @@ def test_remember_network_keeps_the_first_copy(tmp_path: Path) -> None:
     net = ledger.network("x")
     assert net is not None and net.name == "net-x"
     assert table.rows["x"].name == "net-x"
+
+
+def test_reload_networks_sees_what_another_writer_put_in_the_table(tmp_path: Path) -> None:
+    table = FakeBook()
+    ledger = Ledger(LocalState(node_id="me", hostname="node1"), str(tmp_path), table)
+    table.save_network(_net("other"))     # another manager, same distributed store
+    assert ledger.network("other") is None
+    ledger.reload_networks()
+    assert ledger.network("other") == _net("other")
