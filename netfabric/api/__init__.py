@@ -1,8 +1,8 @@
 """The agent's local API: typed values, wire encoding of errors, request schemas.
 
 The agent serves these over its unix socket (JSON over HTTP); :class:`netfabric.Client`
-speaks it; the Docker plugin and CNI call the same :class:`netfabric.agent.AgentCore` methods
-directly. Nothing here does I/O.
+speaks it; the Docker plugin and CNI call the same methods of the agent's front-end interface
+(:class:`netfabric.agent.frontend.AgentFrontend`) directly. Nothing here does I/O.
 """
 
 from netfabric.api.types import (
