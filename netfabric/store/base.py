@@ -162,6 +162,7 @@ def network_to_record(network: Network) -> dict[str, Any]:
         "mtu": network.mtu,
         "options": [[k, v] for k, v in network.options],
         "created": network.created,
+        "labels": [[k, v] for k, v in network.labels],
     }
 
 
@@ -185,6 +186,7 @@ def network_from_record(record: Mapping[str, Any]) -> Network:
             mtu=None if record.get("mtu") is None else int(record["mtu"]),
             options=tuple((str(k), str(v)) for k, v in record.get("options", ())),
             created=float(record.get("created", 0.0)),
+            labels=tuple((str(k), str(v)) for k, v in record.get("labels", ())),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidArgument(f"malformed network record: {exc!r}") from exc

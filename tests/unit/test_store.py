@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -386,3 +387,19 @@ def test_store_can_be_used_from_another_thread(tmp_path: Path) -> None:
         worker.start()
         worker.join()
         assert got == ["10.0.0.2"]
+
+
+def test_a_network_row_keeps_every_field_of_the_model(tmp_path: Path) -> None:
+    # Networks live in the store: a field the row forgets is lost at the agent's restart.
+    full = Network(id="n1", name="full", driver=Driver.OVERLAY, scope=Scope.SWARM,
+                   subnets=(SubnetSpec(cidr="10.0.9.0/24", gateway="10.0.9.1",
+                                       ip_range="10.0.9.128/25"),),
+                   vni=4100, attachable=True, internal=True, ipv6=True, mtu=1400,
+                   options=(("mtu", "1400"),), created=1.5, labels=(("env", "test"),))
+    assert set(network_to_record(full)) == {f.name for f in dataclasses.fields(Network)}
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.put_network(full)
+    store.close()
+    again = SqliteStore(tmp_path / "s.sqlite")
+    assert again.list_networks() == [full]
+    again.close()
