@@ -239,6 +239,15 @@ class _Specs:
         return _Spec("scale_service", {"name": name, "replicas": replicas}, _none)
 
     @staticmethod
+    def update_service(name: str, *, replicas: int | None = None, command: Sequence[str] = (),
+                       failure_action: str | None = None,
+                       rollback: bool = False) -> _Spec[dict[str, Any]]:
+        return _Spec("update_service", {"name": name, "replicas": replicas,
+                                        "command": list(command),
+                                        "failure_action": failure_action,
+                                        "rollback": rollback}, _object)
+
+    @staticmethod
     def service_ps(name: str) -> _Spec[list[dict[str, Any]]]:
         return _Spec("service_ps", {"name": name}, _lister(_object))
 
@@ -406,6 +415,14 @@ class Client:
     def service_ps(self, name: str) -> list[dict[str, Any]]:
         return self._call(_Specs.service_ps(name))
 
+    def update_service(self, name: str, *, replicas: int | None = None,
+                       command: Sequence[str] = (), failure_action: str | None = None,
+                       rollback: bool = False) -> dict[str, Any]:
+        """Scale, roll out a new command one task at a time, or roll back."""
+        return self._call(_Specs.update_service(name, replicas=replicas, command=command,
+                                                failure_action=failure_action,
+                                                rollback=rollback))
+
     def remove_service(self, name: str) -> None:
         return self._call(_Specs.remove_service(name))
 
@@ -550,6 +567,13 @@ class AsyncClient:
 
     async def service_ps(self, name: str) -> list[dict[str, Any]]:
         return await self._acall(_Specs.service_ps(name))
+
+    async def update_service(self, name: str, *, replicas: int | None = None,
+                             command: Sequence[str] = (), failure_action: str | None = None,
+                             rollback: bool = False) -> dict[str, Any]:
+        return await self._acall(_Specs.update_service(
+            name, replicas=replicas, command=command, failure_action=failure_action,
+            rollback=rollback))
 
     async def remove_service(self, name: str) -> None:
         return await self._acall(_Specs.remove_service(name))

@@ -307,11 +307,16 @@ class AgentCore:
         return info
 
     async def scale_service(self, name: str, replicas: int) -> None:
-        spec = self._tasks.specs().get(name)
-        self._services.service(name)
-        if spec is None:
-            raise InvalidArgument(f"service {name} is not run by netfabric (no command)")
-        self._tasks.set_spec(RunSpec(name, replicas, spec.command))
+        self._tasks.update(name, replicas=replicas, command=(), failure_action=None,
+                           rollback=False)
+
+    async def update_service(self, name: str, *, replicas: int | None = None,
+                             command: Sequence[str] = (), failure_action: str | None = None,
+                             rollback: bool = False) -> dict[str, Any]:
+        """Scale, roll out a new command one task at a time, or roll back."""
+        self._tasks.update(name, replicas=replicas, command=tuple(command),
+                           failure_action=failure_action, rollback=rollback)
+        return await self.inspect_service(name)
 
     async def service_ps(self, name: str) -> list[dict[str, Any]]:
         return self._tasks.ps(name)
@@ -325,7 +330,12 @@ class AgentCore:
         return await self._services.services()
 
     async def inspect_service(self, name: str) -> dict[str, Any]:
-        return await self._services.inspect_service(name)
+        info = await self._services.inspect_service(name)
+        spec = self._tasks.specs().get(name)
+        if spec is not None:
+            info.update(replicas=spec.replicas, command=list(spec.command),
+                        update_status={"state": str(spec.update), "message": spec.message})
+        return info
 
     async def add_backend(self, service: str, container: str) -> dict[str, Any]:
         return await self._services.add_backend(service, container)

@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
 from netfabric.agent.context import AgentContext
@@ -31,11 +32,13 @@ from netfabric.errors import InvalidArgument, NetfabricError, NotFound
 from netfabric.services.tasks import (
     ENDED,
     Desired,
+    FailureAction,
     NodeSlot,
     RunSpec,
     State,
     Task,
     TaskState,
+    UpdateState,
     plan_tasks,
 )
 
@@ -77,11 +80,22 @@ def decode_state(raw: bytes) -> TaskState:
         raise InvalidArgument(f"malformed task state: {exc}") from exc
 
 
+def encode_spec(spec: RunSpec) -> bytes:
+    return _enc({"service": spec.service, "replicas": spec.replicas,
+                 "command": list(spec.command), "previous": list(spec.previous),
+                 "failure_action": str(spec.failure_action), "update": str(spec.update),
+                 "updated": spec.updated, "message": spec.message})
+
+
 def decode_spec(raw: bytes) -> RunSpec:
     try:
         v = json.loads(raw)
         return RunSpec(str(v["service"]), int(v["replicas"]),
-                       tuple(str(a) for a in v["command"]))
+                       tuple(str(a) for a in v["command"]),
+                       tuple(str(a) for a in v.get("previous", ())),
+                       FailureAction(v.get("failure_action", "pause")),
+                       UpdateState(v.get("update", "")), float(v.get("updated", 0.0)),
+                       str(v.get("message", "")))
     except (ValueError, TypeError, KeyError) as exc:
         raise InvalidArgument(f"malformed run spec: {exc}") from exc
 
@@ -161,6 +175,8 @@ class TaskRunner:
             self._services.announce(TASKS, t.id, encode_task(t))
         for tid in plan.deletes:
             self._services.announce(TASKS, tid, None)
+        for spec in plan.specs:
+            self._services.announce(RUNSPECS, spec.service, encode_spec(spec))
 
     # -- node: run ----------------------------------------------------------------------------
 
@@ -294,9 +310,39 @@ class TaskRunner:
 
     def set_spec(self, spec: RunSpec) -> None:
         self._ctx.require_manager()
-        self._services.announce(RUNSPECS, spec.service, _enc(
-            {"service": spec.service, "replicas": spec.replicas, "command": list(spec.command)}))
+        self._services.announce(RUNSPECS, spec.service, encode_spec(spec))
         self.schedule()
+
+    def update(self, service: str, *, replicas: int | None, command: tuple[str, ...],
+               failure_action: str | None, rollback: bool) -> RunSpec:
+        """Scale, roll out a new command (one slot at a time), or roll back to the previous
+        one; returns the new spec."""
+        self._ctx.require_manager()
+        spec = self.specs().get(service)
+        if spec is None:
+            self._services.service(service)
+            raise InvalidArgument(f"service {service} is not run by netfabric (no command)")
+        if failure_action is not None:
+            try:
+                spec = replace(spec, failure_action=FailureAction(failure_action))
+            except ValueError as exc:
+                raise InvalidArgument(f"invalid --update-failure-action {failure_action!r}: "
+                                      "pause, continue or rollback") from exc
+        if replicas is not None:
+            spec = RunSpec(spec.service, replicas, spec.command, spec.previous,
+                           spec.failure_action, spec.update, spec.updated, spec.message)
+        if rollback:
+            if not spec.previous:
+                raise InvalidArgument(f"service {service} has no previous command")
+            spec = replace(spec, command=spec.previous, previous=spec.command,
+                           update=UpdateState.ROLLBACK_STARTED, updated=time.time(),
+                           message="manually requested rollback")
+        elif command and command != spec.command:
+            spec = replace(spec, command=command, previous=spec.command,
+                           update=UpdateState.UPDATING, updated=time.time(),
+                           message="update in progress")
+        self.set_spec(spec)
+        return spec
 
     def drop_spec(self, service: str) -> None:
         if service in self.specs():

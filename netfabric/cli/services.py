@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from typing import Any
 
@@ -79,9 +80,14 @@ def _cmd_scale(args: argparse.Namespace) -> int:
 
 
 def _cmd_update(args: argparse.Namespace) -> int:
-    if args.replicas is None:
-        raise InvalidArgument("service update: only --replicas is supported yet")
-    _client(args).scale_service(args.name, args.replicas)
+    command = shlex.split(args.command) if args.command else []
+    if args.replicas is None and not command and not args.rollback and \
+            args.update_failure_action is None:
+        raise InvalidArgument("service update: nothing to change (--replicas, --command, "
+                              "--rollback, --update-failure-action)")
+    _client(args).update_service(args.name, replicas=args.replicas, command=command,
+                                 failure_action=args.update_failure_action,
+                                 rollback=args.rollback)
     print(args.name)
     return 0
 
@@ -166,9 +172,20 @@ def add_service_commands(sub: Any) -> None:
                     examples=["netfabric service scale appserver=6"])
     p.add_argument("pairs", nargs="+", metavar="SERVICE=REPLICAS", help="what to scale")
     p.set_defaults(func=_cmd_scale)
-    p = verb_parser(ssub, "update", "update a service (its number of tasks)",
-                    examples=["netfabric service update --replicas 6 appserver"])
+    p = verb_parser(ssub, "update", "scale, roll out a new command one task at a time, or "
+                    "roll back", examples=[
+                        "netfabric service update --replicas 6 appserver",
+                        "netfabric service update --command 'python3 -m http.server 8080' "
+                        "--update-failure-action pause appserver",
+                        "netfabric service update --rollback appserver"])
     p.add_argument("--replicas", type=int, default=None, help="how many tasks to run")
+    p.add_argument("--command", default=None, metavar="CMD",
+                   help="the new command (one string, split as a shell does)")
+    p.add_argument("--update-failure-action", default=None,
+                   choices=("pause", "continue", "rollback"),
+                   help="what a new task that fails to start does to the update")
+    p.add_argument("--rollback", action="store_true",
+                   help="return to the previous command, one task at a time")
     p.add_argument("name", metavar="SERVICE", help="the service's name")
     p.set_defaults(func=_cmd_update)
     p = verb_parser(ssub, "ls", "list services", examples=["netfabric service ls"])

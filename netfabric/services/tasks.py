@@ -24,12 +24,14 @@ from netfabric.errors import InvalidArgument
 __all__ = [
     "HISTORY",
     "Desired",
+    "FailureAction",
     "NodeSlot",
     "RunSpec",
     "State",
     "Task",
     "TaskPlan",
     "TaskState",
+    "UpdateState",
     "plan_tasks",
 ]
 
@@ -55,13 +57,41 @@ class State(StrEnum):
 ENDED = frozenset({State.FAILED, State.COMPLETE, State.SHUTDOWN, State.REJECTED})
 
 
+class UpdateState(StrEnum):
+    """Docker's ``UpdateStatus.State``."""
+
+    NONE = ""
+    UPDATING = "updating"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ROLLBACK_STARTED = "rollback_started"
+    ROLLBACK_COMPLETED = "rollback_completed"
+
+
+class FailureAction(StrEnum):
+    PAUSE = "pause"
+    CONTINUE = "continue"
+    ROLLBACK = "rollback"
+
+
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """What the runner runs for one service: ``replicas`` tasks of ``command``."""
+    """What the runner runs for one service: ``replicas`` tasks of ``command``.
+
+    An update (a new ``command``; ``previous`` the one before) rolls one slot at a time,
+    start-first: the new task of a slot must run before the slot's old task stops, so no
+    request fails during an update that succeeds. A new task that fails applies
+    ``failure_action``: pause (the old tasks keep serving), continue, or roll back.
+    """
 
     service: str
     replicas: int
     command: tuple[str, ...]
+    previous: tuple[str, ...] = ()
+    failure_action: FailureAction = FailureAction.PAUSE
+    update: UpdateState = UpdateState.NONE
+    updated: float = 0.0
+    message: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.replicas, int) or not 0 <= self.replicas <= 1000:
@@ -99,10 +129,12 @@ class NodeSlot:
 
 @dataclass(frozen=True, slots=True)
 class TaskPlan:
-    """Task records to write (new or changed) and task ids to forget."""
+    """Task records to write (new or changed), task ids to forget, and specs whose update
+    state changed."""
 
     upserts: tuple[Task, ...]
     deletes: tuple[str, ...]
+    specs: tuple[RunSpec, ...] = ()
 
 
 def plan_tasks(specs: Mapping[str, RunSpec], tasks: Iterable[Task],
@@ -111,28 +143,57 @@ def plan_tasks(specs: Mapping[str, RunSpec], tasks: Iterable[Task],
     usable = {n.id: n for n in nodes if n.ready and n.active}
     upserts: dict[str, Task] = {}
     current = {t.id: t for t in tasks}
+    spec_changes: dict[str, RunSpec] = {}
+
+    def is_ended(t: Task) -> bool:
+        st = states.get(t.id)
+        return st is not None and st.state in ENDED
+
     for t in current.values():
         if t.desired is not Desired.RUNNING:
             continue
         spec = specs.get(t.service)
-        state = states.get(t.id)
-        if spec is None or t.slot > spec.replicas or t.node not in usable or \
-                (state is not None and state.state in ENDED) or t.command != spec.command:
+        if spec is None or t.slot > spec.replicas or t.node not in usable or is_ended(t):
             upserts[t.id] = replace(t, desired=Desired.SHUTDOWN)
     live = [t for t in current.values()
             if t.desired is Desired.RUNNING and t.id not in upserts]
     load = {node: 0 for node in usable}
     for t in live:
         load[t.node] = load.get(t.node, 0) + 1
+
+    def create(spec: RunSpec, slot: int) -> None:
+        if not load:
+            return
+        node = min(load, key=lambda n: (load[n], usable[n].name))
+        load[node] += 1
+        task = Task(new_id(), spec.service, slot, node, spec.command, Desired.RUNNING, now)
+        upserts[task.id] = task
+
     for name, spec in sorted(specs.items()):
-        taken = {t.slot for t in live if t.service == name}
+        mine = [t for t in live if t.service == name]
+        spec = _update_state(spec, mine, current.values(), states, now)
+        if spec != specs[name]:
+            spec_changes[name] = spec
+        new = {t.slot: t for t in mine if t.command == spec.command}
+        old = [t for t in mine if t.command != spec.command]
+        # Slots with no live task at all get one (first start, scale, replacement).
         for slot in range(1, spec.replicas + 1):
-            if slot in taken or not load:
-                continue
-            node = min(load, key=lambda n: (load[n], usable[n].name))
-            load[node] += 1
-            task = Task(new_id(), name, slot, node, spec.command, Desired.RUNNING, now)
-            upserts[task.id] = task
+            if slot not in new and not any(t.slot == slot for t in old):
+                create(spec, slot)
+        # A slot whose new task runs: its old tasks stop.
+        for t in old:
+            nt = new.get(t.slot)
+            st = states.get(nt.id) if nt else None
+            if st is not None and st.state is State.RUNNING:
+                upserts[t.id] = replace(t, desired=Desired.SHUTDOWN)
+        # One slot at a time, start-first, unless paused or a new task is still starting.
+        starting = any(states.get(t.id) is None or states[t.id].state is State.STARTING
+                       for t in new.values())
+        if spec.update in (UpdateState.UPDATING, UpdateState.ROLLBACK_STARTED) and \
+                not starting:
+            waiting = sorted({t.slot for t in old if t.slot not in new})
+            if waiting:
+                create(spec, waiting[0])
     # History: the newest HISTORY ended tasks of each slot stay.
     deletes: list[str] = []
     merged = {**current, **upserts}
@@ -146,4 +207,31 @@ def plan_tasks(specs: Mapping[str, RunSpec], tasks: Iterable[Task],
         deletes.extend(t.id for t in ended[keep:]
                        if states.get(t.id) is None or states[t.id].state in ENDED)
     return TaskPlan(tuple(upserts[k] for k in sorted(upserts) if k not in deletes),
-                    tuple(sorted(deletes)))
+                    tuple(sorted(deletes)), tuple(spec_changes[k] for k in sorted(spec_changes)))
+
+
+def _update_state(spec: RunSpec, live: list[Task], every: Iterable[Task],
+                  states: Mapping[str, TaskState], now: float) -> RunSpec:
+    """The spec with its update state moved on: a failed new task pauses, rolls back or
+    is ignored; no old task left completes the update."""
+    if spec.update not in (UpdateState.UPDATING, UpdateState.ROLLBACK_STARTED):
+        return spec
+    failed = [t for t in every if t.service == spec.service and t.command == spec.command
+              and t.created >= spec.updated and t.id in states
+              and states[t.id].state in (State.FAILED, State.REJECTED)]
+    if failed and spec.update is UpdateState.UPDATING:
+        why = f"update paused due to failure or early termination of task {failed[0].id}"
+        if spec.failure_action is FailureAction.PAUSE:
+            return replace(spec, update=UpdateState.PAUSED, message=why)
+        if spec.failure_action is FailureAction.ROLLBACK and spec.previous:
+            return replace(spec, command=spec.previous, previous=spec.command,
+                           update=UpdateState.ROLLBACK_STARTED, updated=now,
+                           message="update rolled back due to failure of task "
+                                   f"{failed[0].id}")
+    if all(t.command == spec.command for t in live) and \
+            len({t.slot for t in live}) >= spec.replicas:
+        done = UpdateState.COMPLETED if spec.update is UpdateState.UPDATING else \
+            UpdateState.ROLLBACK_COMPLETED
+        return replace(spec, update=done, message="update completed"
+                       if done is UpdateState.COMPLETED else "rollback completed")
+    return spec

@@ -275,3 +275,64 @@ def test_task_runner_atsea_flow_scale_drain_and_replacement(lab: Lab, tmp_path: 
     assert poll(lambda: not any(c.name.startswith("appserver.")
                                 for a in lab.agents for c in Client(a.url).containers()),
                 timeout=30)
+
+
+def test_rolling_update_fails_no_request_and_a_failing_one_pauses_then_rolls_back(
+        lab: Lab, tmp_path: Path) -> None:
+    """The seed's upgrade and rollback, where the command is what an image is to Docker."""
+    n1 = Client(lab.agents[0].url)
+    roots = {}
+    for version in ("v1", "v2"):
+        roots[version] = tmp_path / version
+        roots[version].mkdir()
+        (roots[version] / "index.html").write_text(version + "\n")
+
+    def httpd(version: str) -> list[str]:
+        return ["busybox", "httpd", "-f", "-p", "8080", "-h", str(roots[version])]
+
+    n1.create_network("atsea", driver="overlay", attachable=True)
+    n1.create_service("appserver", networks=["atsea"], publish=["8080:8080"], replicas=3,
+                      command=httpd("v1"))
+    assert poll(lambda: len(_running(n1, "appserver")) == 3, timeout=30)
+    hosts = [a.netns for a in lab.agents]
+    url = f"http://{lab.agents[1].address}:8080/"
+    assert poll(lambda: wget(hosts[0], url) == "v1")
+
+    # A successful update under a steady stream of requests to the published port.
+    stream: list[str] = []
+    stop = threading.Event()
+
+    def pour() -> None:
+        while not stop.is_set():
+            stream.append(wget(hosts[0], url))
+
+    pourer = threading.Thread(target=pour)
+    pourer.start()
+    try:
+        n1.update_service("appserver", command=httpd("v2"), failure_action="pause")
+        assert poll(lambda: n1.inspect_service("appserver")["update_status"]["state"] ==
+                    "completed", timeout=60), n1.inspect_service("appserver")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        pourer.join()
+    seen = Counter(stream)
+    assert "FAILED" not in seen and seen["v2"] > 0 and seen["v1"] > 0, seen
+    assert {wget(hosts[0], url) for _ in range(10)} == {"v2"}
+
+    # A new command that fails to start: the update pauses, the v2 tasks keep serving.
+    n1.update_service("appserver", command=["false"], failure_action="pause")
+    assert poll(lambda: n1.inspect_service("appserver")["update_status"]["state"] ==
+                "paused", timeout=30), n1.service_ps("appserver")
+    status = n1.inspect_service("appserver")["update_status"]
+    assert "paused due to failure" in status["message"]
+    assert any(t["state"] == "failed" and "non-zero exit" in str(t["error"])
+               for t in n1.service_ps("appserver"))
+    assert {wget(hosts[0], url) for _ in range(10)} == {"v2"}
+    # --rollback returns to the previous command.
+    n1.update_service("appserver", rollback=True)
+    assert poll(lambda: n1.inspect_service("appserver")["update_status"]["state"] ==
+                "rollback_completed", timeout=30), n1.inspect_service("appserver")
+    assert n1.inspect_service("appserver")["command"] == httpd("v2")
+    assert len(_running(n1, "appserver")) == 3
+    assert {wget(hosts[0], url) for _ in range(10)} == {"v2"}

@@ -10,11 +10,13 @@ from netfabric.errors import InvalidArgument
 from netfabric.services.tasks import (
     HISTORY,
     Desired,
+    FailureAction,
     NodeSlot,
     RunSpec,
     State,
     Task,
     TaskState,
+    UpdateState,
     plan_tasks,
 )
 
@@ -85,3 +87,80 @@ def test_history_is_bounded_and_nothing_runs_without_nodes() -> None:
         RunSpec("app", -1, CMD)
     with pytest.raises(InvalidArgument):
         RunSpec("app", 1, ())
+
+
+def step(specs: dict[str, RunSpec], tasks: dict[str, Task], states: dict[str, TaskState],
+         counter: itertools.count[int]) -> tuple[dict[str, RunSpec], dict[str, Task]]:
+    plan = plan_tasks(specs, tasks.values(), states, NODES,
+                      new_id=lambda: f"t{next(counter)}", now=float(next(counter)))
+    out = dict(tasks)
+    out.update({t.id: t for t in plan.upserts})
+    for d in plan.deletes:
+        out.pop(d, None)
+    return {**specs, **{s.service: s for s in plan.specs}}, out
+
+
+def settle(states: dict[str, TaskState], tasks: dict[str, Task], ok: object) -> None:
+    """Every live task without a state reports running (or failed if ``ok(task)`` is
+    false); every shut-down one reports shutdown."""
+    for t in tasks.values():
+        if t.desired is Desired.RUNNING and t.id not in states:
+            good = ok(t)  # type: ignore[operator]
+            states[t.id] = TaskState(t.id, State.RUNNING if good else State.FAILED, 0.0,
+                                     "" if good else "task: non-zero exit (1)")
+        elif t.desired is Desired.SHUTDOWN and t.id in states and \
+                states[t.id].state is State.RUNNING:
+            states[t.id] = TaskState(t.id, State.SHUTDOWN, 0.0)
+
+
+V2 = ("busybox", "httpd", "-f", "-p", "81")
+
+
+def test_rolling_update_is_start_first_one_slot_at_a_time() -> None:
+    c = ids()
+    specs = {"app": RunSpec("app", 3, CMD)}
+    states: dict[str, TaskState] = {}
+    specs, tasks = step(specs, {}, states, c)
+    settle(states, tasks, lambda t: True)
+    specs = {"app": RunSpec("app", 3, V2, previous=CMD, update=UpdateState.UPDATING,
+                            updated=0.0)}
+    for i in range(40):
+        specs, tasks = step(specs, tasks, states, c)
+        # Never fewer than 3 slots with a running task: old ones stop only after new run.
+        serving = {t.slot for t in live(tasks)
+                   if states.get(t.id) and states[t.id].state is State.RUNNING}
+        assert serving == {1, 2, 3}
+        # At most one new task starting at a time.
+        assert sum(t.id not in states for t in live(tasks)) <= 1
+        if i % 2:   # tasks take a while to start: a step passes before they report
+            settle(states, tasks, lambda t: True)
+    assert all(t.command == V2 for t in live(tasks)) and len(live(tasks)) == 3
+    assert specs["app"].update is UpdateState.COMPLETED
+
+
+@pytest.mark.parametrize("action", [FailureAction.PAUSE, FailureAction.ROLLBACK])
+def test_a_failing_update_pauses_or_rolls_back_and_old_tasks_keep_serving(
+        action: FailureAction) -> None:
+    c = ids()
+    specs = {"app": RunSpec("app", 3, CMD)}
+    states: dict[str, TaskState] = {}
+    specs, tasks = step(specs, {}, states, c)
+    settle(states, tasks, lambda t: True)
+    specs = {"app": RunSpec("app", 3, V2, previous=CMD, failure_action=action,
+                            update=UpdateState.UPDATING, updated=0.0)}
+    for _ in range(10):
+        specs, tasks = step(specs, tasks, states, c)
+        settle(states, tasks, lambda t: t.command != V2)   # the new command fails
+    old = [t for t in live(tasks) if t.command == CMD]
+    assert len(old) == 3, tasks   # nothing stopped: the old tasks still serve every slot
+    if action is FailureAction.PAUSE:
+        assert specs["app"].update is UpdateState.PAUSED
+        assert "paused due to failure" in specs["app"].message
+        # --rollback: back to the previous command, which is what runs already.
+        spec = specs["app"]
+        specs = {"app": RunSpec("app", 3, spec.previous, previous=spec.command,
+                                update=UpdateState.ROLLBACK_STARTED, updated=200.0)}
+        specs, tasks = step(specs, tasks, states, c)
+    assert specs["app"].update is UpdateState.ROLLBACK_COMPLETED or \
+        specs["app"].command == CMD
+    assert all(t.command == CMD for t in live(tasks))
