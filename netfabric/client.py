@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from netfabric.api.http import MAX_BODY, MAX_HEAD, decode_json, encode_request, parse_head
+from netfabric.api.httpio import request, request_blocking
 from netfabric.api.types import (
     Availability,
     ClusterInfo,
@@ -35,7 +35,7 @@ from netfabric.api.types import (
     NodeInfo,
     Role,
 )
-from netfabric.api.wire import error_from_wire
+from netfabric.api.wire import encode_json, result_of
 from netfabric.errors import AgentUnreachable, InvalidArgument
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_SOCKET", "AsyncClient", "Client", "resolve_host"]
@@ -64,19 +64,6 @@ def resolve_host(host: str | None) -> str:
     return path
 
 
-def _split_response(raw: bytes, path: str) -> Any:
-    head_raw, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise AgentUnreachable(f"agent at {path} closed the connection mid-answer")
-    head = parse_head(head_raw)
-    body = body[:head.content_length]
-    data = decode_json(body)
-    status = head.first[1]
-    if status != "200":
-        raise error_from_wire(data)
-    if not isinstance(data, dict) or "result" not in data:
-        raise AgentUnreachable(f"agent at {path} sent a malformed answer")
-    return data["result"]
 
 
 def _list(raw: Any, build: Callable[[Any], T]) -> list[T]:
@@ -308,19 +295,10 @@ class Client:
 
     def _call(self, spec: _Spec[T]) -> T:
         verb = spec.verb
-        request = encode_request("POST", f"/v1/{verb}", spec.args)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
-                sock.connect(self.path)
-                sock.sendall(request)
-                chunks: list[bytes] = []
-                total = 0
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > MAX_HEAD + MAX_BODY:
-                        raise AgentUnreachable(f"agent at {self.path} sent an oversized answer")
+            response = request_blocking(self.path, "POST", f"/v1/{verb}",
+                                        encode_json(spec.args), timeout=self.timeout,
+                                        peer=f"agent at {self.path}")
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise AgentUnreachable(
                 f"cannot reach the netfabric agent at unix://{self.path}: is it running?"
@@ -331,7 +309,7 @@ class Client:
             ) from exc
         except OSError as exc:
             raise AgentUnreachable(f"agent at unix://{self.path}: {exc.strerror or exc}") from exc
-        return spec.build(_split_response(b"".join(chunks), self.path))
+        return spec.build(result_of(response.status, response.body, peer=f"agent at {self.path}"))
 
 
     def info(self) -> ClusterInfo:
@@ -460,19 +438,11 @@ class AsyncClient:
 
     async def _acall(self, spec: _Spec[T]) -> T:
         verb = spec.verb
-        request = encode_request("POST", f"/v1/{verb}", spec.args)
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_unix_connection(self.path)
-                try:
-                    writer.write(request)
-                    await writer.drain()
-                    raw = await reader.read(MAX_HEAD + MAX_BODY)
-                    while chunk := await reader.read(65536):
-                        raw += chunk
-                finally:
-                    writer.close()
-                    await writer.wait_closed()
+                response = await request(lambda: asyncio.open_unix_connection(self.path),
+                                         "POST", f"/v1/{verb}", encode_json(spec.args),
+                                         peer=f"agent at {self.path}")
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise AgentUnreachable(
                 f"cannot reach the netfabric agent at unix://{self.path}: is it running?"
@@ -483,7 +453,7 @@ class AsyncClient:
             ) from exc
         except OSError as exc:
             raise AgentUnreachable(f"agent at unix://{self.path}: {exc.strerror or exc}") from exc
-        return spec.build(_split_response(raw, self.path))
+        return spec.build(result_of(response.status, response.body, peer=f"agent at {self.path}"))
 
 
     async def info(self) -> ClusterInfo:

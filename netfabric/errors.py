@@ -33,7 +33,8 @@ The tree::
     │   ├── InvalidToken         a wrong, forged or rotated-out join token
     │   └── NotInCluster         a cluster verb on a node that has not joined
     ├── AgentUnreachable         the local API socket does not answer
-    │   └── ManagerUnreachable   a worker's agent answers, but no manager does
+    │   ├── ManagerUnreachable   a worker's agent answers, but no manager does
+    │   └── MalformedAnswer      the other side answered, but not in the protocol
     └── LabError                 simulated hosts could not be built or removed
 """
 
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidToken",
     "LabError",
+    "MalformedAnswer",
     "ManagerUnreachable",
     "NetfabricError",
     "NotAManager",
@@ -159,6 +161,12 @@ class AgentUnreachable(NetfabricError):
 class ManagerUnreachable(AgentUnreachable):
     """A worker's agent answered, but none of the cluster's managers did (a block lease, an
     address of a cluster network, a cluster verb): the worker itself is fine."""
+
+
+class MalformedAnswer(AgentUnreachable):
+    """The agent, a manager or dockerd answered, but not in the protocol: a broken HTTP
+    answer or a body that does not match the verb's response schema. Not the caller's
+    fault (unlike :class:`InvalidArgument`); a client may try another peer."""
 
 
 class LabError(NetfabricError):

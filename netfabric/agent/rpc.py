@@ -9,14 +9,13 @@ ask a manager for networks or addresses. A manager that does not answer is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from netfabric.agent.tokens import request_mac
-from netfabric.api.http import MAX_BODY, MAX_HEAD, decode_json, parse_head
-from netfabric.api.wire import error_from_wire
+from netfabric.api.httpio import request
+from netfabric.api.wire import encode_json, result_of
 from netfabric.errors import AuthError, InvalidArgument, ManagerUnreachable
 
 __all__ = ["CLUSTER_PREFIX", "DEFAULT_CLUSTER_PORT", "MAC_HEADER", "ManagerLink", "os_reason",
@@ -63,42 +62,21 @@ def verify_mac(secret: str, verb: str, body: bytes, mac: str | None) -> None:
 
 async def _post(addr: str, verb: str, args: dict[str, Any], *, secret: str | None,
                 timeout: float) -> Any:
-    import json
-
     host, port = split_addr(addr)
-    body = json.dumps(args, separators=(",", ":")).encode()
-    extra = f"{MAC_HEADER}: {request_mac(secret, verb, body)}\r\n" if secret else ""
-    head = (f"POST {CLUSTER_PREFIX}{verb} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
-            f"{extra}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    body = encode_json(args)
+    headers = {MAC_HEADER: request_mac(secret, verb, body)} if secret else {}
+    peer = f"manager at {host}:{port}"
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(head.encode() + body)
-                await writer.drain()
-                raw = await reader.read(MAX_HEAD + MAX_BODY)
-                while chunk := await reader.read(65536):
-                    raw += chunk
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+            response = await request(lambda: asyncio.open_connection(host, port), "POST",
+                                     f"{CLUSTER_PREFIX}{verb}", body, host=host,
+                                     headers=headers, peer=peer)
     except TimeoutError as exc:
-        raise ManagerUnreachable(
-            f"manager at {host}:{port} did not answer in {timeout:g}s") from exc
+        raise ManagerUnreachable(f"{peer} did not answer in {timeout:g}s") from exc
     except OSError as exc:
         raise ManagerUnreachable(
             f"cannot reach a manager at {host}:{port}: {os_reason(exc)}") from exc
-    head_raw, sep, rest = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise ManagerUnreachable(f"manager at {host}:{port} closed the connection")
-    parsed = parse_head(head_raw)
-    data = decode_json(rest[:parsed.content_length])
-    if parsed.first[1] != "200":
-        raise error_from_wire(data)
-    if not isinstance(data, dict) or "result" not in data:
-        raise ManagerUnreachable(f"manager at {host}:{port} sent a malformed answer")
-    return data["result"]
+    return result_of(response.status, response.body, peer=peer)
 
 
 class ManagerLink:

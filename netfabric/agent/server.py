@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from netfabric.api.http import MAX_HEAD, decode_json, encode_response, parse_head
-from netfabric.api.wire import error_to_wire, http_status
+from netfabric.api.http import MAX_BODY, HttpError, HttpRequest, HttpResponse
+from netfabric.api.httpio import serve_connection
+from netfabric.api.wire import decode_json, encode_json, error_to_wire, http_status
 from netfabric.errors import InvalidArgument, NetfabricError, NotFound
 
 __all__ = ["Request", "RpcServer"]
@@ -40,14 +41,6 @@ class Request:
 
 
 Dispatcher = Callable[[Request], Awaitable[Any]]
-
-
-def _headers(raw: bytes) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in raw.decode("latin-1").split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        out[name.strip().lower()] = value.strip()
-    return out
 
 
 class RpcServer:
@@ -84,45 +77,34 @@ class RpcServer:
                 os.unlink(path)
         self._paths.clear()
 
-    async def _read(self, reader: asyncio.StreamReader, peer: str) -> Request:
-        try:
-            head_raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise InvalidArgument("request head too large") from exc
-        if len(head_raw) > MAX_HEAD:
-            raise InvalidArgument("request head too large")
-        head = parse_head(head_raw[:-4])
-        body = await reader.readexactly(head.content_length) if head.content_length else b""
-        method, path, _ = head.first
-        if method != "POST" or not path.startswith(self._prefix):
-            raise NotFound(f"no such API endpoint: {method} {path} (use POST {self._prefix}VERB)")
-        args = decode_json(body)
+    def _request(self, http: HttpRequest, peer: str) -> Request:
+        if http.method != "POST" or not http.target.startswith(self._prefix):
+            raise NotFound(f"no such API endpoint: {http.method} {http.target} "
+                           f"(use POST {self._prefix}VERB)")
+        args = decode_json(http.body)
         if args is None:
             args = {}
         if not isinstance(args, dict):
             raise InvalidArgument("request body must be a JSON object")
-        return Request(verb=path[len(self._prefix):], args=args, body=body,
-                       headers=_headers(head_raw[:-4]), peer=peer)
+        return Request(verb=http.target[len(self._prefix):], args=args, body=http.body,
+                       headers=http.headers, peer=peer)
+
+    async def _answer(self, http: HttpRequest, peer: str) -> HttpResponse:
+        try:
+            result = await self._dispatch(self._request(http, peer))
+            return HttpResponse(200, encode_json({"result": result}))
+        except NetfabricError as exc:
+            return _error(exc)
+        except Exception as exc:
+            log.exception("API handler failed")
+            return _error(NetfabricError(f"internal agent error: {type(exc).__name__}: {exc}"))
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername") or "local")
-        try:
-            try:
-                request = await asyncio.wait_for(self._read(reader, peer), READ_TIMEOUT)
-                result = await self._dispatch(request)
-                answer = encode_response(200, {"result": result})
-            except NetfabricError as exc:
-                answer = encode_response(http_status(exc), error_to_wire(exc))
-            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                return
-            except Exception as exc:
-                log.exception("API handler failed")
-                answer = encode_response(500, error_to_wire(
-                    NetfabricError(f"internal agent error: {type(exc).__name__}: {exc}")))
-            writer.write(answer)
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        await serve_connection(reader, writer, lambda http: self._answer(http, peer),
+                               refuse=_error, read_timeout=READ_TIMEOUT, max_body=MAX_BODY)
+
+
+def _error(exc: NetfabricError) -> HttpResponse:
+    status = exc.status if isinstance(exc, HttpError) else http_status(exc)
+    return HttpResponse(status, encode_json(error_to_wire(exc)))

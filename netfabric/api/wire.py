@@ -1,4 +1,5 @@
-"""Errors on the wire: ``{"error": {"kind": "NotFound", "message": "..."}}`` both ways.
+"""JSON bodies and errors on the wire: ``{"error": {"kind": "NotFound", "message": "..."}}``
+both ways.
 
 The kind is the class name in :mod:`netfabric.errors`, so the client raises the very class
 the agent raised; an unknown kind from a newer agent becomes the base class, never a crash.
@@ -8,10 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
-import netfabric.errors as errors
-from netfabric.errors import NetfabricError
+import msgspec
 
-__all__ = ["error_from_wire", "error_to_wire", "http_status"]
+import netfabric.errors as errors
+from netfabric.errors import InvalidArgument, MalformedAnswer, NetfabricError
+
+__all__ = ["decode_json", "encode_json", "error_from_wire", "error_to_wire", "http_status",
+           "result_of"]
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact JSON of plain data, Structs, dataclasses and enums."""
+    return _ENCODER.encode(value)
+
+
+def decode_json(body: bytes) -> Any:
+    """Plain data of a JSON body (``None`` for an empty one); bad JSON is InvalidArgument."""
+    if not body:
+        return None
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidArgument(f"malformed JSON body: {exc}") from exc
 
 _STATUS: dict[type[NetfabricError], int] = {
     errors.InvalidArgument: 400,
@@ -46,3 +67,17 @@ def error_from_wire(body: Any) -> NetfabricError:
     if isinstance(cls, type) and issubclass(cls, NetfabricError) and kind in errors.__all__:
         return cls(message)
     return NetfabricError(message)
+
+
+def result_of(status: int, body: bytes, *, peer: str) -> Any:
+    """The ``result`` of an answer ``{"result": ...}``; the error it carries is raised as its
+    own class; anything else is :class:`MalformedAnswer` naming ``peer``."""
+    try:
+        data = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError as exc:
+        raise MalformedAnswer(f"{peer} sent a malformed answer: {exc}") from None
+    if status != 200:
+        raise error_from_wire(data)
+    if not isinstance(data, dict) or "result" not in data:
+        raise MalformedAnswer(f"{peer} sent a malformed answer")
+    return data["result"]

@@ -17,7 +17,12 @@ from netfabric.agent.tokens import (
     new_role_secret,
     parse_token,
 )
-from netfabric.api.http import decode_json, encode_request, encode_response, parse_head
+from netfabric.api.http import (
+    ClientConnection,
+    HttpError,
+    HttpResponse,
+    ServerConnection,
+)
 from netfabric.api.types import (
     Availability,
     ContainerInfo,
@@ -28,10 +33,18 @@ from netfabric.api.types import (
     Role,
     to_wire,
 )
-from netfabric.api.wire import error_from_wire, error_to_wire, http_status
+from netfabric.api.wire import (
+    decode_json,
+    encode_json,
+    error_from_wire,
+    error_to_wire,
+    http_status,
+    result_of,
+)
 from netfabric.errors import (
     InvalidArgument,
     InvalidToken,
+    MalformedAnswer,
     NetfabricError,
     NotAManager,
     NotFound,
@@ -121,19 +134,60 @@ def test_unknown_or_malformed_error_kinds_become_the_base_class() -> None:
     assert type(error_from_wire("garbage")) is NetfabricError
 
 
+def _server(raw: bytes) -> ServerConnection:
+    conn = ServerConnection()
+    conn.receive(raw)
+    return conn
+
+
 def test_http_framing_round_trip_and_limits() -> None:
-    raw = encode_request("POST", "/v1/info", {"a": 1})
-    head, _, body = raw.partition(b"\r\n\r\n")
-    parsed = parse_head(head)
-    assert parsed.first == ("POST", "/v1/info", "HTTP/1.1")
-    assert decode_json(body[:parsed.content_length]) == {"a": 1}
-    assert encode_response(404, None).startswith(b"HTTP/1.1 404 Not Found\r\n")
+    raw = ClientConnection().request("POST", "/v1/info", encode_json({"a": 1}))
+    parsed = _server(raw).next_request()
+    assert parsed is not None
+    assert (parsed.method, parsed.target) == ("POST", "/v1/info")
+    assert decode_json(parsed.body) == {"a": 1}
+    server = _server(raw)
+    server.next_request()
+    assert server.respond(HttpResponse(404)).startswith(b"HTTP/1.1 404 Not Found\r\n")
     with pytest.raises(InvalidArgument):
-        parse_head(b"GARBAGE")
+        _server(b"GARBAGE\r\n\r\n").next_request()
     with pytest.raises(InvalidArgument):
-        parse_head(b"POST / HTTP/1.1\r\nContent-Length: 999999999999")
+        _server(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n"
+                ).next_request()
     with pytest.raises(InvalidArgument):
         decode_json(b"{not json")
+
+
+def test_http_limits_and_malformed_answers() -> None:
+    with pytest.raises(HttpError) as head:
+        _server(b"POST / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000).next_request()
+    assert head.value.status == 431
+    with pytest.raises(HttpError) as body:
+        _server(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"
+                ).next_request()
+    assert body.value.status == 413
+    client = ClientConnection(peer="agent at /x.sock")
+    client.request("POST", "/v1/info")
+    client.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}")
+    assert client.next_response() is None
+    client.receive(b"")
+    with pytest.raises(MalformedAnswer, match=r"agent at /x\.sock sent .* peer closed"):
+        client.next_response()
+    client = ClientConnection(peer="agent at /x.sock")
+    client.request("POST", "/v1/info")
+    client.receive(b"SPDY/9 OK\r\n\r\n")
+    with pytest.raises(MalformedAnswer, match="malformed HTTP answer"):
+        client.next_response()
+
+
+def test_answers_out_of_protocol_are_malformed_not_bad_arguments() -> None:
+    assert result_of(200, b'{"result": [1]}', peer="p") == [1]
+    for body in (b"{not json", b'{"no_result": 1}', b"[]"):
+        with pytest.raises(MalformedAnswer, match="p sent a malformed answer"):
+            result_of(200, body, peer="p")
+    with pytest.raises(NotFound, match="no net"):
+        result_of(404, encode_json(error_to_wire(NotFound("no net"))), peer="p")
+    assert not issubclass(MalformedAnswer, InvalidArgument)
 
 
 def test_typed_values_round_trip_and_refuse_malformed() -> None:

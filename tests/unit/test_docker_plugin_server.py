@@ -88,7 +88,8 @@ def test_keep_alive_and_peer_pid(tmp_path: Path) -> None:
 def test_chunked_body(tmp_path: Path) -> None:
     async def t(sock: Path, pids: list[int | None]) -> None:
         body = b'{"AddressSpace":"netfabric","Pool":"10.71.0.0/24"}'
-        chunked = (b"POST /IpamDriver.RequestPool HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked = (b"POST /IpamDriver.RequestPool HTTP/1.1\r\nHost: \r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n"
                    + f"{10:x}\r\n".encode() + body[:10] + b"\r\n"
                    + f"{len(body) - 10:x}\r\n".encode() + body[10:] + b"\r\n0\r\n\r\n")
         [(status, out)] = await _exchange(sock, chunked)
@@ -97,12 +98,16 @@ def test_chunked_body(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("raw", "status", "needle"), [
-    (b"GET /Plugin.Activate HTTP/1.1\r\n\r\n", 405, "POST"),
+    # HTTP/1.1 requires a Host header (dockerd's Go client always sends one); h11 refuses
+    # a request without it, so every HTTP/1.1 request here has one
+    (b"GET /Plugin.Activate HTTP/1.1\r\nHost: \r\n\r\n", 405, "POST"),
+    (b"POST /x HTTP/1.1\r\n\r\n", 400, "Host"),
     (b"garbage\r\n\r\n", 400, "malformed"),
     (b"POST /x HTTP/1.1\r\nNoColonHere\r\n\r\n", 400, "malformed"),
-    (b"POST /x HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413, "larger"),
+    (b"POST /x HTTP/1.1\r\nHost: \r\nContent-Length: 99999999\r\n\r\n", 413, "larger"),
     (b"POST /x HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400, "Content-Length"),
-    (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk"),
+    (b"POST /x HTTP/1.1\r\nHost: \r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+     "chunk"),
     (_post("NetworkDriver.Nope", b"{}"), 404, "unknown verb"),
     (_post("NetworkDriver.Join", b"{\"NetworkID\": 1}"), 200, "NetworkID"),
 ])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
+from netfabric.api.httpio import request
 from netfabric.errors import AgentUnreachable
 
 __all__ = ["DEFAULT_DOCKER_SOCKET", "DockerEngine", "docker_socket_of", "engine_factory"]
@@ -59,17 +60,11 @@ class DockerEngine:
             raise AgentUnreachable(f"dockerd API at {self.socket_path}: {why}") from exc
 
     async def _get_once(self, path: str) -> tuple[int, Any]:
-        reader, writer = await asyncio.open_unix_connection(self.socket_path)
-        try:
-            writer.write(f"GET /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-            await writer.drain()
-            raw = await reader.read(-1)
-        finally:
-            writer.close()
-            await writer.wait_closed()
-        head, _, body = raw.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, json.loads(body) if body.strip() else None
+        response = await request(lambda: asyncio.open_unix_connection(self.socket_path),
+                                 "GET", f"/{API_VERSION}{path}", host="docker",
+                                 peer=f"dockerd API at {self.socket_path}")
+        body = response.body
+        return response.status, json.loads(body) if body.strip() else None
 
     async def network_name(self, network_id: str) -> str | None:
         status, obj = await self._get(f"/networks/{quote(network_id)}")

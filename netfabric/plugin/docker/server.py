@@ -2,8 +2,9 @@
 
 dockerd finds the plugin by its socket in ``/run/docker/plugins/NAME.sock`` (or a ``.spec``
 file in ``/etc/docker/plugins`` naming ``unix:///path``) and POSTs ``/<Verb>`` with a JSON
-body, keeping the connection alive. The server reads requests with ``Content-Length`` or
-chunked bodies, bounded in size and time, and answers every one, bad ones with ``Err``.
+body, keeping the connection alive. The framing (``Content-Length`` or chunked bodies,
+keep-alive, limits in size and time) is :mod:`netfabric.api.httpio`'s; every request is
+answered, bad ones with ``Err``.
 The caller's pid (``SO_PEERCRED``) tells the handlers which dockerd to ask for names.
 """
 
@@ -19,6 +20,8 @@ import struct
 from pathlib import Path
 from typing import Final
 
+from netfabric.api.http import HttpError, HttpRequest, HttpResponse
+from netfabric.api.httpio import serve_connection
 from netfabric.errors import InvalidArgument
 from netfabric.plugin.docker.handlers import DockerPlugin, Reply
 from netfabric.plugin.docker.schema import MAX_BODY, ErrorResponse
@@ -28,20 +31,15 @@ __all__ = ["DEFAULT_PLUGIN_SOCKET", "PluginServer", "write_spec"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PLUGIN_SOCKET: Final = "/run/docker/plugins/netfabric.sock"
-MAX_HEADER: Final = 16 * 1024
 READ_TIMEOUT_S: Final = 30.0
-_REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                   413: "Payload Too Large"}
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def _err(status: int, message: str) -> HttpResponse:
+    return HttpResponse(status, json.dumps(ErrorResponse(message).to_json()).encode())
 
 
-def _err(status: int, message: str) -> Reply:
-    return Reply(status, json.dumps(ErrorResponse(message).to_json()).encode())
+def _refuse(exc: HttpError) -> HttpResponse:
+    return _err(exc.status, str(exc))
 
 
 def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
@@ -54,33 +52,6 @@ def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
         return None
     pid: int = struct.unpack("3i", raw)[0]
     return pid or None
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = bytearray()
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise _BadRequest(400, "malformed chunk size") from None
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                return bytes(body)
-            if len(body) + size > MAX_BODY:
-                raise _BadRequest(413, f"request body larger than {MAX_BODY} bytes")
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-    length_text = headers.get("content-length", "0")
-    try:
-        length = int(length_text)
-    except ValueError:
-        raise _BadRequest(400, f"bad Content-Length {length_text[:20]!r}") from None
-    if length < 0 or length > MAX_BODY:
-        raise _BadRequest(413, f"request body larger than {MAX_BODY} bytes")
-    return await reader.readexactly(length)
 
 
 class PluginServer:
@@ -122,61 +93,18 @@ class PluginServer:
         self._conns.add(task)
         pid = _peer_pid(writer)
         try:
-            while True:
-                reply, keep = await self._one(reader, pid)
-                if reply is None:
-                    return
-                head = (f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Error')}\r\n"
-                        f"Content-Type: {reply.content_type}\r\n"
-                        f"Content-Length: {len(reply.body)}\r\n"
-                        f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n")
-                writer.write(head.encode() + reply.body)
-                await writer.drain()
-                if not keep:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                TimeoutError):
-            return
+            await serve_connection(reader, writer, lambda request: self._one(request, pid),
+                                   refuse=_refuse, read_timeout=self.read_timeout_s,
+                                   max_body=MAX_BODY)
         finally:
             self._conns.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
 
-    async def _one(self, reader: asyncio.StreamReader,
-                   pid: int | None) -> tuple[Reply | None, bool]:
-        """Read and answer one request; ``(None, _)`` at a clean end of the connection."""
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.read_timeout_s)
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                return _err(400, "incomplete request head"), False
-            return None, False
-        except asyncio.LimitOverrunError:
-            return _err(400, "request head too long"), False
-        if len(head) > MAX_HEADER:
-            return _err(400, "request head too long"), False
-        try:
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, version = lines[0].split(" ", 2)
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                if line:
-                    key, sep, value = line.partition(":")
-                    if not sep:
-                        raise ValueError(line)
-                    headers[key.strip().lower()] = value.strip()
-        except ValueError:
-            return _err(400, "malformed HTTP request"), False
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        try:
-            body = await asyncio.wait_for(_read_body(reader, headers), self.read_timeout_s)
-        except _BadRequest as exc:
-            return _err(exc.status, str(exc)), False
-        if method != "POST":
-            return _err(405, f"{method} not allowed: the plugin API is POST /<Verb>"), keep
-        verb = target.split("?", 1)[0].lstrip("/")
-        return await self.plugin.handle(verb, body, caller_pid=pid), keep
+    async def _one(self, request: HttpRequest, pid: int | None) -> HttpResponse:
+        if request.method != "POST":
+            return _err(405, f"{request.method} not allowed: the plugin API is POST /<Verb>")
+        verb = request.target.split("?", 1)[0].lstrip("/")
+        reply: Reply = await self.plugin.handle(verb, request.body, caller_pid=pid)
+        return HttpResponse(reply.status, reply.body, content_type=reply.content_type)
 
 
 def write_spec(spec_path: str | os.PathLike[str], socket_path: str | os.PathLike[str]) -> None:
