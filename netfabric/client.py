@@ -19,22 +19,14 @@ import asyncio
 import os
 import socket
 import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from netfabric.api import verbs
 from netfabric.api.httpio import request, request_blocking
-from netfabric.api.types import (
-    Availability,
-    ClusterInfo,
-    ContainerInfo,
-    EndpointInfo,
-    JoinToken,
-    NetworkInfo,
-    NodeInfo,
-    Role,
-)
+from netfabric.api.types import ContainerInfo
+from netfabric.api.verbs import Verb
 from netfabric.api.wire import encode_json, result_of
 from netfabric.errors import AgentUnreachable, InvalidArgument
 
@@ -46,7 +38,8 @@ DEFAULT_HOST = f"unix://{DEFAULT_SOCKET}"
 DEFAULT_TIMEOUT = 60.0
 """Seconds a call may take (a cluster join or a first overlay attach can take a few)."""
 
-T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def resolve_host(host: str | None) -> str:
@@ -64,215 +57,87 @@ def resolve_host(host: str | None) -> str:
     return path
 
 
+def _unreachable(path: str, verb: str, timeout: float, exc: OSError) -> AgentUnreachable:
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return AgentUnreachable(
+            f"cannot reach the netfabric agent at unix://{path}: is it running?")
+    if isinstance(exc, TimeoutError):
+        return AgentUnreachable(
+            f"the agent at unix://{path} did not answer {verb} in {timeout:g}s")
+    return AgentUnreachable(f"agent at unix://{path}: {exc.strerror or exc}")
 
 
-def _list(raw: Any, build: Callable[[Any], T]) -> list[T]:
-    if not isinstance(raw, list):
-        raise InvalidArgument("malformed API answer: expected a list")
-    return [build(item) for item in raw]
+class _SyncVerb(Generic[P, R]):
+    """A :class:`Client` method made from one verb of :mod:`netfabric.api.verbs`."""
+
+    def __init__(self, verb: Verb[P, R]) -> None:
+        self.verb = verb
+        self.__doc__ = verb.doc
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _SyncVerb[P, R]: ...
+    @overload
+    def __get__(self, obj: Client, owner: type) -> Callable[P, R]: ...
+
+    def __get__(self, obj: Client | None, owner: type) -> Callable[P, R] | _SyncVerb[P, R]:
+        if obj is None:
+            return self
+        verb = self.verb
+
+        def method(*args: P.args, **kwargs: P.kwargs) -> R:
+            return obj._call(verb, verb.encode(*args, **kwargs))
+
+        method.__name__ = method.__qualname__ = verb.name
+        method.__doc__ = verb.doc
+        return method
+
+    def __call__(self, client: Client, *args: P.args, **kwargs: P.kwargs) -> R:
+        return client._call(self.verb, self.verb.encode(*args, **kwargs))
 
 
-@dataclass(frozen=True, slots=True)
-class _Spec(Generic[T]):
-    """One call: the verb, its JSON arguments and how to build the typed result."""
+class _AsyncVerb(Generic[P, R]):
+    """An :class:`AsyncClient` coroutine method made from one verb."""
 
-    verb: str
-    args: dict[str, Any]
-    build: Callable[[Any], T]
+    def __init__(self, verb: Verb[P, R]) -> None:
+        self.verb = verb
+        self.__doc__ = verb.doc
 
+    @overload
+    def __get__(self, obj: None, owner: type) -> _AsyncVerb[P, R]: ...
+    @overload
+    def __get__(self, obj: AsyncClient, owner: type) -> Callable[P, Awaitable[R]]: ...
 
-def _none(raw: Any) -> None:
-    return None
+    def __get__(self, obj: AsyncClient | None,
+                owner: type) -> Callable[P, Awaitable[R]] | _AsyncVerb[P, R]:
+        if obj is None:
+            return self
+        verb = self.verb
 
+        async def method(*args: P.args, **kwargs: P.kwargs) -> R:
+            return await obj._acall(verb, verb.encode(*args, **kwargs))
 
-def _object(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise InvalidArgument("malformed API object: not an object")
-    return raw
+        method.__name__ = method.__qualname__ = verb.name
+        method.__doc__ = verb.doc
+        return method
 
-
-def _lister(build: Callable[[Any], T]) -> Callable[[Any], list[T]]:
-    return lambda raw: _list(raw, build)
-
-
-class _Specs:
-    """The API verbs, written once: each returns the :class:`_Spec` of one call, which
-    :class:`Client` and :class:`AsyncClient` send (blocking or awaited)."""
-
-    @staticmethod
-    def info() -> _Spec[ClusterInfo]:
-        return _Spec("info", {}, ClusterInfo.from_wire)
-
-    @staticmethod
-    def init(advertise_addr: str, *, listen_addr: str | None = None) -> _Spec[JoinToken]:
-        return _Spec(
-            "init",
-            {"advertise_addr": advertise_addr,
-             "listen_addr": listen_addr},
-            JoinToken.from_wire)
-
-    @staticmethod
-    def join(token: str, remote: str) -> _Spec[ClusterInfo]:
-        return _Spec("join", {"token": token, "remote": remote}, ClusterInfo.from_wire)
-
-    @staticmethod
-    def join_token(role: Role | str, *, rotate: bool = False) -> _Spec[JoinToken]:
-        return _Spec("join_token", {"role": str(role), "rotate": rotate}, JoinToken.from_wire)
-
-    @staticmethod
-    def nodes() -> _Spec[list[NodeInfo]]:
-        return _Spec("nodes", {}, _lister(NodeInfo.from_wire))
-
-    @staticmethod
-    def update_node(node: str, *, availability: Availability | str) -> _Spec[NodeInfo]:
-        return _Spec(
-            "update_node",
-            {"node": node,
-             "availability": str(availability)},
-            NodeInfo.from_wire)
-
-    @staticmethod
-    def leave(*, force: bool = False) -> _Spec[None]:
-        return _Spec("leave", {"force": force}, _none)
-
-    @staticmethod
-    def create_network(name: str, *, driver: str = "bridge", attachable: bool = False,
-                       subnet: str | None = None, gateway: str | None = None,
-                       ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
-                       options: dict[str, str] | None = None,
-                       labels: dict[str, str] | None = None) -> _Spec[NetworkInfo]:
-        return _Spec(
-            "create_network",
-            {"name": name,
-             "driver": driver, "attachable": attachable, "subnet": subnet, "gateway": gateway,
-             "ip_range": ip_range, "ipv6": ipv6, "internal": internal,
-             "options": dict(options or {}), "labels": dict(labels or {})},
-            NetworkInfo.from_wire)
-
-    @staticmethod
-    def remove_network(name: str) -> _Spec[None]:
-        return _Spec("remove_network", {"name": name}, _none)
-
-    @staticmethod
-    def networks() -> _Spec[list[NetworkInfo]]:
-        return _Spec("networks", {}, _lister(NetworkInfo.from_wire))
-
-    @staticmethod
-    def inspect_network(name: str) -> _Spec[NetworkInfo]:
-        return _Spec("inspect_network", {"name": name}, NetworkInfo.from_wire)
-
-    @staticmethod
-    def run(name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-            ip: str | None = None, hostname: str = "",
-            labels: dict[str, str] | None = None) -> _Spec[ContainerInfo]:
-        return _Spec(
-            "run",
-            {"name": name,
-             "network": network, "aliases": list(aliases), "ip": ip, "netns_path": None,
-             "hostname": hostname, "labels": dict(labels or {})},
-            ContainerInfo.from_wire)
-
-    @staticmethod
-    def attach(name: str, netns_path: str, *, network: str | None = None,
-               aliases: Sequence[str] = (), ip: str | None = None) -> _Spec[ContainerInfo]:
-        return _Spec(
-            "run",
-            {"name": name,
-             "network": network, "aliases": list(aliases), "ip": ip, "netns_path": netns_path},
-            ContainerInfo.from_wire)
-
-    @staticmethod
-    def remove_container(name: str, *, force: bool = False) -> _Spec[None]:
-        return _Spec("remove_container", {"name": name, "force": force}, _none)
-
-    @staticmethod
-    def containers() -> _Spec[list[ContainerInfo]]:
-        return _Spec("containers", {}, _lister(ContainerInfo.from_wire))
-
-    @staticmethod
-    def inspect_container(name: str) -> _Spec[ContainerInfo]:
-        return _Spec("inspect_container", {"name": name}, ContainerInfo.from_wire)
-
-    @staticmethod
-    def connect(network: str, container: str, *, aliases: Sequence[str] = (),
-                ip: str | None = None) -> _Spec[EndpointInfo]:
-        return _Spec(
-            "connect",
-            {"network": network,
-             "container": container, "aliases": list(aliases), "ip": ip},
-            EndpointInfo.from_wire)
-
-    @staticmethod
-    def disconnect(network: str, container: str, *, force: bool = False) -> _Spec[None]:
-        return _Spec(
-            "disconnect",
-            {"network": network,
-             "container": container, "force": force},
-            _none)
-
-    # -- services (plain JSON objects, see netfabric.agent.services) --------------------
-
-    @staticmethod
-    def create_service(name: str, *, networks: Sequence[str] = (), endpoint_mode: str = "vip",
-                       publish: Sequence[str] = (), replicas: int | None = None,
-                       command: Sequence[str] = ()) -> _Spec[dict[str, Any]]:
-        return _Spec("create_service", {"name": name, "networks": list(networks),
-                                        "endpoint_mode": endpoint_mode,
-                                        "publish": list(publish), "replicas": replicas,
-                                        "command": list(command)}, _object)
-
-    @staticmethod
-    def scale_service(name: str, replicas: int) -> _Spec[None]:
-        return _Spec("scale_service", {"name": name, "replicas": replicas}, _none)
-
-    @staticmethod
-    def update_service(name: str, *, replicas: int | None = None, command: Sequence[str] = (),
-                       failure_action: str | None = None,
-                       rollback: bool = False) -> _Spec[dict[str, Any]]:
-        return _Spec("update_service", {"name": name, "replicas": replicas,
-                                        "command": list(command),
-                                        "failure_action": failure_action,
-                                        "rollback": rollback}, _object)
-
-    @staticmethod
-    def service_ps(name: str) -> _Spec[list[dict[str, Any]]]:
-        return _Spec("service_ps", {"name": name}, _lister(_object))
-
-    @staticmethod
-    def remove_service(name: str) -> _Spec[None]:
-        return _Spec("remove_service", {"name": name}, _none)
-
-    @staticmethod
-    def services() -> _Spec[list[dict[str, Any]]]:
-        return _Spec("services", {}, _lister(_object))
-
-    @staticmethod
-    def inspect_service(name: str) -> _Spec[dict[str, Any]]:
-        return _Spec("inspect_service", {"name": name}, _object)
-
-    @staticmethod
-    def add_backend(service: str, container: str) -> _Spec[dict[str, Any]]:
-        return _Spec("add_backend", {"service": service, "container": container}, _object)
-
-    @staticmethod
-    def remove_backend(service: str, container: str) -> _Spec[None]:
-        return _Spec("remove_backend", {"service": service, "container": container}, _none)
+    async def __call__(self, client: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await client._acall(self.verb, self.verb.encode(*args, **kwargs))
 
 
 class Client:
     """Blocking client. ``host`` is ``unix://PATH`` (default: $NETFABRIC_HOST, then
     :data:`DEFAULT_HOST`). One short connection per call, so it is safe across threads.
 
-    Typed methods (all raise :class:`netfabric.NetfabricError` subclasses):
-    ``info() -> ClusterInfo``, ``init(addr) -> JoinToken``, ``join(token, remote) ->
-    ClusterInfo``, ``join_token(role) -> JoinToken``, ``nodes() -> list[NodeInfo]``,
-    ``update_node(node, availability=) -> NodeInfo``, ``leave()``,
-    ``create_network(name, driver=, ...) -> NetworkInfo``, ``remove_network(name)``,
-    ``networks() -> list[NetworkInfo]``, ``inspect_network(name) -> NetworkInfo``,
-    ``run(name, network=, aliases=, ip=) -> ContainerInfo``, ``attach(name, netns_path, ...)
-    -> ContainerInfo``, ``remove_container(name, force=)``, ``containers() ->
-    list[ContainerInfo]``, ``inspect_container(name) -> ContainerInfo``,
-    ``connect(network, container, aliases=, ip=) -> EndpointInfo``, ``disconnect(...)``.
+    Typed methods, one per verb of :mod:`netfabric.api.verbs` (signature and result type
+    are the verb's; all raise :class:`netfabric.NetfabricError` subclasses, an answer that
+    does not fit the verb :class:`netfabric.MalformedAnswer`): ``info``, ``init``,
+    ``join``, ``join_token``, ``nodes``, ``update_node``, ``leave``, ``create_network``,
+    ``remove_network``, ``networks``, ``inspect_network``, ``run``, ``remove_container``,
+    ``containers``, ``inspect_container``, ``connect``, ``disconnect``, ``create_service``,
+    ``remove_service``, ``services``, ``inspect_service``, ``add_backend``,
+    ``remove_backend``, ``scale_service``, ``service_ps``, ``update_service``; and
+    ``attach(name, netns_path,
+    ...)``, ``run`` adopting an existing netns.
     """
 
     def __init__(self, host: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -293,130 +158,48 @@ class Client:
         pid = struct.unpack("3i", raw)[0]
         return pid if pid > 0 else None
 
-    def _call(self, spec: _Spec[T]) -> T:
-        verb = spec.verb
+    def _call(self, verb: Verb[P, R], args: dict[str, Any]) -> R:
+        peer = f"agent at {self.path}"
         try:
-            response = request_blocking(self.path, "POST", f"/v1/{verb}",
-                                        encode_json(spec.args), timeout=self.timeout,
-                                        peer=f"agent at {self.path}")
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise AgentUnreachable(
-                f"cannot reach the netfabric agent at unix://{self.path}: is it running?"
-            ) from exc
-        except TimeoutError as exc:
-            raise AgentUnreachable(
-                f"the agent at unix://{self.path} did not answer {verb} in {self.timeout:g}s"
-            ) from exc
+            response = request_blocking(self.path, "POST", f"/v1/{verb.name}",
+                                        encode_json(args), timeout=self.timeout, peer=peer)
         except OSError as exc:
-            raise AgentUnreachable(f"agent at unix://{self.path}: {exc.strerror or exc}") from exc
-        return spec.build(result_of(response.status, response.body, peer=f"agent at {self.path}"))
+            raise _unreachable(self.path, verb.name, self.timeout, exc) from exc
+        return verb.parse_result(result_of(response.status, response.body, peer=peer),
+                                 peer=peer)
 
-
-    def info(self) -> ClusterInfo:
-        return self._call(_Specs.info())
-
-    def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
-        return self._call(_Specs.init(advertise_addr, listen_addr=listen_addr))
-
-    def join(self, token: str, remote: str) -> ClusterInfo:
-        return self._call(_Specs.join(token, remote))
-
-    def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
-        return self._call(_Specs.join_token(role, rotate=rotate))
-
-    def nodes(self) -> list[NodeInfo]:
-        return self._call(_Specs.nodes())
-
-    def update_node(self, node: str, *, availability: Availability | str) -> NodeInfo:
-        return self._call(_Specs.update_node(node, availability=availability))
-
-    def leave(self, *, force: bool = False) -> None:
-        return self._call(_Specs.leave(force=force))
-
-    def create_network(self, name: str, *, driver: str = "bridge", attachable: bool = False,
-                       subnet: str | None = None, gateway: str | None = None,
-                       ip_range: str | None = None, ipv6: bool = False, internal: bool = False,
-                       options: dict[str, str] | None = None,
-                       labels: dict[str, str] | None = None) -> NetworkInfo:
-        return self._call(_Specs.create_network(
-            name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
-            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options, labels=labels))
-
-    def remove_network(self, name: str) -> None:
-        return self._call(_Specs.remove_network(name))
-
-    def networks(self) -> list[NetworkInfo]:
-        return self._call(_Specs.networks())
-
-    def inspect_network(self, name: str) -> NetworkInfo:
-        return self._call(_Specs.inspect_network(name))
-
-    def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-            ip: str | None = None, hostname: str = "",
-            labels: dict[str, str] | None = None) -> ContainerInfo:
-        return self._call(_Specs.run(name, network=network, aliases=aliases, ip=ip,
-                                     hostname=hostname, labels=labels))
+    info = _SyncVerb(verbs.INFO)
+    init = _SyncVerb(verbs.INIT)
+    join = _SyncVerb(verbs.JOIN)
+    join_token = _SyncVerb(verbs.JOIN_TOKEN)
+    nodes = _SyncVerb(verbs.NODES)
+    update_node = _SyncVerb(verbs.UPDATE_NODE)
+    leave = _SyncVerb(verbs.LEAVE)
+    create_network = _SyncVerb(verbs.CREATE_NETWORK)
+    remove_network = _SyncVerb(verbs.REMOVE_NETWORK)
+    networks = _SyncVerb(verbs.NETWORKS)
+    inspect_network = _SyncVerb(verbs.INSPECT_NETWORK)
+    run = _SyncVerb(verbs.RUN)
+    remove_container = _SyncVerb(verbs.REMOVE_CONTAINER)
+    containers = _SyncVerb(verbs.CONTAINERS)
+    inspect_container = _SyncVerb(verbs.INSPECT_CONTAINER)
+    connect = _SyncVerb(verbs.CONNECT)
+    disconnect = _SyncVerb(verbs.DISCONNECT)
+    create_service = _SyncVerb(verbs.CREATE_SERVICE)
+    remove_service = _SyncVerb(verbs.REMOVE_SERVICE)
+    services = _SyncVerb(verbs.SERVICES)
+    inspect_service = _SyncVerb(verbs.INSPECT_SERVICE)
+    add_backend = _SyncVerb(verbs.ADD_BACKEND)
+    remove_backend = _SyncVerb(verbs.REMOVE_BACKEND)
+    scale_service = _SyncVerb(verbs.SCALE_SERVICE)
+    service_ps = _SyncVerb(verbs.SERVICE_PS)
+    update_service = _SyncVerb(verbs.UPDATE_SERVICE)
 
     def attach(self, name: str, netns_path: str, *, network: str | None = None,
                aliases: Sequence[str] = (), ip: str | None = None) -> ContainerInfo:
         """Adopt an existing netns (by path) as a container and connect it to ``network``."""
-        return self._call(_Specs.attach(name, netns_path, network=network, aliases=aliases, ip=ip))
-
-    def remove_container(self, name: str, *, force: bool = False) -> None:
-        return self._call(_Specs.remove_container(name, force=force))
-
-    def containers(self) -> list[ContainerInfo]:
-        return self._call(_Specs.containers())
-
-    def inspect_container(self, name: str) -> ContainerInfo:
-        return self._call(_Specs.inspect_container(name))
-
-    def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
-                ip: str | None = None) -> EndpointInfo:
-        return self._call(_Specs.connect(network, container, aliases=aliases, ip=ip))
-
-    def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
-        return self._call(_Specs.disconnect(network, container, force=force))
-
-    def create_service(self, name: str, *, networks: Sequence[str] = (),
-                       endpoint_mode: str = "vip", publish: Sequence[str] = (),
-                       replicas: int | None = None, command: Sequence[str] = ()
-                       ) -> dict[str, Any]:
-        """A service; with ``command``, netfabric runs ``replicas`` tasks of it."""
-        return self._call(_Specs.create_service(name, networks=networks,
-                                                endpoint_mode=endpoint_mode, publish=publish,
-                                                replicas=replicas, command=command))
-
-    def scale_service(self, name: str, replicas: int) -> None:
-        return self._call(_Specs.scale_service(name, replicas))
-
-    def service_ps(self, name: str) -> list[dict[str, Any]]:
-        return self._call(_Specs.service_ps(name))
-
-    def update_service(self, name: str, *, replicas: int | None = None,
-                       command: Sequence[str] = (), failure_action: str | None = None,
-                       rollback: bool = False) -> dict[str, Any]:
-        """Scale, roll out a new command one task at a time, or roll back."""
-        return self._call(_Specs.update_service(name, replicas=replicas, command=command,
-                                                failure_action=failure_action,
-                                                rollback=rollback))
-
-    def remove_service(self, name: str) -> None:
-        return self._call(_Specs.remove_service(name))
-
-    def services(self) -> list[dict[str, Any]]:
-        return self._call(_Specs.services())
-
-    def inspect_service(self, name: str) -> dict[str, Any]:
-        return self._call(_Specs.inspect_service(name))
-
-    def add_backend(self, service: str, container: str) -> dict[str, Any]:
-        """Make a container of this node a backend of ``service`` (on every node)."""
-        return self._call(_Specs.add_backend(service, container))
-
-    def remove_backend(self, service: str, container: str) -> None:
-        """Take it out of ``service`` everywhere; stop its task after this returns."""
-        return self._call(_Specs.remove_backend(service, container))
+        return self.run(name, network=network, aliases=tuple(aliases), ip=ip,
+                        netns_path=netns_path)
 
     def close(self) -> None:
         """Nothing is held between calls; present for ``with`` symmetry."""
@@ -436,129 +219,50 @@ class AsyncClient:
         self.path = resolve_host(host)
         self.timeout = timeout
 
-    async def _acall(self, spec: _Spec[T]) -> T:
-        verb = spec.verb
+    async def _acall(self, verb: Verb[P, R], args: dict[str, Any]) -> R:
+        peer = f"agent at {self.path}"
         try:
             async with asyncio.timeout(self.timeout):
                 response = await request(lambda: asyncio.open_unix_connection(self.path),
-                                         "POST", f"/v1/{verb}", encode_json(spec.args),
-                                         peer=f"agent at {self.path}")
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise AgentUnreachable(
-                f"cannot reach the netfabric agent at unix://{self.path}: is it running?"
-            ) from exc
-        except TimeoutError as exc:
-            raise AgentUnreachable(
-                f"the agent at unix://{self.path} did not answer {verb} in {self.timeout:g}s"
-            ) from exc
-        except OSError as exc:
-            raise AgentUnreachable(f"agent at unix://{self.path}: {exc.strerror or exc}") from exc
-        return spec.build(result_of(response.status, response.body, peer=f"agent at {self.path}"))
+                                         "POST", f"/v1/{verb.name}", encode_json(args),
+                                         peer=peer)
+        except OSError as exc:  # TimeoutError included
+            raise _unreachable(self.path, verb.name, self.timeout, exc) from exc
+        return verb.parse_result(result_of(response.status, response.body, peer=peer),
+                                 peer=peer)
 
-
-    async def info(self) -> ClusterInfo:
-        return await self._acall(_Specs.info())
-
-    async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
-        return await self._acall(_Specs.init(advertise_addr, listen_addr=listen_addr))
-
-    async def join(self, token: str, remote: str) -> ClusterInfo:
-        return await self._acall(_Specs.join(token, remote))
-
-    async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
-        return await self._acall(_Specs.join_token(role, rotate=rotate))
-
-    async def nodes(self) -> list[NodeInfo]:
-        return await self._acall(_Specs.nodes())
-
-    async def update_node(self, node: str, *, availability: Availability | str) -> NodeInfo:
-        return await self._acall(_Specs.update_node(node, availability=availability))
-
-    async def leave(self, *, force: bool = False) -> None:
-        return await self._acall(_Specs.leave(force=force))
-
-    async def create_network(self, name: str, *, driver: str = "bridge", attachable: bool = False,
-                             subnet: str | None = None, gateway: str | None = None,
-                             ip_range: str | None = None, ipv6: bool = False,
-                             internal: bool = False,
-                             options: dict[str, str] | None = None,
-                             labels: dict[str, str] | None = None) -> NetworkInfo:
-        return await self._acall(_Specs.create_network(
-            name, driver=driver, attachable=attachable, subnet=subnet, gateway=gateway,
-            ip_range=ip_range, ipv6=ipv6, internal=internal, options=options, labels=labels))
-
-    async def remove_network(self, name: str) -> None:
-        return await self._acall(_Specs.remove_network(name))
-
-    async def networks(self) -> list[NetworkInfo]:
-        return await self._acall(_Specs.networks())
-
-    async def inspect_network(self, name: str) -> NetworkInfo:
-        return await self._acall(_Specs.inspect_network(name))
-
-    async def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
-                  ip: str | None = None, hostname: str = "",
-                  labels: dict[str, str] | None = None) -> ContainerInfo:
-        return await self._acall(_Specs.run(name, network=network, aliases=aliases, ip=ip,
-                                                hostname=hostname, labels=labels))
+    info = _AsyncVerb(verbs.INFO)
+    init = _AsyncVerb(verbs.INIT)
+    join = _AsyncVerb(verbs.JOIN)
+    join_token = _AsyncVerb(verbs.JOIN_TOKEN)
+    nodes = _AsyncVerb(verbs.NODES)
+    update_node = _AsyncVerb(verbs.UPDATE_NODE)
+    leave = _AsyncVerb(verbs.LEAVE)
+    create_network = _AsyncVerb(verbs.CREATE_NETWORK)
+    remove_network = _AsyncVerb(verbs.REMOVE_NETWORK)
+    networks = _AsyncVerb(verbs.NETWORKS)
+    inspect_network = _AsyncVerb(verbs.INSPECT_NETWORK)
+    run = _AsyncVerb(verbs.RUN)
+    remove_container = _AsyncVerb(verbs.REMOVE_CONTAINER)
+    containers = _AsyncVerb(verbs.CONTAINERS)
+    inspect_container = _AsyncVerb(verbs.INSPECT_CONTAINER)
+    connect = _AsyncVerb(verbs.CONNECT)
+    disconnect = _AsyncVerb(verbs.DISCONNECT)
+    create_service = _AsyncVerb(verbs.CREATE_SERVICE)
+    remove_service = _AsyncVerb(verbs.REMOVE_SERVICE)
+    services = _AsyncVerb(verbs.SERVICES)
+    inspect_service = _AsyncVerb(verbs.INSPECT_SERVICE)
+    add_backend = _AsyncVerb(verbs.ADD_BACKEND)
+    remove_backend = _AsyncVerb(verbs.REMOVE_BACKEND)
+    scale_service = _AsyncVerb(verbs.SCALE_SERVICE)
+    service_ps = _AsyncVerb(verbs.SERVICE_PS)
+    update_service = _AsyncVerb(verbs.UPDATE_SERVICE)
 
     async def attach(self, name: str, netns_path: str, *, network: str | None = None,
                      aliases: Sequence[str] = (), ip: str | None = None) -> ContainerInfo:
         """Adopt an existing netns (by path) as a container and connect it to ``network``."""
-        return await self._acall(
-            _Specs.attach(name, netns_path, network=network, aliases=aliases, ip=ip))
-
-    async def remove_container(self, name: str, *, force: bool = False) -> None:
-        return await self._acall(_Specs.remove_container(name, force=force))
-
-    async def containers(self) -> list[ContainerInfo]:
-        return await self._acall(_Specs.containers())
-
-    async def inspect_container(self, name: str) -> ContainerInfo:
-        return await self._acall(_Specs.inspect_container(name))
-
-    async def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
-                      ip: str | None = None) -> EndpointInfo:
-        return await self._acall(_Specs.connect(network, container, aliases=aliases, ip=ip))
-
-    async def disconnect(self, network: str, container: str, *, force: bool = False) -> None:
-        return await self._acall(_Specs.disconnect(network, container, force=force))
-
-    async def create_service(self, name: str, *, networks: Sequence[str] = (),
-                             endpoint_mode: str = "vip", publish: Sequence[str] = (),
-                             replicas: int | None = None, command: Sequence[str] = ()
-                             ) -> dict[str, Any]:
-        return await self._acall(_Specs.create_service(
-            name, networks=networks, endpoint_mode=endpoint_mode, publish=publish,
-            replicas=replicas, command=command))
-
-    async def scale_service(self, name: str, replicas: int) -> None:
-        return await self._acall(_Specs.scale_service(name, replicas))
-
-    async def service_ps(self, name: str) -> list[dict[str, Any]]:
-        return await self._acall(_Specs.service_ps(name))
-
-    async def update_service(self, name: str, *, replicas: int | None = None,
-                             command: Sequence[str] = (), failure_action: str | None = None,
-                             rollback: bool = False) -> dict[str, Any]:
-        return await self._acall(_Specs.update_service(
-            name, replicas=replicas, command=command, failure_action=failure_action,
-            rollback=rollback))
-
-    async def remove_service(self, name: str) -> None:
-        return await self._acall(_Specs.remove_service(name))
-
-    async def services(self) -> list[dict[str, Any]]:
-        return await self._acall(_Specs.services())
-
-    async def inspect_service(self, name: str) -> dict[str, Any]:
-        return await self._acall(_Specs.inspect_service(name))
-
-    async def add_backend(self, service: str, container: str) -> dict[str, Any]:
-        return await self._acall(_Specs.add_backend(service, container))
-
-    async def remove_backend(self, service: str, container: str) -> None:
-        return await self._acall(_Specs.remove_backend(service, container))
+        return await self.run(name, network=network, aliases=tuple(aliases), ip=ip,
+                              netns_path=netns_path)
 
     async def close(self) -> None:
         """Nothing is held between calls."""

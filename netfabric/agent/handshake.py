@@ -14,9 +14,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -26,8 +26,7 @@ from netfabric.errors import InvalidArgument, InvalidToken
 __all__ = ["JoinOffer", "accept_offer", "make_offer", "open_secret", "seal_secret"]
 
 
-@dataclass(frozen=True, slots=True)
-class JoinOffer:
+class JoinOffer(msgspec.Struct, frozen=True, kw_only=True):
     """What a joining node sends: its identity, the token's digest, a nonce and a proof."""
 
     node_id: str
@@ -39,22 +38,15 @@ class JoinOffer:
     proof: str
 
     def to_wire(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "hostname": self.hostname, "address": self.address,
-                "gossip_port": self.gossip_port, "digest": self.digest, "nonce": self.nonce,
-                "proof": self.proof}
+        return msgspec.structs.asdict(self)
 
     @classmethod
     def from_wire(cls, raw: Any) -> JoinOffer:
-        if not isinstance(raw, dict):
-            raise InvalidArgument("malformed join request")
+        """The offer in a join request; anything malformed is :class:`InvalidArgument`."""
         try:
-            offer = cls(node_id=str(raw["node_id"]), hostname=str(raw["hostname"]),
-                        address=str(raw["address"]), gossip_port=int(raw["gossip_port"]),
-                        digest=str(raw["digest"]), nonce=str(raw["nonce"]),
-                        proof=str(raw["proof"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"malformed join request: {exc!r}") from exc
-        return offer
+            return msgspec.convert(raw, cls)
+        except msgspec.ValidationError as exc:
+            raise InvalidArgument(f"malformed join request: {exc}") from None
 
 
 def _proof(role_secret: str, offer: JoinOffer) -> str:
@@ -73,7 +65,7 @@ def make_offer(token: str, *, node_id: str, hostname: str, address: str,
     offer = JoinOffer(node_id=node_id, hostname=hostname, address=address,
                       gossip_port=gossip_port, digest=parsed.digest,
                       nonce=secrets.token_hex(16), proof="")
-    return JoinOffer(**{**offer.to_wire(), "proof": _proof(parsed.secret, offer)})
+    return msgspec.structs.replace(offer, proof=_proof(parsed.secret, offer))
 
 
 def accept_offer(offer: JoinOffer, *, cluster_secret: str,

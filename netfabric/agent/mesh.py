@@ -3,17 +3,18 @@
 :class:`netfabric.gossip.runtime.GossipNode` (UDP + TCP push/pull on
 ``advertise_addr:gossip_port`` in the agent's netns, around the sans-IO core) does SWIM,
 the tables and the crypto; this adapter maps endpoints to the table ``endpoints`` (scoped
-per network, values as compact JSON) and turns the node's events into :class:`MeshEvent` s
-that one consumer task hands to AgentCore, in order.
+per network, values as msgpack maps of :class:`~netfabric.model.Endpoint`) and turns the
+node's events into :class:`MeshEvent` s that one consumer task hands to AgentCore, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
 
 from netfabric.agent.context import AgentConfig
 from netfabric.agent.ports import Member, MeshEvent, MeshEventKind
@@ -43,23 +44,22 @@ PROFILES: dict[str, Callable[[], GossipConfig]] = {
     "lan": GossipConfig.lan, "local": _local, "wan": GossipConfig.wan}
 
 
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Endpoint)
+
+
 def encode_endpoint(ep: Endpoint) -> bytes:
-    return json.dumps([ep.id, ep.network_id, ep.sandbox, ep.node_id, ep.mac, ep.ipv4,
-                       ep.ipv6, ep.prefixlen, ep.vtep, list(ep.aliases)],
-                      separators=(",", ":")).encode()
+    """A table value: the endpoint's fields as a msgpack map (named, so fields can be added)."""
+    return _ENCODER.encode(ep)
 
 
 def decode_endpoint(raw: bytes) -> Endpoint:
-    """An endpoint from a table value; malformed values are :class:`InvalidArgument`."""
+    """An endpoint from a table value; malformed values are :class:`InvalidArgument` naming
+    the field."""
     try:
-        v = json.loads(raw)
-        return Endpoint(id=str(v[0]), network_id=str(v[1]), sandbox=str(v[2]),
-                        node_id=str(v[3]), mac=str(v[4]),
-                        ipv4=None if v[5] is None else str(v[5]),
-                        ipv6=None if v[6] is None else str(v[6]), prefixlen=int(v[7]),
-                        vtep=str(v[8]), aliases=tuple(str(a) for a in v[9]))
-    except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"malformed endpoint entry: {exc}") from exc
+        return _DECODER.decode(raw)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise InvalidArgument(f"malformed endpoint entry: {exc}") from None
 
 
 class GossipMesh:

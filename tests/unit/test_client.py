@@ -14,7 +14,13 @@ import pytest
 from netfabric.agent.server import Request, RpcServer
 from netfabric.api.types import NetworkInfo, to_wire
 from netfabric.client import AsyncClient, Client, resolve_host
-from netfabric.errors import AgentUnreachable, AlreadyExists, InvalidArgument, NotAManager
+from netfabric.errors import (
+    AgentUnreachable,
+    AlreadyExists,
+    InvalidArgument,
+    MalformedAnswer,
+    NotAManager,
+)
 
 NET = NetworkInfo(id="abc", name="mybridge", driver="bridge", scope="local",
                   subnets=("172.18.0.0/16",), gateways=("172.18.0.1",))
@@ -31,6 +37,8 @@ async def _handler(request: Request) -> Any:
         raise NotAManager("This node is not a swarm manager.")
     if request.verb == "info":
         raise RuntimeError("boom")
+    if request.verb == "inspect_network":
+        return {**to_wire(NET), "subnets": "172.18.0.0/16"}  # not a list
     return None
 
 
@@ -77,6 +85,11 @@ def test_a_handler_bug_is_one_line_not_a_traceback(server: str) -> None:
     with pytest.raises(Exception, match="internal agent error: RuntimeError: boom") as info:
         Client(server).info()
     assert "Traceback" not in str(info.value)
+
+
+def test_an_answer_that_does_not_fit_the_verb_is_malformed(server: str) -> None:
+    with pytest.raises(MalformedAnswer, match=r"inspect_network answer.*\$\.subnets"):
+        Client(server).inspect_network("mybridge")
 
 
 def test_async_client(server: str) -> None:
