@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from netfabric.agent.context import AgentConfig
 from netfabric.agent.mesh import GossipMesh
 from netfabric.agent.ports import Allocation, ManagerCall, Member, Mesh, MeshEvent
+from netfabric.agent.rpc import LEASE_BLOCK
 from netfabric.dataplane.kernel import Kernel as DataplaneKernel
 from netfabric.dns.records import Records
 from netfabric.dns.server import DnsServer, ServerConfig
@@ -280,7 +281,7 @@ class RemoteBlocks:
                     family: IPFamily = IPFamily.V4) -> BlockLease:
         raw = self._run("lease_block", {"network_id": network_id, "host_id": host_id,
                                         "ip": address, "family": int(family)})
-        return BlockLease.from_dict(raw)
+        return LEASE_BLOCK.parse_result(raw, peer="the manager")
 
     def release_block(self, network_id: str, host_id: str, block: str) -> None:
         self._run("release_block", {"network_id": network_id, "host_id": host_id,

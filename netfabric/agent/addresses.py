@@ -26,11 +26,11 @@ from typing import Any
 
 from netfabric.agent.context import NODE_VERBS, AgentContext, check_ip
 from netfabric.agent.ports import Allocation, BlockBook, ManagerCall
+from netfabric.agent.rpc import ALLOCATE
 from netfabric.api.types import Role
 from netfabric.errors import (
     AddressHosted,
     AgentUnreachable,
-    ClusterError,
     InvalidArgument,
     NetfabricError,
     NotFound,
@@ -98,13 +98,7 @@ class AddressRouter:
         if net.scope == Scope.SWARM and ctx.role is Role.WORKER:
             raw = await ctx.call_manager("allocate", {"network_id": net.id,
                                                       "node_id": ctx.node_id, "ip": ip})
-            try:
-                v6 = raw.get("ipv6")
-                return Allocation(ipv4=str(raw["ipv4"]), prefixlen=int(raw["prefixlen"]),
-                                  gateway=raw.get("gateway"),
-                                  ipv6=None if v6 is None else str(v6))
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise ClusterError("manager sent a malformed address allocation") from exc
+            return ALLOCATE.parse_result(raw, peer="the manager")
         try:
             return await self.manager_allocate(net.id, ctx.node_id, ip)
         except PoolExhausted as exc:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_ip
-from netfabric.agent.rpc import split_addr
+from netfabric.agent.rpc import JOIN, split_addr
 from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
 from netfabric.api.types import Availability, JoinToken, NodeInfo, NodeStatus, Role
@@ -174,18 +174,11 @@ class ClusterService:
             offer = handshake.make_offer(token, node_id=state.node_id,
                                          hostname=state.hostname, address=ctx.address,
                                          gossip_port=ctx.config.gossip_port)
-            answer = await ctx.links([f"{host}:{port}"], None).call("join", offer.to_wire())
-            try:
-                secret = handshake.open_secret(str(answer["sealed"]), token=token,
-                                               nonce=offer.nonce)
-                role = Role(answer["role"])
-                managers = [str(m) for m in answer["managers"]]
-                nodes = [NodeRecord(id=str(n["id"]), hostname=str(n["hostname"]),
-                                    address=str(n["address"]), gossip_port=int(n["gossip_port"]),
-                                    role=Role(n["role"])) for n in answer["nodes"]]
-                cluster_id = str(answer["cluster_id"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ClusterError(f"manager at {host}:{port} sent a malformed answer") from exc
+            raw = await ctx.links([f"{host}:{port}"], None).call(JOIN.name, offer.to_wire())
+            answer = JOIN.parse_result(raw, peer=f"manager at {host}:{port}")
+            secret = handshake.open_secret(answer.sealed, token=token, nonce=offer.nonce)
+            role, managers, nodes = answer.role, answer.managers, answer.nodes
+            cluster_id = answer.cluster_id
             ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
                                                  role=role, managers=managers), nodes)
             await self._serve_new()

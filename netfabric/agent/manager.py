@@ -12,10 +12,19 @@ from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_ip, check_name
 from netfabric.agent.networks import NetworkRegistry
+from netfabric.agent.rpc import (
+    CLUSTER_VERBS,
+    AllocateArgs,
+    JoinAnswer,
+    LeaseBlockArgs,
+    LeaveArgs,
+    NameArgs,
+    ReleaseArgs,
+    ReleaseBlockArgs,
+)
 from netfabric.agent.state import ClusterRecord, NodeRecord
 from netfabric.api.types import Role, to_wire
 from netfabric.errors import ClusterError, IPAMError, NotFound
-from netfabric.ipam.addr import IPFamily
 
 __all__ = ["ManagerRpc"]
 
@@ -30,7 +39,7 @@ class ManagerRpc:
         self._networks = networks
         self._addresses = addresses
 
-    async def handle(self, verb: str, args: dict[str, Any]) -> Any:
+    async def handle(self, verb: str, args: Any) -> Any:
         """One authenticated (except ``join``) call from a node to this manager; an IPAM
         refusal names networks and hosts by name (the asking node may not know the IDs)."""
         try:
@@ -41,43 +50,43 @@ class ManagerRpc:
                 raise
             raise type(exc)(named) from exc
 
-    async def _handle(self, verb: str, args: dict[str, Any]) -> Any:
+    async def _handle(self, verb: str, raw: Any) -> Any:
+        """The call's arguments checked against the verb's Struct in :data:`CLUSTER_VERBS`,
+        then served."""
         ctx = self._ctx
         cluster = ctx.require_manager()
-        if verb == "join":
-            return await self._accept_join(cluster, handshake.JoinOffer.from_wire(args))
-        if verb == "get_network":
-            return to_wire(self._networks.find(str(args.get("name", ""))))
-        if verb == "allocate":
-            net = self._networks.by_id(str(args.get("network_id", "")))
-            alloc = await self._addresses.manager_allocate(
-                net.id, str(args.get("node_id", "")), check_ip(args.get("ip"), "address"))
-            return to_wire(alloc)
-        if verb == "release":
-            net = self._networks.by_id(str(args.get("network_id", "")))
-            await self._addresses.manager_release(net.id, str(args.get("ip", "")),
-                                                  str(args.get("node_id", "")))
-            return None
-        if verb == "lease_block":
-            net = self._networks.by_id(str(args.get("network_id", "")))
-            fam = IPFamily(int(args.get("family", 4)))
-            lease = await ctx.thread(ctx.book.lease_block, net.id, str(args.get("host_id", "")),
-                                     address=check_ip(args.get("ip"), "address"), family=fam)
-            return lease.to_dict()
-        if verb == "release_block":
-            net = self._networks.by_id(str(args.get("network_id", "")))
-            await ctx.thread(ctx.book.release_block, net.id, str(args.get("host_id", "")),
-                             str(args.get("block", "")))
-            return None
-        if verb == "leave":
-            async with ctx.lock:
-                node = ctx.ledger.drop_node(str(args.get("node_id", "")))
-                if node is not None:
-                    await ctx.thread(ctx.book.release_node, node.id)
-            return None
-        raise NotFound(f"unknown cluster verb {verb!r}")
+        spec = CLUSTER_VERBS.get(verb)
+        if spec is None:
+            raise NotFound(f"unknown cluster verb {verb!r}")
+        match spec.parse(raw):
+            case handshake.JoinOffer() as offer:
+                return to_wire(await self._accept_join(cluster, offer))
+            case NameArgs(name=name):
+                return to_wire(self._networks.find(name))
+            case AllocateArgs() as a:
+                net = self._networks.by_id(a.network_id)
+                return to_wire(await self._addresses.manager_allocate(
+                    net.id, a.node_id, check_ip(a.ip, "address")))
+            case ReleaseArgs() as r:
+                net = self._networks.by_id(r.network_id)
+                await self._addresses.manager_release(net.id, r.ip, r.node_id)
+            case LeaseBlockArgs() as lb:
+                net = self._networks.by_id(lb.network_id)
+                return to_wire(await ctx.thread(ctx.book.lease_block, net.id, lb.host_id,
+                                                address=check_ip(lb.ip, "address"),
+                                                family=lb.family))
+            case ReleaseBlockArgs() as rb:
+                net = self._networks.by_id(rb.network_id)
+                await ctx.thread(ctx.book.release_block, net.id, rb.host_id, rb.block)
+            case LeaveArgs(node_id=node_id):
+                async with ctx.lock:
+                    node = ctx.ledger.drop_node(node_id)
+                    if node is not None:
+                        await ctx.thread(ctx.book.release_node, node.id)
+        return None
 
-    async def _accept_join(self, cluster: ClusterRecord, offer: handshake.JoinOffer) -> Any:
+    async def _accept_join(self, cluster: ClusterRecord,
+                           offer: handshake.JoinOffer) -> JoinAnswer:
         ctx = self._ctx
         role, role_secret = handshake.accept_offer(offer, cluster_secret=cluster.secret,
                                                    role_secrets=cluster.role_secrets)
@@ -99,7 +108,8 @@ class ManagerRpc:
             ctx.ledger.put_node(NodeRecord(
                 id=offer.node_id, hostname=offer.hostname, address=offer.address,
                 gossip_port=offer.gossip_port, role=Role(role)))
-        return {"sealed": handshake.seal_secret(cluster.secret, role_secret=role_secret,
-                                                nonce=offer.nonce),
-                "role": role, "cluster_id": cluster.cluster_id, "managers": cluster.managers,
-                "nodes": [to_wire(n) for n in ctx.ledger.state.nodes.values()]}
+        return JoinAnswer(
+            sealed=handshake.seal_secret(cluster.secret, role_secret=role_secret,
+                                         nonce=offer.nonce),
+            role=Role(role), cluster_id=cluster.cluster_id, managers=list(cluster.managers),
+            nodes=list(ctx.ledger.state.nodes.values()))

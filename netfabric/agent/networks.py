@@ -14,20 +14,20 @@ from dataclasses import replace
 
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import NOT_IN_CLUSTER, AgentContext, check_labels, check_name
+from netfabric.agent.rpc import GET_NETWORK
 from netfabric.agent.state import new_id
 from netfabric.agent.views import endpoint_info, network_info, remote_info
 from netfabric.api.types import EndpointInfo, NetworkInfo, Role
 from netfabric.errors import (
     AgentUnreachable,
     AlreadyExists,
-    ClusterError,
     InUse,
     InvalidArgument,
     NotAManager,
     NotFound,
     NotInCluster,
 )
-from netfabric.model import Driver, Network, Scope, SubnetSpec
+from netfabric.model import Driver, Network, Scope
 
 __all__ = ["DEFAULT_BRIDGE", "NetworkRegistry"]
 
@@ -101,20 +101,8 @@ class NetworkRegistry:
         return await self._fetch(ref)
 
     async def _fetch(self, ref: str) -> Network:
-        raw = await self._ctx.call_manager("get_network", {"name": ref})
-        try:
-            return Network(
-                id=str(raw["id"]), name=str(raw["name"]), driver=Driver(raw["driver"]),
-                scope=Scope(raw["scope"]),
-                subnets=tuple(SubnetSpec(cidr=s["cidr"], gateway=s["gateway"],
-                                         ip_range=s.get("ip_range")) for s in raw["subnets"]),
-                vni=raw.get("vni"), attachable=bool(raw["attachable"]),
-                internal=bool(raw["internal"]), ipv6=bool(raw["ipv6"]), mtu=raw.get("mtu"),
-                options=tuple((str(a), str(b)) for a, b in raw["options"]),
-                created=float(raw["created"]),
-                labels=tuple((str(a), str(b)) for a, b in raw.get("labels", ())))
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise ClusterError(f"manager sent a malformed network for {ref!r}") from exc
+        raw = await self._ctx.call_manager(GET_NETWORK.name, {"name": ref})
+        return GET_NETWORK.parse_result(raw, peer="the manager")
 
     def subnets_in_use(self) -> list[str]:
         """The CIDRs of every network this host knows."""

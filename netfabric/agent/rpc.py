@@ -4,6 +4,11 @@ Same framing as the local API (``POST /cluster/v1/<verb>``, JSON); every call bu
 carries an HMAC of its body under the cluster secret, so only members of the cluster can
 ask a manager for networks or addresses. A manager that does not answer is
 :class:`ManagerUnreachable` with its address, so a worker's error names what is down.
+
+The verbs are written once, in :data:`CLUSTER_VERBS`: the argument Struct the manager
+checks a request against (:class:`~netfabric.agent.manager.ManagerRpc`) and the result type
+a node checks the answer against (:meth:`~netfabric.api.verbs.Verb.parse_result`, a
+:class:`~netfabric.errors.MalformedAnswer` when it does not fit).
 """
 
 from __future__ import annotations
@@ -13,13 +18,25 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
+from netfabric.agent.handshake import JoinOffer
+from netfabric.agent.ports import Allocation
+from netfabric.agent.state import NodeRecord
 from netfabric.agent.tokens import request_mac
 from netfabric.api.httpio import request
+from netfabric.api.types import Role
+from netfabric.api.verbs import Args, Verb
 from netfabric.api.wire import encode_json, result_of
 from netfabric.errors import AuthError, InvalidArgument, ManagerUnreachable
+from netfabric.ipam.addr import IPFamily
+from netfabric.ipam.values import BlockLease
+from netfabric.model import Network
 
-__all__ = ["CLUSTER_PREFIX", "DEFAULT_CLUSTER_PORT", "MAC_HEADER", "ManagerLink", "os_reason",
-           "split_addr", "verify_mac"]
+__all__ = ["ALLOCATE", "CLUSTER_PREFIX", "CLUSTER_VERBS", "DEFAULT_CLUSTER_PORT", "GET_NETWORK",
+           "JOIN", "LEASE_BLOCK", "LEAVE", "MAC_HEADER", "RELEASE", "RELEASE_BLOCK",
+           "AllocateArgs", "JoinAnswer", "LeaseBlockArgs", "LeaveArgs", "ManagerLink", "NameArgs",
+           "ReleaseArgs", "ReleaseBlockArgs", "os_reason", "split_addr", "verify_mac"]
 
 
 def os_reason(exc: OSError) -> str:
@@ -35,6 +52,67 @@ CLUSTER_PREFIX = "/cluster/v1/"
 MAC_HEADER = "x-netfabric-mac"
 CALL_TIMEOUT = 10.0
 """Seconds one call to a manager may take."""
+
+
+class JoinAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The manager's answer to a valid join offer: the sealed cluster secret and the
+    cluster as it stands."""
+
+    sealed: str
+    role: Role
+    cluster_id: str
+    managers: list[str]
+    nodes: list[NodeRecord]
+
+
+class NameArgs(Args, frozen=True):
+    name: str
+
+
+class AllocateArgs(Args, frozen=True):
+    network_id: str
+    node_id: str
+    ip: str | None = None
+
+
+class ReleaseArgs(Args, frozen=True):
+    network_id: str
+    node_id: str
+    ip: str
+
+
+class LeaseBlockArgs(Args, frozen=True):
+    network_id: str
+    host_id: str
+    ip: str | None = None
+    family: IPFamily = IPFamily.V4
+
+
+class ReleaseBlockArgs(Args, frozen=True):
+    network_id: str
+    host_id: str
+    block: str
+
+
+class LeaveArgs(Args, frozen=True):
+    node_id: str
+
+
+_NoneType = type(None)
+
+JOIN = Verb("join", JoinOffer, JoinAnswer, "A node proves a join token (no MAC: it has no "
+            "secret yet) and gets the sealed cluster secret.")
+GET_NETWORK = Verb("get_network", NameArgs, Network, "A cluster network by name or id.")
+ALLOCATE = Verb("allocate", AllocateArgs, Allocation, "An address for a node's endpoint.")
+RELEASE = Verb("release", ReleaseArgs, _NoneType, "Give an endpoint's address back.")
+LEASE_BLOCK = Verb("lease_block", LeaseBlockArgs, BlockLease,
+                   "A block of a network's subnet for a worker to allocate from.")
+RELEASE_BLOCK = Verb("release_block", ReleaseBlockArgs, _NoneType, "Give a block back.")
+LEAVE = Verb("leave", LeaveArgs, _NoneType, "A node leaves: its blocks and addresses go back.")
+
+CLUSTER_VERBS: dict[str, Verb[..., Any]] = {v.name: v for v in (
+    JOIN, GET_NETWORK, ALLOCATE, RELEASE, LEASE_BLOCK, RELEASE_BLOCK, LEAVE)}
+"""Every verb of the cluster endpoint by name."""
 
 
 def split_addr(addr: str, *, default_port: int = DEFAULT_CLUSTER_PORT) -> tuple[str, int]:

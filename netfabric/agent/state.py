@@ -3,7 +3,8 @@
 Networks and address allocations live in the store (:mod:`netfabric.store`); this file
 holds what only the agent knows: who this node is, which cluster it belongs to (and, on a
 manager, the join secrets and the node registry), and which sandboxes and endpoints exist
-here. It is one JSON document written atomically (temp file, fsync, rename) before any call
+here. It is one JSON document (its schema: the dataclasses below, read and checked by
+msgspec) written atomically (temp file, fsync, rename) before any call
 returns, so a ``kill -9`` at any point leaves either the old or the new document, which is
 what restart recovery reconciles the kernel against. An unreadable file is
 :class:`StoreCorrupt`, never silently reset.
@@ -12,11 +13,12 @@ what restart recovery reconciles the kernel against. An unreadable file is
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from netfabric.api.types import Availability, Role, to_wire
 from netfabric.errors import StoreCorrupt, StoreError
@@ -159,23 +161,24 @@ class LocalState:
         """Read the state of ``data_dir``, or a fresh identity when there is none."""
         path = os.path.join(data_dir, STATE_FILE)
         try:
-            with open(path, encoding="utf-8") as f:
-                raw = json.load(f)
+            with open(path, "rb") as f:
+                raw = msgspec.json.decode(f.read())
         except FileNotFoundError:
             return cls(node_id=new_id(13), hostname=hostname)
-        except (OSError, ValueError) as exc:
+        except (OSError, msgspec.DecodeError) as exc:
             raise StoreCorrupt(f"agent state {path} is unreadable: {exc}") from exc
         try:
             return cls._from_wire(raw, hostname=hostname)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreCorrupt(f"agent state {path} is malformed: {exc!r}") from exc
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise StoreCorrupt(f"agent state {path} is malformed: {exc}") from exc
 
     def save(self, data_dir: str) -> None:
         path = os.path.join(data_dir, STATE_FILE)
         tmp = f"{path}.tmp{os.getpid()}"
-        data = json.dumps({"version": _VERSION, **to_wire(self)}, indent=1, sort_keys=True)
+        data = msgspec.json.format(msgspec.json.encode({"version": _VERSION, **to_wire(self)},
+                                                       order="sorted"), indent=1)
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -186,46 +189,11 @@ class LocalState:
             raise StoreError(f"cannot write agent state {path}: {exc}") from exc
 
     @classmethod
-    def _from_wire(cls, raw: dict[str, Any], *, hostname: str) -> LocalState:
-        if raw.get("version") != _VERSION:
-            raise ValueError(f"unknown version {raw.get('version')!r}")
-        cl = raw.get("cluster")
-        cluster = None
-        if cl is not None:
-            cluster = ClusterRecord(
-                cluster_id=str(cl["cluster_id"]), secret=str(cl["secret"]),
-                role=Role(cl["role"]), managers=[str(m) for m in cl["managers"]],
-                role_secrets={str(k): str(v) for k, v in cl.get("role_secrets", {}).items()},
-                listen=str(cl.get("listen", "")))
-        nodes = {k: NodeRecord(id=str(n["id"]), hostname=str(n["hostname"]),
-                               address=str(n["address"]), gossip_port=int(n["gossip_port"]),
-                               role=Role(n["role"]),
-                               availability=Availability(n["availability"]))
-                 for k, n in raw.get("nodes", {}).items()}
-        networks = {k: NetworkRecord(
-            id=str(n["id"]), name=str(n["name"]), driver=str(n["driver"]),
-            scope=str(n["scope"]),
-            subnets=[(str(s[0]), str(s[1]), None if s[2] is None else str(s[2]))
-                     for s in n["subnets"]],
-            vni=n["vni"], attachable=bool(n["attachable"]), internal=bool(n["internal"]),
-            ipv6=bool(n["ipv6"]), mtu=n["mtu"],
-            options=[(str(a), str(b)) for a, b in n["options"]], created=float(n["created"]),
-            labels=[(str(a), str(b)) for a, b in n.get("labels", [])])
-            for k, n in raw.get("networks", {}).items()}
-        sandboxes = {}
-        for k, s in raw.get("sandboxes", {}).items():
-            eps = [EndpointRecord(
-                id=str(e["id"]), network_id=str(e["network_id"]), network=str(e["network"]),
-                ifname=str(e["ifname"]), mac=str(e["mac"]), ipv4=e["ipv4"],
-                prefixlen=int(e["prefixlen"]), gateway=e["gateway"], ipv6=e.get("ipv6"),
-                aliases=[str(a) for a in e.get("aliases", [])]) for e in s["endpoints"]]
-            sandboxes[k] = SandboxRecord(
-                id=str(s["id"]), name=str(s["name"]), netns=str(s["netns"]),
-                netns_path=str(s["netns_path"]), external=bool(s["external"]),
-                created=float(s["created"]), endpoints=eps,
-                hostname=str(s.get("hostname", "")),
-                labels=[(str(a), str(b)) for a, b in s.get("labels", [])])
-        pending = [(str(n), str(a)) for n, a in raw.get("pending_releases", [])]
-        return cls(node_id=str(raw["node_id"]), hostname=hostname or str(raw.get("hostname", "")),
-                   cluster=cluster, nodes=nodes, networks=networks, sandboxes=sandboxes,
-                   pending_releases=pending)
+    def _from_wire(cls, raw: Any, *, hostname: str) -> LocalState:
+        if not isinstance(raw, dict) or raw.get("version") != _VERSION:
+            version = raw.get("version") if isinstance(raw, dict) else None
+            raise ValueError(f"unknown version {version!r}")
+        state = msgspec.convert(raw, cls)
+        if hostname:
+            state.hostname = hostname
+        return state

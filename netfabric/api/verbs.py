@@ -37,29 +37,37 @@ class Args(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Verb(Generic[P, R]):
     """One verb: its name, its argument Struct (whose constructor is the call's signature)
-    and the type of its result."""
+    and the type of its result. The cluster endpoint's verbs (:mod:`netfabric.agent.rpc`)
+    are made the same way."""
 
-    def __init__(self, name: str, args: Callable[P, Args], result: type[R], doc: str) -> None:
+    def __init__(self, name: str, args: Callable[P, msgspec.Struct], result: type[R],
+                 doc: str) -> None:
         self.name = name
         self.arguments = args
         self.result = result
         self.doc = doc
-        self._args_type: type[Args] = args  # type: ignore[assignment]
+        self._args_type: type[msgspec.Struct] = args  # type: ignore[assignment]
 
     def encode(self, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
         """The JSON object of one call (every argument, defaults included)."""
         return msgspec.structs.asdict(self.arguments(*args, **kwargs))
 
-    def parse_args(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """The checked keyword arguments of a request body; ``null`` means "not given".
+    def parse(self, raw: Any) -> msgspec.Struct:
+        """The checked argument Struct of a request body; ``null`` means "not given".
 
         A bad request is one :class:`InvalidArgument` naming the verb, the argument and
         what was wrong."""
+        if not isinstance(raw, dict):
+            raise InvalidArgument(f"{self.name}: the arguments must be a JSON object")
         given = {k: v for k, v in raw.items() if v is not None}
         try:
-            args = msgspec.convert(given, self._args_type)
+            return msgspec.convert(given, self._args_type)
         except msgspec.ValidationError as exc:
             raise InvalidArgument(self._explain(str(exc))) from None
+
+    def parse_args(self, raw: Any) -> dict[str, Any]:
+        """:meth:`parse` as the keyword arguments of the method that serves the verb."""
+        args = self.parse(raw)
         return {f: getattr(args, f) for f in args.__struct_fields__}
 
     def _explain(self, text: str) -> str:

@@ -12,7 +12,7 @@ from netfabric.agent.fakes import FakeBook, FakeLayers
 from netfabric.agent.ports import Allocation
 from netfabric.agent.state import NodeRecord
 from netfabric.api.types import Role
-from netfabric.errors import AddressHosted, NetfabricError, PoolExhausted
+from netfabric.errors import AddressHosted, MalformedAnswer, NetfabricError, PoolExhausted
 from netfabric.model import Driver, Network, Scope, SubnetSpec
 
 
@@ -56,11 +56,11 @@ def test_a_worker_takes_big_subnets_from_blocks_and_small_ones_from_the_manager(
     assert layers.links.calls[0][1]["ip"] == "10.6.0.5"
 
 
-def test_a_malformed_allocation_from_the_manager_is_a_cluster_error(tmp_path: Path) -> None:
+def test_a_malformed_allocation_from_the_manager_is_a_malformed_answer(tmp_path: Path) -> None:
     layers = FakeLayers()
     layers.links.answers["allocate"] = {"prefixlen": 24}
     router = AddressRouter(layers.context(str(tmp_path), role=Role.WORKER))
-    with pytest.raises(NetfabricError, match="malformed"):   # MalformedAnswer with wire
+    with pytest.raises(MalformedAnswer, match=r"malformed allocate answer.*`ipv4`"):
         asyncio.run(router.allocate(_overlay("10.6.0.0/26"), None))
 
 

@@ -10,7 +10,15 @@ from netfabric.agent.core import AgentCore
 from netfabric.agent.fakes import FakeLayers
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
 from netfabric.api.types import Availability, NodeStatus, Role
-from netfabric.errors import ClusterError, InUse, InvalidToken, NotAManager, NotFound, NotInCluster
+from netfabric.errors import (
+    ClusterError,
+    InUse,
+    InvalidArgument,
+    InvalidToken,
+    NotAManager,
+    NotFound,
+    NotInCluster,
+)
 
 
 def _pair(tmp_path: Path) -> tuple[FakeLayers, AgentCore, FakeLayers, AgentCore]:
@@ -142,5 +150,7 @@ def test_unknown_cluster_verbs_and_non_managers(tmp_path: Path) -> None:
         with pytest.raises(NotFound, match="unknown cluster verb"):
             await manager.handle_cluster("reboot", {})
         with pytest.raises(NotFound):
+            await manager.handle_cluster("allocate", {"network_id": "nope", "node_id": "n2"})
+        with pytest.raises(InvalidArgument, match="allocate: missing argument 'node_id'"):
             await manager.handle_cluster("allocate", {"network_id": "nope"})
     asyncio.run(go())

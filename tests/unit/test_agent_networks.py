@@ -14,7 +14,7 @@ from netfabric.errors import (
     AlreadyExists,
     InUse,
     InvalidArgument,
-    NetfabricError,
+    MalformedAnswer,
     NotAManager,
     NotFound,
     NotInCluster,
@@ -118,7 +118,7 @@ def test_a_worker_fetches_cluster_networks_and_drops_removed_copies(tmp_path: Pa
         asyncio.run(reg.resolve("ov"))
     assert ctx.ledger.network("ov1") is None
     layers.links.answers["get_network"] = {"id": "x"}
-    with pytest.raises(NetfabricError, match="malformed"):   # MalformedAnswer with wire
+    with pytest.raises(MalformedAnswer, match="malformed get_network answer"):
         asyncio.run(reg.resolve("ov"))
 
 

@@ -1,14 +1,29 @@
-"""The typed codecs of gossip values and the join request: round trips, and errors that name
-the field."""
+"""The typed codecs of gossip values, the join request and the agent's state file: round
+trips, files of the earlier codec, and errors that name the field."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from netfabric.agent.handshake import JoinOffer
 from netfabric.agent.mesh import decode_endpoint, encode_endpoint
-from netfabric.errors import InvalidArgument
+from netfabric.agent.rpc import (
+    ALLOCATE,
+    CLUSTER_VERBS,
+    JOIN,
+    LEASE_BLOCK,
+    LeaseBlockArgs,
+)
+from netfabric.agent.state import STATE_FILE, LocalState
+from netfabric.api.types import Availability, Role, to_wire
+from netfabric.api.wire import encode_json
+from netfabric.errors import InvalidArgument, MalformedAnswer, StoreCorrupt
+from netfabric.ipam.addr import IPFamily
+from netfabric.ipam.pools import AddressSpace
+from netfabric.ipam.values import BlockLease, Subnet
 from netfabric.model import Endpoint
 
 EP = Endpoint(id="e1", network_id="n1", sandbox="s1", node_id="node1",
@@ -44,3 +59,54 @@ def test_join_offer_round_trips_and_refuses_malformed() -> None:
         JoinOffer.from_wire({**offer.to_wire(), "gossip_port": "many"})
     with pytest.raises(InvalidArgument, match="malformed join request"):
         JoinOffer.from_wire(["n2"])
+
+
+# A state file as the hand-written codec before msgspec wrote it (json.dumps, sort_keys).
+OLD_STATE = """{"cluster": {"cluster_id": "c1", "listen": "0.0.0.0:2377", "managers":
+ ["198.51.100.1:2377"], "role": "manager", "role_secrets": {"worker": "w"}, "secret": "s"},
+ "hostname": "node1", "networks": {"n1": {"attachable": true, "created": 5.0, "driver":
+ "overlay", "id": "n1", "internal": false, "ipv6": false, "mtu": null, "name": "ov",
+ "options": [["a", "b"]], "scope": "swarm", "subnets": [["10.0.0.0/24", "10.0.0.1", null]],
+ "vni": 4097}}, "node_id": "x1", "nodes": {"x1": {"address": "198.51.100.1", "availability":
+ "active", "gossip_port": 7946, "hostname": "node1", "id": "x1", "role": "manager"}},
+ "pending_releases": [["n1", "10.0.0.9"]], "sandboxes": {}, "version": 1}"""
+
+
+def test_an_existing_state_file_still_reads(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text(OLD_STATE)
+    state = LocalState.load(str(tmp_path), hostname="")
+    assert state.cluster is not None and state.cluster.role is Role.MANAGER
+    assert state.networks["n1"].subnets == [("10.0.0.0/24", "10.0.0.1", None)]
+    assert state.nodes["x1"].availability is Availability.ACTIVE
+    assert state.pending_releases == [("n1", "10.0.0.9")]
+    state.save(str(tmp_path))
+    assert LocalState.load(str(tmp_path), hostname="") == state
+
+
+def test_a_malformed_state_file_names_the_field(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text(OLD_STATE.replace('"gossip_port": 7946',
+                                                         '"gossip_port": "x"'))
+    with pytest.raises(StoreCorrupt, match=r"\$\.nodes\[\.\.\.\]\.gossip_port"):
+        LocalState.load(str(tmp_path), hostname="")
+
+
+def test_cluster_verbs_check_requests_and_answers() -> None:
+    lease = BlockLease(network_id="n1", host_id="h2", block="10.0.0.64/26",
+                       subnet=Subnet("n1", AddressSpace.GLOBAL, "10.0.0.0/24", "10.0.0.1"),
+                       taken=("10.0.0.65",))
+    assert LEASE_BLOCK.parse_result(to_wire(lease), peer="m") == lease
+    assert encode_json(lease) == encode_json(lease.to_dict())  # the answer as before
+    args = LEASE_BLOCK.parse({"network_id": "n1", "host_id": "h2", "family": 6})
+    assert isinstance(args, LeaseBlockArgs) and args.family is IPFamily.V6
+    with pytest.raises(InvalidArgument, match="allocate: missing argument 'node_id'"):
+        ALLOCATE.parse({"network_id": "n1"})
+    with pytest.raises(InvalidArgument, match="lease_block: argument 'family'"):
+        LEASE_BLOCK.parse({"network_id": "n1", "host_id": "h2", "family": 5})
+    with pytest.raises(MalformedAnswer, match=r"manager at x sent a malformed allocate answer"):
+        ALLOCATE.parse_result({"ipv4": "10.0.0.2"}, peer="manager at x")
+    with pytest.raises(MalformedAnswer, match=r"join answer.*\$\.nodes\[0\]\.gossip_port"):
+        JOIN.parse_result({"sealed": "s", "role": "worker", "cluster_id": "c", "managers": [],
+                           "nodes": [{"id": "x", "hostname": "h", "address": "a",
+                                      "gossip_port": "p", "role": "worker"}]}, peer="m")
+    assert set(CLUSTER_VERBS) == {"join", "get_network", "allocate", "release", "lease_block",
+                                  "release_block", "leave"}
