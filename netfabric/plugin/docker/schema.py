@@ -1,22 +1,26 @@
 """libnetwork's remote plugin wire schema: one typed request/response pair per verb.
 
-Requests are parsed from untrusted JSON into frozen values by :func:`parse_request`, which
-checks every field Docker sends (types, id shapes, CIDRs) and raises
-:class:`~netfabric.errors.InvalidArgument` naming the verb and field, so a handler only ever
-sees well-formed input. Responses render themselves with :meth:`to_json` in Docker's field
-names. Observed payloads (dockerd 20.10) are in shared/reference/dockerd-remote-plugin-observed.md:
-``Options`` may be ``null``, a retried request may come with an empty body, and
-``ReleaseAddress`` carries a bare address where ``RequestAddress`` answers ``a/len``.
+Requests are msgspec Structs in Docker's field names, decoded from untrusted JSON by
+:func:`parse_request`: msgspec checks every field's type and shape (ids, string maps, list
+sizes) and the ``__post_init__`` hooks check and normalise addresses and CIDRs, so a bad
+request is one :class:`~netfabric.errors.InvalidArgument` naming the verb and the field path,
+and a handler only ever sees well-formed input. Responses render themselves with
+:meth:`to_json` in Docker's field names. Observed payloads (dockerd 20.10) are in
+shared/reference/dockerd-remote-plugin-observed.md: ``Options`` may be ``null``, a retried
+request may come with an empty body, and ``ReleaseAddress`` carries a bare address where
+``RequestAddress`` answers ``a/len``.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from netfabric.errors import InvalidArgument
 
@@ -65,356 +69,268 @@ MAX_BODY: Final = 1 << 20
 _GENERIC: Final = "com.docker.network.generic"
 _ENABLE_IPV6: Final = "com.docker.network.enable_ipv6"
 _DNS_SERVERS: Final = "com.docker.network.endpoint.dnsservers"
-_ID_RE: Final = re.compile(r"[0-9A-Za-z_.-]{1,128}")
-_MAC_RE: Final = re.compile(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}")
-_MAX_STR: Final = 4096
+_MAC_OPTION: Final = "com.docker.network.endpoint.macaddress"
+
+# -- field types: msgspec checks these and names the field path on failure --------------------
+
+Id = Annotated[str, Meta(pattern=r"^[0-9A-Za-z_.-]{1,128}$",
+                         description="letters, digits, '_.-', at most 128")]
+"""A Docker network, endpoint or pool id."""
+Text = Annotated[str, Meta(max_length=4096)]
+Key = Annotated[str, Meta(max_length=256)]
+StrMap = dict[Key, Text]
+"""A map of string options (``-o k=v``, ``--ipam-opt``)."""
+Mac = Annotated[str, Meta(pattern=r"^(([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})?$")]
 
 
-# ---------------------------------------------------------------------------------------------
-# field readers: each raises InvalidArgument naming the verb and field
+def _pairs(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """A string map as sorted pairs, for stable equality."""
+    return tuple(sorted((value or {}).items()))
 
 
-def _fail(verb: str, key: str, why: str) -> InvalidArgument:
-    return InvalidArgument(f"{verb}: field {key!r} {why}")
-
-
-def _get_str(verb: str, obj: Mapping[str, Any], key: str, *, required: bool = False) -> str:
-    value = obj.get(key)
-    if value is None or value == "":
-        if required:
-            raise _fail(verb, key, "is required")
-        return ""
-    if not isinstance(value, str):
-        raise _fail(verb, key, f"must be a string, got {type(value).__name__}")
-    if len(value) > _MAX_STR:
-        raise _fail(verb, key, "is too long")
-    return value
-
-
-def _get_id(verb: str, obj: Mapping[str, Any], key: str) -> str:
-    value = _get_str(verb, obj, key, required=True)
-    if not _ID_RE.fullmatch(value):
-        raise _fail(verb, key, "is not an id (letters, digits, '_.-', at most 128): "
-                               f"{value[:80]!r}")
-    return value
-
-
-def _get_bool(verb: str, obj: Mapping[str, Any], key: str) -> bool:
-    value = obj.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise _fail(verb, key, f"must be true or false, got {type(value).__name__}")
-    return value
-
-
-def _get_map(verb: str, obj: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = obj.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(verb, key, f"must be an object, got {type(value).__name__}")
-    return value
-
-
-def _str_map(verb: str, key: str, value: object) -> tuple[tuple[str, str], ...]:
-    """A map of string options (``-o k=v``, ``--ipam-opt``), sorted for stable equality."""
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        raise _fail(verb, key, f"must be an object of strings, got {type(value).__name__}")
-    out: list[tuple[str, str]] = []
-    for k, v in value.items():
-        if not isinstance(v, str) or len(k) > 256 or len(v) > _MAX_STR:
-            raise _fail(verb, f"{key}.{k}"[:120], "must be a short string")
-        out.append((k, v))
-    return tuple(sorted(out))
-
-
-def _cidr(verb: str, key: str, text: str, *, host: bool) -> str:
+def _cidr(key: str, text: str, *, host: bool) -> str:
     """A CIDR; with ``host`` an address with its prefix length (``a/len``), else a network."""
     try:
         if host:
             return str(ipaddress.ip_interface(text))
         return str(ipaddress.ip_network(text, strict=True))
-    except ValueError as exc:
-        raise _fail(verb, key, f"is not a valid {'address/len' if host else 'CIDR'}: "
-                               f"{text[:80]!r}") from exc
+    except ValueError:
+        raise ValueError(f"{key} is not a valid {'address/len' if host else 'CIDR'}: "
+                         f"{text[:80]!r}") from None
 
 
-def _address(verb: str, key: str, text: str) -> str:
+def _address(key: str, text: str) -> str:
     """A bare address; Docker sometimes sends ``a/len`` where ``a`` is meant."""
     try:
         return str(ipaddress.ip_interface(text).ip)
-    except ValueError as exc:
-        raise _fail(verb, key, f"is not an IP address: {text[:80]!r}") from exc
+    except ValueError:
+        raise ValueError(f"{key} is not an IP address: {text[:80]!r}") from None
+
+
+class _Wire(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of the request Structs: Docker's field names, unknown fields ignored."""
 
 
 # ---------------------------------------------------------------------------------------------
 # requests
 
 
-@dataclass(frozen=True, slots=True)
-class ActivateRequest:
+class ActivateRequest(_Wire, frozen=True):
     """``Plugin.Activate``: the handshake; the body is empty."""
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> ActivateRequest:
-        return cls()
 
-
-@dataclass(frozen=True, slots=True)
-class GetCapabilitiesRequest:
+class GetCapabilitiesRequest(_Wire, frozen=True):
     """``NetworkDriver.GetCapabilities``, ``IpamDriver.GetCapabilities`` and
     ``IpamDriver.GetDefaultAddressSpaces``: no fields."""
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> GetCapabilitiesRequest:
-        return cls()
 
-
-@dataclass(frozen=True, slots=True)
-class IPData:
+class IPData(_Wire, frozen=True):
     """One entry of ``IPv4Data``/``IPv6Data``: the pool and gateway IPAM gave the network."""
 
-    address_space: str
-    pool: str
-    gateway: str = ""
-    aux_addresses: tuple[tuple[str, str], ...] = ()
+    pool: Text = msgspec.field(name="Pool")
+    address_space: Text = msgspec.field(name="AddressSpace", default="")
+    gateway: Text = msgspec.field(name="Gateway", default="")
+    aux: dict[Annotated[str, Meta(max_length=64)], Text] | None = msgspec.field(
+        name="AuxAddresses", default=None)
 
-    @classmethod
-    def parse(cls, verb: str, key: str, obj: object) -> IPData:
-        if not isinstance(obj, dict):
-            raise _fail(verb, key, "entries must be objects")
-        pool = _cidr(verb, f"{key}.Pool", _get_str(verb, obj, "Pool", required=True), host=False)
-        gw = _get_str(verb, obj, "Gateway")
-        aux = obj.get("AuxAddresses")
-        aux_items: list[tuple[str, str]] = []
-        if aux is not None:
-            if not isinstance(aux, dict):
-                raise _fail(verb, f"{key}.AuxAddresses", "must be an object")
-            for name, addr in aux.items():
-                if not isinstance(addr, str):
-                    raise _fail(verb, f"{key}.AuxAddresses", "values must be strings")
-                aux_items.append((str(name)[:64], _cidr(verb, f"{key}.AuxAddresses", addr,
-                                                        host=True)))
-        return cls(address_space=_get_str(verb, obj, "AddressSpace"), pool=pool,
-                   gateway=_cidr(verb, f"{key}.Gateway", gw, host=True) if gw else "",
-                   aux_addresses=tuple(sorted(aux_items)))
+    def __post_init__(self) -> None:
+        force_setattr(self, "pool", _cidr("Pool", self.pool, host=False))
+        force_setattr(self, "gateway",
+                      _cidr("Gateway", self.gateway, host=True) if self.gateway else "")
+        force_setattr(self, "aux", {k: _cidr("AuxAddresses", v, host=True)
+                                    for k, v in (self.aux or {}).items()})
+
+    @property
+    def aux_addresses(self) -> tuple[tuple[str, str], ...]:
+        return _pairs(self.aux)
 
 
-def _ip_data(verb: str, obj: Mapping[str, Any], key: str) -> tuple[IPData, ...]:
-    value = obj.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > 64:
-        raise _fail(verb, key, "must be a list (at most 64 entries)")
-    return tuple(IPData.parse(verb, key, item) for item in value)
+IPDataList = Annotated[tuple[IPData, ...], Meta(max_length=64)]
 
 
-@dataclass(frozen=True, slots=True)
-class CreateNetworkRequest:
+class _NetworkOptions(_Wire, frozen=True):
+    generic: StrMap | None = msgspec.field(name=_GENERIC, default=None)
+    enable_ipv6: bool | None = msgspec.field(name=_ENABLE_IPV6, default=None)
+
+
+class CreateNetworkRequest(_Wire, frozen=True):
     """``NetworkDriver.CreateNetwork``: a Docker network id, its ``-o`` options and pools.
 
     The network's *name* is not in any request of the protocol; the plugin learns it from
     dockerd's API once the network exists (see handlers)."""
 
-    network_id: str
-    options: tuple[tuple[str, str], ...] = ()
-    ipv6: bool = False
-    ipv4_data: tuple[IPData, ...] = ()
-    ipv6_data: tuple[IPData, ...] = ()
+    network_id: Id = msgspec.field(name="NetworkID")
+    opts: _NetworkOptions | None = msgspec.field(name="Options", default=None)
+    ipv4: IPDataList | None = msgspec.field(name="IPv4Data", default=None)
+    ipv6_pools: IPDataList | None = msgspec.field(name="IPv6Data", default=None)
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> CreateNetworkRequest:
-        opts = _get_map(verb, obj, "Options")
-        ipv6 = opts.get(_ENABLE_IPV6, False)
-        if not isinstance(ipv6, bool):
-            raise _fail(verb, f"Options.{_ENABLE_IPV6}", "must be true or false")
-        return cls(network_id=_get_id(verb, obj, "NetworkID"),
-                   options=_str_map(verb, f"Options.{_GENERIC}", opts.get(_GENERIC)),
-                   ipv6=ipv6, ipv4_data=_ip_data(verb, obj, "IPv4Data"),
-                   ipv6_data=_ip_data(verb, obj, "IPv6Data"))
+    @property
+    def ipv4_data(self) -> tuple[IPData, ...]:
+        return self.ipv4 or ()
+
+    @property
+    def ipv6_data(self) -> tuple[IPData, ...]:
+        return self.ipv6_pools or ()
+
+    @property
+    def options(self) -> tuple[tuple[str, str], ...]:
+        return _pairs(self.opts.generic if self.opts else None)
+
+    @property
+    def ipv6(self) -> bool:
+        return bool(self.opts and self.opts.enable_ipv6)
 
     def option(self, key: str, default: str = "") -> str:
         return dict(self.options).get(key, default)
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkRequest:
+class NetworkRequest(_Wire, frozen=True):
     """``NetworkDriver.DeleteNetwork``: just the network id."""
 
-    network_id: str
-
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> NetworkRequest:
-        return cls(network_id=_get_id(verb, obj, "NetworkID"))
+    network_id: Id = msgspec.field(name="NetworkID")
 
 
-@dataclass(frozen=True, slots=True)
-class CreateEndpointRequest:
+class _Interface(_Wire, frozen=True):
+    address: Text = msgspec.field(name="Address", default="")
+    address_ipv6: Text = msgspec.field(name="AddressIPv6", default="")
+    mac: Mac = msgspec.field(name="MacAddress", default="")
+
+    def __post_init__(self) -> None:
+        force_setattr(self, "address",
+                      _cidr("Address", self.address, host=True) if self.address else "")
+        force_setattr(self, "address_ipv6", _cidr("AddressIPv6", self.address_ipv6, host=True)
+                      if self.address_ipv6 else "")
+        force_setattr(self, "mac", self.mac.lower())
+
+
+class _EndpointOptions(_Wire, frozen=True):
+    dns_servers: list[Text] | None = msgspec.field(name=_DNS_SERVERS, default=None)
+
+    def __post_init__(self) -> None:
+        force_setattr(self, "dns_servers",
+                      [_address(_DNS_SERVERS, d) for d in (self.dns_servers or [])[:8]])
+
+
+class CreateEndpointRequest(_Wire, frozen=True):
     """``NetworkDriver.CreateEndpoint``: the address IPAM gave, and ``--dns`` if any."""
 
-    network_id: str
-    endpoint_id: str
-    address: str = ""
-    address_ipv6: str = ""
-    mac: str = ""
-    dns_servers: tuple[str, ...] = ()
+    network_id: Id = msgspec.field(name="NetworkID")
+    endpoint_id: Id = msgspec.field(name="EndpointID")
+    interface: _Interface | None = msgspec.field(name="Interface", default=None)
+    opts: _EndpointOptions | None = msgspec.field(name="Options", default=None)
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> CreateEndpointRequest:
-        iface = _get_map(verb, obj, "Interface")
-        addr = _get_str(verb, iface, "Address")
-        addr6 = _get_str(verb, iface, "AddressIPv6")
-        mac = _get_str(verb, iface, "MacAddress")
-        if mac and not _MAC_RE.fullmatch(mac):
-            raise _fail(verb, "Interface.MacAddress", f"is not a MAC address: {mac[:40]!r}")
-        opts = _get_map(verb, obj, "Options")
-        dns = opts.get(_DNS_SERVERS) or []
-        if not isinstance(dns, list) or not all(isinstance(d, str) for d in dns):
-            raise _fail(verb, f"Options.{_DNS_SERVERS}", "must be a list of addresses")
-        return cls(network_id=_get_id(verb, obj, "NetworkID"),
-                   endpoint_id=_get_id(verb, obj, "EndpointID"),
-                   address=_cidr(verb, "Interface.Address", addr, host=True) if addr else "",
-                   address_ipv6=(_cidr(verb, "Interface.AddressIPv6", addr6, host=True)
-                                 if addr6 else ""),
-                   mac=mac.lower(),
-                   dns_servers=tuple(_address(verb, f"Options.{_DNS_SERVERS}", d)
-                                     for d in dns[:8]))
+    @property
+    def address(self) -> str:
+        return self.interface.address if self.interface else ""
+
+    @property
+    def address_ipv6(self) -> str:
+        return self.interface.address_ipv6 if self.interface else ""
+
+    @property
+    def mac(self) -> str:
+        return self.interface.mac if self.interface else ""
+
+    @property
+    def dns_servers(self) -> tuple[str, ...]:
+        return tuple(self.opts.dns_servers or ()) if self.opts else ()
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointRequest:
+class EndpointRequest(_Wire, frozen=True):
     """``EndpointOperInfo``, ``DeleteEndpoint``, ``Leave`` and
     ``RevokeExternalConnectivity``: network and endpoint ids."""
 
-    network_id: str
-    endpoint_id: str
-
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> EndpointRequest:
-        return cls(network_id=_get_id(verb, obj, "NetworkID"),
-                   endpoint_id=_get_id(verb, obj, "EndpointID"))
+    network_id: Id = msgspec.field(name="NetworkID")
+    endpoint_id: Id = msgspec.field(name="EndpointID")
 
 
-@dataclass(frozen=True, slots=True)
-class ExternalConnectivityRequest:
+class ExternalConnectivityRequest(_Wire, frozen=True):
     """``ProgramExternalConnectivity``: ids plus port options (unused by netfabric)."""
 
-    network_id: str
-    endpoint_id: str
-
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> ExternalConnectivityRequest:
-        _get_map(verb, obj, "Options")
-        return cls(network_id=_get_id(verb, obj, "NetworkID"),
-                   endpoint_id=_get_id(verb, obj, "EndpointID"))
+    network_id: Id = msgspec.field(name="NetworkID")
+    endpoint_id: Id = msgspec.field(name="EndpointID")
+    opts: dict[str, Any] | None = msgspec.field(name="Options", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class JoinRequest:
+class JoinRequest(_Wire, frozen=True):
     """``NetworkDriver.Join``: the sandbox (a netns path in dockerd's mount namespace)."""
 
-    network_id: str
-    endpoint_id: str
-    sandbox_key: str
-
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> JoinRequest:
-        _get_map(verb, obj, "Options")
-        return cls(network_id=_get_id(verb, obj, "NetworkID"),
-                   endpoint_id=_get_id(verb, obj, "EndpointID"),
-                   sandbox_key=_get_str(verb, obj, "SandboxKey"))
+    network_id: Id = msgspec.field(name="NetworkID")
+    endpoint_id: Id = msgspec.field(name="EndpointID")
+    sandbox_key: Text = msgspec.field(name="SandboxKey", default="")
+    opts: dict[str, Any] | None = msgspec.field(name="Options", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class DiscoverRequest:
+class DiscoverRequest(_Wire, frozen=True):
     """``DiscoverNew``/``DiscoverDelete``: node discovery, which netfabric's gossip does."""
 
-    discovery_type: int
-
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> DiscoverRequest:
-        dtype = obj.get("DiscoveryType")
-        if not isinstance(dtype, int) or isinstance(dtype, bool):
-            raise _fail(verb, "DiscoveryType", "must be an integer")
-        return cls(discovery_type=dtype)
+    discovery_type: int = msgspec.field(name="DiscoveryType")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestPoolRequest:
+class RequestPoolRequest(_Wire, frozen=True):
     """``IpamDriver.RequestPool``: ``--subnet``/``--ip-range`` when given, else empty."""
 
-    address_space: str
-    pool: str = ""
-    sub_pool: str = ""
-    v6: bool = False
-    options: tuple[tuple[str, str], ...] = ()
+    address_space: Text = msgspec.field(name="AddressSpace")
+    pool: Text = msgspec.field(name="Pool", default="")
+    sub_pool: Text = msgspec.field(name="SubPool", default="")
+    v6: bool = msgspec.field(name="V6", default=False)
+    opts: StrMap | None = msgspec.field(name="Options", default=None)
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> RequestPoolRequest:
-        pool = _get_str(verb, obj, "Pool")
-        sub = _get_str(verb, obj, "SubPool")
-        v6 = _get_bool(verb, obj, "V6")
-        pool = _cidr(verb, "Pool", pool, host=False) if pool else ""
-        sub = _cidr(verb, "SubPool", sub, host=False) if sub else ""
+    def __post_init__(self) -> None:
+        if not self.address_space:
+            raise ValueError("AddressSpace is required")
+        pool = _cidr("Pool", self.pool, host=False) if self.pool else ""
+        sub = _cidr("SubPool", self.sub_pool, host=False) if self.sub_pool else ""
+        v6 = self.v6
         if sub and not pool:
-            raise _fail(verb, "SubPool", "needs a Pool (--ip-range needs --subnet)")
+            raise ValueError("SubPool needs a Pool (--ip-range needs --subnet)")
         if pool:
             net = ipaddress.ip_network(pool)
             if (net.version == 6) != v6:
-                raise _fail(verb, "Pool", f"{pool} does not match V6={v6}")
+                raise ValueError(f"Pool {pool} does not match V6={v6}")
             if sub and not ipaddress.ip_network(sub).subnet_of(net):  # type: ignore[arg-type]
-                raise _fail(verb, "SubPool", f"{sub} is not inside {pool}")
-        return cls(address_space=_get_str(verb, obj, "AddressSpace", required=True),
-                   pool=pool, sub_pool=sub,
-                   v6=v6, options=_str_map(verb, "Options", obj.get("Options")))
+                raise ValueError(f"SubPool {sub} is not inside {pool}")
+        force_setattr(self, "pool", pool)
+        force_setattr(self, "sub_pool", sub)
+
+    @property
+    def options(self) -> tuple[tuple[str, str], ...]:
+        return _pairs(self.opts)
 
 
-@dataclass(frozen=True, slots=True)
-class ReleasePoolRequest:
-    """``IpamDriver.ReleasePool``."""
-
-    pool_id: str
-
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> ReleasePoolRequest:
-        return cls(pool_id=_get_id(verb, obj, "PoolID"))
-
-
-@dataclass(frozen=True, slots=True)
-class RequestAddressRequest:
+class RequestAddressRequest(_Wire, frozen=True):
     """``IpamDriver.RequestAddress``: a specific address (``--ip``, gateway) or any."""
 
-    pool_id: str
-    address: str = ""
-    gateway: bool = False
-    mac: str = ""
+    pool_id: Id = msgspec.field(name="PoolID")
+    address: Text = msgspec.field(name="Address", default="")
+    opts: StrMap | None = msgspec.field(name="Options", default=None)
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> RequestAddressRequest:
-        addr = _get_str(verb, obj, "Address")
-        opts = _str_map(verb, "Options", obj.get("Options"))
-        kind = dict(opts).get("RequestAddressType", "")
-        mac = dict(opts).get("com.docker.network.endpoint.macaddress", "")
-        return cls(pool_id=_get_id(verb, obj, "PoolID"),
-                   address=_address(verb, "Address", addr) if addr else "",
-                   gateway=kind == GATEWAY_ADDRESS_TYPE, mac=mac)
+    def __post_init__(self) -> None:
+        force_setattr(self, "address", _address("Address", self.address) if self.address else "")
+
+    @property
+    def gateway(self) -> bool:
+        return (self.opts or {}).get("RequestAddressType", "") == GATEWAY_ADDRESS_TYPE
+
+    @property
+    def mac(self) -> str:
+        return (self.opts or {}).get(_MAC_OPTION, "")
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseAddressRequest:
+class ReleasePoolRequest(_Wire, frozen=True):
+    """``IpamDriver.ReleasePool``."""
+
+    pool_id: Id = msgspec.field(name="PoolID")
+
+
+class ReleaseAddressRequest(_Wire, frozen=True):
     """``IpamDriver.ReleaseAddress``: Docker sends the bare address."""
 
-    pool_id: str
-    address: str
+    pool_id: Id = msgspec.field(name="PoolID")
+    address: Text = msgspec.field(name="Address")
 
-    @classmethod
-    def parse(cls, verb: str, obj: Mapping[str, Any]) -> ReleaseAddressRequest:
-        return cls(pool_id=_get_id(verb, obj, "PoolID"),
-                   address=_address(verb, "Address", _get_str(verb, obj, "Address",
-                                                               required=True)))
+    def __post_init__(self) -> None:
+        force_setattr(self, "address", _address("Address", self.address))
 
 
 Request = (ActivateRequest | GetCapabilitiesRequest | CreateNetworkRequest | NetworkRequest
@@ -447,10 +363,12 @@ VERBS: Final[Mapping[str, type[Request]]] = {
 
 _BODYLESS: Final = frozenset({"Plugin.Activate", "NetworkDriver.GetCapabilities",
                               "IpamDriver.GetCapabilities", "IpamDriver.GetDefaultAddressSpaces"})
+_DECODERS: Final = {kind: msgspec.json.Decoder(kind) for kind in set(VERBS.values())}
 
 
 def parse_request(verb: str, body: bytes) -> Request:
-    """Decode and check one request body; raise :class:`InvalidArgument` with a clear reason.
+    """Decode and check one request body; raise :class:`InvalidArgument` with a clear reason
+    (the verb, and the field path msgspec found wrong).
 
     Verbs without fields accept an empty body; every other verb needs a JSON object.
     """
@@ -462,16 +380,14 @@ def parse_request(verb: str, body: bytes) -> Request:
         raise InvalidArgument(f"{verb}: request body larger than {MAX_BODY} bytes")
     if not body.strip():
         if verb in _BODYLESS:
-            return kind.parse(verb, {})
+            return _DECODERS[kind].decode(b"{}")
         raise InvalidArgument(f"{verb}: empty request body (expected a JSON object)")
     try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        return _DECODERS[kind].decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(f"{verb}: {exc}") from None
+    except msgspec.DecodeError as exc:
         raise InvalidArgument(f"{verb}: request body is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidArgument(f"{verb}: request body must be a JSON object, "
-                              f"got {type(obj).__name__}")
-    return kind.parse(verb, obj)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ fsync, rename) before a handler answers, so an answer Docker saw is never lost.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from netfabric.errors import StoreCorrupt, StoreError
 from netfabric.model import Driver
@@ -89,29 +90,38 @@ class PluginState:
         self.pools[new.pool_id] = new
         return new
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": _VERSION,
-            "pools": [asdict(p) for p in self.pools.values()],
-            "networks": [asdict(n) for n in self.networks.values()],
-            "endpoints": [asdict(e) for e in self.endpoints.values()],
-        }
+    def to_json(self) -> bytes:
+        """The file's bytes: the records as lists (see :class:`_File`)."""
+        return msgspec.json.encode(_File(pools=list(self.pools.values()),
+                                         networks=list(self.networks.values()),
+                                         endpoints=list(self.endpoints.values())))
 
     @classmethod
-    def from_json(cls, obj: Any) -> PluginState:
-        if not isinstance(obj, dict) or obj.get("version") != _VERSION:
-            raise ValueError("not a netfabric docker-plugin state (version 1)")
-        state = cls()
-        for p in obj["pools"]:
-            state.pools[p["pool_id"]] = PoolRecord(**p)
-        for n in obj["networks"]:
-            n = dict(n, driver=Driver(n["driver"]),
-                     options=tuple((str(k), str(v)) for k, v in n["options"]))
-            state.networks[n["network_id"]] = DockerNetworkRecord(**n)
-        for e in obj["endpoints"]:
-            e = dict(e, names=tuple(str(n) for n in e.get("names", ())))
-            state.endpoints[e["endpoint_id"]] = EndpointRecord(**e)
-        return state
+    def from_json(cls, raw: bytes) -> PluginState:
+        """The state of a file's bytes; a malformed one is ``ValueError`` naming the field."""
+        try:
+            head = msgspec.json.decode(raw, type=_Version)
+            if head.version != _VERSION:
+                raise ValueError("not a netfabric docker-plugin state (version 1)")
+            obj = msgspec.json.decode(raw, type=_File)
+        except msgspec.DecodeError as exc:
+            raise ValueError(str(exc)) from None
+        return cls(pools={p.pool_id: p for p in obj.pools},
+                   networks={n.network_id: n for n in obj.networks},
+                   endpoints={e.endpoint_id: e for e in obj.endpoints})
+
+
+class _Version(msgspec.Struct):
+    version: int | None = None
+
+
+class _File(msgspec.Struct, kw_only=True):
+    """The file's schema (version 1)."""
+
+    version: int = _VERSION
+    pools: list[PoolRecord]
+    networks: list[DockerNetworkRecord]
+    endpoints: list[EndpointRecord]
 
 
 class StateFile:
@@ -123,14 +133,14 @@ class StateFile:
     def load(self) -> PluginState:
         """The saved state; an empty one when the file does not exist yet."""
         try:
-            text = self.path.read_text()
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return PluginState()
         except OSError as exc:
             raise StoreError(f"cannot read docker plugin state {self.path}: {exc}") from exc
         try:
-            return PluginState.from_json(json.loads(text))
-        except (ValueError, KeyError, TypeError) as exc:
+            return PluginState.from_json(raw)
+        except ValueError as exc:
             raise StoreCorrupt(f"docker plugin state {self.path} is unreadable ({exc}); "
                                "move it aside to start empty") from exc
 
@@ -138,8 +148,8 @@ class StateFile:
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as f:
-                json.dump(state.to_json(), f, separators=(",", ":"))
+            with open(tmp, "wb") as f:
+                f.write(state.to_json())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
