@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """CLI start-up benchmark: what a user waits for before and around one ``netfabric`` call.
 
-Prints one JSON object (with ``--json``), each a median over ``--runs`` fresh processes, ms:
+Prints one JSON object (with ``--json``), each a median over ``--runs`` fresh processes, ms
+of wall time and, as ``*_cpu_ms``, of the process's own CPU time (user + system), which a
+loaded machine inflates far less than wall time:
 
 - ``import_ms``: ``python -c "import netfabric"``;
 - ``help_ms``: ``netfabric --help``;
@@ -10,7 +12,10 @@ Prints one JSON object (with ``--json``), each a median over ``--runs`` fresh pr
 - ``info_netns_only_ms``: ``ip netns exec NS true`` alone, to subtract;
 - ``python_ms``: ``python -c pass``, the interpreter's own floor.
 
-    sudo .venv/bin/python bench/cli_bench.py --json [--runs 30]
+    sudo .venv/bin/python bench/cli_bench.py --json [--runs 30] [--venv OTHER/.venv]
+
+``--venv`` times another checkout's interpreter and CLI (e.g. main's, for a before/after
+figure under the same load); the lab's agent is always this checkout's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,35 +35,44 @@ from netfabric.lab.cluster import Lab
 from netfabric.lab.topology import exit_on_sigterm
 
 
-def _median_ms(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float:
-    times = []
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)  # warm the cache
+def _median_ms(argv: list[str], runs: int,
+               env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(median wall ms, median CPU ms) of ``runs`` fresh processes of ``argv``."""
+    walls, cpus = [], []
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd="/")  # warm up
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 1)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd="/")
+        walls.append((time.perf_counter() - t0) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    return round(statistics.median(walls), 1), round(statistics.median(cpus), 1)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--venv", help="time this virtualenv's python and netfabric")
     args = parser.parse_args()
     exit_on_sigterm()
-    py = sys.executable
+    py = os.path.join(args.venv, "bin", "python") if args.venv else sys.executable
     cli = os.path.join(os.path.dirname(py), "netfabric")
-    out: dict[str, float | str] = {
-        "python_ms": _median_ms([py, "-c", "pass"], args.runs),
-        "import_ms": _median_ms([py, "-c", "import netfabric"], args.runs),
-        "help_ms": _median_ms([cli, "--help"], args.runs),
-    }
+    out: dict[str, float | str] = {}
+
+    def measure(key: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        out[f"{key}_ms"], out[f"{key}_cpu_ms"] = _median_ms(argv, args.runs, env)
+
+    measure("python", [py, "-c", "pass"])
+    measure("import", [py, "-c", "import netfabric"])
+    measure("help", [cli, "--help"])
     with Lab.up(1) as lab:
         agent = lab.agents[0]
         env = {**os.environ, "NETFABRIC_HOST": agent.url}
         ns = ["ip", "netns", "exec", agent.netns]
-        out["info_netns_only_ms"] = _median_ms([*ns, "true"], args.runs)
-        out["info_ms"] = _median_ms([*ns, cli, "info"], args.runs, env=env)
+        measure("info_netns_only", [*ns, "true"])
+        measure("info", [*ns, cli, "info"], env)
     with open("/proc/loadavg", encoding="ascii") as f:
         out["loadavg"] = " ".join(f.read().split()[:3])
     if args.json:

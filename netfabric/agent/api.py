@@ -7,13 +7,15 @@ InvalidArgument. Plain coroutines over a core, testable without a socket.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netfabric.agent.core import AgentCore
 from netfabric.agent.server import Request
 from netfabric.api.types import to_wire
 from netfabric.api.verbs import VERBS
 from netfabric.errors import InUse, IPAMError, NotFound
+
+if TYPE_CHECKING:
+    from netfabric.agent.core import AgentCore
 
 __all__ = ["VERBS", "dispatch"]
 

@@ -27,9 +27,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from netfabric.agent.api import dispatch
-from netfabric.agent.context import NODE_VERBS
-from netfabric.agent.core import AgentConfig, AgentCore, check_name
+from netfabric.agent.context import NODE_VERBS, AgentConfig, check_name
 from netfabric.agent.frontend import AgentFrontend
 from netfabric.agent.ports import BlockBook, ManagerCall
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, split_addr, verify_mac
@@ -145,6 +143,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     from netfabric.agent.adapters import HostBlocks, RemoteBlocks, build_layers
+    from netfabric.agent.api import dispatch
+    from netfabric.agent.core import AgentCore  # drivers, pyroute2: not for `netfabric --help`
 
     os.makedirs(config.data_dir, exist_ok=True)
     state = LocalState.load(config.data_dir, hostname=config.hostname)
