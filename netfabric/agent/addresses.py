@@ -24,14 +24,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from netfabric.agent.context import NODE_VERBS, AgentContext, check_ip
+from netfabric.agent.context import AgentContext, check_ip
 from netfabric.agent.ports import Allocation, BlockBook, ManagerCall
-from netfabric.agent.rpc import ALLOCATE
+from netfabric.agent.rpc import ALLOCATE, LEND_ADDRESS, NODE_CALLS, UNLEND_ADDRESS, LendArgs
 from netfabric.api.types import Role
 from netfabric.errors import (
     AddressHosted,
     AgentUnreachable,
-    InvalidArgument,
     NetfabricError,
     NotFound,
     PoolExhausted,
@@ -126,7 +125,7 @@ class AddressRouter:
         node = ctx.ledger.state.nodes.get(owner)
         name = node.hostname if node is not None else owner[:12]
         try:
-            await ctx.call_node(owner, "lend_address", {"network_id": network_id, "ip": ip})
+            await ctx.call_node(owner, LEND_ADDRESS.name, {"network_id": network_id, "ip": ip})
         except (AgentUnreachable, NotFound) as exc:
             raise AddressHosted(f"{ip} lies in an address block leased to host {name}, "
                                 f"which must lend it but does not answer: {exc}") from exc
@@ -144,27 +143,28 @@ class AddressRouter:
 
     async def _unlend(self, owner: str, network_id: str, ip: str) -> None:
         try:
-            await self._ctx.call_node(owner, "unlend_address",
+            await self._ctx.call_node(owner, UNLEND_ADDRESS.name,
                                       {"network_id": network_id, "ip": ip})
         except NetfabricError as exc:   # it keeps the address unused: harmless
             log.info("host %s was not told that %s is free again: %s", owner[:12], ip, exc)
 
-    async def node_verb(self, verb: str, args: dict[str, Any]) -> Any:
-        """The manager asks this host to lend an address of its blocks, or takes it back."""
-        if verb not in NODE_VERBS:
+    async def node_verb(self, verb: str, raw: Any) -> Any:
+        """The manager asks this host to lend an address of its blocks, or takes it back
+        (arguments checked against :data:`~netfabric.agent.rpc.NODE_CALLS`)."""
+        spec = NODE_CALLS.get(verb)
+        if spec is None:
             raise NotFound(f"unknown node verb {verb!r}")
+        args = spec.parse(raw)
+        assert isinstance(args, LendArgs)
         ctx = self._ctx
-        ip = check_ip(args.get("ip"), "address")
-        network_id = args.get("network_id")
-        if ip is None or not isinstance(network_id, str):
-            raise InvalidArgument(f"{verb} needs a network_id and an ip")
+        network_id, ip = args.network_id, check_ip(args.ip, "address")
         if self._blocks is None and self._blocks_factory is not None and \
                 ctx.role is Role.WORKER:
             self._blocks = self._blocks_factory(ctx.call_manager)
         blocks = self._blocks
         if blocks is None:
             return False
-        fn = blocks.lend if verb == "lend_address" else blocks.unlend
+        fn = blocks.lend if spec is LEND_ADDRESS else blocks.unlend
         return await ctx.thread(fn, network_id, ip)
 
     async def release(self, net: Network, ip: str | None) -> None:

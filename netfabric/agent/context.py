@@ -29,7 +29,7 @@ from netfabric.agent.ports import (
     NameService,
     RecordTable,
 )
-from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, ManagerLink
+from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, NODE_CALLS, ManagerLink
 from netfabric.agent.state import ClusterRecord
 from netfabric.api.types import Role
 from netfabric.errors import InvalidArgument, NotAManager, NotFound, NotInCluster
@@ -52,7 +52,7 @@ NOT_A_MANAGER = ("This node is not a swarm manager. Worker nodes can't be used t
                  "the current node to a manager.")
 NOT_IN_CLUSTER = ("This node is not a swarm manager. Use \"netfabric init\" or \"netfabric "
                   "join\" to connect this node to a cluster and try again.")
-NODE_VERBS = frozenset({"lend_address", "unlend_address"})
+NODE_VERBS = frozenset(NODE_CALLS)
 """Cluster verbs every node answers (a manager asks a block's owner to lend or take back an
 address); all other cluster verbs are the manager's."""
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")

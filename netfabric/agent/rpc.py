@@ -33,10 +33,34 @@ from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.values import BlockLease
 from netfabric.model import Network
 
-__all__ = ["ALLOCATE", "CLUSTER_PREFIX", "CLUSTER_VERBS", "DEFAULT_CLUSTER_PORT", "GET_NETWORK",
-           "JOIN", "LEASE_BLOCK", "LEAVE", "MAC_HEADER", "RELEASE", "RELEASE_BLOCK",
-           "AllocateArgs", "JoinAnswer", "LeaseBlockArgs", "LeaveArgs", "ManagerLink", "NameArgs",
-           "ReleaseArgs", "ReleaseBlockArgs", "os_reason", "split_addr", "verify_mac"]
+__all__ = [
+    "ALLOCATE",
+    "CLUSTER_PREFIX",
+    "CLUSTER_VERBS",
+    "DEFAULT_CLUSTER_PORT",
+    "GET_NETWORK",
+    "JOIN",
+    "LEASE_BLOCK",
+    "LEAVE",
+    "LEND_ADDRESS",
+    "MAC_HEADER",
+    "NODE_CALLS",
+    "RELEASE",
+    "RELEASE_BLOCK",
+    "UNLEND_ADDRESS",
+    "AllocateArgs",
+    "JoinAnswer",
+    "LeaseBlockArgs",
+    "LeaveArgs",
+    "LendArgs",
+    "ManagerLink",
+    "NameArgs",
+    "ReleaseArgs",
+    "ReleaseBlockArgs",
+    "os_reason",
+    "split_addr",
+    "verify_mac",
+]
 
 
 def os_reason(exc: OSError) -> str:
@@ -98,6 +122,11 @@ class LeaveArgs(Args, frozen=True):
     node_id: str
 
 
+class LendArgs(Args, frozen=True):
+    network_id: str
+    ip: str
+
+
 _NoneType = type(None)
 
 JOIN = Verb("join", JoinOffer, JoinAnswer, "A node proves a join token (no MAC: it has no "
@@ -112,7 +141,14 @@ LEAVE = Verb("leave", LeaveArgs, _NoneType, "A node leaves: its blocks and addre
 
 CLUSTER_VERBS: dict[str, Verb[..., Any]] = {v.name: v for v in (
     JOIN, GET_NETWORK, ALLOCATE, RELEASE, LEASE_BLOCK, RELEASE_BLOCK, LEAVE)}
-"""Every verb of the cluster endpoint by name."""
+"""Every verb a node calls on a manager, by name."""
+
+LEND_ADDRESS = Verb("lend_address", LendArgs, bool,
+                    "The manager asks the host whose block holds ``ip`` to lend it.")
+UNLEND_ADDRESS = Verb("unlend_address", LendArgs, bool,
+                      "The manager tells that host the address is free again.")
+NODE_CALLS: dict[str, Verb[..., Any]] = {v.name: v for v in (LEND_ADDRESS, UNLEND_ADDRESS)}
+"""Every verb the manager calls on a node's cluster endpoint, by name."""
 
 
 def split_addr(addr: str, *, default_port: int = DEFAULT_CLUSTER_PORT) -> tuple[str, int]:

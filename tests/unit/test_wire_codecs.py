@@ -15,7 +15,11 @@ from netfabric.agent.rpc import (
     CLUSTER_VERBS,
     JOIN,
     LEASE_BLOCK,
+    LEND_ADDRESS,
+    NODE_CALLS,
+    UNLEND_ADDRESS,
     LeaseBlockArgs,
+    LendArgs,
 )
 from netfabric.agent.state import STATE_FILE, LocalState
 from netfabric.api.types import Availability, Role, to_wire
@@ -110,3 +114,11 @@ def test_cluster_verbs_check_requests_and_answers() -> None:
                                       "gossip_port": "p", "role": "worker"}]}, peer="m")
     assert set(CLUSTER_VERBS) == {"join", "get_network", "allocate", "release", "lease_block",
                                   "release_block", "leave"}
+
+
+def test_node_calls_check_their_arguments() -> None:
+    args = LEND_ADDRESS.parse({"network_id": "n1", "ip": "10.0.0.70"})
+    assert isinstance(args, LendArgs) and args.ip == "10.0.0.70"
+    with pytest.raises(InvalidArgument, match="unlend_address: missing argument 'ip'"):
+        UNLEND_ADDRESS.parse({"network_id": "n1"})
+    assert set(NODE_CALLS) == {"lend_address", "unlend_address"}
