@@ -24,7 +24,6 @@ from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from netfabric.api import verbs
-from netfabric.api.httpio import request, request_blocking
 from netfabric.api.types import ContainerInfo
 from netfabric.api.verbs import Verb
 from netfabric.api.wire import encode_json, result_of
@@ -159,6 +158,8 @@ class Client:
         return pid if pid > 0 else None
 
     def _call(self, verb: Verb[P, R], args: dict[str, Any]) -> R:
+        from netfabric.api.httpio import request_blocking  # h11: not for `import netfabric`
+
         peer = f"agent at {self.path}"
         try:
             response = request_blocking(self.path, "POST", f"/v1/{verb.name}",
@@ -220,6 +221,8 @@ class AsyncClient:
         self.timeout = timeout
 
     async def _acall(self, verb: Verb[P, R], args: dict[str, Any]) -> R:
+        from netfabric.api.httpio import request
+
         peer = f"agent at {self.path}"
         try:
             async with asyncio.timeout(self.timeout):
