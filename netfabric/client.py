@@ -135,8 +135,7 @@ class Client:
     ``containers``, ``inspect_container``, ``connect``, ``disconnect``, ``create_service``,
     ``remove_service``, ``services``, ``inspect_service``, ``add_backend``,
     ``remove_backend``, ``scale_service``, ``service_ps``, ``update_service``; and
-    ``attach(name, netns_path,
-    ...)``, ``run`` adopting an existing netns.
+    ``attach(name, netns_path, ...)``, ``run`` adopting an existing netns.
     """
 
     def __init__(self, host: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
