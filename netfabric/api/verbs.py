@@ -189,7 +189,7 @@ class _Scale(Args, frozen=True):
     replicas: int
 
 
-class _UpdateService(Args, frozen=True, kw_only=True):
+class _UpdateService(Args, frozen=True):
     name: str
     replicas: int | None = None
     command: Sequence[str] = ()
