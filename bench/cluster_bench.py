@@ -8,7 +8,14 @@ Prints one JSON object (with ``--json``):
   sandbox on host B, 3 hosts;
 - ``getent_p99_ms_20_agents``: the same with 20 agents (A and B drawn at random);
 - ``kill9_to_purged_s``: from ``kill -9`` of an agent to its names being gone from every
-  peer's DNS and its MACs from every peer's FDB, 10 agents.
+  peer's DNS and its MACs from every peer's FDB, 10 agents: the median of ``--kills``
+  kills (each of another worker, restarted and seen again by every peer before the next),
+  with the min and max beside it.
+
+Every figure is measured per gossip profile (``--profiles``, default ``local,lan``): keys
+without a suffix are ``local`` (fast failure detection, what the multi-agent tests use);
+keys ending in ``_lan`` are the default profile of ``netfabric agent``, what users run. A
+comparison with memberlist holds only profile for profile.
 
 Same-run baseline: ``getent_local_p50_ms``, a getent of a name already resolvable, so the
 cost of the polling itself (an ``ip netns exec getent`` process) is visible.
@@ -50,8 +57,8 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
-def _cluster(n: int, state_dir: str) -> Lab:
-    lab = Lab.up(n, state_dir=state_dir)
+def _cluster(n: int, state_dir: str, profile: str) -> Lab:
+    lab = Lab.up(n, state_dir=state_dir, gossip_profile=profile)
     try:
         form_cluster(lab)
         Client(lab.agents[0].url).create_network("bench", driver="overlay", attachable=True,
@@ -101,38 +108,54 @@ def _fdb_has(netns_list: list[str], mac: str) -> bool:
     return False
 
 
-def kill9_to_purged(lab: Lab) -> float:
+def _wait_resolved(netns: dict[str, str], peers: list[str], name: str) -> None:
+    deadline = time.monotonic() + 60
+    while missing := [p for p in peers if not _getent_ok(netns[p], name)]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} never reached {missing}")
+        time.sleep(0.1)
+
+
+def kill9_to_purged(lab: Lab, kills: int) -> list[float]:
+    """Seconds from kill -9 to purged, for ``kills`` kills of different workers (each
+    restarted, and its name back on every peer, before the next kill)."""
     netns: dict[str, str] = {}
     macs: dict[str, str] = {}
     for agent in lab.agents:
         con = Client(agent.url).run(f"k-{agent.name}", network="bench")
         netns[agent.name] = con.netns
         macs[agent.name] = con.networks[0].mac
-    victim = lab.agents[-1]
-    peers = [a for a in lab.agents if a is not victim]
-    name = f"k-{victim.name}"
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while missing := [p.name for p in peers if not _getent_ok(netns[p.name], name)]:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the victim's name never reached {missing}")
-        time.sleep(0.1)
-    overlay_ns = [n for n in os.listdir("/run/netns")
-                  if any(n.startswith(p.netns + "-ov") for p in peers)]
-    if not _fdb_has(overlay_ns, macs[victim.name]):
-        raise RuntimeError("no FDB entry for the victim before the kill")
-    t0 = time.perf_counter()
-    lab.stop_agent(victim, sig=signal.SIGKILL, wait=False)
-    pending = {p.name for p in peers}
-    fdb_gone = False
-    while pending or not fdb_gone:
-        for peer in list(pending):
-            if not _getent_ok(netns[peer], name):
-                pending.discard(peer)
-        if not fdb_gone:
-            fdb_gone = not _fdb_has(overlay_ns, macs[victim.name])
-        if time.perf_counter() - t0 > 30:
-            raise RuntimeError(f"not purged after 30 s: {sorted(pending)} fdb_gone={fdb_gone}")
-    return time.perf_counter() - t0
+    out = []
+    for k in range(kills):
+        victim = lab.agents[-1 - k % (len(lab.agents) - 1)]
+        peers = [a for a in lab.agents if a is not victim]
+        name = f"k-{victim.name}"
+        _wait_resolved(netns, [p.name for p in peers], name)
+        overlay_ns = [n for n in os.listdir("/run/netns")
+                      if any(n.startswith(p.netns + "-ov") for p in peers)]
+        deadline = time.monotonic() + 30
+        while not _fdb_has(overlay_ns, macs[victim.name]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no FDB entry for the victim before the kill")
+            time.sleep(0.1)
+        t0 = time.perf_counter()
+        lab.stop_agent(victim, sig=signal.SIGKILL, wait=False)
+        pending = {p.name for p in peers}
+        fdb_gone = False
+        while pending or not fdb_gone:
+            for peer in list(pending):
+                if not _getent_ok(netns[peer], name):
+                    pending.discard(peer)
+            if not fdb_gone:
+                fdb_gone = not _fdb_has(overlay_ns, macs[victim.name])
+            if time.perf_counter() - t0 > 60:
+                raise RuntimeError(f"not purged after 60 s: {sorted(pending)} "
+                                   f"fdb_gone={fdb_gone}")
+        out.append(time.perf_counter() - t0)
+        lab.stop_agent(victim, sig=signal.SIGKILL)
+        lab.start_agent(victim)
+        lab.wait_ready(victim)
+    return out
 
 
 def main() -> int:
@@ -140,6 +163,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--samples", type=int, default=40, help="run->getent samples per size")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profiles", default="local,lan",
+                    help="gossip profiles to measure, comma-separated (default local,lan)")
+    ap.add_argument("--kills", type=int, default=5, help="kill -9 samples (median reported)")
     ap.add_argument("--parts", default="3,20,kill9",
                     help="which measurements, comma-separated (default 3,20,kill9)")
     args = ap.parse_args()
@@ -147,33 +173,38 @@ def main() -> int:
     result: dict[str, float | int] = {}
     with tempfile.TemporaryDirectory(prefix="nfbench") as tmp:
         parts = set(args.parts.split(","))
-        if "3" in parts:
-            lab = _cluster(3, os.path.join(tmp, "3"))
-            try:
-                lat3, base, calls3 = run_to_getent(lab, args.samples, rng)
-            finally:
-                lab.down()
-            result["getent_p50_ms_3_hosts"] = round(_pct(lat3, 50), 1)
-            result["getent_p99_ms_3_hosts"] = round(_pct(lat3, 99), 1)
-            result["getent_local_p50_ms"] = round(base, 1)
-            result["run_call_p50_ms_3_hosts"] = round(_pct(calls3, 50), 1)
-        if "20" in parts:
-            lab = _cluster(20, os.path.join(tmp, "20"))
-            try:
-                lat20, _, calls20 = run_to_getent(lab, args.samples, rng)
-            finally:
-                lab.down()
-            result["getent_p50_ms_20_agents"] = round(_pct(lat20, 50), 1)
-            result["getent_p99_ms_20_agents"] = round(_pct(lat20, 99), 1)
-            result["run_call_p50_ms_20_agents"] = round(_pct(calls20, 50), 1)
-            result["run_call_p99_ms_20_agents"] = round(_pct(calls20, 99), 1)
-        if "kill9" in parts:
-            lab = _cluster(10, os.path.join(tmp, "10"))
-            try:
-                purge = kill9_to_purged(lab)
-            finally:
-                lab.down()
-            result["kill9_to_purged_s"] = round(purge, 2)
+        for profile in args.profiles.split(","):
+            sfx = "" if profile == "local" else f"_{profile}"
+            if "3" in parts:
+                lab = _cluster(3, os.path.join(tmp, f"3{sfx}"), profile)
+                try:
+                    lat3, base, calls3 = run_to_getent(lab, args.samples, rng)
+                finally:
+                    lab.down()
+                result[f"getent_p50_ms_3_hosts{sfx}"] = round(_pct(lat3, 50), 1)
+                result[f"getent_p99_ms_3_hosts{sfx}"] = round(_pct(lat3, 99), 1)
+                result[f"getent_local_p50_ms{sfx}"] = round(base, 1)
+                result[f"run_call_p50_ms_3_hosts{sfx}"] = round(_pct(calls3, 50), 1)
+            if "20" in parts:
+                lab = _cluster(20, os.path.join(tmp, f"20{sfx}"), profile)
+                try:
+                    lat20, _, calls20 = run_to_getent(lab, args.samples, rng)
+                finally:
+                    lab.down()
+                result[f"getent_p50_ms_20_agents{sfx}"] = round(_pct(lat20, 50), 1)
+                result[f"getent_p99_ms_20_agents{sfx}"] = round(_pct(lat20, 99), 1)
+                result[f"run_call_p50_ms_20_agents{sfx}"] = round(_pct(calls20, 50), 1)
+                result[f"run_call_p99_ms_20_agents{sfx}"] = round(_pct(calls20, 99), 1)
+            if "kill9" in parts:
+                lab = _cluster(10, os.path.join(tmp, f"10{sfx}"), profile)
+                try:
+                    purges = kill9_to_purged(lab, args.kills)
+                finally:
+                    lab.down()
+                result[f"kill9_to_purged_s{sfx}"] = round(statistics.median(purges), 2)
+                result[f"kill9_to_purged_min_s{sfx}"] = round(min(purges), 2)
+                result[f"kill9_to_purged_max_s{sfx}"] = round(max(purges), 2)
+                result[f"kills{sfx}"] = len(purges)
         result["load_avg_1m"] = round(os.getloadavg()[0], 1)
         result["samples"] = args.samples
     if args.json:

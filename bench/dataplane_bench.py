@@ -3,7 +3,10 @@
     sudo .venv/bin/python bench/dataplane_bench.py --json
 
 Attach latency: N endpoints (netns, veth into it, MTU, MAC, address, up, default route)
-through ``OverlayDriver.attach`` against the same steps through the ``ip`` command.
+through ``OverlayDriver.attach`` against the same steps three ways: through pyroute2 in
+process (what a Python user would write; the fair baseline), through ``ip -batch`` (three
+processes: netns add, one batch per side), and through six ``ip`` processes (mostly process
+start-up, kept for the record).
 
 Throughput: iperf3 TCP between two simulated hosts, three ways in the same run: the
 overlay built by netfabric, the same kernel VXLAN plumbed by hand with ``ip``, and the raw
@@ -27,6 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyroute2 import IPRoute, NetNS
+from pyroute2 import netns as pyroute2_netns
 
 from netfabric.drivers.overlay import BRIDGE_NF_SYSCTLS, OverlayDriver
 from netfabric.lab.topology import Host, Topology, exit_on_sigterm
@@ -97,16 +103,85 @@ def bench_attach(n: int) -> dict[str, float]:
                 sh(["ip", "-n", sb, "link", "set", "eth0", "up"])
                 sh(["ip", "-n", sb, "route", "add", "default", "via", "10.40.0.1"])
                 cli.append((time.perf_counter() - t0) * 1e3)
+            batch: list[float] = []
+            for i in range(1, n + 1):
+                sb, veth = f"{topo.prefix}-c{i}", f"vc{i}"
+                ep = endpoint(net, 2 * n + i, h1)
+                t0 = time.perf_counter()
+                sh(["ip", "netns", "add", sb])
+                ip_batch(ov, [f"link add {veth} mtu 1450 type veth peer name eth0 mtu 1450 "
+                              f"address {ep.mac} netns {sb}",
+                              f"link set {veth} master br0 up"])
+                ip_batch(sb, [f"addr add {ep.ipv4}/16 dev eth0", "link set eth0 up",
+                              "route add default via 10.40.0.1"])
+                batch.append((time.perf_counter() - t0) * 1e3)
+        # pyroute2's NetNS forks a helper, which can deadlock in this (threaded) process: the
+        # pyroute2 user's program is its own process, started once, not timed.
+        child = subprocess.run([sys.executable, __file__, "--pyroute2-child", ov,
+                                topo.prefix, str(n)], capture_output=True, text=True,
+                               timeout=600, check=False)
+        if child.returncode != 0:
+            raise RuntimeError(f"pyroute2 baseline failed: {child.stderr[-2000:]}")
+        pyroute = [float(v) for v in json.loads(child.stdout)]
     ours_med, cli_med = statistics.median(ours), statistics.median(cli)
+    batch_med, pyroute_med = statistics.median(batch), statistics.median(pyroute)
     return {
         "attach_endpoints": n,
         "attach_median_ms": round(ours_med, 2),
         "attach_p99_ms": round(pct(ours, 99), 2),
+        "pyroute2_median_ms": round(pyroute_med, 2),
+        "pyroute2_p99_ms": round(pct(pyroute, 99), 2),
+        "attach_vs_pyroute2": round(ours_med / pyroute_med, 3),
+        "ip_batch_median_ms": round(batch_med, 2),
+        "ip_batch_p99_ms": round(pct(batch, 99), 2),
+        "attach_vs_ip_batch": round(ours_med / batch_med, 3),
         "ip_cli_median_ms": round(cli_med, 2),
         "ip_cli_p99_ms": round(pct(cli, 99), 2),
         "attach_vs_ip_cli": round(ours_med / cli_med, 3),
         "reconcile_noop_ms": round(reconcile_ms, 1),
     }
+
+
+def ip_batch(netns: str, lines: Sequence[str]) -> None:
+    """Several ``ip`` commands in one ``ip -n NETNS -batch -`` process."""
+    proc = subprocess.run(["ip", "-n", netns, "-batch", "-"], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ip -n {netns} -batch: {proc.stderr.strip()}")
+
+
+def pyroute2_child(ov: str, prefix: str, n: int) -> None:
+    """In a fresh process: ``n`` pyroute2 attaches into ``ov``'s br0; prints the ms."""
+    net = overlay_net(4242)
+    host = Host(name="h1", netns="", address="198.51.100.1", index=1, mtu=1500)
+    out = []
+    with NetNS(ov) as ovh:
+        br0 = ovh.link_lookup(ifname="br0")[0]
+        for i in range(1, n + 1):
+            ep = endpoint(net, 3 * n + i, host)
+            t0 = time.perf_counter()
+            pyroute2_attach(ovh, br0, f"{prefix}-d{i}", f"vd{i}", ep)
+            out.append((time.perf_counter() - t0) * 1e3)
+    print(json.dumps(out))
+
+
+def pyroute2_attach(ovh: NetNS, br0: int, sb: str, veth: str, ep: Endpoint) -> None:
+    """The same steps through pyroute2, in process, as a Python user would write them: the
+    overlay netns handle kept open; the sandbox side from inside it (``pushns``)."""
+    pyroute2_netns.create(sb)
+    ovh.link("add", ifname=veth, kind="veth", mtu=1450,
+             peer={"ifname": "eth0", "mtu": 1450, "address": ep.mac, "net_ns_fd": sb})
+    idx = ovh.link_lookup(ifname=veth)[0]
+    ovh.link("set", index=idx, master=br0, state="up")
+    pyroute2_netns.pushns(sb)
+    try:
+        with IPRoute() as s:
+            eth0 = s.link_lookup(ifname="eth0")[0]
+            s.addr("add", index=eth0, address=str(ep.ipv4), prefixlen=16)
+            s.link("set", index=eth0, state="up")
+            s.route("add", dst="0.0.0.0/0", gateway="10.40.0.1")
+    finally:
+        pyroute2_netns.popns()
 
 
 # ---------------------------------------------------------------- throughput
@@ -229,7 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gro", choices=("on", "off", "both"), default="both",
                     help="GRO on the simulated underlay NICs (both: headline from off)")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--pyroute2-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.pyroute2_child:
+        ov, prefix, count = args.pyroute2_child
+        pyroute2_child(ov, prefix, int(count))
+        return 0
     result: dict[str, object] = {"gro": args.gro}
     result.update(bench_attach(args.endpoints))
     if not args.skip_throughput:

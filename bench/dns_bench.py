@@ -6,7 +6,13 @@ in sandbox s2 on 127.0.0.11:53 with the same 1000 names from a hosts file. dnspe
 inside each sandbox (UDP, ``-c 4``), first flat out for ``qps``, then at half of our
 maximum rate with ``-v`` to read every query's latency for ``p99_ms_at_half_load``. The
 flat-out runs alternate between the two servers (``--rounds``, medians reported), so load
-from elsewhere on the machine hits both alike.
+from elsewhere on the machine hits both alike, after the same warm-up run on each.
+
+Two query mixes, same run: ``all-hits`` (the 1000 names over and over: after the warm-up
+every answer of ours comes from its reply cache) and ``miss`` (keys ``miss_*``): both
+servers also know ``--miss-names`` more names (100,000 by default) and the queries walk
+them shuffled, so within a run a name is asked about once: ours answers each through its
+resolver, not its cache; dnsmasq answers from its hosts table either way.
 
     .venv/bin/python bench/dns_bench.py --json [--mode thread|loop] [--no-cache]
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -42,7 +49,8 @@ def _must(argv: Sequence[str]) -> None:
 
 
 def _address(i: int) -> str:
-    return f"10.80.{i // 250}.{i % 250 + 1}"
+    block = i // 250
+    return f"10.{80 + block // 256}.{block % 256}.{i % 250 + 1}"
 
 
 def _dnsperf(netns: str, datafile: str, *, clients: int, seconds: float,
@@ -110,25 +118,42 @@ class _Runner:
         self.proc.stdout.close()
 
 
-def bench(*, mode: str, cache: bool, seconds: float, clients: int,
-          rounds: int) -> dict[str, object]:
+def _rounds(s1: str, s2: str, datafile: str, *, clients: int, seconds: float,
+            rounds: int) -> tuple[list[float], list[float]]:
+    ours_qps: list[float] = []
+    theirs_qps: list[float] = []
+    for _ in range(rounds):  # interleaved, so load from elsewhere hits both alike
+        ours_qps.append(_dnsperf(s1, datafile, clients=clients, seconds=seconds)[0])
+        theirs_qps.append(_dnsperf(s2, datafile, clients=clients, seconds=seconds)[0])
+    return ours_qps, theirs_qps
+
+
+def bench(*, mode: str, cache: bool, seconds: float, clients: int, rounds: int,
+          miss_names: int) -> dict[str, object]:
     topo = Topology.build(1)
     tmp = tempfile.mkdtemp(prefix="nf-dns-bench-")
     dnsmasq: subprocess.Popen[bytes] | None = None
     ours: _Runner | None = None
+    total = NAMES + miss_names
     try:
         s1, s2 = f"{topo.prefix}-s1", f"{topo.prefix}-s2"
         for ns in (s1, s2):
             _must(["ip", "netns", "add", ns])
             _must(["ip", "-n", ns, "link", "set", "lo", "up"])
         datafile = os.path.join(tmp, "queries")
+        missfile = os.path.join(tmp, "queries-miss")
         hostsfile = os.path.join(tmp, "hosts")
         with open(datafile, "w") as fh:
             fh.writelines(f"name{i} A\n" for i in range(NAMES))
+        order = list(range(NAMES, total))
+        random.Random(1).shuffle(order)
+        with open(missfile, "w") as fh:
+            fh.writelines(f"name{i} A\n" for i in order)
         with open(hostsfile, "w") as fh:
-            fh.writelines(f"{_address(i)} name{i}\n" for i in range(NAMES))
+            fh.writelines(f"{_address(i)} name{i}\n" for i in range(total))
         os.chmod(tmp, 0o755)
-        os.chmod(hostsfile, 0o644)
+        for f in (hostsfile, datafile, missfile):
+            os.chmod(f, 0o644)
         dnsmasq = subprocess.Popen(
             ["ip", "netns", "exec", s2, "dnsmasq", "--keep-in-foreground",
              "--conf-file=/dev/null", "--no-resolv", "--no-hosts", f"--addn-hosts={hostsfile}",
@@ -141,22 +166,23 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int,
         ours = _Runner(topo.host("h1").netns, args)
         cmds: list[dict[str, object]] = [
             {"op": "set_endpoint", "network": "bench", "name": f"name{i}", "ipv4": _address(i)}
-            for i in range(NAMES)]
+            for i in range(total)]
         cmds.append({"op": "add_sandbox", "netns": s1, "networks": ["bench"]})
-        ours.call_many(cmds)
-        for ns in (s1, s2):  # both up and answering before measuring
-            deadline = time.monotonic() + 10
-            while "10.80.0.1" not in _run(["ip", "netns", "exec", ns, "dig", "@127.0.0.11",
-                                           "+short", "+time=1", "+tries=1", "name0"]).stdout:
+        for k in range(0, len(cmds), 5000):
+            ours.call_many(cmds[k:k + 5000])
+        last = f"name{total - 1}"
+        for ns in (s1, s2):  # both up and answering every name before measuring
+            deadline = time.monotonic() + 30
+            while _address(total - 1) not in _run(["ip", "netns", "exec", ns, "dig",
+                                                   "@127.0.0.11", "+short", "+time=1",
+                                                   "+tries=1", last]).stdout:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no DNS answer in {ns}")
                 time.sleep(0.1)
-        _dnsperf(s1, datafile, clients=clients, seconds=1)  # warm the cache
-        ours_qps: list[float] = []
-        theirs_qps: list[float] = []
-        for _ in range(rounds):  # interleaved, so load from elsewhere hits both alike
-            ours_qps.append(_dnsperf(s1, datafile, clients=clients, seconds=seconds)[0])
-            theirs_qps.append(_dnsperf(s2, datafile, clients=clients, seconds=seconds)[0])
+        for ns in (s1, s2):  # the same warm-up for both servers
+            _dnsperf(ns, datafile, clients=clients, seconds=1)
+        ours_qps, theirs_qps = _rounds(s1, s2, datafile, clients=clients, seconds=seconds,
+                                       rounds=rounds)
         qps = statistics.median(ours_qps)
         dnsmasq_qps = statistics.median(theirs_qps)
         half = max(1, int(qps / 2))
@@ -164,7 +190,11 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int,
                           qps_limit=half, verbose=True)
         _, mq_lat = _dnsperf(s2, datafile, clients=clients, seconds=min(seconds, 3),
                              qps_limit=half, verbose=True)
+        before = ours.call_many([{"op": "stats"}])[0]["result"]
+        miss_ours, miss_theirs = _rounds(s1, s2, missfile, clients=clients, seconds=seconds,
+                                         rounds=rounds)
         stats = ours.call_many([{"op": "stats"}])[0]["result"]
+        miss_qps, miss_dnsmasq_qps = statistics.median(miss_ours), statistics.median(miss_theirs)
         return {
             "qps": round(qps, 1),
             "dnsmasq_qps": round(dnsmasq_qps, 1),
@@ -174,11 +204,19 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int,
             "half_load_qps": half,
             "qps_rounds": [round(q) for q in ours_qps],
             "dnsmasq_qps_rounds": [round(q) for q in theirs_qps],
+            "miss_qps": round(miss_qps, 1),
+            "miss_dnsmasq_qps": round(miss_dnsmasq_qps, 1),
+            "miss_ratio": round(miss_qps / miss_dnsmasq_qps, 3) if miss_dnsmasq_qps else None,
+            "miss_qps_rounds": [round(q) for q in miss_ours],
+            "miss_dnsmasq_qps_rounds": [round(q) for q in miss_theirs],
             "mode": mode,
             "cache": cache,
             "names": NAMES,
+            "miss_names": miss_names,
             "clients": clients,
             "seconds": seconds,
+            "load_avg_1m": round(os.getloadavg()[0], 1),
+            "server_counters_before_miss_runs": before,
             "server_counters": stats,
         }
     finally:
@@ -201,9 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved dnsperf runs per server; medians are reported")
+    parser.add_argument("--miss-names", type=int, default=100_000,
+                        help="extra names for the cache-miss mix (each asked once a pass)")
     args = parser.parse_args(argv)
     result = bench(mode=args.mode, cache=args.cache, seconds=args.seconds,
-                   clients=args.clients, rounds=args.rounds)
+                   clients=args.clients, rounds=args.rounds, miss_names=args.miss_names)
     if args.json:
         print(json.dumps(result))
     else:
