@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,8 @@ def test_network_records(make_store: Callable[[], Store]) -> None:
 
 def test_network_record_dicts_round_trip() -> None:
     assert network_from_record(network_to_record(NET)) == NET
+    labelled = replace(NET, labels=(("env", "test"), ("team", "")))
+    assert network_from_record(network_to_record(labelled)) == labelled
 
 
 def test_corrupt_network_record_is_named(tmp_path: Path) -> None:
