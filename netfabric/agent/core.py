@@ -327,7 +327,16 @@ class AgentCore:
         await self._services.remove_service(name)
 
     async def services(self) -> list[dict[str, Any]]:
-        return await self._services.services()
+        infos = await self._services.services()
+        specs = self._tasks.specs()
+        for info in infos:
+            spec = specs.get(info["name"])
+            if spec is not None:
+                running = [t for t in self._tasks.ps(info["name"])
+                           if t["desired"] == "running" and t["state"] == "running"]
+                info.update(replicas=spec.replicas, running=len(running),
+                            command=list(spec.command))
+        return infos
 
     async def inspect_service(self, name: str) -> dict[str, Any]:
         info = await self._services.inspect_service(name)

@@ -97,9 +97,11 @@ class Endpoints:
 
     async def run(self, name: str, *, network: str | None = None, aliases: Sequence[str] = (),
                   ip: str | None = None, netns_path: str | None = None, hostname: str = "",
-                  labels: dict[str, str] | None = None) -> ContainerInfo:
+                  labels: dict[str, str] | None = None,
+                  service_task: bool = False) -> ContainerInfo:
         """A new sandbox (its own netns), or an existing netns adopted by ``netns_path``,
-        connected to ``network`` (default: the host's ``bridge``). All or nothing."""
+        connected to ``network`` (default: the host's ``bridge``). All or nothing.
+        ``service_task``: a service's task, which any overlay takes (see :meth:`connect`)."""
         ctx = self._ctx
         check_name(name, "container")
         aliases = [check_name(a, "alias") for a in aliases]
@@ -111,7 +113,7 @@ class Endpoints:
             raise NotFound(f"netns {netns_path} does not exist")
         net = await self._networks.resolve(network or DEFAULT_BRIDGE)
         _check_fixed_ip(net, ip)
-        if net.scope == Scope.SWARM and not net.attachable:
+        if net.scope == Scope.SWARM and not net.attachable and not service_task:
             raise InvalidArgument(
                 f"Could not attach to network {net.name}: rpc error: code = PermissionDenied "
                 f"desc = network {net.name} not manually attachable")
@@ -139,12 +141,14 @@ class Endpoints:
         return self._info(sb)
 
     async def connect(self, network: str, container: str, *, aliases: Sequence[str] = (),
-                      ip: str | None = None) -> EndpointInfo:
+                      ip: str | None = None, service_task: bool = False) -> EndpointInfo:
+        """``service_task``: a service's task, which any overlay takes (attachable or not:
+        that flag is about containers run by hand, as in Docker)."""
         aliases = [check_name(a, "alias") for a in aliases]
         ip = check_ip(ip, "address")
         net = await self._networks.resolve(network)
         _check_fixed_ip(net, ip)
-        if net.scope == Scope.SWARM and not net.attachable:
+        if net.scope == Scope.SWARM and not net.attachable and not service_task:
             raise InvalidArgument(f"network {net.name} is not manually attachable")
         async with self._ctx.lock:
             sb = self._find(container)

@@ -423,7 +423,7 @@ class ServiceRegistry:
             # The routing mesh reaches tasks over the ingress network, as swarm's does.
             ingress = await self._networks.resolve(INGRESS)
             if not any(ep.network_id == ingress.id for ep in sb.endpoints):
-                await self._endpoints.connect(INGRESS, sb.name)
+                await self._endpoints.connect(INGRESS, sb.name, service_task=True)
             networks = (*svc.networks, ingress.id)
         else:
             networks = svc.networks

@@ -217,9 +217,9 @@ class TaskRunner:
                 raise InvalidArgument(f"service {t.service} has no network")
             with contextlib.suppress(NotFound):
                 await self._endpoints.remove(name, force=True)
-            info = await self._endpoints.run(name, network=nets[0])
+            info = await self._endpoints.run(name, network=nets[0], service_task=True)
             for net in nets[1:]:
-                await self._endpoints.connect(net, name)
+                await self._endpoints.connect(net, name, service_task=True)
             proc = await asyncio.create_subprocess_exec(
                 "ip", "netns", "exec", info.netns, *t.command,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,

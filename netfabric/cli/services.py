@@ -102,10 +102,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for svc in services:
             print(svc["name"])
         return 0
-    rows = [("NAME", "MODE", "BACKENDS", "VIPS", "PORTS")]
+    rows = [("NAME", "MODE", "REPLICAS", "ENDPOINT", "VIPS", "PORTS")]
     for svc in services:
         vips = ",".join(v["addr"] for v in svc.get("vips", []))
-        rows.append((svc["name"], svc["mode"], str(len(svc.get("backends", []))), vips or "-",
+        if "replicas" in svc:   # run by netfabric: Docker's running/desired
+            replicas = f"{svc['running']}/{svc['replicas']}"
+        else:                   # an orchestrator's: how many backends it added
+            replicas = f"{len(svc.get('backends', []))} backends"
+        rows.append((svc["name"], "replicated", replicas, svc["mode"], vips or "-",
                      _ports(svc)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

@@ -8,6 +8,7 @@ the reason. The cluster tests run the same steps as assertions.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -210,6 +211,96 @@ def walk_failure(walk: Walkthrough) -> None:
                   "alpine_client"], expect=[r"2 received"], retry_for=10)
 
 
+def _site(lab: Lab, version: str) -> str:
+    """A directory with an index page saying ``version``: what an image is to Docker."""
+    path = os.path.join(lab.root, f"www-{version}")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "index.html"), "w", encoding="utf-8") as f:
+        f.write(f"atsea {version}\n")
+    return path
+
+
+def _httpd(lab: Lab, version: str, port: int) -> list[str]:
+    return ["busybox", "httpd", "-f", "-p", str(port), "-h", _site(lab, version)]
+
+
+def walk_services(walk: Walkthrough) -> None:
+    """The seed's second half: services, the routing mesh, upgrade and rollback, scale,
+    drain; the command each task runs is what the image is to Docker."""
+    lab = walk.lab
+    n1, n2 = lab.agents[0].name, lab.agents[1].name
+    walk.section("Deploying Swarm services")
+    walk.run(n1, ["netfabric", "network", "create", "-d", "overlay", "atsea"])
+    walk.run(n1, ["netfabric", "service", "create", "--name", "database", "--endpoint-mode",
+                  "dnsrr", "--network", "atsea", "--publish", "mode=host,target=1433", "--",
+                  *_httpd(lab, "db", 1433)], expect=[r"^database$"])
+    walk.run(n1, ["netfabric", "service", "ps", "database"],
+             expect=[r"^ID\s+NAME\s+NODE\s+DESIRED STATE\s+CURRENT STATE\s+ERROR\s+PORTS",
+                     r"database\.1\s+node\d\s+Running\s+Running"], retry_for=20)
+    walk.run(n1, ["netfabric", "service", "create", "--publish", "8080:8080", "--network",
+                  "atsea", "--name", "appserver", "--", *_httpd(lab, "1.0", 8080)],
+             expect=[r"^appserver$"])
+    walk.run(n1, ["netfabric", "service", "ls"],
+             expect=[r"appserver\s+replicated\s+1/1\s.*\*:8080->8080/tcp",
+                     r"database\s+replicated\s+1/1"], retry_for=20)
+    walk.say("The website answers on port 8080 of every node, with a task there or not "
+             "(the routing mesh):")
+    for agent in lab.agents:
+        walk.run(n1, ["busybox", "wget", "-q", "-O", "-", f"http://{agent.address}:8080/"],
+                 expect=[r"atsea 1\.0"], retry_for=20)
+    walk.say("The application knows only the name `database`:")
+    ps = walk.run(n1, ["netfabric", "service", "ps", "appserver"],
+                  expect=[r"appserver\.1\s+node\d\s+Running"])
+    task = re.search(r"^(\w+)\s+appserver\.1\s+(node\d)\s+Running", ps.output, re.M)
+    if task is None:
+        raise StepFailed("service ps shows no running appserver.1")
+    sandbox = f"appserver.1.{task.group(1)}"
+    walk.run(task.group(2), ["netfabric", "exec", sandbox, "getent", "hosts", "database"],
+             expect=[r"^10\."], retry_for=10)
+
+    walk.section("Upgrades and Rollback")
+    walk.run(n1, ["netfabric", "service", "update", "--command", "sh -c 'exit 143'",
+                  "--update-failure-action", "pause", "appserver"])
+    walk.run(n1, ["netfabric", "service", "ps", "appserver"],
+             expect=[r"Failed .*task: non-zero exit \(143\)", r"appserver\.1\s+node\d\s+"
+                     r"Running\s+Running"], retry_for=20)
+    walk.run(n1, ["netfabric", "service", "inspect", "appserver"],
+             expect=[r'"state": "paused"', r"update paused due to failure"], retry_for=20)
+    walk.say("The old task still serves while the update is paused:")
+    walk.run(n1, ["busybox", "wget", "-q", "-O", "-", f"http://{lab.agents[2].address}:8080/"],
+             expect=[r"atsea 1\.0"])
+    walk.run(n1, ["netfabric", "service", "update", "--rollback", "appserver"])
+    walk.run(n1, ["netfabric", "service", "inspect", "appserver"],
+             expect=[r'"state": "rollback_completed"'], retry_for=20)
+    walk.run(n1, ["netfabric", "service", "update", "--command",
+                  " ".join(_httpd(lab, "3.0", 8080)), "--update-failure-action", "pause",
+                  "appserver"])
+    walk.run(n1, ["netfabric", "service", "inspect", "appserver"],
+             expect=[r'"state": "completed"'], retry_for=30)
+    walk.run(n1, ["busybox", "wget", "-q", "-O", "-", f"http://{lab.agents[1].address}:8080/"],
+             expect=[r"atsea 3\.0"], retry_for=10)
+
+    walk.section("Scale the front end")
+    walk.run(n1, ["netfabric", "service", "update", "--replicas", "6", "appserver"])
+    walk.run(n1, ["netfabric", "service", "ls"], expect=[r"appserver\s+replicated\s+6/6"],
+             retry_for=30)
+    walk.run(n1, ["netfabric", "service", "ps", "appserver"],
+             expect=[rf"appserver\.{i}\s+node\d\s+Running\s+Running" for i in range(1, 7)])
+
+    walk.section("Failure and recovery (services)")
+    walk.run(n1, ["netfabric", "node", "update", "--availability", "drain", n2])
+    walk.run(n1, ["netfabric", "service", "ps", "appserver"],
+             expect=[r"Shutdown\s+Shutdown"], absent=[rf"{n2}\s+Running\s+Running",
+                                                    r"Running\s+Starting"],
+             retry_for=30)
+    walk.run(n1, ["netfabric", "service", "ls"], expect=[r"appserver\s+replicated\s+6/6"],
+             retry_for=30)
+    for agent in lab.agents:
+        walk.run(n1, ["busybox", "wget", "-q", "-O", "-", f"http://{agent.address}:8080/"],
+                 expect=[r"atsea 3\.0"], retry_for=10)
+    walk.run(n1, ["netfabric", "node", "update", "--availability", "active", n2])
+
+
 def run_walkthrough(*, mtu: int = 1500, keep: bool = False,
                     echo: Callable[[str], None] | None = print) -> bool:
     """Build 3 hosts, replay every section, remove the lab (unless ``keep``)."""
@@ -222,7 +313,7 @@ def run_walkthrough(*, mtu: int = 1500, keep: bool = False,
         walk = Walkthrough(lab, echo=echo)
         for agent in lab.agents:
             say(f"  {agent.name}: {agent.address} (netns {agent.netns})")
-        for part in (walk_cluster, walk_bridge, walk_overlay, walk_failure):
+        for part in (walk_cluster, walk_bridge, walk_overlay, walk_failure, walk_services):
             part(walk)
         ok = True
         say("Walkthrough complete: every step behaved as in the lab.")

@@ -15,6 +15,7 @@ from netfabric.lab.walkthrough import (
     walk_cluster,
     walk_failure,
     walk_overlay,
+    walk_services,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -46,6 +47,7 @@ def test_walkthrough_as_assertions(lab: Lab) -> None:
                        "-x", "10.0.0.2", "@127.0.0.11"], expect=[r"alpine_host"])
     walk.run("node3", ["netfabric", "network", "ls"], absent=[r"myoverlay"])
     walk_failure(walk)
+    walk_services(walk)   # the seed's second half: services, mesh, upgrade, scale, drain
     text = "\n".join(lines)
     assert "[node1] $ netfabric init --advertise-addr 198.51.100.1" in text
     assert "Traceback" not in text
