@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_ip
-from netfabric.agent.rpc import JOIN, split_addr
+from netfabric.agent.rpc import JOIN, os_reason, split_addr
 from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
 from netfabric.api.types import Availability, JoinToken, NodeInfo, NodeStatus, Role
@@ -75,7 +75,7 @@ class ClusterService:
                 await self._open_endpoint(cluster.listen)
             except OSError as exc:
                 raise ClusterError(f"cannot serve the cluster endpoint on {cluster.listen}: "
-                                   f"{exc.strerror or exc}") from exc
+                                   f"{os_reason(exc)}") from exc
         elif ctx.address:
             try:
                 await self._open_endpoint(f"{ctx.address}:{ctx.config.cluster_port}")

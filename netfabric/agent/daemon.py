@@ -30,7 +30,7 @@ from typing import Protocol
 from netfabric.agent.context import NODE_VERBS, AgentConfig, check_name
 from netfabric.agent.frontend import AgentFrontend
 from netfabric.agent.ports import BlockBook, ManagerCall
-from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, split_addr, verify_mac
+from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, os_reason, split_addr, verify_mac
 from netfabric.agent.server import Request, RpcServer
 from netfabric.agent.state import LocalState
 from netfabric.errors import InvalidArgument, NetfabricError, NotAManager
@@ -234,5 +234,6 @@ def run_agent(args: argparse.Namespace) -> int:
     except NetfabricError:
         raise
     except OSError as exc:
-        raise NetfabricError(f"agent failed to start: {exc}") from exc
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise NetfabricError(f"agent failed to start: {os_reason(exc)}{where}") from exc
     return 0

@@ -68,7 +68,7 @@ def os_reason(exc: OSError) -> str:
     ('198.51.100.9', 2377)" is ECONNREFUSED, said "Connection refused"."""
     if exc.errno:
         return os.strerror(exc.errno)
-    return exc.strerror or type(exc).__name__
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 DEFAULT_CLUSTER_PORT = 2377
