@@ -396,7 +396,8 @@ class NoMesh:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
+    async def start(self, *, secret: str, seeds: Sequence[str],
+                    networks: Sequence[str] = ()) -> None:
         raise ClusterError(f"cluster mode is unavailable: {self.reason}")
 
     def publish(self, endpoint: Endpoint) -> None:

@@ -93,11 +93,14 @@ class ClusterService:
         seeds = [f"{n.address}:{n.gossip_port}" for n in state.nodes.values()
                  if n.id != state.node_id]
         seeds += [f"{split_addr(m)[0]}:{ctx.config.gossip_port}" for m in cluster.managers]
-        await ctx.mesh.start(secret=cluster.secret, seeds=sorted(set(seeds)))
-        for net in ctx.ledger.networks():
-            if net.scope == Scope.SWARM and (ctx.role is Role.MANAGER or
-                                             ctx.ledger.local_endpoints(net.id)):
-                ctx.mesh.join_network(net.id)
+        # The networks are joined before the seeds are asked (not after the start): a
+        # restarted node then gets their entries in the join exchange itself, instead of
+        # from the next periodic push/pull (seconds later with the lan profile).
+        networks = [net.id for net in ctx.ledger.networks()
+                    if net.scope == Scope.SWARM and (ctx.role is Role.MANAGER or
+                                                     ctx.ledger.local_endpoints(net.id))]
+        await ctx.mesh.start(secret=cluster.secret, seeds=sorted(set(seeds)),
+                             networks=networks)
 
     async def _serve_new(self) -> None:
         """Serve the endpoint and gossip of the cluster just recorded (init, join); if

@@ -135,8 +135,9 @@ class GatedMesh:
     def started(self) -> bool:
         return self._started
 
-    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
-        await self._mesh.start(secret=secret, seeds=seeds)
+    async def start(self, *, secret: str, seeds: Sequence[str],
+                    networks: Sequence[str] = ()) -> None:
+        await self._mesh.start(secret=secret, seeds=seeds, networks=networks)
         self._started = True
 
     def publish(self, endpoint: Endpoint) -> None:

@@ -300,7 +300,8 @@ class FakeMesh:
         self.left = False
         self.closed = False
 
-    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
+    async def start(self, *, secret: str, seeds: Sequence[str],
+                    networks: Sequence[str] = ()) -> None:
         self.started_with = (secret, tuple(seeds))
 
     def publish(self, endpoint: Endpoint) -> None:

@@ -78,7 +78,8 @@ class GossipMesh:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self, *, secret: str, seeds: Sequence[str]) -> None:
+    async def start(self, *, secret: str, seeds: Sequence[str],
+                    networks: Sequence[str] = ()) -> None:
         if self._node is not None:
             return
         addr = self._config.advertise_addr
@@ -91,13 +92,18 @@ class GossipMesh:
             with contextlib.suppress(ValueError):
                 parsed.append((host, int(p)))
         try:
-            node = await GossipNode.start(addr, port, parsed, secret=secret,
+            node = await GossipNode.start(addr, port, (), secret=secret,
                                           node_id=self._node_id, config=self._gossip_config)
         except OSError as exc:
             raise ClusterError(f"cannot open gossip port {addr}:{port}: {exc.strerror}") \
                 from exc
         node.on_event(self._on_event)
-        node.join_network(RECORD_SCOPE)
+        # Attached first, then the join: the join exchange names these networks, so the
+        # seeds send their entries at once (a restarted node resolves its peers' names
+        # without waiting for a periodic push/pull).
+        for network in (RECORD_SCOPE, *networks):
+            node.join_network(network)
+        node.join(parsed)
         self._node = node
         self._consumer = asyncio.get_running_loop().create_task(self._consume())
 

@@ -235,7 +235,8 @@ class RecordTable(Protocol):
 class Mesh(Protocol):
     """Gossip: membership and the endpoint table, scoped per network."""
 
-    async def start(self, *, secret: str, seeds: Sequence[str]) -> None: ...
+    async def start(self, *, secret: str, seeds: Sequence[str],
+                    networks: Sequence[str] = ()) -> None: ...
 
     def publish(self, endpoint: Endpoint) -> None: ...
 

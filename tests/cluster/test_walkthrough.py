@@ -21,7 +21,7 @@ from netfabric.lab.walkthrough import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "lan"])
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """``local`` (fast failure detection) as the other multi-agent tests, and ``lan``, the
     default of ``netfabric agent``: the kill -9 purge and the heal under the real timers."""
