@@ -6,63 +6,48 @@ The library API that orchestrators import. Everything public is re-exported here
 import importlib
 import typing
 
-from netfabric.api.types import (
-    Availability,
-    ClusterInfo,
-    ContainerInfo,
-    EndpointInfo,
-    JoinToken,
-    NetworkInfo,
-    NodeInfo,
-    NodeStatus,
-    Role,
-)
-from netfabric.client import AsyncClient, Client
-from netfabric.dns import DnsServer, Records, Resolver, ResolverConfig, ServiceMode
-from netfabric.errors import (
-    AddressHosted,
-    AddressInUse,
-    AddressOutOfRange,
-    AgentUnreachable,
-    AlreadyExists,
-    AuthError,
-    ClusterError,
-    DataplaneError,
-    DecodeError,
-    GossipError,
-    InUse,
-    InvalidArgument,
-    InvalidToken,
-    IPAMError,
-    LabError,
-    MalformedAnswer,
-    ManagerUnreachable,
-    NetfabricError,
-    NotAManager,
-    NotFound,
-    NotInCluster,
-    PoolExhausted,
-    StoreCorrupt,
-    StoreError,
-    SubnetOverlap,
-)
-from netfabric.ipam import (
-    AddressSpace,
-    Allocation,
-    BlockLease,
-    HostAllocator,
-    Ipam,
-    IpamConfig,
-    IPFamily,
-    Pool,
-    Reclaimed,
-    Subnet,
-)
-from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
-from netfabric.store import Durability, MemoryStore, SqliteStore, Store
-
 if typing.TYPE_CHECKING:
+    from netfabric.api.types import (
+        Availability,
+        ClusterInfo,
+        ContainerInfo,
+        EndpointInfo,
+        JoinToken,
+        NetworkInfo,
+        NodeInfo,
+        NodeStatus,
+        Role,
+    )
+    from netfabric.client import AsyncClient, Client
+    from netfabric.dns import DnsServer, Records, Resolver, ResolverConfig, ServiceMode
     from netfabric.drivers import Attachment, BridgeDriver, OverlayDriver
+    from netfabric.errors import (
+        AddressHosted,
+        AddressInUse,
+        AddressOutOfRange,
+        AgentUnreachable,
+        AlreadyExists,
+        AuthError,
+        ClusterError,
+        DataplaneError,
+        DecodeError,
+        GossipError,
+        InUse,
+        InvalidArgument,
+        InvalidToken,
+        IPAMError,
+        LabError,
+        MalformedAnswer,
+        ManagerUnreachable,
+        NetfabricError,
+        NotAManager,
+        NotFound,
+        NotInCluster,
+        PoolExhausted,
+        StoreCorrupt,
+        StoreError,
+        SubnetOverlap,
+    )
     from netfabric.gossip import (
         GossipConfig,
         GossipCore,
@@ -71,10 +56,52 @@ if typing.TYPE_CHECKING:
         MemberInfo,
         MemberState,
     )
+    from netfabric.ipam import (
+        AddressSpace,
+        Allocation,
+        BlockLease,
+        HostAllocator,
+        Ipam,
+        IpamConfig,
+        IPFamily,
+        Pool,
+        Reclaimed,
+        Subnet,
+    )
+    from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
+    from netfabric.store import Durability, MemoryStore, SqliteStore, Store
 
-# The kernel drivers (pyroute2) and gossip (cryptography, asyncio) load on first use, so that
-# `import netfabric` (and every CLI call) stays fast.
+# Everything loads on first use, so that `import netfabric` (every CLI call, and the CNI
+# plugin, which podman runs for each command) stays fast.
 _LAZY = {
+    **dict.fromkeys((
+        "Availability", "ClusterInfo", "ContainerInfo", "EndpointInfo", "JoinToken",
+        "NetworkInfo", "NodeInfo", "NodeStatus", "Role"
+    ), "netfabric.api.types"),
+    **dict.fromkeys((
+        "AsyncClient", "Client"
+    ), "netfabric.client"),
+    **dict.fromkeys((
+        "DnsServer", "Records", "Resolver", "ResolverConfig", "ServiceMode"
+    ), "netfabric.dns"),
+    **dict.fromkeys((
+        "AddressHosted", "AddressInUse", "AddressOutOfRange", "AgentUnreachable",
+        "AlreadyExists", "AuthError", "ClusterError", "DataplaneError", "DecodeError",
+        "GossipError", "IPAMError", "InUse", "InvalidArgument", "InvalidToken", "LabError",
+        "MalformedAnswer", "ManagerUnreachable", "NetfabricError", "NotAManager", "NotFound",
+        "NotInCluster",
+        "PoolExhausted", "StoreCorrupt", "StoreError", "SubnetOverlap"
+    ), "netfabric.errors"),
+    **dict.fromkeys((
+        "AddressSpace", "Allocation", "BlockLease", "HostAllocator", "IPFamily", "Ipam",
+        "IpamConfig", "Pool", "Reclaimed", "Subnet"
+    ), "netfabric.ipam"),
+    **dict.fromkeys((
+        "Driver", "Endpoint", "Network", "Scope", "SubnetSpec"
+    ), "netfabric.model"),
+    **dict.fromkeys((
+        "Durability", "MemoryStore", "SqliteStore", "Store"
+    ), "netfabric.store"),
     **dict.fromkeys(("Attachment", "BridgeDriver", "OverlayDriver"), "netfabric.drivers"),
     **dict.fromkeys(("GossipConfig", "GossipCore", "GossipNode", "Keyring", "MemberInfo",
                      "MemberState"), "netfabric.gossip"),

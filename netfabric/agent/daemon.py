@@ -42,7 +42,9 @@ log = logging.getLogger("netfabric.agent")
 
 
 class AgentService(Protocol):
-    """Something served next to the API (the Docker plugin socket, ...)."""
+    """Something served next to the API (the Docker plugin socket, ...). A service may also
+    have a ``verbs`` attribute, ``{name: async handler(args dict)}``: extra verbs of the
+    local API (CNI's ``cni``), which validate their own arguments."""
 
     async def start(self) -> None: ...
 
@@ -66,6 +68,14 @@ async def _docker_plugin(core: AgentFrontend, args: argparse.Namespace
     if serve is None:
         raise NetfabricError("this build has no Docker plugin server (netfabric.plugin.docker)")
     svc: AgentService = await serve(core, path)
+    return svc
+
+
+async def _cni(core: AgentFrontend, args: argparse.Namespace) -> AgentService | None:
+    """The ``cni`` verb of the local API, which ``netfabric-cni`` calls (always served)."""
+    from netfabric.plugin.cni.service import serve
+
+    svc: AgentService = await serve(core)
     return svc
 
 
@@ -163,7 +173,12 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     core = AgentCore(config, state, kernel=kernel, book=book, names=names, mesh=mesh,
                      blocks=blocks)
 
+    extra_verbs: dict[str, Callable[[dict[str, object]], Awaitable[object]]] = {}
+
     async def local(request: Request) -> object:
+        handler = extra_verbs.get(request.verb)
+        if handler is not None:
+            return await handler(request.args)
         return await dispatch(core, request)
 
     async def cluster(request: Request) -> object:
@@ -202,10 +217,11 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     services: list[AgentService] = []
     try:
-        for factory in [_docker_plugin, *_SERVICES]:
+        for factory in [_docker_plugin, _cni, *_SERVICES]:
             svc = await factory(core, args)
             if svc is not None:
                 services.append(svc)
+                extra_verbs.update(getattr(svc, "verbs", None) or {})
         await core.start()
         await api.start_unix(config.socket)
         for svc in services:
