@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
+
+import msgspec
 
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext, check_name
@@ -76,40 +77,49 @@ INGRESS = "ingress"
 INGRESS_IF = "nfingress0"
 
 
+class _ServiceEntry(msgspec.Struct, frozen=True):
+    """A ``services`` table value: a :class:`Service` with each port as
+    ``[target, published, proto, mode]``."""
+
+    name: str
+    networks: tuple[str, ...]
+    mode: EndpointMode
+    vips: tuple[tuple[str, str], ...]
+    ports: tuple[tuple[int, int, Proto, PublishMode], ...]
+
+
+_ENCODER = msgspec.json.Encoder()
+_SERVICE = msgspec.json.Decoder(_ServiceEntry)
+_BACKEND = msgspec.json.Decoder(Backend)
+_SAVED = msgspec.json.Decoder(dict[str, dict[str, str]])
+"""The state file: table -> key -> the entry's value."""
+
+
 def encode_service(s: Service) -> bytes:
-    return json.dumps({"name": s.name, "networks": list(s.networks), "mode": str(s.mode),
-                       "vips": [list(v) for v in s.vips],
-                       "ports": [[p.target, p.published, str(p.proto), str(p.mode)]
-                                 for p in s.ports]}, separators=(",", ":")).encode()
+    return _ENCODER.encode(_ServiceEntry(
+        s.name, s.networks, s.mode, s.vips,
+        tuple((p.target, p.published, p.proto, p.mode) for p in s.ports)))
 
 
 def decode_service(raw: bytes) -> Service:
     """A service from a table value; malformed values are :class:`InvalidArgument`."""
     try:
-        v = json.loads(raw)
-        return Service(str(v["name"]), tuple(str(n) for n in v["networks"]),
-                       EndpointMode(v["mode"]),
-                       tuple((str(n), str(ip)) for n, ip in v["vips"]),
-                       tuple(PortConfig(int(t), int(p), Proto(pr), PublishMode(m))
-                             for t, p, pr, m in v["ports"]))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"malformed service entry: {exc}") from exc
+        v = _SERVICE.decode(raw)
+        return Service(v.name, v.networks, v.mode, v.vips,
+                       tuple(PortConfig(*port) for port in v.ports))
+    except (msgspec.DecodeError, InvalidArgument) as exc:
+        raise InvalidArgument(f"malformed service entry: {exc}") from None
 
 
 def encode_backend(b: Backend) -> bytes:
-    return json.dumps({"service": b.service, "id": b.id, "node": b.node,
-                       "addresses": [list(a) for a in b.addresses], "active": b.active},
-                      separators=(",", ":")).encode()
+    return _ENCODER.encode(b)
 
 
 def decode_backend(raw: bytes) -> Backend:
     try:
-        v = json.loads(raw)
-        return Backend(str(v["service"]), str(v["id"]), str(v["node"]),
-                       tuple((str(n), str(ip)) for n, ip in v["addresses"]),
-                       bool(v["active"]))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"malformed backend entry: {exc}") from exc
+        return _BACKEND.decode(raw)
+    except (msgspec.DecodeError, InvalidArgument) as exc:
+        raise InvalidArgument(f"malformed backend entry: {exc}") from None
 
 
 def _backend_key(service: str, backend_id: str) -> str:
@@ -149,13 +159,12 @@ class ServiceRegistry:
 
     def _load(self) -> dict[str, dict[str, str]]:
         try:
-            with open(self._path(), encoding="utf-8") as f:
-                raw = json.load(f)
-            return {t: {str(k): str(v) for k, v in raw.get(t, {}).items()}
-                    for t in KEPT}
+            with open(self._path(), "rb") as f:
+                raw = _SAVED.decode(f.read())
+            return {t: dict(raw.get(t, {})) for t in KEPT}
         except FileNotFoundError:
             return {t: {} for t in KEPT}
-        except (OSError, ValueError, AttributeError) as exc:
+        except (OSError, msgspec.DecodeError) as exc:
             log.warning("ignoring unreadable %s: %s", self._path(), exc)
             return {t: {} for t in KEPT}
 
@@ -174,8 +183,8 @@ class ServiceRegistry:
         else:
             saved[table][key] = value.decode()
         tmp = f"{self._path()}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(saved, f)
+        with open(tmp, "wb") as f:
+            f.write(_ENCODER.encode(saved))
         os.replace(tmp, self._path())
 
     async def resume(self) -> None:

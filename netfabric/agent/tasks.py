@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from netfabric.agent.context import AgentContext
 from netfabric.agent.endpoints import Endpoints
@@ -45,6 +46,7 @@ from netfabric.services.tasks import (
 __all__ = ["LEAVE_S", "SETTLE_S", "TaskRunner"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SETTLE_S = 0.5
 """A task's process must still run this long after start before it takes connections."""
@@ -53,51 +55,40 @@ LEAVE_S = 0.5
 STOP_S = 5.0
 
 
-def _enc(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+_ENCODER = msgspec.json.Encoder()
+
+
+def _decode(raw: bytes, kind: type[_T], what: str) -> _T:
+    """A table value as ``kind`` (its dataclass is the schema); a malformed one is
+    :class:`InvalidArgument` naming the field."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.DecodeError, InvalidArgument) as exc:
+        raise InvalidArgument(f"malformed {what}: {exc}") from None
 
 
 def encode_task(t: Task) -> bytes:
-    return _enc({"id": t.id, "service": t.service, "slot": t.slot, "node": t.node,
-                 "command": list(t.command), "desired": str(t.desired), "created": t.created})
+    return _ENCODER.encode(t)
 
 
 def decode_task(raw: bytes) -> Task:
-    try:
-        v = json.loads(raw)
-        return Task(str(v["id"]), str(v["service"]), int(v["slot"]), str(v["node"]),
-                    tuple(str(a) for a in v["command"]), Desired(v["desired"]),
-                    float(v["created"]))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise InvalidArgument(f"malformed task entry: {exc}") from exc
+    return _decode(raw, Task, "task entry")
+
+
+def encode_state(state: TaskState) -> bytes:
+    return _ENCODER.encode(state)
 
 
 def decode_state(raw: bytes) -> TaskState:
-    try:
-        v = json.loads(raw)
-        return TaskState(str(v["id"]), State(v["state"]), float(v["since"]), str(v["error"]))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise InvalidArgument(f"malformed task state: {exc}") from exc
+    return _decode(raw, TaskState, "task state")
 
 
 def encode_spec(spec: RunSpec) -> bytes:
-    return _enc({"service": spec.service, "replicas": spec.replicas,
-                 "command": list(spec.command), "previous": list(spec.previous),
-                 "failure_action": str(spec.failure_action), "update": str(spec.update),
-                 "updated": spec.updated, "message": spec.message})
+    return _ENCODER.encode(spec)
 
 
 def decode_spec(raw: bytes) -> RunSpec:
-    try:
-        v = json.loads(raw)
-        return RunSpec(str(v["service"]), int(v["replicas"]),
-                       tuple(str(a) for a in v["command"]),
-                       tuple(str(a) for a in v.get("previous", ())),
-                       FailureAction(v.get("failure_action", "pause")),
-                       UpdateState(v.get("update", "")), float(v.get("updated", 0.0)),
-                       str(v.get("message", "")))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise InvalidArgument(f"malformed run spec: {exc}") from exc
+    return _decode(raw, RunSpec, "run spec")
 
 
 class TaskRunner:
@@ -136,8 +127,8 @@ class TaskRunner:
         return {s.id: s for s in self._decode_all(TASKSTATES, decode_state)}
 
     def _report(self, task: Task, state: State, error: str = "") -> None:
-        self._ctx.mesh.set_record(TASKSTATES, task.id, _enc(
-            {"id": task.id, "state": str(state), "since": time.time(), "error": error}))
+        self._ctx.mesh.set_record(TASKSTATES, task.id, encode_state(
+            TaskState(task.id, state, time.time(), error)))
 
     # -- events -----------------------------------------------------------------------------
 

@@ -21,7 +21,21 @@ from netfabric.agent.rpc import (
     LeaseBlockArgs,
     LendArgs,
 )
+from netfabric.agent.services import (
+    decode_backend,
+    decode_service,
+    encode_backend,
+    encode_service,
+)
 from netfabric.agent.state import STATE_FILE, LocalState
+from netfabric.agent.tasks import (
+    decode_spec,
+    decode_state,
+    decode_task,
+    encode_spec,
+    encode_state,
+    encode_task,
+)
 from netfabric.api.types import Availability, Role, to_wire
 from netfabric.api.wire import encode_json
 from netfabric.errors import InvalidArgument, MalformedAnswer, StoreCorrupt
@@ -29,6 +43,8 @@ from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease, Subnet
 from netfabric.model import Endpoint
+from netfabric.services import Backend, EndpointMode, PortConfig, Proto, PublishMode, Service
+from netfabric.services.tasks import Desired, RunSpec, State, Task, TaskState
 
 EP = Endpoint(id="e1", network_id="n1", sandbox="s1", node_id="node1",
               mac="02:00:00:00:00:01", ipv4="10.0.0.2", prefixlen=24, vtep="198.51.100.1",
@@ -122,3 +138,30 @@ def test_node_calls_check_their_arguments() -> None:
     with pytest.raises(InvalidArgument, match="unlend_address: missing argument 'ip'"):
         UNLEND_ADDRESS.parse({"network_id": "n1"})
     assert set(NODE_CALLS) == {"lend_address", "unlend_address"}
+
+
+def test_service_and_task_entries_keep_their_shape_and_name_the_field() -> None:
+    svc = Service("web", ("n1",), EndpointMode.VIP, (("n1", "10.0.0.5"),),
+                  (PortConfig(80, 8080, Proto.TCP, PublishMode.INGRESS),))
+    raw = encode_service(svc)
+    assert raw == (b'{"name":"web","networks":["n1"],"mode":"vip","vips":[["n1","10.0.0.5"]],'
+                   b'"ports":[[80,8080,"tcp","ingress"]]}')  # the shape written before
+    assert decode_service(raw) == svc
+    with pytest.raises(InvalidArgument, match=r"malformed service entry.*\$\.ports\[0\]\[2\]"):
+        decode_service(raw.replace(b'"tcp"', b'"sctp"'))
+    with pytest.raises(InvalidArgument, match="malformed service entry: bad target port"):
+        decode_service(raw.replace(b"[80,", b"[0,"))
+    backend = Backend("web", "b1", "node1", (("n1", "10.0.0.9"),), active=False)
+    assert decode_backend(encode_backend(backend)) == backend
+    with pytest.raises(InvalidArgument, match=r"malformed backend entry.*\$\.active"):
+        decode_backend(encode_backend(backend).replace(b"false", b'"no"'))
+    task = Task("t1", "web", 1, "node1", ("sleep", "9"), Desired.RUNNING, 5.0)
+    assert decode_task(encode_task(task)) == task
+    with pytest.raises(InvalidArgument, match=r"malformed task entry.*\$\.slot"):
+        decode_task(encode_task(task).replace(b'"slot":1', b'"slot":"1"'))
+    state = TaskState("t1", State.RUNNING, 6.0)
+    assert decode_state(encode_state(state)) == state
+    spec = RunSpec("web", 2, ("sleep", "9"))
+    assert decode_spec(encode_spec(spec)) == spec
+    assert decode_spec(b'{"service":"web","replicas":2,"command":["x"]}') == \
+        RunSpec("web", 2, ("x",))  # fields added later keep their defaults
