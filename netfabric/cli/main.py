@@ -18,6 +18,7 @@ import typing
 from collections.abc import Sequence
 
 from netfabric import __version__
+from netfabric.cli.cnicmd import add_cni_commands
 from netfabric.cli.commands import add_commands, error_exit_code, group, verb_parser
 from netfabric.cli.labcmd import add_lab_commands
 from netfabric.cli.services import add_service_commands
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lab_commands(labsub)
     add_commands(sub)
     add_service_commands(sub)
+    add_cni_commands(sub)
     return parser
 
 

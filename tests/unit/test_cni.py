@@ -273,3 +273,25 @@ def test_port_rules_render() -> None:
     assert "\t\ttcp dport 8080 dnat to 10.9.0.5:80" in body
     assert "type nat hook prerouting" in body and "type nat hook output" in body
     assert render([]) == ""
+
+
+def test_cni_install_writes_a_conflist_and_the_plugin(tmp_path: Path) -> None:
+    from netfabric.cli.main import main as cli
+
+    conf_dir, bin_dir = tmp_path / "net.d", tmp_path / "bin"
+    assert cli(["cni", "install", "--name", "podnet", "--conf-dir", str(conf_dir),
+                "--bin-dir", str(bin_dir), "--socket", "/run/x.sock", "ovl"]) == 0
+    conf = json.loads((conf_dir / "podnet.conflist").read_text())
+    assert conf["cniVersion"] == "1.0.0" and conf["name"] == "podnet"
+    (plugin,) = conf["plugins"]
+    assert plugin["type"] == "netfabric" and plugin["network"] == "ovl"
+    assert plugin["socket"] == "/run/x.sock"
+    assert set(plugin["capabilities"]) == {"aliases", "portMappings", "ips", "mac"}
+    exe = bin_dir / "netfabric"
+    assert os.access(exe, os.X_OK)
+    import subprocess
+    out = subprocess.run([str(exe)], input=b'{"cniVersion":"0.4.0"}', capture_output=True,
+                         env={"CNI_COMMAND": "VERSION"}, check=True).stdout
+    assert json.loads(out)["cniVersion"] == "0.4.0"
+    assert cli(["cni", "install", "--cni-version", "2.0.0", "--conf-dir", str(conf_dir),
+                "--bin-dir", str(bin_dir), "x"]) != 0
