@@ -21,15 +21,15 @@ outermost block exits without an exception (and rolled back otherwise).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+import msgspec
+
 from netfabric.errors import InvalidArgument
-from netfabric.model import Driver, Network, Scope, SubnetSpec
+from netfabric.model import Network
 
 __all__ = [
     "BlockRecord",
@@ -145,65 +145,31 @@ class Store(Protocol):
 
 
 def network_to_record(network: Network) -> dict[str, Any]:
-    """A JSON-able dict for one network (enums as their values, tuples as lists)."""
-    return {
-        "id": network.id,
-        "name": network.name,
-        "driver": network.driver.value,
-        "scope": network.scope.value,
-        "subnets": [
-            {"cidr": s.cidr, "gateway": s.gateway, "ip_range": s.ip_range}
-            for s in network.subnets
-        ],
-        "vni": network.vni,
-        "attachable": network.attachable,
-        "internal": network.internal,
-        "ipv6": network.ipv6,
-        "mtu": network.mtu,
-        "options": [[k, v] for k, v in network.options],
-        "created": network.created,
-        "labels": [[k, v] for k, v in network.labels],
-    }
+    """A JSON-able dict for one network (enums as their values, tuples as lists): its
+    dataclass is the schema."""
+    result: dict[str, Any] = msgspec.to_builtins(network)
+    return result
 
 
-def network_from_record(record: Mapping[str, Any]) -> Network:
-    """The inverse of :func:`network_to_record`; InvalidArgument on a malformed dict."""
+def network_from_record(record: Any) -> Network:
+    """The inverse of :func:`network_to_record`: every field checked by msgspec against
+    :class:`~netfabric.model.Network`; InvalidArgument naming the field when it does not fit."""
     try:
-        return Network(
-            id=str(record["id"]),
-            name=str(record["name"]),
-            driver=Driver(record["driver"]),
-            scope=Scope(record["scope"]),
-            subnets=tuple(
-                SubnetSpec(cidr=str(s["cidr"]), gateway=str(s["gateway"]),
-                           ip_range=None if s.get("ip_range") is None else str(s["ip_range"]))
-                for s in record.get("subnets", ())
-            ),
-            vni=None if record.get("vni") is None else int(record["vni"]),
-            attachable=bool(record.get("attachable", False)),
-            internal=bool(record.get("internal", False)),
-            ipv6=bool(record.get("ipv6", False)),
-            mtu=None if record.get("mtu") is None else int(record["mtu"]),
-            options=tuple((str(k), str(v)) for k, v in record.get("options", ())),
-            created=float(record.get("created", 0.0)),
-            labels=tuple((str(k), str(v)) for k, v in record.get("labels", ())),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidArgument(f"malformed network record: {exc!r}") from exc
+        return msgspec.convert(record, Network)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(f"malformed network record: {exc}") from None
 
 
 def encode_network(network: Network) -> str:
-    """Canonical JSON text of one network record."""
-    return json.dumps(network_to_record(network), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON text of one network record (keys sorted)."""
+    return msgspec.json.encode(network, order="sorted").decode()
 
 
 def decode_network(text: str | bytes) -> Network:
     """Parse :func:`encode_network` output; InvalidArgument when it does not parse."""
     try:
-        record = json.loads(text)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"network record is not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise InvalidArgument("network record is not a JSON object")
-    return network_from_record(record)
-
+        return msgspec.json.decode(text, type=Network)
+    except msgspec.ValidationError as exc:
+        raise InvalidArgument(f"malformed network record: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidArgument(f"network record is not JSON: {exc}") from None

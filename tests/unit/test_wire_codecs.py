@@ -42,9 +42,10 @@ from netfabric.errors import InvalidArgument, MalformedAnswer, StoreCorrupt
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease, Subnet
-from netfabric.model import Endpoint
+from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 from netfabric.services import Backend, EndpointMode, PortConfig, Proto, PublishMode, Service
 from netfabric.services.tasks import Desired, RunSpec, State, Task, TaskState
+from netfabric.store.base import decode_network, encode_network
 
 EP = Endpoint(id="e1", network_id="n1", sandbox="s1", node_id="node1",
               mac="02:00:00:00:00:01", ipv4="10.0.0.2", prefixlen=24, vtep="198.51.100.1",
@@ -165,3 +166,14 @@ def test_service_and_task_entries_keep_their_shape_and_name_the_field() -> None:
     assert decode_spec(encode_spec(spec)) == spec
     assert decode_spec(b'{"service":"web","replicas":2,"command":["x"]}') == \
         RunSpec("web", 2, ("x",))  # fields added later keep their defaults
+
+
+def test_network_rows_keep_their_text_and_name_the_field() -> None:
+    net = Network(id="n1", name="ov", driver=Driver.OVERLAY, scope=Scope.SWARM,
+                  subnets=(SubnetSpec("10.0.0.0/24", "10.0.0.1"),), vni=4097,
+                  options=(("mtu", "1400"),))
+    text = encode_network(net)
+    assert text.startswith('{"attachable":false,"created":0.0,"driver":"overlay","id":"n1"')
+    assert decode_network(text) == net
+    with pytest.raises(InvalidArgument, match=r"malformed network record.*\$\.vni"):
+        decode_network(text.replace('"vni":4097', '"vni":"x"'))
