@@ -12,6 +12,7 @@ if typing.TYPE_CHECKING:
         ClusterInfo,
         ContainerInfo,
         EndpointInfo,
+        GossipInfo,
         JoinToken,
         NetworkInfo,
         NodeInfo,
@@ -75,7 +76,7 @@ if typing.TYPE_CHECKING:
 # plugin, which podman runs for each command) stays fast.
 _LAZY = {
     **dict.fromkeys((
-        "Availability", "ClusterInfo", "ContainerInfo", "EndpointInfo", "JoinToken",
+        "Availability", "ClusterInfo", "ContainerInfo", "EndpointInfo", "GossipInfo", "JoinToken",
         "NetworkInfo", "NodeInfo", "NodeStatus", "Role"
     ), "netfabric.api.types"),
     **dict.fromkeys((
@@ -148,6 +149,7 @@ __all__ = [
     "GossipConfig",
     "GossipCore",
     "GossipError",
+    "GossipInfo",
     "GossipNode",
     "HostAllocator",
     "IPAMError",

@@ -26,12 +26,13 @@ from netfabric.agent.ports import (
     Member,
     Mesh,
     MeshEvent,
+    MeshStats,
     NameService,
     RecordTable,
 )
 from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, NODE_CALLS, ManagerLink
 from netfabric.agent.state import ClusterRecord
-from netfabric.api.types import Role
+from netfabric.api.types import GossipInfo, Role
 from netfabric.errors import InvalidArgument, NotAManager, NotFound, NotInCluster
 from netfabric.model import Endpoint
 
@@ -176,6 +177,12 @@ class GatedMesh:
         if self._started and isinstance(self._mesh, RecordTable):
             return self._mesh.records(table)
         return {}
+
+    def stats(self) -> GossipInfo | None:
+        """The gossip view, or None before :meth:`start` (or where the mesh has none)."""
+        if self._started and isinstance(self._mesh, MeshStats):
+            return self._mesh.stats()
+        return None
 
     def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
         self._mesh.subscribe(listener)

@@ -197,7 +197,7 @@ class AgentCore:
             managers=tuple(cluster.managers) if cluster else (),
             nodes=len(ctx.mesh.members()) if ctx.mesh.started else 1,
             networks=len(await self.networks()), containers=len(state.sandboxes),
-            version=__version__)
+            version=__version__, gossip=ctx.mesh.stats())
 
     async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
         await self._cluster.init(advertise_addr, listen_addr=listen_addr)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from netfabric.agent.ports import Allocation, BlockBook, Link, ManagerCall, Member, MeshEvent
 from netfabric.agent.state import STATE_FILE
-from netfabric.api.types import Role
+from netfabric.api.types import GossipInfo, Role
 from netfabric.errors import AddressInUse, AgentUnreachable, NotFound, PoolExhausted
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.pools import AddressSpace
@@ -325,6 +325,13 @@ class FakeMesh:
 
     def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
         self.listeners.append(listener)
+
+    def stats(self) -> GossipInfo:
+        alive = 1 + sum(self.alive.values())
+        return GossipInfo(members={"alive": alive, "suspect": 0,
+                                   "dead": len(self.alive) + 1 - alive, "left": 0},
+                          tables={"endpoints": len(self.published) + len(self.remote)},
+                          networks=len(self.joined))
 
     async def emit(self, event: MeshEvent) -> None:
         for listener in self.listeners:

@@ -18,10 +18,11 @@ import msgspec
 
 from netfabric.agent.context import AgentConfig
 from netfabric.agent.ports import Member, MeshEvent, MeshEventKind
+from netfabric.api.types import GossipInfo
 from netfabric.errors import ClusterError, InvalidArgument, NetfabricError, NotFound
 from netfabric.gossip import events as gev
 from netfabric.gossip.config import GossipConfig
-from netfabric.gossip.messages import MemberState
+from netfabric.gossip.messages import EntryState, MemberState
 from netfabric.gossip.runtime import GossipNode
 from netfabric.model import Endpoint
 
@@ -188,6 +189,24 @@ class GossipMesh:
 
     def counters(self) -> dict[str, int]:
         return self._node.counters.as_dict() if self._node is not None else {}
+
+    def stats(self) -> GossipInfo:
+        """Members by state (this node alive), health, live entries per table, counters."""
+        node = self._node
+        states = {s.name.lower(): 0 for s in MemberState}
+        if node is None:
+            return GossipInfo(members=states)
+        states["alive"] += 1
+        for m in node.members():
+            if m.node != self._node_id:
+                states[m.state.name.lower()] += 1
+        core = node.core
+        tables: dict[str, int] = {}
+        for (table, _key), entry in core.tables.items():
+            if entry.state == EntryState.LIVE:
+                tables[table] = tables.get(table, 0) + 1
+        return GossipInfo(members=states, health=core.health, tables=tables,
+                          networks=len(core.networks()), counters=node.counters.as_dict())
 
     # -- events -------------------------------------------------------------------------------
 

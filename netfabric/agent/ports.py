@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from netfabric.api.types import GossipInfo
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.values import BlockLease
 from netfabric.model import Endpoint, Network, SubnetSpec
@@ -29,6 +30,7 @@ __all__ = [
     "Mesh",
     "MeshEvent",
     "MeshEventKind",
+    "MeshStats",
     "NameService",
     "NetworkTable",
     "RecordTable",
@@ -218,6 +220,14 @@ class Member:
     node_id: str
     address: str
     alive: bool
+
+
+@runtime_checkable
+class MeshStats(Protocol):
+    """The gossip view for `netfabric info` and the metrics: members by state, health,
+    table sizes and counters, read live."""
+
+    def stats(self) -> GossipInfo: ...
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ __all__ = [
     "ClusterInfo",
     "ContainerInfo",
     "EndpointInfo",
+    "GossipInfo",
     "JoinToken",
     "NetworkInfo",
     "NodeInfo",
@@ -141,6 +142,29 @@ class NodeInfo(Value, frozen=True, kw_only=True):
         return "Leader" if self.leader else "Reachable"
 
 
+class GossipInfo(Value, frozen=True, kw_only=True):
+    """The gossip view of one node (`netfabric info`): members by state (this node counted
+    alive), its Lifeguard health score (0 is healthy), live entries per table, the networks it
+    is attached to, and the gossip counters (drops, unauthenticated packets, traffic)."""
+
+    members: dict[str, int]
+    health: int = 0
+    tables: dict[str, int] = msgspec.field(default_factory=dict)
+    networks: int = 0
+    counters: dict[str, int] = msgspec.field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        """Packets and streams thrown away: undecodable, stream failures, rejected entries."""
+        c = self.counters
+        return (c.get("decode_failed", 0) + c.get("stream_failed", 0)
+                + c.get("entries_rejected", 0) + c.get("entries_unscoped", 0))
+
+    @property
+    def unauthenticated(self) -> int:
+        return self.counters.get("auth_failed", 0)
+
+
 class ClusterInfo(Value, frozen=True, kw_only=True):
     """What `netfabric info` shows: who this node is and how it sees the cluster."""
 
@@ -154,6 +178,8 @@ class ClusterInfo(Value, frozen=True, kw_only=True):
     networks: int = 0
     containers: int = 0
     version: str = ""
+    gossip: GossipInfo | None = None
+    """None while the node is in no cluster (gossip is not running)."""
 
 
 class JoinToken(Value, frozen=True, kw_only=True):

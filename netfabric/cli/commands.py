@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netfabric.api.types import ContainerInfo, NetworkInfo, NodeInfo
+from netfabric.api.types import ContainerInfo, GossipInfo, NetworkInfo, NodeInfo
 from netfabric.cli.filters import (
     CONTAINER_KEYS,
     NETWORK_KEYS,
@@ -94,6 +94,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
                  "Role": str(info.role), "Networks": info.networks,
                  "Containers": info.containers, "ContainersRunning": info.containers,
                  "ServerVersion": info.version}
+        if info.gossip is not None:
+            g = info.gossip
+            plain["Gossip"] = {"Members": dict(g.members), "HealthScore": g.health,
+                               "Tables": dict(g.tables), "Networks": g.networks,
+                               "Dropped": g.dropped, "Unauthenticated": g.unauthenticated,
+                               "Counters": dict(g.counters)}
         _emit(format_inspect([plain], None if args.format == "table" else args.format))
         return 0
     print(f"Node ID:        {info.node_id}\nHostname:       {info.hostname}\n"
@@ -102,7 +108,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
           f"Managers:       {', '.join(info.managers) or '-'}\nNodes:          {info.nodes}\n"
           f"Networks:       {info.networks}\nContainers:     {info.containers}\n"
           f"Version:        {info.version}")
+    if info.gossip is not None:
+        print(_gossip_lines(info.gossip))
     return 0
+
+
+def _gossip_lines(g: GossipInfo) -> str:
+    """The gossip view of `info`, as `docker info` prints its Swarm section."""
+    members = ", ".join(f"{n} {state}" for state, n in g.members.items()) or "-"
+    tables = ", ".join(f"{t} {n}" for t, n in sorted(g.tables.items())) or "-"
+    c = g.counters
+    return (f"Gossip:\n Members:        {members}\n"
+            f" Health score:   {g.health} (0 is healthy)\n"
+            f" Networks:       {g.networks}\n Tables:         {tables}\n"
+            f" Messages:       {c.get('datagrams_in', 0)} in, {c.get('datagrams_out', 0)} out"
+            f" ({c.get('bytes_in', 0)} / {c.get('bytes_out', 0)} bytes)\n"
+            f" Dropped:        {g.dropped}\n Unauthenticated: {g.unauthenticated}")
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

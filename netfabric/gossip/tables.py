@@ -93,6 +93,11 @@ class Tables:
     def entry(self, table: str, network: str, key: str) -> Entry | None:
         return self._nets.get(network, {}).get((table, key))
 
+    def items(self) -> Iterator[tuple[EntryKey, Entry]]:
+        """Every entry of every attached network, tombstones included."""
+        for entries in self._nets.values():
+            yield from entries.items()
+
     def count(self) -> int:
         return sum(len(d) for d in self._nets.values())
 
