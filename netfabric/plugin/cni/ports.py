@@ -1,7 +1,7 @@
 """Port mappings of CNI attachments (``runtimeConfig.portMappings``) as nftables DNAT.
 
 conmon (podman) binds each host port itself, to hold it; the traffic to it is rewritten
-here, in this host's netns, to the container's address: one table ``ip netfabric_cni`` of
+here, in this host's netns, to the container's address: one table ``ip netfabric-cni`` of
 our own, rendered whole from the attachments (:func:`render`, pure) and replaced in one
 transaction (:class:`PortTable`). Packets from other hosts (prerouting) and from this host
 (output) to a local address are caught; an empty set of mappings removes the table.
@@ -17,7 +17,7 @@ from netfabric.dataplane.nft import delete_table, replace_table
 
 __all__ = ["TABLE", "Mapped", "PortTable", "render"]
 
-TABLE = "netfabric_cni"
+TABLE = "netfabric-cni"
 
 
 class Mapped(Protocol):

@@ -1,0 +1,143 @@
+"""Real podman 4.3 on its CNI backend inside a simulated host, on netfabric's CNI plugin.
+
+Every podman command runs in the host's netns (``nsenter --net``) with all of podman's
+state in one per-host directory: storage root, run root, tmp dir, containers.conf
+(``network_backend = "cni"``, the plugin dirs, lowered ``default_ulimits``: the sandbox
+lacks CAP_SYS_RESOURCE), the CNI config dir and the CNI bin dir where ``netfabric cni
+install`` put the conflist and the plugin (pointed at this host's agent socket).
+``CONTAINERS_CONF`` is exported, so conmon's cleanup process finds the plugin too.
+
+podman names its netns ``/run/netns/netns-<uuid>``; the lab's agents share this VM's mount
+namespace, so podman does too (in a machine of its own, podman and the agent would share
+the machine's). :meth:`Podman.close` removes every container (podman's own ``rm -f``, so
+each gets its CNI DEL), then the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from netfabric.errors import LabError
+from netfabric.lab.cluster import AgentProc, Lab
+from netfabric.lab.dockerd import IMAGE, busybox_rootfs_tar
+from netfabric.plugin.cni.install import install
+
+__all__ = ["REFERENCE_PLUGINS", "Podman", "podman_missing"]
+
+REFERENCE_PLUGINS: Final = "/usr/lib/cni"
+PODMAN: Final = "podman"
+
+
+def podman_missing() -> str | None:
+    """Why podman cannot run here, or None."""
+    if shutil.which(PODMAN) is None:
+        return "podman is not installed (apt-get install -y podman)"
+    if not os.path.exists(os.path.join(REFERENCE_PLUGINS, "bridge")):
+        return "containernetworking-plugins is not installed"
+    return None
+
+
+@dataclass
+class Podman:
+    """podman on one lab host; ``run(...)`` is ``podman ...`` there."""
+
+    lab: Lab
+    agent: AgentProc
+    base: str
+
+    @property
+    def conf_dir(self) -> str:
+        return os.path.join(self.base, "net.d")
+
+    @property
+    def bin_dir(self) -> str:
+        return os.path.join(self.base, "bin")
+
+    @property
+    def containers_conf(self) -> str:
+        return os.path.join(self.base, "containers.conf")
+
+    @classmethod
+    def start(cls, lab: Lab, agent: AgentProc, base: str, *,
+              networks: Sequence[str] = ()) -> Podman:
+        """podman's directory for ``agent``'s host, the busybox image imported, and a
+        conflist (and the plugin) for each netfabric network in ``networks``."""
+        why = podman_missing()
+        if why:
+            raise LabError(why)
+        pm = cls(lab, agent, base)
+        os.makedirs(base, exist_ok=True)
+        try:
+            with open(pm.containers_conf, "w", encoding="utf-8") as f:
+                f.write("[containers]\n"
+                        'default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
+                        "[network]\n"
+                        'network_backend = "cni"\n'
+                        f'cni_plugin_dirs = ["{pm.bin_dir}", "{REFERENCE_PLUGINS}"]\n'
+                        f'network_config_dir = "{pm.conf_dir}"\n'
+                        "[engine]\n"
+                        'cgroup_manager = "cgroupfs"\n'
+                        'events_logger = "file"\n'
+                        f'tmp_dir = "{os.path.join(base, "tmp")}"\n')
+            for net in networks:
+                pm.add_network(net)
+            proc = pm.run(["import", "-", IMAGE], input_bytes=busybox_rootfs_tar())
+            if proc.returncode != 0:
+                raise LabError(f"podman import failed: {proc.stderr.strip()}")
+        except BaseException:
+            pm.close()
+            raise
+        return pm
+
+    def add_network(self, network: str, *, name: str | None = None) -> None:
+        install(name or network, network=network, conf_dir=self.conf_dir,
+                bin_dir=self.bin_dir, socket=self.agent.socket)
+
+    def add_conflist(self, name: str, conflist: dict[str, object]) -> None:
+        os.makedirs(self.conf_dir, exist_ok=True)
+        with open(os.path.join(self.conf_dir, f"{name}.conflist"), "w", encoding="utf-8") as f:
+            json.dump(conflist, f)
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.agent.netns}", "--", PODMAN,
+                "--root", os.path.join(self.base, "root"),
+                "--runroot", os.path.join(self.base, "run"), *args]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CONTAINERS_CONF": self.containers_conf}
+
+    def run(self, args: Sequence[str], *, timeout: float = 120.0,
+            input_bytes: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            proc = subprocess.run(self.argv(args), input=input_bytes, capture_output=True,
+                                  timeout=timeout, check=False, env=self.env())
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"podman {' '.join(args)} timed out after {timeout:g}s") from exc
+        return subprocess.CompletedProcess(proc.args, proc.returncode,
+                                           proc.stdout.decode(errors="replace"),
+                                           proc.stderr.decode(errors="replace"))
+
+    def ok(self, args: Sequence[str], *, timeout: float = 120.0) -> str:
+        proc = self.run(args, timeout=timeout)
+        if proc.returncode != 0:
+            raise LabError(f"podman {' '.join(args)}: {(proc.stderr or proc.stdout).strip()}")
+        return proc.stdout
+
+    def close(self) -> None:
+        """Every container removed (each with its CNI DEL), then podman's directory."""
+        with contextlib.suppress(LabError, OSError):
+            self.run(["rm", "-af", "-t", "0"], timeout=120)
+        root = os.path.join(self.base, "root")
+        with contextlib.suppress(LabError, OSError):
+            # storage may hold overlay mounts: podman's own reset unmounts them
+            self.run(["system", "reset", "-f"], timeout=120)
+        with contextlib.suppress(OSError):
+            subprocess.run(["umount", "-R", root], capture_output=True, check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
