@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from netfabric.errors import AgentUnreachable, InvalidArgument
+from netfabric.errors import AgentUnreachable, InvalidArgument, MalformedAnswer
 from netfabric.plugin.docker import (
     DockerEngine,
     DockerPlugin,
@@ -216,4 +216,24 @@ def test_engine_reads_names(fake_dockerd: Callable[[], AsyncIterator[str]],
             assert await engine.endpoint_names("n1", "e2") == ()
         with pytest.raises(AgentUnreachable, match="dockerd API"):
             await DockerEngine(str(tmp_path / "none.sock")).network_name("n1")
+    asyncio.run(main())
+
+
+def test_engine_refuses_a_malformed_answer(tmp_path: Path) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = b'{"Name": 5}'
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        path = str(tmp_path / "docker.sock")
+        server = await asyncio.start_unix_server(handle, path=path)
+        try:
+            with pytest.raises(MalformedAnswer, match=r"dockerd API .* malformed .*\$\.Name"):
+                await DockerEngine(path).network_name("n1")
+        finally:
+            server.close()
+            await server.wait_closed()
     asyncio.run(main())

@@ -9,20 +9,22 @@ mount namespace works too. A fixed socket path can be configured instead.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final, TypeVar
 from urllib.parse import quote
 
+import msgspec
+
 from netfabric.api.httpio import request
-from netfabric.errors import AgentUnreachable
+from netfabric.errors import AgentUnreachable, MalformedAnswer
 
 __all__ = ["DEFAULT_DOCKER_SOCKET", "DockerEngine", "docker_socket_of", "engine_factory"]
 
 DEFAULT_DOCKER_SOCKET: Final = "/var/run/docker.sock"
 API_VERSION: Final = "v1.41"
 TIMEOUT_S: Final = 3.0
+_T = TypeVar("_T")
 
 
 def docker_socket_of(pid: int) -> str:
@@ -45,6 +47,32 @@ def docker_socket_of(pid: int) -> str:
     return f"/proc/{pid}/root{path}" if os.path.isabs(path) else path
 
 
+# The parts of dockerd's answers the engine reads (Docker's field names; the rest ignored).
+
+
+class _NetContainer(msgspec.Struct):
+    Name: str = ""
+    EndpointID: str = ""
+
+
+class _Network(msgspec.Struct):
+    Name: str = ""
+    Containers: dict[str, _NetContainer] | None = None
+
+
+class _EndpointSettings(msgspec.Struct):
+    EndpointID: str = ""
+    Aliases: list[str] | None = None
+
+
+class _Settings(msgspec.Struct):
+    Networks: dict[str, _EndpointSettings] | None = None
+
+
+class _Container(msgspec.Struct):
+    NetworkSettings: _Settings | None = None
+
+
 class DockerEngine:
     """A minimal client of dockerd's API for network and container names."""
 
@@ -52,44 +80,46 @@ class DockerEngine:
         self.socket_path = socket_path
         self.timeout_s = timeout_s
 
-    async def _get(self, path: str) -> tuple[int, Any]:
+    async def _get(self, path: str, kind: type[_T]) -> _T | None:
+        """The answer to ``GET path`` as ``kind``; ``None`` for a status other than 200."""
         try:
-            return await asyncio.wait_for(self._get_once(path), self.timeout_s)
-        except (OSError, TimeoutError, ValueError) as exc:
+            response = await asyncio.wait_for(
+                request(lambda: asyncio.open_unix_connection(self.socket_path), "GET",
+                        f"/{API_VERSION}{path}", host="docker",
+                        peer=f"dockerd API at {self.socket_path}"), self.timeout_s)
+        except (OSError, TimeoutError) as exc:
             why = str(exc) or type(exc).__name__
             raise AgentUnreachable(f"dockerd API at {self.socket_path}: {why}") from exc
-
-    async def _get_once(self, path: str) -> tuple[int, Any]:
-        response = await request(lambda: asyncio.open_unix_connection(self.socket_path),
-                                 "GET", f"/{API_VERSION}{path}", host="docker",
-                                 peer=f"dockerd API at {self.socket_path}")
-        body = response.body
-        return response.status, json.loads(body) if body.strip() else None
+        if response.status != 200:
+            return None
+        try:
+            return msgspec.json.decode(response.body, type=kind)
+        except msgspec.DecodeError as exc:
+            raise MalformedAnswer(f"dockerd API at {self.socket_path} sent a malformed "
+                                  f"answer to GET {path}: {exc}") from None
 
     async def network_name(self, network_id: str) -> str | None:
-        status, obj = await self._get(f"/networks/{quote(network_id)}")
-        if status == 200 and isinstance(obj, dict) and isinstance(obj.get("Name"), str):
-            return str(obj["Name"])
-        return None
+        net = await self._get(f"/networks/{quote(network_id)}", _Network)
+        return net.Name if net is not None and net.Name else None
 
     async def endpoint_names(self, network_id: str, endpoint_id: str) -> tuple[str, ...]:
-        status, net = await self._get(f"/networks/{quote(network_id)}")
-        if status != 200 or not isinstance(net, dict):
+        net = await self._get(f"/networks/{quote(network_id)}", _Network)
+        if net is None:
             return ()
-        found = [(cid, info) for cid, info in (net.get("Containers") or {}).items()
-                 if isinstance(info, dict) and info.get("EndpointID") == endpoint_id]
+        found = [(cid, info) for cid, info in (net.Containers or {}).items()
+                 if info.EndpointID == endpoint_id]
         if not found:
             return ()
         cid, info = found[0]
-        names = [str(info.get("Name", "")).lstrip("/")]
-        status, ctr = await self._get(f"/containers/{quote(cid)}/json")
-        if status != 200 or not isinstance(ctr, dict):
+        names = [info.Name.lstrip("/")]
+        ctr = await self._get(f"/containers/{quote(cid)}/json", _Container)
+        if ctr is None:
             return ()
-        nets = (ctr.get("NetworkSettings") or {}).get("Networks") or {}
-        mine = nets.get(net.get("Name")) or {}
-        if mine.get("EndpointID") != endpoint_id:
+        nets = (ctr.NetworkSettings.Networks if ctr.NetworkSettings else None) or {}
+        mine = nets.get(net.Name)
+        if mine is None or mine.EndpointID != endpoint_id:
             return ()  # the container's settings (and aliases) are not written yet
-        names += [str(a) for a in (mine.get("Aliases") or [])]
+        names += mine.Aliases or []
         return tuple(dict.fromkeys(n for n in names if n))
 
 

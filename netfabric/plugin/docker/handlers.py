@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from netfabric.api.wire import encode_json
 from netfabric.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -79,7 +79,7 @@ def mac_for(address: str) -> str:
 
 
 def _encode(resp: s.Response) -> bytes:
-    return json.dumps(resp.to_json(), separators=(",", ":")).encode()
+    return encode_json(resp.to_json())
 
 
 EngineFactory = Callable[[int | None], Engine]

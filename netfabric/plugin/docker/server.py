@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -22,6 +21,7 @@ from typing import Final
 
 from netfabric.api.http import HttpError, HttpRequest, HttpResponse
 from netfabric.api.httpio import serve_connection
+from netfabric.api.wire import encode_json
 from netfabric.errors import InvalidArgument
 from netfabric.plugin.docker.handlers import DockerPlugin, Reply
 from netfabric.plugin.docker.schema import MAX_BODY, ErrorResponse
@@ -35,7 +35,7 @@ READ_TIMEOUT_S: Final = 30.0
 
 
 def _err(status: int, message: str) -> HttpResponse:
-    return HttpResponse(status, json.dumps(ErrorResponse(message).to_json()).encode())
+    return HttpResponse(status, encode_json(ErrorResponse(message).to_json()))
 
 
 def _refuse(exc: HttpError) -> HttpResponse:
