@@ -55,6 +55,19 @@ def _exhausted(net: Network, exc: PoolExhausted) -> PoolExhausted:
     return err
 
 
+
+def outside_ip_range(net: Network, ip: str) -> bool:
+    """``ip`` lies in a subnet of ``net`` but outside that subnet's ``--ip-range``."""
+    addr = ipaddress.ip_address(ip)
+    for s in net.subnets:
+        if s.ip_range is None:
+            continue
+        cidr = ipaddress.ip_network(s.cidr)
+        if addr.version == cidr.version and addr in cidr and \
+                addr not in ipaddress.ip_network(s.ip_range):
+            return True
+    return False
+
 class AddressRouter:
     """Allocates and releases endpoint addresses from the right IPAM."""
 
@@ -84,7 +97,8 @@ class AddressRouter:
 
     async def allocate(self, net: Network, ip: str | None) -> Allocation:
         ctx = self._ctx
-        blocks = self.block_book(net)
+        # a fixed address outside the ip-range is in no host's block: the manager holds it
+        blocks = None if ip is not None and outside_ip_range(net, ip) else self.block_book(net)
         if blocks is not None:
             try:
                 return await ctx.thread(blocks.allocate, net.id, ip=ip, ipv6=net.ipv6)

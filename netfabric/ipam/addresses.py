@@ -157,10 +157,10 @@ class SparseMap:
         self._owned: set[int] = set()
 
     def get(self, off: int) -> int:
+        if off in self._used:  # possibly outside the ip-range: asked for by name
+            return USED
         if off < self._lo or off > self._hi or off in self._reserved:
             return RESERVED
-        if off in self._used:
-            return USED
         if (off >> self._bb) in self._owned:
             return HOSTED
         return FREE

@@ -198,7 +198,7 @@ class Ipam:
                     raise InvalidArgument(f"block {g.block_cidr(block)}: misplaced flag")
                 st.block_cursor = base + (1 << g.block_bits) - 1
             if state == USED:
-                if m.get(base + i) != FREE:
+                if m.get(base + i) != FREE and not outside_range(g, g.net + base + i):
                     raise InvalidArgument(
                         f"{format_addr(g.family, g.net + base + i)} is marked used but "
                         f"is {g.why_reserved(g.net + base + i)}")
@@ -486,7 +486,9 @@ class Ipam:
         state = m.get(off)
         lent = (state == HOSTED and lent_by is not None
                 and st.owners.get(off >> st.bb) == lent_by)
-        if state != FREE and not lent:
+        # Docker 25+: a requested address may lie outside the ip-range (moby#47120)
+        extra = state == RESERVED and outside_range(st.geo, a)
+        if state != FREE and not lent and not extra:
             self._refuse(st, a, off, state, address)
         m.put(off, USED)
         try:
@@ -514,7 +516,8 @@ class Ipam:
                 f"{address} is not inside any subnet of network {network_id!r}")
         m = st._map or st.map
         block = off >> st.bb
-        if not m.give_back(off, HOSTED if block in st.owners else FREE):
+        back = RESERVED if outside_range(st.geo, a) else HOSTED if block in st.owners else FREE
+        if not m.give_back(off, back):
             if a == st.geo.gateway:
                 raise InvalidArgument(f"{address} is the gateway of subnet {st.cidr}: it "
                                       "stays reserved until the subnet is released")
@@ -701,6 +704,13 @@ class Ipam:
                     if host_id is None or st.owners[b] == host_id:
                         out.append(st.lease(b))
         return out
+
+
+def outside_range(g: Geometry, address: int) -> bool:
+    """An address of the subnet outside its ip-range that is not the network, gateway or
+    broadcast address: never handed out dynamically, but given when asked for by name."""
+    return not g.lo <= address <= g.hi and g.contains(address) and \
+        address not in (g.net, g.gateway, g.broadcast)
 
 
 def _next_block(st: _SubnetState) -> int:

@@ -91,6 +91,23 @@ def test_addresses_as_docker_25_decides_them(lab: Lab) -> None:
     err = nf(lab, "node1", "run", "-d", "--ip", "172.17.0.50", "--name", "ipb", code=125)
     assert err.strip() == \
         "Error: User specified IP address is supported on user defined networks only"
+    # Docker 25+ (moby#47120): --ip inside the subnet but outside --ip-range is accepted,
+    # on the manager's own bridge and on a worker's overlay (whose addresses come in blocks)
+    nf(lab, "node1", "network", "create", "--subnet", "10.76.0.0/24", "--ip-range",
+       "10.76.0.128/25", "rng")
+    nf(lab, "node1", "run", "-d", "--network", "rng", "--ip", "10.76.0.20", "--name", "inr")
+    nf(lab, "node1", "network", "create", "-d", "overlay", "--attachable", "--subnet",
+       "10.77.0.0/24", "--ip-range", "10.77.0.128/25", "ovr")
+    nf(lab, "node2", "run", "-d", "--network", "ovr", "--ip", "10.77.0.20", "--name", "inw")
+    nf(lab, "node2", "run", "-d", "--network", "ovr", "--name", "dyn")
+    assert nf(lab, "node2", "ps", "--filter", "network=ovr", "--format",
+              "{{.Names}} {{.IPAddresses}}").splitlines() == ["dyn 10.77.0.128",
+                                                              "inw 10.77.0.20"]
+    assert "already allocated" in nf(lab, "node1", "run", "-d", "--network", "ovr", "--ip",
+                                     "10.77.0.20", "--name", "dup", code=125)
+    nf(lab, "node2", "rm", "inw", "dyn")
+    nf(lab, "node1", "rm", "inr")
+    nf(lab, "node1", "network", "rm", "rng", "ovr")
     nf(lab, "node1", "network", "create", "--subnet", "10.73.0.0/24", "ovl-a")
     err = nf(lab, "node1", "network", "create", "--subnet", "10.73.0.0/25", "ovl-b", code=1)
     ident = nf(lab, "node1", "network", "inspect", "-f", "{{.Id}}", "ovl-a").strip()

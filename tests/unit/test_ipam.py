@@ -252,8 +252,39 @@ def test_ip_range_limits_dynamic_addresses(ipam: Ipam) -> None:
     assert got == [f"10.1.0.{i}" for i in range(128, 136)]
     with pytest.raises(PoolExhausted):
         ipam.allocate("n")
-    with pytest.raises(AddressOutOfRange, match="ip-range"):
+    # Docker 25+ (moby#47120): a requested address outside the ip-range is given...
+    assert ipam.allocate("n", address="10.1.0.20").address == "10.1.0.20"
+    with pytest.raises(AddressInUse):
         ipam.allocate("n", address="10.1.0.20")
+    # ...but never handed out dynamically, not even once released
+    ipam.release("n", "10.1.0.20")
+    with pytest.raises(PoolExhausted):
+        ipam.allocate("n")
+    assert ipam.allocate("n", address="10.1.0.20").address == "10.1.0.20"
+    for reserved in ("10.1.0.0", "10.1.0.1", "10.1.0.255"):
+        with pytest.raises((AddressInUse, AddressOutOfRange),
+                           match=r"network address|gateway|broadcast"):
+            ipam.allocate("n", address=reserved)
+
+
+def test_an_address_outside_the_ip_range_survives_a_reopen() -> None:
+    store = MemoryStore()
+    ipam = Ipam(store)
+    ipam.request_subnet("n", cidr="10.1.0.0/24", ip_range="10.1.0.128/29")
+    ipam.allocate("n", address="10.1.0.20")
+    again = Ipam(store)
+    with pytest.raises(AddressInUse, match="already allocated"):
+        again.allocate("n", address="10.1.0.20")
+    again.release("n", "10.1.0.20")
+    assert [again.allocate("n").address for _ in range(8)] == \
+        [f"10.1.0.{i}" for i in range(128, 136)]
+
+
+def test_ipv6_address_outside_the_ip_range(ipam: Ipam) -> None:
+    ipam.request_subnet("n", cidr="fd00:1::/64", ip_range="fd00:1::/120")
+    assert ipam.allocate("n", address="fd00:1::1:5").address == "fd00:1::1:5"
+    with pytest.raises(AddressInUse):
+        ipam.allocate("n", address="fd00:1::1:5")
 
 
 def test_gateway_outside_ip_range(ipam: Ipam) -> None:
@@ -331,8 +362,11 @@ def test_ipv6_ip_range_serial_wrap_and_blocks() -> None:
     ipam.release("n", "fd00:9::11")
     ipam.release("n", "fd00:9::1c")
     assert ipam.allocate("n", family=IPFamily.V6).address == "fd00:9::11"  # wrapped
-    with pytest.raises(AddressOutOfRange, match="ip-range"):
-        ipam.allocate("n", address="fd00:9::20")
+    # outside the ip-range: given when asked for by name (Docker 25+), never dynamically
+    assert ipam.allocate("n", address="fd00:9::20").address == "fd00:9::20"
+    ipam.release("n", "fd00:9::20")
+    ipam.release("n", "fd00:9::12")
+    assert ipam.allocate("n", family=IPFamily.V6).address == "fd00:9::12"
     with pytest.raises(AddressInUse, match="'h'"):
         ipam.allocate("n", address="fd00:9::15")
 
