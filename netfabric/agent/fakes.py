@@ -299,6 +299,8 @@ class FakeMesh:
         self.listeners: list[Callable[[MeshEvent], Awaitable[None]]] = []
         self.left = False
         self.closed = False
+        self.tables: dict[str, dict[str, bytes]] = {}
+        """The cluster-wide tables (RecordTable), this node's entries and remote ones."""
 
     async def start(self, *, secret: str, seeds: Sequence[str],
                     networks: Sequence[str] = ()) -> None:
@@ -322,6 +324,15 @@ class FakeMesh:
 
     def members(self) -> list[Member]:
         return [Member(node_id=n, address="", alive=a) for n, a in self.alive.items()]
+
+    def set_record(self, table: str, key: str, value: bytes) -> None:
+        self.tables.setdefault(table, {})[key] = value
+
+    def delete_record(self, table: str, key: str) -> None:
+        self.tables.get(table, {}).pop(key, None)
+
+    def records(self, table: str) -> dict[str, bytes]:
+        return dict(self.tables.get(table, {}))
 
     def subscribe(self, listener: Callable[[MeshEvent], Awaitable[None]]) -> None:
         self.listeners.append(listener)
