@@ -4,9 +4,11 @@ The library API that orchestrators import. Everything public is re-exported here
 """
 
 import importlib
-import typing
 
-if typing.TYPE_CHECKING:
+# not typing.TYPE_CHECKING: importing typing (re, enum, collections) would double the
+# start-up of the CNI plugin, which podman runs for every command (mypy reads this name)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from netfabric.api.types import (
         Availability,
         ClusterInfo,
@@ -71,6 +73,8 @@ if typing.TYPE_CHECKING:
     )
     from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
     from netfabric.store import Durability, MemoryStore, SqliteStore, Store
+
+del TYPE_CHECKING
 
 # Everything loads on first use, so that `import netfabric` (every CLI call, and the CNI
 # plugin, which podman runs for each command) stays fast.

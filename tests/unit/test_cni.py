@@ -295,3 +295,38 @@ def test_cni_install_writes_a_conflist_and_the_plugin(tmp_path: Path) -> None:
     assert json.loads(out)["cniVersion"] == "0.4.0"
     assert cli(["cni", "install", "--cni-version", "2.0.0", "--conf-dir", str(conf_dir),
                 "--bin-dir", str(bin_dir), "x"]) != 0
+
+
+def test_version_path_imports_nothing_heavy() -> None:
+    """VERSION runs on every podman command: neither json (re, enum) nor typing loads."""
+    import subprocess
+    import sys
+
+    import netfabric
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(netfabric.__file__)))
+    code = (f"import sys; sys.path.insert(0, {root!r})\n"
+            "from netfabric.plugin.cni.main import run\n"
+            "code, out = run({'CNI_COMMAND': 'VERSION'}, b'{\"cniVersion\": \"0.4.0\"}')\n"
+            "assert code == 0 and out['cniVersion'] == '0.4.0', out\n"
+            "heavy = sorted({'json', 're', 'typing', 'enum', 'dataclasses'} & set(sys.modules))\n"
+            "print(','.join(heavy))\n")
+    out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"VERSION imported {out}"
+
+
+@pytest.mark.parametrize("text", [
+    '{"cniVersion": "1.0.0"}', ' {"a": [1, 2.5, -3e2, true, false, null, "\\u00e9x"]}\n',
+    '{"nested": {"k": [{}]}, "s": "q\\"uote"}', "[]", '"str"', "12", "NaN"])
+def test_version_decoder_agrees_with_json(text: str) -> None:
+    from netfabric.plugin.cni.version import loads
+    got, want = loads(text), json.loads(text)
+    assert got == want or (got != got and want != want)  # NaN
+
+
+@pytest.mark.parametrize("text", ["{bad", '{"a": 1} x', "", "[1,]", '{"a" 1}'])
+def test_version_decoder_refuses_what_json_refuses(text: str) -> None:
+    from netfabric.plugin.cni.version import loads
+    with pytest.raises(ValueError):
+        loads(text)

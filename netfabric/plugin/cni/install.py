@@ -41,8 +41,16 @@ def conflist(name: str, *, network: str | None = None, version: str = "1.0.0",
 
 
 def plugin_script(python: str | None = None) -> str:
-    return (f"#!{python or sys.executable}\n"
+    """The plugin: this interpreter, isolated and without ``site`` (``-IS``: the plugin
+    needs only the standard library and this package, whose directory it puts first), so
+    that it starts in the interpreter's bare start-up time (podman runs VERSION for every
+    plugin on every command)."""
+    import netfabric
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(netfabric.__file__)))
+    return (f"#!{python or sys.executable} -IS\n"
             "import sys\n"
+            f"sys.path.insert(0, {root!r})\n"
             "from netfabric.plugin.cni.main import main\n"
             "sys.exit(main())\n")
 

@@ -1,6 +1,7 @@
 """``netfabric-cni``: the executable a CNI runtime runs (thin adapter over :mod:`.spec`).
 
-VERSION is answered here from the standard library alone. ADD, DEL, CHECK, STATUS and GC
+VERSION is answered here importing nothing beyond :mod:`.version` (see there why not even
+``json``). ADD, DEL, CHECK, STATUS and GC
 go to the local agent's API socket as ``POST /v1/cni`` (the socket: the config's
 ``"socket"``, else ``$NETFABRIC_HOST``, else ``/run/netfabric/agent.sock``). The result
 or the spec's error object is printed on stdout; errors exit 1.
@@ -11,13 +12,15 @@ success (the agent drops what it still holds at its next start or at GC).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Mapping
-from typing import Any, Final
 
-from netfabric.plugin.cni.version import CURRENT, VersionError, version_answer
+from netfabric.plugin.cni.version import CURRENT, VersionError, encode_answer, version_answer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Final
 
 __all__ = ["DEFAULT_SOCKET", "call_agent", "main", "run"]
 
@@ -33,6 +36,8 @@ def _socket_path(conf_socket: str | None, env: Mapping[str, str]) -> str:
 def call_agent(path: str, body: dict[str, Any], *, timeout: float = TIMEOUT) -> Any:
     """One ``POST /v1/cni`` on the agent's unix socket; its result, or :class:`CniError`
     (code 11 when nothing answers)."""
+    import json
+
     from netfabric.plugin.cni import spec
     from netfabric.plugin.cni.spec import CniError
 
@@ -79,6 +84,8 @@ def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, dict[str, Any] | Non
             return 0, version_answer(stdin)
         except VersionError as exc:
             return 1, {"cniVersion": CURRENT, "code": exc.code, "msg": str(exc)}
+    import json
+
     from netfabric.plugin.cni import spec
     from netfabric.plugin.cni.spec import CniError
 
@@ -122,7 +129,12 @@ def main() -> int:
         stdin = b""
     code, out = run(os.environ, stdin)
     if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
+        if code == 0 and os.environ.get("CNI_COMMAND") == "VERSION":
+            text = encode_answer(out)
+        else:
+            import json
+            text = json.dumps(out)
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
     return code
 
