@@ -23,6 +23,7 @@ from netfabric.agent.mesh import GossipMesh
 from netfabric.agent.ports import Allocation, ManagerCall, Member, Mesh, MeshEvent
 from netfabric.agent.rpc import LEASE_BLOCK
 from netfabric.dataplane.kernel import Kernel as DataplaneKernel
+from netfabric.dns.latency import LatencySnapshot
 from netfabric.dns.records import Records
 from netfabric.dns.server import DnsServer, ServerConfig
 from netfabric.drivers.bridge import BridgeDriver
@@ -80,6 +81,8 @@ class DriverKernel:
         self.overlay = (OverlayDriver(host_netns=host_netns, advertise_addr=advertise_addr,
                                       vxlan_port=vxlan_port, kernel=self._dp)
                         if advertise_addr else None)
+        self._runs = {"kernel": 0, "peers": 0}
+        self._repairs = 0
 
     def _overlay(self) -> OverlayDriver:
         if self.overlay is None:
@@ -118,11 +121,17 @@ class DriverKernel:
     def set_peers(self, network: Network, peers: Sequence[Endpoint]) -> None:
         if network.driver is Driver.OVERLAY and self.overlay is not None:
             self.overlay.set_peers(network.id, peers)
+            self._runs["peers"] += 1
 
     def reconcile(self) -> None:
-        self.bridge.reconcile()
+        repairs = self.bridge.reconcile()
         if self.overlay is not None:
-            self.overlay.reconcile()
+            repairs += self.overlay.reconcile()
+        self._runs["kernel"] += 1
+        self._repairs += repairs
+
+    def reconcile_stats(self) -> tuple[dict[str, int], int]:
+        return dict(self._runs), self._repairs
 
     def close(self) -> None:
         self.bridge.close()
@@ -387,6 +396,12 @@ class DnsNames:
 
     async def close(self) -> None:
         await self.server.close()
+
+    def dns_counters(self) -> dict[str, dict[str, int]]:
+        return self.server.counters()
+
+    def dns_latency(self) -> LatencySnapshot:
+        return self.server.latency_snapshot()
 
 
 class NoMesh:

@@ -24,6 +24,8 @@ loop never blocks on netlink or changes netns.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -43,13 +45,16 @@ from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.frontend import AgentFrontend, Restorer
 from netfabric.agent.ledger import Ledger
 from netfabric.agent.manager import ManagerRpc
+from netfabric.agent.metrics import NetworkUsage, Observation, dns_results
 from netfabric.agent.networks import DEFAULT_BRIDGE, NetworkRegistry
 from netfabric.agent.peers import PeerSync
 from netfabric.agent.ports import (
     AddressBook,
     Allocation,
     BlockBook,
+    DnsStats,
     Kernel,
+    KernelStats,
     LinkFactory,
     ManagerCall,
     Mesh,
@@ -68,7 +73,7 @@ from netfabric.api.types import (
     NodeInfo,
     Role,
 )
-from netfabric.errors import InvalidArgument
+from netfabric.errors import InvalidArgument, NetfabricError
 from netfabric.model import Endpoint, Network, Scope
 from netfabric.services.tasks import RunSpec
 
@@ -198,6 +203,43 @@ class AgentCore:
             nodes=len(ctx.mesh.members()) if ctx.mesh.started else 1,
             networks=len(await self.networks()), containers=len(state.sandboxes),
             version=__version__, gossip=ctx.mesh.stats())
+
+    async def observe(self) -> Observation:
+        """What the metrics show, read now (:mod:`netfabric.agent.metrics`)."""
+        ctx = self._ctx
+        obs_dns: dict[str, int] = {}
+        latency = None
+        if isinstance(ctx.names, DnsStats):
+            parts = ctx.names.dns_counters()
+            obs_dns = dns_results(parts.get("resolver", {}), parts.get("pump", {}))
+            latency = ctx.names.dns_latency()
+        runs: dict[str, int] = {}
+        repairs = 0
+        if isinstance(ctx.kernel, KernelStats):
+            runs, repairs = ctx.kernel.reconcile_stats()
+        local: dict[str, int] = {}
+        held: dict[str, int] = {}
+        for sb in ctx.ledger.state.sandboxes.values():
+            for ep in sb.endpoints:
+                local[ep.network_id] = local.get(ep.network_id, 0) + 1
+                held[ep.network_id] = held.get(ep.network_id, 0) + bool(ep.ipv4) + bool(ep.ipv6)
+        usage = []
+        for net in sorted(ctx.ledger.networks(), key=lambda n: n.name):
+            used = held.get(net.id, 0)
+            if net.scope == Scope.LOCAL or self.role == Role.MANAGER:
+                with contextlib.suppress(NetfabricError):
+                    used = len(await ctx.thread(ctx.book.allocated, net.id))
+            total = sum(ipaddress.ip_network(s.cidr, strict=False).num_addresses
+                        for s in net.subnets)
+            me = ctx.ledger.state.node_id
+            remote = sum(1 for e in ctx.mesh.endpoints(net.id) if e.node_id != me)
+            usage.append(NetworkUsage(name=net.name, addresses_used=used, addresses_total=total,
+                                      endpoints_local=local.get(net.id, 0),
+                                      endpoints_remote=remote))
+        services = self._services.backend_counts()
+        return Observation(gossip=ctx.mesh.stats(), dns_results=obs_dns, dns_latency=latency,
+                           networks=tuple(usage), reconcile_runs=runs,
+                           reconcile_repairs=repairs, services=services)
 
     async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
         await self._cluster.init(advertise_addr, listen_addr=listen_addr)

@@ -125,6 +125,8 @@ def add_argument_flags(p: argparse.ArgumentParser) -> None:
                         "detection), wan")
     p.add_argument("--docker-plugin", default=None, metavar="PATH",
                    help="also serve the Docker network plugin on this unix socket")
+    p.add_argument("--metrics-addr", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics (off by default)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
@@ -216,6 +218,13 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services: list[AgentService] = []
+    web = None
+    metrics_addr: str = getattr(args, "metrics_addr", None) or ""
+    if metrics_addr:
+        from netfabric.agent.web import WebServer
+
+        split_addr(metrics_addr)   # a bad address fails before anything starts
+        web = WebServer(core.observe)
     try:
         for factory in [_docker_plugin, _cni, *_SERVICES]:
             svc = await factory(core, args)
@@ -224,6 +233,9 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
                 extra_verbs.update(getattr(svc, "verbs", None) or {})
         await core.start()
         await api.start_unix(config.socket)
+        if web is not None:
+            await web.start(metrics_addr)
+            log.info("metrics on http://%s/metrics", metrics_addr)
         for svc in services:
             await svc.start()
         log.info("agent %s (%s) ready on unix://%s", state.hostname, state.node_id[:12],
@@ -235,6 +247,8 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
             with contextlib.suppress(Exception):
                 await svc.close()
         await api.close()
+        if web is not None:
+            await web.close()
         await cluster_server.close()
         await core.close()
 

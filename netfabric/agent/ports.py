@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from netfabric.api.types import GossipInfo
+from netfabric.dns.latency import LatencySnapshot
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.values import BlockLease
 from netfabric.model import Endpoint, Network, SubnetSpec
@@ -22,7 +23,9 @@ __all__ = [
     "AddressBook",
     "Allocation",
     "BlockBook",
+    "DnsStats",
     "Kernel",
+    "KernelStats",
     "Link",
     "LinkFactory",
     "ManagerCall",
@@ -220,6 +223,24 @@ class Member:
     node_id: str
     address: str
     alive: bool
+
+
+@runtime_checkable
+class DnsStats(Protocol):
+    """The DNS server's counters for the metrics (optional on a NameService)."""
+
+    def dns_counters(self) -> dict[str, dict[str, int]]:
+        """Per part (``resolver``, ``pump``, ...) its counters."""
+
+    def dns_latency(self) -> LatencySnapshot: ...
+
+
+@runtime_checkable
+class KernelStats(Protocol):
+    """Reconcile counters for the metrics (optional on a Kernel)."""
+
+    def reconcile_stats(self) -> tuple[dict[str, int], int]:
+        """Runs by kind (``kernel``, ``peers``) and the kernel ops the reconciles ran."""
 
 
 @runtime_checkable

@@ -233,6 +233,14 @@ class ServiceRegistry:
     def service(self, name: str) -> Service:
         return self._service(name)
 
+    def backend_counts(self) -> dict[str, int]:
+        """Each service the cluster defines and its active backends (for the metrics)."""
+        out = dict.fromkeys(self._services(), 0)
+        for b in self._backends():
+            if b.active and b.service in out:
+                out[b.service] += 1
+        return out
+
     async def network_name(self, network_id: str) -> str:
         """A network's name (a worker asks the manager for one it does not know yet)."""
         return (await self._networks.resolve(network_id)).name

@@ -19,7 +19,10 @@ import select
 import socket
 import threading
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
+
+from netfabric.dns.latency import Latency
 
 if TYPE_CHECKING:
     from netfabric.dns.server import Sandbox
@@ -116,6 +119,8 @@ class UdpPump:
         self._loop = loop
         self._lock = threading.Lock()
         self._fds: dict[int, Sandbox] = {}
+        self.latency = Latency()
+        """Cache hits answered by this thread (written only here)."""
         self._epoll = select.epoll()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake, select.EPOLLIN)
@@ -189,6 +194,7 @@ class UdpPump:
                     self.recv_errors += 1
                 return
             self.batches += 1
+            started = perf_counter()
             cache = caches(sb.asker.networks)
             misses: list[tuple[bytes, tuple[str, int]]] = []
             run_start = 0
@@ -206,6 +212,7 @@ class UdpPump:
                 tx_lens[i * _IOV_WORDS + 1] = end - off
             self._send(fd, b, run_start, n)
             self.hits += n - len(misses)
+            self.latency.observe(perf_counter() - started, n - len(misses))
             if misses:
                 self.misses += len(misses)
                 self._loop.call_soon_threadsafe(self._answer_misses, sb, misses)

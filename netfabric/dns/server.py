@@ -24,9 +24,11 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from time import perf_counter
 from typing import Protocol
 
 from netfabric.dns.forwarder import DEFAULT_FORWARD_TIMEOUT, Forwarder, Upstream, read_resolv_conf
+from netfabric.dns.latency import Latency, LatencySnapshot
 from netfabric.dns.records import Records
 from netfabric.dns.resolver import Asker, Forward, Resolver, ResolverConfig, Transport
 from netfabric.errors import AlreadyExists, DataplaneError, NotFound
@@ -114,6 +116,8 @@ class DnsServer:
         self.forwarder = Forwarder(upstreams, timeout=self.config.forward_timeout,
                                    netns=self.config.forward_netns)
         self.stats = ServerStats()
+        self.latency = Latency()
+        """Answers of the loop's paths (misses, forwards, TCP); the pump keeps its own."""
         self._sandboxes: dict[str, Sandbox] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pump: _PumpLike | None = None
@@ -128,6 +132,13 @@ class DnsServer:
         if self._pump is not None:
             out["pump"] = self._pump.counters()
         return out
+
+    def latency_snapshot(self) -> LatencySnapshot:
+        """Seconds from a query's arrival to its answer, over every serving path."""
+        parts = [self.latency.snapshot()]
+        if self._pump is not None:
+            parts.append(self._pump.latency.snapshot())
+        return Latency.merged(parts)
 
     def sandboxes(self) -> dict[str, frozenset[str]]:
         """Served sandbox netns names and their networks."""
@@ -228,13 +239,15 @@ class DnsServer:
         self.stats.udp_queries += 1
         if sb.closed:
             return
+        started = perf_counter()
         out = self.resolver.answer(data, sb.asker)
         if out is None:
             return
         if isinstance(out, Forward):
-            self._spawn(self._forward_udp(sb, out.query, addr))
+            self._spawn(self._forward_udp(sb, out.query, addr, started))
             return
         self._sendto(sb, out, addr)
+        self.latency.observe(perf_counter() - started)
 
     def _sendto(self, sb: Sandbox, data: bytes, addr: tuple[str, int]) -> None:
         if sb.closed:
@@ -244,10 +257,12 @@ class DnsServer:
         except OSError:
             self.stats.send_errors += 1
 
-    async def _forward_udp(self, sb: Sandbox, query: bytes, addr: tuple[str, int]) -> None:
+    async def _forward_udp(self, sb: Sandbox, query: bytes, addr: tuple[str, int],
+                           started: float) -> None:
         reply = await self.forwarder.resolve(query, transport=Transport.UDP)
         if reply is not None:
             self._sendto(sb, reply, addr)
+            self.latency.observe(perf_counter() - started)
 
     def _spawn(self, coro: object) -> None:
         assert asyncio.iscoroutine(coro)
@@ -270,12 +285,14 @@ class DnsServer:
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     break
                 self.stats.tcp_queries += 1
+                started = perf_counter()
                 out = self.resolver.answer(query, sb.asker, transport=Transport.TCP)
                 if isinstance(out, Forward):
                     out = await self.forwarder.resolve(out.query, transport=Transport.TCP)
                 if out is None:
                     break  # a datagram we drop ends the stream: nothing sane follows
                 writer.write(struct.pack("!H", len(out)) + out)
+                self.latency.observe(perf_counter() - started)
                 try:
                     await writer.drain()
                 except ConnectionError:
@@ -319,6 +336,9 @@ class _PumpLike(Protocol):
     def close(self) -> None: ...
 
     def counters(self) -> dict[str, int]: ...
+
+    @property
+    def latency(self) -> Latency: ...
 
 
 def _open_sockets(port: int) -> tuple[socket.socket, socket.socket]:

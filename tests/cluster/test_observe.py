@@ -6,7 +6,12 @@ One lab for the module: node1 a manager, node2 its worker, both serving /metrics
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -16,10 +21,14 @@ from netfabric.lab.cluster import Lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
+METRICS_PORT = 9464
+PROM_PORT = 9090
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with Lab.up(2, state_dir=str(tmp_path_factory.mktemp("oblab"))) as lab:
+    with Lab.up(2, state_dir=str(tmp_path_factory.mktemp("oblab")),
+                metrics_port=METRICS_PORT) as lab:
         addr = lab.agent("node1").address
         init = lab.run("node1", ["netfabric", "init", "--advertise-addr", addr])
         assert init.returncode == 0, init.stderr
@@ -82,3 +91,107 @@ def test_info_when_a_member_dies(lab: Lab) -> None:
         lab.wait_ready(node2)
     _wait(lambda: _gossip(lab, "node1")["Members"]["alive"] == 2, "node2 back", 30)
     assert Client(node2.url).info().gossip is not None
+
+
+# -- /metrics, scraped by a real Prometheus in node1's netns --------------------------------
+
+def _get(lab: Lab, host: str, url: str) -> str:
+    proc = lab.run(host, ["curl", "-sS", "--max-time", "5", url])
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in an exposition, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{want}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_metrics_endpoint(lab: Lab) -> None:
+    a1 = lab.agent("node1").address
+    text = _get(lab, "node1", f"http://{a1}:{METRICS_PORT}/metrics")
+    assert "# TYPE netfabric_gossip_messages_total counter" in text, text[:400]
+    assert _sample(text, "netfabric_gossip_members", state="alive") == 2, text
+    assert (_sample(text, "netfabric_gossip_messages_total", direction="in") or 0) > 0
+    assert "# TYPE netfabric_dns_answer_seconds histogram" in text
+    # The score the previous test's dead peer raised, as info shows it.
+    assert _sample(text, "netfabric_gossip_health_score") is not None
+    assert _get(lab, "node1", f"http://{a1}:{METRICS_PORT}/nope").startswith("not found")
+
+
+@pytest.fixture
+def prometheus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's prometheus in node1's netns, scraping both agents every second."""
+    work = str(tmp_path_factory.mktemp("obprom"))
+    targets = ", ".join(f"'{a.address}:{METRICS_PORT}'" for a in lab.agents)
+    with open(os.path.join(work, "prometheus.yml"), "w", encoding="utf-8") as f:
+        f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                "scrape_configs:\n"
+                f"  - job_name: netfabric\n    static_configs: [{{targets: [{targets}]}}]\n")
+    node1 = lab.agent("node1")
+    with open(os.path.join(work, "prometheus.log"), "wb") as log:
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{node1.netns}", "--", "prometheus",
+             f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/data",
+             f"--web.listen-address=127.0.0.1:{PROM_PORT}"],
+            stdout=log, stderr=log, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{PROM_PORT}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _query(lab: Lab, prom: str, expr: str) -> dict[str, float]:
+    """instance -> value of an instant query on node1's Prometheus ({} until it answers)."""
+    proc = lab.run("node1", ["curl", "-sS", "--max-time", "5",
+                             f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}"])
+    if proc.returncode != 0 or not proc.stdout:
+        return {}
+    body = json.loads(proc.stdout)
+    assert body["status"] == "success", body
+    return {r["metric"].get("instance", ""): float(r["value"][1])
+            for r in body["data"]["result"]}
+
+
+def test_prometheus_scrapes_two_agents(lab: Lab, prometheus: str) -> None:
+    instances = {f"{a.address}:{METRICS_PORT}" for a in lab.agents}
+    _wait(lambda: set(_query(lab, prometheus, "up == 1")) == instances,
+          "prometheus scraping both agents", 60)
+    alive = _query(lab, prometheus, 'netfabric_gossip_members{state="alive"}')
+    assert alive == dict.fromkeys(instances, 2.0), alive
+    # Traffic moves a counter: containers on an overlay, a name asked over DNS.
+    nf = ["netfabric"]
+    assert lab.run("node1", [*nf, "network", "create", "-d", "overlay", "--attachable",
+                             "obnet"]).returncode == 0
+    try:
+        for host, name in (("node1", "oba"), ("node2", "obb")):
+            run = lab.run(host, [*nf, "run", "-d", "--name", name, "--network", "obnet"])
+            assert run.returncode == 0, run.stderr
+        inst2 = f"{lab.agent('node2').address}:{METRICS_PORT}"
+        expr = f'sum by (instance) (netfabric_dns_queries_total{{instance="{inst2}"}})'
+        _wait(lambda: bool(_query(lab, prometheus, expr)), "the DNS counter scraped", 30)
+        before = sum(_query(lab, prometheus, expr).values())
+        for _ in range(3):
+            ask = lab.run("node2", [*nf, "exec", "obb", "getent", "hosts", "oba"])
+            assert ask.returncode == 0, ask.stderr
+        _wait(lambda: sum(_query(lab, prometheus, expr).values()) >= before + 3,
+              "3 more DNS queries counted by prometheus", 30)
+        _wait(lambda: _query(lab, prometheus,
+                             'netfabric_endpoints{network="obnet",location="remote"}')
+              == dict.fromkeys(instances, 1.0), "one remote endpoint seen by each", 30)
+        hist = _query(lab, prometheus, "netfabric_dns_answer_seconds_count")
+        assert hist.get(f"{lab.agent('node2').address}:{METRICS_PORT}", 0) >= 3, hist
+    finally:
+        lab.run("node2", [*nf, "rm", "-f", "obb"])
+        lab.run("node1", [*nf, "rm", "-f", "oba"])
+        lab.run("node1", [*nf, "network", "rm", "obnet"])
