@@ -196,3 +196,9 @@ def test_gc_status_and_a_killed_agent(tool: tuple[Tool, list[str]]) -> None:
     assert check.returncode == 0, check.stderr
     assert t("raw", "DEL", t.raw_conf("1.1.0"), ns1, "eth0", "keep").returncode == 0
     assert _attachments(t) == [] and _addr(ns1) == []
+    # DEL after the runtime already removed the netns, and DEL with no netns at all
+    assert t("raw", "ADD", t.raw_conf("1.1.0"), ns2, "eth0", "gone").returncode == 0
+    subprocess.run(["ip", "netns", "del", os.path.basename(ns2)], check=True)
+    assert t("raw", "DEL", t.raw_conf("1.1.0"), ns2, "eth0", "gone").returncode == 0
+    assert t("raw", "DEL", t.raw_conf("1.1.0"), "", "eth0", "gone").returncode == 0
+    assert _attachments(t) == []

@@ -97,6 +97,15 @@ def test_podman_and_netfabric_containers_ping_by_name(lab: tuple[Lab, Podman]) -
     _eventually(lambda: _ping_from_sandbox(lab_, "node2", "nb", "pa"),
                 "pa is not reachable after network connect")
 
+    # podman's --ip and --mac-address (CNI_ARGS IP= and MAC=)
+    pm.ok(["run", "-d", "--name", "fixed", "--network", "ovl", "--ip", "10.0.77.50",
+           "--mac-address", "02:00:0a:00:4d:32", "nfbox", "sleep", "600"])
+    link = pm.ok(["exec", "fixed", "ip", "addr", "show", "eth0"])
+    assert "10.0.77.50/24" in link and "02:00:0a:00:4d:32" in link, link
+    _eventually(lambda: _ping_from_sandbox(lab_, "node2", "nb", "fixed"),
+                "the fixed-address container is not reachable by name")
+    pm.ok(["rm", "-f", "-t", "0", "fixed"])
+
     # rm -f: nothing of pa is left (attachment, name, netns, links)
     netns = _attachments(lab_)[0]["netns"]
     pm.ok(["rm", "-f", "-t", "0", "pa"])
