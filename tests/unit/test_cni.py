@@ -305,12 +305,18 @@ def test_version_path_imports_nothing_heavy() -> None:
     import netfabric
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(netfabric.__file__)))
+    heavy = "{'json', 're', 'typing', 'enum', 'dataclasses', 'socket', 'selectors'}"
     code = (f"import sys; sys.path.insert(0, {root!r})\n"
             "from netfabric.plugin.cni.main import run\n"
             "code, out = run({'CNI_COMMAND': 'VERSION'}, b'{\"cniVersion\": \"0.4.0\"}')\n"
             "assert code == 0 and out['cniVersion'] == '0.4.0', out\n"
-            "heavy = sorted({'json', 're', 'typing', 'enum', 'dataclasses'} & set(sys.modules))\n"
-            "print(','.join(heavy))\n")
+            f"found = sorted({heavy} & set(sys.modules))\n"
+            "env = {'CNI_COMMAND': 'ADD', 'CNI_CONTAINERID': 'c1', 'CNI_NETNS': '/run/netns/x',\n"
+            "       'CNI_IFNAME': 'eth0', 'NETFABRIC_HOST': '/nonexistent/agent.sock'}\n"
+            "code, out = run(env, b'{\"cniVersion\": \"1.0.0\", \"name\": \"n\"}')\n"
+            "assert code == 1 and out['code'] == 11, out\n"
+            f"found += sorted({heavy} & set(sys.modules))\n"
+            "print(','.join(found))\n")
     out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "", f"VERSION imported {out}"
@@ -319,14 +325,17 @@ def test_version_path_imports_nothing_heavy() -> None:
 @pytest.mark.parametrize("text", [
     '{"cniVersion": "1.0.0"}', ' {"a": [1, 2.5, -3e2, true, false, null, "\\u00e9x"]}\n',
     '{"nested": {"k": [{}]}, "s": "q\\"uote"}', "[]", '"str"', "12", "NaN"])
-def test_version_decoder_agrees_with_json(text: str) -> None:
-    from netfabric.plugin.cni.version import loads
+def test_fastjson_agrees_with_json(text: str) -> None:
+    from netfabric.plugin.cni.fastjson import dumps, loads
     got, want = loads(text), json.loads(text)
     assert got == want or (got != got and want != want)  # NaN
+    assert dumps(want) == json.dumps(want)
 
 
 @pytest.mark.parametrize("text", ["{bad", '{"a": 1} x', "", "[1,]", '{"a" 1}'])
-def test_version_decoder_refuses_what_json_refuses(text: str) -> None:
-    from netfabric.plugin.cni.version import loads
+def test_fastjson_refuses_what_json_refuses(text: str) -> None:
+    from netfabric.plugin.cni.fastjson import dumps, loads
     with pytest.raises(ValueError):
         loads(text)
+    with pytest.raises(TypeError):
+        dumps({"a": object()})

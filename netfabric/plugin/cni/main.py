@@ -36,31 +36,32 @@ def _socket_path(conf_socket: str | None, env: Mapping[str, str]) -> str:
 def call_agent(path: str, body: dict[str, Any], *, timeout: float = TIMEOUT) -> Any:
     """One ``POST /v1/cni`` on the agent's unix socket; its result, or :class:`CniError`
     (code 11 when nothing answers)."""
-    import json
-
-    from netfabric.plugin.cni import spec
+    from netfabric.plugin.cni import fastjson, spec
     from netfabric.plugin.cni.spec import CniError
 
-    payload = json.dumps(body).encode()
+    payload = fastjson.dumps(body).encode()
     head = (f"POST /v1/cni HTTP/1.1\r\nHost: netfabric\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
-    import socket
+    import _socket  # the C module: socket.py would import enum and selectors
 
     chunks: list[bytes] = []
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             sock.settimeout(timeout)
             sock.connect(path)
             sock.sendall(head + payload)
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
+        finally:
+            sock.close()
     except OSError as exc:
         raise CniError(spec.ERR_TRY_LATER, f"the netfabric agent does not answer on {path} "
                        f"({exc.strerror or exc}): start it, then retry") from exc
     raw = b"".join(chunks)
     _, sep, data = raw.partition(b"\r\n\r\n")
     try:
-        answer = json.loads(data) if sep else None
+        answer = fastjson.loads(data.decode()) if sep else None
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
@@ -79,14 +80,12 @@ def call_agent(path: str, body: dict[str, Any], *, timeout: float = TIMEOUT) -> 
 
 def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, dict[str, Any] | None]:
     """One plugin call: (exit code, JSON for stdout or None)."""
-    if env.get("CNI_COMMAND") == "VERSION":   # the hot path: nothing but json imported
+    if env.get("CNI_COMMAND") == "VERSION":   # the hot path: nothing heavy imported
         try:
             return 0, version_answer(stdin)
         except VersionError as exc:
             return 1, {"cniVersion": CURRENT, "code": exc.code, "msg": str(exc)}
-    import json
-
-    from netfabric.plugin.cni import spec
+    from netfabric.plugin.cni import fastjson, spec
     from netfabric.plugin.cni.spec import CniError
 
     version = CURRENT
@@ -94,7 +93,7 @@ def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, dict[str, Any] | Non
         req = spec.parse(env, stdin)
         version = req.version
         try:
-            conf = json.loads(stdin)
+            conf = fastjson.loads(stdin.decode())
             conf_socket = conf.get("socket") if isinstance(conf, dict) else None
         except ValueError:
             conf_socket = None
@@ -132,8 +131,8 @@ def main() -> int:
         if code == 0 and os.environ.get("CNI_COMMAND") == "VERSION":
             text = encode_answer(out)
         else:
-            import json
-            text = json.dumps(out)
+            from netfabric.plugin.cni.fastjson import dumps
+            text = dumps(out)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     return code

@@ -2,22 +2,24 @@
 
 Inputs are the runtime's environment and stdin; outputs are a request for the agent
 (:func:`parse`), the JSON the runtime reads (:func:`result`, :func:`error_object`,
-:func:`version_answer`). No I/O, no import beyond the standard library's ``json``: the
-executable answers VERSION from here in a few milliseconds.
+:func:`version_answer`). No I/O, and no import the interpreter has not loaded at start-up
+(no ``json``, ``re``, ``typing``, ``dataclasses``: see :mod:`.fastjson`), because every
+container start runs it in a new process.
 
 Error codes are the spec's (1-7, 11, 50, 51) and ours from 100 (:data:`OUR_CODES`).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
-
+from netfabric.plugin.cni import fastjson
 from netfabric.plugin.cni.version import CURRENT, SUPPORTED, VersionError, is_version
 from netfabric.plugin.cni.version import version_answer as _version_answer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Final
+
 
 __all__ = [
     "COMMANDS",
@@ -77,7 +79,13 @@ _BASES: Final[dict[str, str]] = {
 }
 _TRY_LATER_KINDS: Final = frozenset({"AgentUnreachable", "ManagerUnreachable"})
 
-_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")
+
+
+def _valid_container_id(cid: str) -> bool:
+    """Letters, digits, '_', '.', '-', starting with a letter or digit (the spec's rule)."""
+    return bool(cid) and cid[0] in _ALNUM and all(c in _ID_CHARS for c in cid)
 
 
 class CniError(Exception):
@@ -101,27 +109,38 @@ def _vtuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split("."))
 
 
-@dataclass(frozen=True, slots=True)
 class CniRequest:
-    """One call of the plugin, as the agent's ``cni`` verb takes it (:meth:`to_agent`)."""
+    """One call of the plugin, as the agent's ``cni`` verb takes it (:meth:`to_agent`).
 
-    command: str
-    version: str
-    name: str
-    """The network configuration's (the conflist's) name: podman's network name."""
-    network: str
-    """The netfabric network: the config's ``network``, else its ``name``."""
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: dict[str, str] = field(default_factory=dict)
-    """CNI_ARGS (``K8S_POD_NAME``, ``IP``, ``MAC``; unknown keys with IgnoreUnknown)."""
-    aliases: tuple[str, ...] = ()
-    ips: tuple[str, ...] = ()
-    mac: str = ""
-    port_mappings: tuple[dict[str, Any], ...] = ()
-    valid_attachments: tuple[tuple[str, str], ...] = ()
-    prev_result: dict[str, Any] | None = None
+    ``name`` is the network configuration's (the conflist's) name, podman's network name;
+    ``network`` the netfabric network (the config's ``network``, else its ``name``);
+    ``args`` CNI_ARGS (``K8S_POD_NAME``, ``IP``, ``MAC``; unknown keys with IgnoreUnknown)."""
+
+    __slots__ = ("aliases", "args", "command", "container_id", "ifname", "ips", "mac", "name",
+                 "netns", "network", "port_mappings", "prev_result", "valid_attachments",
+                 "version")
+
+    def __init__(self, *, command: str, version: str, name: str, network: str,
+                 container_id: str = "", netns: str = "", ifname: str = "",
+                 args: dict[str, str] | None = None, aliases: tuple[str, ...] = (),
+                 ips: tuple[str, ...] = (), mac: str = "",
+                 port_mappings: tuple[dict[str, Any], ...] = (),
+                 valid_attachments: tuple[tuple[str, str], ...] = (),
+                 prev_result: dict[str, Any] | None = None) -> None:
+        self.command = command
+        self.version = version
+        self.name = name
+        self.network = network
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args: dict[str, str] = dict(args or {})
+        self.aliases = aliases
+        self.ips = ips
+        self.mac = mac
+        self.port_mappings = port_mappings
+        self.valid_attachments = valid_attachments
+        self.prev_result = prev_result
 
     @property
     def pod_name(self) -> str:
@@ -148,7 +167,7 @@ def _env(env: Mapping[str, str], key: str, required: bool) -> str:
 
 def _decode(stdin: bytes) -> dict[str, Any]:
     try:
-        conf = json.loads(stdin.decode() or "null")
+        conf = fastjson.loads(stdin.decode() or "null")
     except (UnicodeDecodeError, ValueError) as exc:
         raise CniError(ERR_DECODE, f"network configuration on stdin is not JSON: {exc}") from exc
     if not isinstance(conf, dict):
@@ -219,8 +238,8 @@ def _runtime(conf: Mapping[str, Any], name: str) -> tuple[tuple[str, ...], tuple
         ok = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536
                  for v in (host, cont))
         if not ok or proto not in ("tcp", "udp", "sctp"):
-            raise CniError(ERR_INVALID_CONFIG, f"bad port mapping {json.dumps(p)}: hostPort and "
-                           "containerPort 1-65535, protocol tcp|udp|sctp")
+            raise CniError(ERR_INVALID_CONFIG, f"bad port mapping {fastjson.dumps(p)}: "
+                           "hostPort and containerPort 1-65535, protocol tcp|udp|sctp")
         ports.append({"hostPort": host, "containerPort": cont, "protocol": proto,
                       "hostIP": str(p.get("hostIP") or "")})
     return aliases, ips, mac, tuple(ports)
@@ -265,7 +284,7 @@ def parse(env: Mapping[str, str], stdin: bytes) -> CniRequest:
         return CniRequest(command=command, version=version, name=name, network=network,
                           valid_attachments=tuple(valid))
     container_id = _env(env, "CNI_CONTAINERID", True)
-    if not _CONTAINER_ID.match(container_id):
+    if not _valid_container_id(container_id):
         raise CniError(ERR_INVALID_ENV, f"CNI_CONTAINERID {container_id!r} must be letters, "
                        "digits, '_', '.', '-', starting with a letter or digit")
     netns = _env(env, "CNI_NETNS", command != "DEL")

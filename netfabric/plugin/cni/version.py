@@ -2,24 +2,24 @@
 nothing the interpreter has not loaded at start-up, so that the executable answers it in the
 interpreter's bare start-up time.
 
-``json`` would import ``re`` (and with it ``enum``, ``collections``...): on this loaded
-machine that import alone was 60 ms, more than the interpreter's start. So stdin is decoded
-with the scanner of CPython's own ``_json`` accelerator (what ``json.loads`` runs), and the
-fixed answer is written by hand; without ``_json`` (another Python) it falls back to ``json``.
+Stdin is decoded by :mod:`.fastjson` (``json`` itself would import ``re``), and the fixed
+answer is written by hand.
 """
 
 from __future__ import annotations
+
+from netfabric.plugin.cni.fastjson import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["CURRENT", "SUPPORTED", "VersionError", "encode_answer", "is_version", "loads",
+
+__all__ = ["CURRENT", "SUPPORTED", "VersionError", "encode_answer", "is_version",
            "version_answer"]
 
 CURRENT = "1.1.0"
 SUPPORTED = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-_WS = " \t\n\r"
 
 
 class VersionError(ValueError):
@@ -28,42 +28,6 @@ class VersionError(ValueError):
     def __init__(self, code: int, msg: str) -> None:
         super().__init__(msg)
         self.code = code
-
-
-class _Context:
-    """What ``_json.make_scanner`` reads: json.JSONDecoder's defaults."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    memo: dict[str, str] = {}
-
-    @staticmethod
-    def parse_constant(name: str) -> float:
-        return {"-Infinity": float("-inf"), "Infinity": float("inf")}.get(name, float("nan"))
-
-
-def loads(text: str) -> Any:
-    """``json.loads(text)`` without importing ``json`` (ValueError on bad input)."""
-    try:
-        import _json
-    except ImportError:   # pragma: no cover - not CPython
-        import json
-        return json.loads(text)
-    context: Any = _Context()
-    scan = _json.make_scanner(context)
-    start = len(text) - len(text.lstrip(_WS))
-    try:
-        value, end = scan(text, start)
-        if not text[end:].strip(_WS):
-            return value
-    except (StopIteration, ValueError, SystemError):
-        pass
-    # bad input: json's own message (the slow import only on this path)
-    import json
-    return json.loads(text)
 
 
 def is_version(v: object) -> bool:
