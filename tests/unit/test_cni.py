@@ -81,6 +81,8 @@ def test_bad_input_gets_the_specs_codes() -> None:
     assert code_of(env("ADD", CNI_IFNAME="a" * 16), conf()) == spec.ERR_INVALID_ENV
     assert code_of(env("ADD", CNI_ARGS="FOO=1"), conf()) == spec.ERR_INVALID_ENV
     assert code_of(env("ADD", CNI_ARGS="novalue"), conf()) == spec.ERR_INVALID_ENV
+    two_ips = {"ips": ["10.7.0.5/24", "10.7.0.6/24"]}
+    assert code_of(env("ADD"), conf(runtimeConfig=two_ips)) == spec.ERR_UNSUPPORTED_FIELD
     bad_port = {"portMappings": [{"hostPort": 0, "containerPort": 80}]}
     assert code_of(env("ADD"), conf(runtimeConfig=bad_port)) == spec.ERR_INVALID_CONFIG
     assert code_of(env("GC"), conf("1.1.0", **{"cni.dev/valid-attachments": [{}]})) == 7

@@ -223,6 +223,9 @@ def _runtime(conf: Mapping[str, Any], name: str) -> tuple[tuple[str, ...], tuple
         raise CniError(ERR_INVALID_CONFIG, "runtimeConfig.aliases must map networks to names")
     aliases = _str_list(aliases_map.get(name), f"runtimeConfig.aliases.{name}")
     ips = tuple(ip.split("/")[0] for ip in _str_list(rc.get("ips"), "runtimeConfig.ips"))
+    if len(ips) > 1:
+        raise CniError(ERR_UNSUPPORTED_FIELD, f"netfabric gives one IPv4 address per interface; "
+                       f"runtimeConfig.ips asks for {len(ips)}: {', '.join(ips)}")
     mac = rc.get("mac") or ""
     if not isinstance(mac, str):
         raise CniError(ERR_INVALID_CONFIG, "runtimeConfig.mac must be a string")
