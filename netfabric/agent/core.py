@@ -75,6 +75,8 @@ from netfabric.api.types import (
 )
 from netfabric.errors import InvalidArgument, NetfabricError
 from netfabric.model import Endpoint, Network, Scope
+from netfabric.services import NodeView, ServiceFabric
+from netfabric.services.runtime import DatapathFactory
 from netfabric.services.tasks import RunSpec
 
 __all__ = [
@@ -97,7 +99,8 @@ class AgentCore:
     def __init__(self, config: AgentConfig, state: LocalState, *, kernel: Kernel,
                  book: AddressBook, names: NameService, mesh: Mesh,
                  blocks: Callable[[ManagerCall], BlockBook] | None = None,
-                 links: LinkFactory = manager_link) -> None:
+                 links: LinkFactory = manager_link,
+                 service_datapath: DatapathFactory | None = None) -> None:
         self.config = config
         self._ctx = ctx = AgentContext(config, Ledger(state, config.data_dir, book), kernel=kernel,
                                        book=book, names=names, mesh=mesh, links=links)
@@ -107,8 +110,10 @@ class AgentCore:
         self._manager = ManagerRpc(ctx, self._networks, self._addresses)
         self._peers = PeerSync(ctx)
         self._endpoints = Endpoints(ctx, self._networks, self._addresses, self._peers)
+        fabric = None if service_datapath is None else ServiceFabric(
+            NodeView(ctx.node_id, {}, config.host_netns), datapath=service_datapath)
         self._services = ServiceRegistry(ctx, self._networks, self._addresses,
-                                         self._endpoints, self._peers)
+                                         self._endpoints, self._peers, fabric=fabric)
         self._tasks = TaskRunner(ctx, self._services, self._endpoints)
         self._restorers: list[Restorer] = []
 

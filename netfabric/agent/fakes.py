@@ -13,7 +13,7 @@ import ipaddress
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease, Subnet
 from netfabric.model import Endpoint, Network, SubnetSpec
+from netfabric.services.lb import LoadBalancer
 
 if TYPE_CHECKING:
     from netfabric.agent.context import AgentContext
@@ -38,6 +39,7 @@ __all__ = [
     "FakeLinks",
     "FakeMesh",
     "FakeNames",
+    "FakeServiceTables",
 ]
 
 
@@ -389,6 +391,30 @@ class _FakeLink:
         return answer
 
 
+class FakeServiceTables:
+    """The services' datapath (a :class:`~netfabric.services.runtime.DatapathFactory`): the
+    load balancers last synced per netns."""
+
+    def __init__(self) -> None:
+        self.synced: dict[str | None, tuple[LoadBalancer, ...]] = {}
+
+    def factory(self, netns: str | None, table: str) -> _FakeServiceTable:
+        return _FakeServiceTable(self, netns)
+
+
+class _FakeServiceTable:
+    def __init__(self, owner: FakeServiceTables, netns: str | None) -> None:
+        self._owner = owner
+        self._netns = netns
+
+    def sync(self, lbs: Iterable[LoadBalancer]) -> object:
+        self._owner.synced[self._netns] = tuple(lbs)
+        return None
+
+    def close(self, *, remove: bool = True) -> None:
+        self._owner.synced.pop(self._netns, None)
+
+
 @dataclass
 class FakeLayers:
     """One fake of each seam."""
@@ -398,6 +424,7 @@ class FakeLayers:
     names: FakeNames = field(default_factory=FakeNames)
     mesh: FakeMesh = field(default_factory=FakeMesh)
     links: FakeLinks = field(default_factory=FakeLinks)
+    services: FakeServiceTables = field(default_factory=FakeServiceTables)
     blocks: FakeBlocks | None = None
 
     def blocks_factory(self, call: ManagerCall) -> BlockBook:
@@ -418,7 +445,8 @@ class FakeLayers:
                              hostname=hostname, host_netns="nfst-h1",
                              advertise_addr=advertise_addr)
         return AgentCore(config, state, kernel=self.kernel, book=self.book, names=self.names,
-                         mesh=self.mesh, blocks=self.blocks_factory, links=self.links)
+                         mesh=self.mesh, blocks=self.blocks_factory, links=self.links,
+                         service_datapath=self.services.factory)
 
     def context(self, data_dir: str, *, role: Role = Role.STANDALONE,
                 advertise_addr: str | None = "198.51.100.1") -> AgentContext:

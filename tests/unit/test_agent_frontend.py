@@ -3,7 +3,10 @@ and no front end reaching past :mod:`netfabric.agent.frontend`."""
 
 import ast
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 import netfabric
 from netfabric.agent.fakes import FakeLayers
@@ -66,3 +69,20 @@ def test_a_docker_endpoint_goes_through_the_agent(tmp_path: Path) -> None:
         await core.close()
     asyncio.run(go())
     assert layers.kernel.closed and layers.book.closed and layers.mesh.closed
+
+
+def test_an_agent_over_fakes_touches_no_real_datapath(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    # Every layer is a fake, the services' datapath too: a run and an rm log no failed
+    # attempt at a real netns.
+    layers = FakeLayers()
+    core = layers.core(str(tmp_path))
+
+    async def go() -> None:
+        await core.start()
+        await core.run("web")
+        await core.remove_container("web")
+        await core.close()
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(go())
+    assert [r.getMessage() for r in caplog.records] == []
