@@ -97,6 +97,12 @@ def test_podman_and_netfabric_containers_ping_by_name(lab: tuple[Lab, Podman]) -
     _eventually(lambda: _ping_from_sandbox(lab_, "node2", "nb", "pa"),
                 "pa is not reachable after network connect")
 
+    # the agent restarts under a running pod: it takes the attachment back
+    lab_.restart_agent(lab_.agent("node1"))
+    _eventually(lambda: _ping_from_sandbox(lab_, "node2", "nb", "pa"),
+                "pa is not reachable by name after node1's agent restarted", timeout=30)
+    assert pm.run(["exec", "pa", "ping", "-c1", "-W2", "nb"]).returncode == 0
+
     # podman's --ip and --mac-address (CNI_ARGS IP= and MAC=)
     pm.ok(["run", "-d", "--name", "fixed", "--network", "ovl", "--ip", "10.0.77.50",
            "--mac-address", "02:00:0a:00:4d:32", "nfbox", "sleep", "600"])
