@@ -47,8 +47,10 @@ if TYPE_CHECKING:
         NotFound,
         NotInCluster,
         PoolExhausted,
+        StoreConflict,
         StoreCorrupt,
         StoreError,
+        StoreUnavailable,
         SubnetOverlap,
     )
     from netfabric.gossip import (
@@ -95,7 +97,8 @@ _LAZY = {
         "GossipError", "IPAMError", "InUse", "InvalidArgument", "InvalidToken", "LabError",
         "MalformedAnswer", "ManagerUnreachable", "NetfabricError", "NotAManager", "NotFound",
         "NotInCluster",
-        "PoolExhausted", "StoreCorrupt", "StoreError", "SubnetOverlap"
+        "PoolExhausted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreUnavailable",
+        "SubnetOverlap"
     ), "netfabric.errors"),
     **dict.fromkeys((
         "AddressSpace", "Allocation", "BlockLease", "HostAllocator", "IPFamily", "Ipam",
@@ -191,8 +194,10 @@ __all__ = [
     "ServiceMode",
     "SqliteStore",
     "Store",
+    "StoreConflict",
     "StoreCorrupt",
     "StoreError",
+    "StoreUnavailable",
     "Subnet",
     "SubnetOverlap",
     "SubnetSpec",

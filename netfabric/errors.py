@@ -23,7 +23,9 @@ The tree::
     │   ├── AddressOutOfRange    an address outside the subnet or its ip-range
     │   └── PoolExhausted        no subnet, block or address left
     ├── StoreError               the persisted state cannot be read or written
-    │   └── StoreCorrupt         state exists but is unreadable: never silently reset
+    │   ├── StoreCorrupt         state exists but is unreadable: never silently reset
+    │   ├── StoreConflict        another manager changed the row first (etcd CAS): reload, retry
+    │   └── StoreUnavailable     the store (etcd) cannot be reached or has no quorum
     ├── DataplaneError           the kernel refused an operation (netlink, nft)
     ├── GossipError
     │   ├── DecodeError          a datagram or frame that does not parse
@@ -63,8 +65,10 @@ __all__ = [
     "NotFound",
     "NotInCluster",
     "PoolExhausted",
+    "StoreConflict",
     "StoreCorrupt",
     "StoreError",
+    "StoreUnavailable",
     "SubnetOverlap",
 ]
 
@@ -120,6 +124,15 @@ class StoreError(NetfabricError):
 
 class StoreCorrupt(StoreError):
     """Persisted state exists but is unreadable; it is never silently reset."""
+
+
+class StoreConflict(StoreError):
+    """A compare-and-swap lost: another manager changed the row first. Nothing was written;
+    reload from the store and retry."""
+
+
+class StoreUnavailable(StoreError):
+    """The shared store (etcd) cannot be reached or has no quorum; nothing was written."""
 
 
 class DataplaneError(NetfabricError):

@@ -1,4 +1,8 @@
-"""Stores: SQLite durability and reopen, corrupt files, network records, transactions."""
+"""Stores: SQLite durability and reopen, corrupt files, network records, transactions.
+
+The tests taking ``make_store`` are the Store contract: tests/kernel/test_store_etcd.py runs
+them again against real etcd members (single and 3 members) with its own ``make_store``.
+"""
 
 from __future__ import annotations
 
@@ -59,8 +63,7 @@ def make_store(request: pytest.FixtureRequest,
         s.close()
 
 
-def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store]) -> None:
-    ipam = Ipam(make_store())
+def _build(ipam: Ipam) -> None:
     ipam.request_subnet("a")
     ipam.request_subnet("a", family=IPFamily.V6)
     ipam.request_subnet("b", cidr="10.7.0.0/16", gateway="10.7.255.254",
@@ -75,41 +78,44 @@ def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store
     ipam.lease_block("a", "h2", address="10.0.0.201")
     ipam.allocate("b", host_id="h4")
     ipam.allocate("a", address="fd6e:6600::99", host_id="h4")
+
+
+def test_reopen_gives_back_exactly_the_same_state(make_store: Callable[[], Store]) -> None:
+    ipam = Ipam(make_store())
+    _build(ipam)
     before = _state(ipam)
     reopened = Ipam(make_store())
     assert _state(reopened) == before
-    # the serial cursors survived too: both continue identically
+    # the serial cursors survived too: the reopened one continues exactly as an allocator
+    # that never closed (a replica in memory; a shared store refuses two writers of one row)
+    never_closed = Ipam(MemoryStore())
+    _build(never_closed)
     for net, fam in (("b", IPFamily.V4), ("a", IPFamily.V6), ("a", IPFamily.V4)):
-        assert ipam.allocate(net, family=fam) == reopened.allocate(net, family=fam)
-        assert (ipam.lease_block(net, "h3", family=fam)
+        assert never_closed.allocate(net, family=fam) == reopened.allocate(net, family=fam)
+        assert (never_closed.lease_block(net, "h3", family=fam)
                 == reopened.lease_block(net, "h3", family=fam))
-    assert ipam.reclaim_host("h4") == reopened.reclaim_host("h4")
-    assert len(ipam.reclaim_host("h3").blocks) == 3
+    assert never_closed.reclaim_host("h4") == reopened.reclaim_host("h4")
+    assert len(reopened.reclaim_host("h3").blocks) == 3
 
 
-def test_block_lease_cursor_survives_a_returned_block(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    with SqliteStore(path) as store:
-        ipam = Ipam(store)
-        ipam.request_subnet("n", cidr="10.1.0.0/24")
-        first = ipam.lease_block("n", "h1")
-        second = ipam.lease_block("n", "h1")
-        ipam.release_block("n", "h1", second.block)  # empty, unowned: yet it keeps the flag
-        ipam.release_block("n", "h1", first.block)
-    with SqliteStore(path) as store:
-        assert Ipam(store).lease_block("n", "h2").block == "10.1.0.128/26"
+def test_block_lease_cursor_survives_a_returned_block(
+        make_store: Callable[[], Store]) -> None:
+    ipam = Ipam(make_store())
+    ipam.request_subnet("n", cidr="10.1.0.0/24")
+    first = ipam.lease_block("n", "h1")
+    second = ipam.lease_block("n", "h1")
+    ipam.release_block("n", "h1", second.block)  # empty, unowned: yet it keeps the flag
+    ipam.release_block("n", "h1", first.block)
+    assert Ipam(make_store()).lease_block("n", "h2").block == "10.1.0.128/26"
 
 
-def test_cursor_survives_when_last_address_was_released(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    with SqliteStore(path) as store:
-        ipam = Ipam(store)
-        ipam.request_subnet("n", cidr="10.1.0.0/24")
-        for _ in range(70):
-            last = ipam.allocate("n").address
-        ipam.release("n", last)
-    with SqliteStore(path) as store:
-        assert Ipam(store).allocate("n").address == "10.1.0.72"
+def test_cursor_survives_when_last_address_was_released(make_store: Callable[[], Store]) -> None:
+    ipam = Ipam(make_store())
+    ipam.request_subnet("n", cidr="10.1.0.0/24")
+    for _ in range(70):
+        last = ipam.allocate("n").address
+    ipam.release("n", last)
+    assert Ipam(make_store()).allocate("n").address == "10.1.0.72"
 
 
 def test_released_subnets_and_returned_blocks_leave_no_rows_but_cursors(tmp_path: Path) -> None:

@@ -1,0 +1,174 @@
+"""The Store contract on real etcd 3.4 members in lab hosts (1 and 3 members), plus what only
+a shared store has: CAS conflicts between managers, concurrent allocators never holding an
+address twice, leases that expire, watches, an unreachable etcd named in the error.
+
+The test thread enters the first etcd host's netns for each test (etcd never listens in the
+root netns); threads it starts inherit that netns.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from netfabric.errors import StoreConflict, StoreUnavailable
+from netfabric.ipam import Ipam
+from netfabric.lab.etcd import EtcdLab
+from netfabric.lab.topology import Topology, wait_for
+from netfabric.netns import entered
+from netfabric.store import Store
+from netfabric.store.etcd import EtcdStore, retry_on_conflict
+from tests.unit.test_store import (  # the shared Store contract, run here against etcd
+    test_block_lease_cursor_survives_a_returned_block,
+    test_cursor_survives_when_last_address_was_released,
+    test_network_records,
+    test_reopen_gives_back_exactly_the_same_state,
+    test_transaction_rolls_back_on_error,
+)
+
+__all__ = [
+    "test_block_lease_cursor_survives_a_returned_block",
+    "test_cursor_survives_when_last_address_was_released",
+    "test_network_records",
+    "test_reopen_gives_back_exactly_the_same_state",
+    "test_transaction_rolls_back_on_error",
+]
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["1member", "3members"])
+def etcd(request: pytest.FixtureRequest) -> Iterator[tuple[Topology, EtcdLab]]:
+    with Topology.build(request.param) as topo, EtcdLab(topo.hosts).start() as lab:
+        yield topo, lab
+
+
+@pytest.fixture
+def url(etcd: tuple[Topology, EtcdLab]) -> Iterator[str]:
+    topo, lab = etcd
+    with entered(topo.hosts[0].netns):
+        yield lab.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"/ha-test-{secrets.token_hex(4)}/"
+
+
+@pytest.fixture
+def make_store(url: str, prefix: str) -> Iterator[Callable[[], Store]]:
+    opened: list[EtcdStore] = []
+
+    def make() -> Store:
+        store = EtcdStore(url, prefix=prefix)
+        opened.append(store)
+        return store
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def test_stale_manager_conflicts_writes_nothing_and_retries(url: str, prefix: str) -> None:
+    with EtcdStore(url, prefix=prefix) as sa, EtcdStore(url, prefix=prefix) as sb:
+        a = Ipam(sa)
+        a.request_subnet("n", cidr="10.1.0.0/24")
+        b = Ipam(sb)
+        assert a.allocate("n").address == "10.1.0.2"
+        before = b.allocated("n")
+        with pytest.raises(StoreConflict, match="another manager"):
+            b.allocate("n")  # b believes .2 is free: its block write loses the CAS
+        assert b.allocated("n") == before
+        assert Ipam(EtcdStore(url, prefix=prefix)).allocated("n") == a.allocated("n")
+        ref = [b]
+
+        def reload() -> None:
+            ref[0] = Ipam(sb)
+        got = retry_on_conflict(lambda: ref[0].allocate("n"), reload)
+        assert got.address == "10.1.0.3"
+
+
+def test_concurrent_managers_never_hold_an_address_twice(url: str, prefix: str) -> None:
+    with EtcdStore(url, prefix=prefix) as s0:
+        Ipam(s0).request_subnet("n", cidr="10.2.0.0/24")
+    per_thread, managers = 25, 3
+    got: list[list[str]] = [[] for _ in range(managers)]
+    conflicts = [0] * managers
+    errors: list[BaseException] = []
+    start = threading.Barrier(managers)
+
+    def manager(i: int) -> None:
+        try:
+            with EtcdStore(url, prefix=prefix) as store:
+                ref = [Ipam(store)]
+
+                def reload() -> None:
+                    ref[0] = Ipam(store)
+
+                def counted() -> None:
+                    conflicts[i] += 1
+                start.wait()
+                for _ in range(per_thread):
+                    got[i].append(retry_on_conflict(lambda: ref[0].allocate("n"), reload,
+                                                    attempts=100, on_conflict=counted).address)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=manager, args=(i,)) for i in range(managers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    every = [a for g in got for a in g]
+    assert len(every) == per_thread * managers
+    assert len(set(every)) == len(every), "an address was handed out twice"
+    assert sum(conflicts) > 0, "three managers on one block never conflicted: no CAS?"
+    with EtcdStore(url, prefix=prefix) as s1:
+        assert sorted(Ipam(s1).allocated("n")) == sorted(every)
+
+
+def test_lease_is_exclusive_and_expires(url: str, prefix: str) -> None:
+    with EtcdStore(url, prefix=prefix) as sa, EtcdStore(url, prefix=prefix) as sb:
+        held = sa.hold("leader", "m1", ttl=2)
+        assert held is not None
+        assert sb.hold("leader", "m2", ttl=2) is None
+        assert sb.holder("leader") == "m1"
+        for _ in range(3):  # refreshed: still held after longer than the TTL
+            time.sleep(1)
+            assert held.refresh()
+        assert sb.holder("leader") == "m1"
+        wait_for(lambda: sb.holder("leader") is None, timeout=8)  # m1 stopped refreshing
+        assert not held.refresh()
+        taken = sb.hold("leader", "m2", ttl=2)
+        assert taken is not None and sa.holder("leader") == "m2"
+        taken.release()
+        assert sa.holder("leader") is None
+
+
+def test_watch_sees_another_managers_change_at_once(url: str, prefix: str) -> None:
+    seen: list[tuple[str, bool]] = []
+    with EtcdStore(url, prefix=prefix) as sa, EtcdStore(url, prefix=prefix) as sb:
+        stop = sa.watch(lambda key, deleted: seen.append((key, deleted)))
+        time.sleep(0.3)  # the watch stream is set up
+        ipam = Ipam(sb)
+        t0 = time.monotonic()
+        ipam.request_subnet("n", cidr="10.3.0.0/24")
+        wait_for(lambda: ("s/n/10.3.0.0/24", False) in seen, timeout=5)
+        assert time.monotonic() - t0 < 2
+        ipam.release_network("n")
+        wait_for(lambda: ("s/n/10.3.0.0/24", True) in seen, timeout=5)
+        stop()
+
+
+def test_unreachable_etcd_is_named_and_a_live_member_is_used(url: str, prefix: str) -> None:
+    dead = "etcd://127.0.0.1:1"
+    with (EtcdStore(dead, prefix=prefix) as store,
+          pytest.raises(StoreUnavailable, match=r"etcd etcd://127\.0\.0\.1:1.*unavailable")):
+        store.load()
+    live = url.removeprefix("etcd://")
+    with EtcdStore(f"{dead},{live}", prefix=prefix) as store:
+        Ipam(store).request_subnet("n", cidr="10.4.0.0/24")
+        assert Ipam(store).subnets("n")[0].cidr == "10.4.0.0/24"
