@@ -1,0 +1,167 @@
+"""Store benchmark (issue 16): IPAM allocations through etcd 3.4 beside SQLite, same run.
+
+- ``allocs_per_s_sqlite``: ``Ipam`` over ``SqliteStore`` (WAL, ``synchronous=NORMAL``, one
+  commit per allocation) in a fresh temp file, one allocator. The embedded default.
+- ``allocs_per_s_etcd``: ``Ipam`` over ``EtcdStore`` (one CAS txn per allocation) against
+  etcd members in lab hosts (``--members``, default 3: a real quorum, each write
+  replicated), one allocator.
+- ``conflicts_per_1000``: 3 managers (threads, each its own ``EtcdStore`` and ``Ipam``, each
+  on a different member) allocating at once from one network; lost compare-and-swaps per
+  1,000 successful allocations (every conflict is one reload and one retry, so
+  ``retries_per_1000`` is the same count); ``allocs_per_s_etcd_3managers`` is their
+  aggregate rate, and ``duplicates`` must be 0.
+- ``etcd_failover_s``: with ``--members 3``, one allocator writing in a loop; ``kill -9`` of
+  the etcd leader; time until the next allocation succeeds.
+- ``failover_s`` (manager failover) is ``null``: several managers (join/promote) are not
+  built yet.
+
+The bench thread enters the first lab host's netns (etcd never runs in the root netns); the
+lab is removed at the end, also on failure.
+
+    .venv/bin/python bench/store_bench.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+
+from netfabric.errors import StoreConflict, StoreUnavailable
+from netfabric.ipam import Ipam
+from netfabric.lab.etcd import EtcdLab
+from netfabric.lab.topology import Topology
+from netfabric.netns import entered
+from netfabric.store import SqliteStore
+from netfabric.store.etcd import EtcdStore, retry_on_conflict
+
+
+def sqlite_rate(n: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="ha-bench-") as d, \
+            SqliteStore(os.path.join(d, "s.db")) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.9.0.0/16")
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ipam.allocate("n")
+        return n / (time.perf_counter() - t0)
+
+
+def etcd_rate(url: str, n: int) -> float:
+    with EtcdStore(url, prefix="/bench-single/") as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.9.0.0/16")
+        t0 = time.perf_counter()
+        for _ in range(n):
+            ipam.allocate("n")
+        return n / (time.perf_counter() - t0)
+
+
+def contended(lab: EtcdLab, per_manager: int, managers: int = 3) -> dict[str, float]:
+    prefix = "/bench-contended/"
+    with EtcdStore(lab.url, prefix=prefix) as s0:
+        Ipam(s0).request_subnet("n", cidr="10.10.0.0/16")
+    got: list[list[str]] = [[] for _ in range(managers)]
+    conflicts = [0] * managers
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(managers + 1)
+    hosts = [h.address for h in lab.hosts]
+
+    def manager(i: int) -> None:
+        try:
+            # each manager talks to its own member first (then the others)
+            order = hosts[i % len(hosts):] + hosts[:i % len(hosts)]
+            with EtcdStore([(h, 2379) for h in order], prefix=prefix) as store:
+                ref = [Ipam(store)]
+
+                def reload() -> None:
+                    ref[0] = Ipam(store)
+
+                def counted() -> None:
+                    conflicts[i] += 1
+                barrier.wait()
+                for _ in range(per_manager):
+                    got[i].append(retry_on_conflict(lambda: ref[0].allocate("n"), reload,
+                                                    attempts=1000, on_conflict=counted).address)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=manager, args=(i,)) for i in range(managers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    every = [a for g in got for a in g]
+    return {"conflicts_per_1000": 1000 * sum(conflicts) / len(every),
+            "allocs_per_s_etcd_3managers": len(every) / elapsed,
+            "duplicates": len(every) - len(set(every))}
+
+
+def leader_of(lab: EtcdLab) -> int:
+    """Index of the member that is the raft leader (asked over each member's status)."""
+    import requests
+
+    for i, h in enumerate(lab.hosts):
+        st = requests.post(f"http://{h.address}:2379/v3/maintenance/status", json={},
+                           timeout=2).json()
+        if st.get("leader") == st.get("header", {}).get("member_id"):
+            return i
+    raise RuntimeError("no etcd leader")
+
+
+def etcd_failover(lab: EtcdLab) -> float:
+    with EtcdStore(lab.url, prefix="/bench-failover/", timeout=1.0) as store:
+        ipam = Ipam(store)
+        ipam.request_subnet("n", cidr="10.11.0.0/16")
+        for _ in range(20):
+            ipam.allocate("n")
+        leader = lab.hosts[leader_of(lab)]
+        lab.kill(leader)
+        t0 = time.perf_counter()
+        while True:
+            try:
+                ipam.allocate("n")
+                return time.perf_counter() - t0
+            except StoreUnavailable:
+                pass
+            except StoreConflict:  # a write that committed before the answer was lost
+                ipam = Ipam(store)
+            if time.perf_counter() - t0 > 30:
+                raise RuntimeError("etcd did not recover within 30 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--members", type=int, default=3, help="etcd members (1 or 3)")
+    parser.add_argument("-n", type=int, default=1000, help="allocations per single run")
+    parser.add_argument("--per-manager", type=int, default=300,
+                        help="allocations per manager in the contended run")
+    args = parser.parse_args()
+    out: dict[str, object] = {"members": args.members}
+    out["allocs_per_s_sqlite"] = sqlite_rate(args.n)
+    with Topology.build(args.members, prefix="nfhab" + os.urandom(2).hex()) as topo, \
+            EtcdLab(topo.hosts).start() as lab, entered(topo.hosts[0].netns):
+        out["allocs_per_s_etcd"] = etcd_rate(lab.url, args.n)
+        out.update(contended(lab, args.per_manager))
+        out["etcd_failover_s"] = etcd_failover(lab) if args.members >= 3 else None
+    out["failover_s"] = None
+    with open("/proc/loadavg") as f:
+        out["loadavg"] = f.read().split()[:3]
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:32} {v:.1f}" if isinstance(v, float) else f"{k:32} {v}")
+
+
+if __name__ == "__main__":
+    main()
