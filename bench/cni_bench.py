@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from netfabric.client import Client
 from netfabric.lab.cluster import Lab
-from netfabric.lab.podman import REFERENCE_PLUGINS, Podman
+from netfabric.lab.podman import REFERENCE_PLUGINS, Podman, plugin_socket
 
 REF_SUBNET = "10.236.0.0/24"
 NF_SUBNET = "10.237.0.0/24"
@@ -60,8 +60,11 @@ def plugin_latency(lab: Lab, pm: Podman, n: int) -> dict[str, float]:
     agent = lab.agents[0]
     nf_plugin = os.path.join(pm.bin_dir, "netfabric")
     ref_plugin = os.path.join(REFERENCE_PLUGINS, "bridge")
-    nf_conf = json.dumps({"cniVersion": "1.0.0", "name": "nfb", "type": "netfabric",
-                          "network": "nfb", "socket": agent.socket}).encode()
+    nf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "nfb", "type": "netfabric",
+                          "network": "nfb"}
+    if plugin_socket(agent):
+        nf["socket"] = plugin_socket(agent)
+    nf_conf = json.dumps(nf).encode()
     ref_conf = json.dumps({"cniVersion": "1.0.0", "name": "refb", "type": "bridge",
                            "bridge": "cnbench0", "isGateway": True, "ipMasq": False,
                            "ipam": {"type": "host-local", "subnet": REF_SUBNET,
@@ -70,29 +73,31 @@ def plugin_latency(lab: Lab, pm: Podman, n: int) -> dict[str, float]:
             "CNI_IFNAME": "eth0"}
     out: dict[str, list[float]] = {k: [] for k in (
         "version", "add", "bridge_version", "bridge_add")}
-    host = ["nsenter", f"--net=/run/netns/{agent.netns}", "--"]
+
+    def on_host(argv: list[str]) -> list[str]:
+        return lab.exec_argv(agent, argv)
     for i in range(n):
         for label, plugin, conf in (("", nf_plugin, nf_conf), ("bridge_", ref_plugin,
                                                                ref_conf)):
             out[label + "version"].append(_exec_plugin(
                 plugin, {**base, "CNI_COMMAND": "VERSION"}, conf))
             ns = f"{lab.prefix}-cb{i}{label[:1]}"
-            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(on_host(["ip", "netns", "add", ns]), check=True)
             try:
                 env = {**base, "CNI_CONTAINERID": f"bench{i}{label[:1]}",
                        "CNI_NETNS": f"/run/netns/{ns}"}
                 # the plugin runs in the host's netns, as a runtime there runs it
                 t = time.perf_counter()
-                add = subprocess.run([*host, plugin], input=conf, capture_output=True,
+                add = subprocess.run(on_host([plugin]), input=conf, capture_output=True,
                                      env={**env, "CNI_COMMAND": "ADD"}, check=False)
                 took = time.perf_counter() - t
                 if add.returncode != 0:
                     raise RuntimeError(f"{plugin} ADD: {add.stdout!r}")
                 out[label + "add"].append(took)
-                subprocess.run([*host, plugin], input=conf, capture_output=True,
+                subprocess.run(on_host([plugin]), input=conf, capture_output=True,
                                env={**env, "CNI_COMMAND": "DEL"}, check=True)
             finally:
-                subprocess.run(["ip", "netns", "del", ns], check=False)
+                subprocess.run(on_host(["ip", "netns", "del", ns]), check=False)
     res: dict[str, float] = {}
     for key, values in out.items():
         ms = [v * 1000 for v in values]

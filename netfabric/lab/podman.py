@@ -1,16 +1,16 @@
 """Real podman 4.3 on its CNI backend inside a simulated host, on netfabric's CNI plugin.
 
-Every podman command runs in the host's netns (``nsenter --net``) with all of podman's
-state in one per-host directory: storage root, run root, tmp dir, containers.conf
+Every podman command runs on the host (``Lab.exec_argv``) with all of podman's state in one
+per-host directory: storage root, run root, tmp dir, containers.conf
 (``network_backend = "cni"``, the plugin dirs, lowered ``default_ulimits``: the sandbox
 lacks CAP_SYS_RESOURCE), the CNI config dir and the CNI bin dir where ``netfabric cni
 install`` put the conflist and the plugin (pointed at this host's agent socket).
 ``CONTAINERS_CONF`` is exported, so conmon's cleanup process finds the plugin too.
 
-podman names its netns ``/run/netns/netns-<uuid>``; the lab's agents share this VM's mount
-namespace, so podman does too (in a machine of its own, podman and the agent would share
-the machine's). :meth:`Podman.close` removes every container (podman's own ``rm -f``, so
-each gets its CNI DEL), then the directory.
+podman names its netns ``/run/netns/netns-<uuid>``, where the agent must see them: on a
+host that is a netns of the VM, podman shares the VM's mount namespace with the agent; on a
+host that is a machine, both run in the machine's. :meth:`Podman.close` removes every
+container (podman's own ``rm -f``, so each gets its CNI DEL), then the directory.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from netfabric.lab.cluster import AgentProc, Lab
 from netfabric.lab.dockerd import IMAGE, busybox_rootfs_tar
 from netfabric.plugin.cni.install import install
 
-__all__ = ["REFERENCE_PLUGINS", "Podman", "podman_missing"]
+__all__ = ["REFERENCE_PLUGINS", "Podman", "plugin_socket", "podman_missing"]
 
 REFERENCE_PLUGINS: Final = "/usr/lib/cni"
 PODMAN: Final = "podman"
@@ -42,6 +42,12 @@ def podman_missing() -> str | None:
     if not os.path.exists(os.path.join(REFERENCE_PLUGINS, "bridge")):
         return "containernetworking-plugins is not installed"
     return None
+
+
+def plugin_socket(agent: AgentProc) -> str | None:
+    """The agent socket the plugin is told: none (the default) inside a machine, where the
+    agent runs on its defaults; the lab's path on a netns host."""
+    return None if getattr(agent, "machine_pid", 0) else agent.socket
 
 
 @dataclass
@@ -98,7 +104,7 @@ class Podman:
 
     def add_network(self, network: str, *, name: str | None = None) -> None:
         install(name or network, network=network, conf_dir=self.conf_dir,
-                bin_dir=self.bin_dir, socket=self.agent.socket)
+                bin_dir=self.bin_dir, socket=plugin_socket(self.agent))
 
     def add_conflist(self, name: str, conflist: dict[str, object]) -> None:
         os.makedirs(self.conf_dir, exist_ok=True)
@@ -106,9 +112,9 @@ class Podman:
             json.dump(conflist, f)
 
     def argv(self, args: Sequence[str]) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.agent.netns}", "--", PODMAN,
-                "--root", os.path.join(self.base, "root"),
-                "--runroot", os.path.join(self.base, "run"), *args]
+        return self.lab.exec_argv(self.agent, [
+            PODMAN, "--root", os.path.join(self.base, "root"),
+            "--runroot", os.path.join(self.base, "run"), *args])
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "CONTAINERS_CONF": self.containers_conf}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from netfabric.lab.cluster import AgentProc, Lab
+from netfabric.lab.podman import plugin_socket
 from netfabric.plugin.cni.install import conflist, install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +45,13 @@ class Tool:
     def __init__(self, lab: Lab, agent: AgentProc, exe: str, tmp: Path) -> None:
         self.lab, self.agent, self.exe, self.tmp = lab, agent, exe, tmp
         self.bin = tmp / "bin"
+        self.socket = plugin_socket(agent)
         install("nfconf", network="cnbr", conf_dir=str(tmp / "net.d"), bin_dir=str(self.bin),
-                socket=agent.socket)
+                socket=self.socket)
         self.cache = tmp / "cache"
 
     def conf(self, version: str, *, chain: bool = False, name: str = "nfconf") -> str:
-        c = conflist(name, network="cnbr", version=version, socket=self.agent.socket)
+        c = conflist(name, network="cnbr", version=version, socket=self.socket)
         if chain:
             c["plugins"].append({"type": "tuning", "mtu": 1400})
         path = self.tmp / f"{name}-{version}{'-chain' if chain else ''}.conflist"
@@ -57,8 +59,10 @@ class Tool:
         return str(path)
 
     def raw_conf(self, version: str, **extra: Any) -> str:
-        c = {"cniVersion": version, "name": "nfconf", "type": "netfabric", "network": "cnbr",
-             "socket": self.agent.socket, **extra}
+        c: dict[str, Any] = {"cniVersion": version, "name": "nfconf", "type": "netfabric",
+                             "network": "cnbr", **extra}
+        if self.socket:
+            c["socket"] = self.socket
         path = self.tmp / f"raw-{len(list(self.tmp.iterdir()))}.json"
         path.write_text(json.dumps(c))
         return str(path)
@@ -67,9 +71,14 @@ class Tool:
                  ) -> subprocess.CompletedProcess[str]:
         full = {**os.environ, "CNI_PATH": f"{self.bin}:{REFERENCE_PLUGINS}",
                 "CNI_CACHE_DIR": str(self.cache), **(env or {})}
-        return subprocess.run(["nsenter", f"--net=/run/netns/{self.agent.netns}", "--",
-                               self.exe, *args], capture_output=True, text=True, env=full,
-                              timeout=60, check=False)
+        return subprocess.run(self.lab.exec_argv(self.agent, [self.exe, *args]),
+                              capture_output=True, text=True, env=full, timeout=60,
+                              check=False)
+
+    def host(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """A command on the host (where the agent and the runtime's netns are)."""
+        return subprocess.run(self.lab.exec_argv(self.agent, list(argv)), capture_output=True,
+                              text=True, timeout=60, check=check)
 
 
 @pytest.fixture
@@ -80,23 +89,23 @@ def tool(tmp_path: Path) -> Iterator[tuple[Tool, list[str]]]:
         agent = lab.agents[0]
         lab.run(agent.name, ["netfabric", "network", "create", "-d", "bridge",
                              "--subnet", "10.232.0.0/24", "cnbr"], check=True)
+        tool = Tool(lab, agent, exe, tmp_path)
         try:
-            yield Tool(lab, agent, exe, tmp_path), made
+            yield tool, made
         finally:
             for ns in made:
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+                tool.host("ip", "netns", "del", ns)
 
 
 def _netns(tool: Tool, made: list[str], n: int) -> str:
     name = f"{tool.lab.prefix}-cn{n}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    tool.host("ip", "netns", "add", name, check=True)
     made.append(name)
     return f"/run/netns/{name}"
 
 
-def _addr(netns: str, ifname: str = "eth0") -> list[str]:
-    out = subprocess.run(["ip", "-n", os.path.basename(netns), "-j", "addr", "show", "dev",
-                          ifname], capture_output=True, text=True, check=False)
+def _addr(tool: Tool, netns: str, ifname: str = "eth0") -> list[str]:
+    out = tool.host("ip", "-n", os.path.basename(netns), "-j", "addr", "show", "dev", ifname)
     if out.returncode != 0:
         return []
     return [f"{a['local']}/{a['prefixlen']}" for a in json.loads(out.stdout)[0]["addr_info"]
@@ -126,18 +135,17 @@ def test_every_verb_in_each_version(tool: tuple[Tool, list[str]]) -> None:
         assert ("version" in ip) == (version == "0.4.0")
         assert res["interfaces"][ip["interface"]]["sandbox"] == ns
         assert res["dns"]["nameservers"] == ["127.0.0.11"]
-        assert _addr(ns) == [ip["address"]]
+        assert _addr(t, ns) == [ip["address"]]
         assert t("check", conf, ns).returncode == 0
         again = t("add", conf, ns)
         assert again.returncode == 1 and "code 102" in again.stderr, again.stderr
         # CHECK sees a broken interface
-        subprocess.run(["ip", "-n", os.path.basename(ns), "addr", "flush", "dev", "eth0"],
-                       check=True)
+        t.host("ip", "-n", os.path.basename(ns), "addr", "flush", "dev", "eth0", check=True)
         broken = t("check", conf, ns)
         assert broken.returncode == 1 and "lacks its address" in broken.stderr
         assert t("del", conf, ns).returncode == 0
         assert t("del", conf, ns).returncode == 0
-        assert _addr(ns) == [] and _attachments(t) == []
+        assert _addr(t, ns) == [] and _attachments(t) == []
         gone = t("check", conf, ns)
         assert gone.returncode == 1 and "code 3" in gone.stderr
 
@@ -150,8 +158,7 @@ def test_chained_with_a_reference_plugin_and_bad_input(tool: tuple[Tool, list[st
                                   "IP=10.232.0.77"})
     assert add.returncode == 0, add.stderr
     assert json.loads(add.stdout)["ips"][0]["address"] == "10.232.0.77/24"
-    link = subprocess.run(["ip", "-n", os.path.basename(ns), "-j", "link", "show", "eth0"],
-                          capture_output=True, text=True, check=True)
+    link = t.host("ip", "-n", os.path.basename(ns), "-j", "link", "show", "eth0", check=True)
     assert json.loads(link.stdout)[0]["mtu"] == 1400       # tuning ran on our prevResult
     assert t("check", conf, ns).returncode == 0
     assert t("del", conf, ns).returncode == 0
@@ -167,7 +174,7 @@ def test_chained_with_a_reference_plugin_and_bad_input(tool: tuple[Tool, list[st
     assert old.returncode == 1 and "code 1:" in old.stderr
     noenv = t("raw", "ADD", t.raw_conf("1.0.0"))
     assert noenv.returncode == 1 and "code 4" in noenv.stderr
-    assert _attachments(t) == [] and _addr(ns) == []
+    assert _attachments(t) == [] and _addr(t, ns) == []
 
 
 def test_gc_status_and_a_killed_agent(tool: tuple[Tool, list[str]]) -> None:
@@ -181,7 +188,7 @@ def test_gc_status_and_a_killed_agent(tool: tuple[Tool, list[str]]) -> None:
         "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}))
     assert gc.returncode == 0, gc.stderr
     assert [a["container_id"] for a in _attachments(t)] == ["keep"]
-    assert _addr(ns2) == [] and len(_addr(ns1)) == 1
+    assert _addr(t, ns2) == [] and len(_addr(t, ns1)) == 1
     # the agent killed: STATUS is "not available", ADD asks to retry, DEL still succeeds
     t.lab.stop_agent(t.agent)
     status = t("raw", "STATUS", t.raw_conf("1.1.0"))
@@ -195,10 +202,10 @@ def test_gc_status_and_a_killed_agent(tool: tuple[Tool, list[str]]) -> None:
     check = t("raw", "CHECK", t.raw_conf("1.1.0"), ns1, "eth0", "keep")
     assert check.returncode == 0, check.stderr
     assert t("raw", "DEL", t.raw_conf("1.1.0"), ns1, "eth0", "keep").returncode == 0
-    assert _attachments(t) == [] and _addr(ns1) == []
+    assert _attachments(t) == [] and _addr(t, ns1) == []
     # DEL after the runtime already removed the netns, and DEL with no netns at all
     assert t("raw", "ADD", t.raw_conf("1.1.0"), ns2, "eth0", "gone").returncode == 0
-    subprocess.run(["ip", "netns", "del", os.path.basename(ns2)], check=True)
+    t.host("ip", "netns", "del", os.path.basename(ns2), check=True)
     assert t("raw", "DEL", t.raw_conf("1.1.0"), ns2, "eth0", "gone").returncode == 0
     assert t("raw", "DEL", t.raw_conf("1.1.0"), "", "eth0", "gone").returncode == 0
     assert _attachments(t) == []

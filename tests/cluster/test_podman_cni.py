@@ -10,7 +10,6 @@ as the result's nameserver). Then ``podman restart``, ``network disconnect/conne
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -61,9 +60,14 @@ def _eventually(check: Any, what: str, timeout: float = 15.0) -> None:
         time.sleep(0.3)
 
 
+def _on(lab: Lab, host: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """A command on a host (where its agent, podman and podman's netns are)."""
+    return subprocess.run(lab.exec_argv(lab.agent(host), list(argv)), capture_output=True,
+                          text=True, timeout=30, check=False, stdin=subprocess.DEVNULL)
+
+
 def _host_links(lab: Lab, host: str) -> set[str]:
-    out = subprocess.run(["ip", "-n", lab.agent(host).netns, "-j", "link"],
-                         capture_output=True, text=True, check=True).stdout
+    out = _on(lab, host, "ip", "-j", "link").stdout
     return {link["ifname"] for link in json.loads(out)}
 
 
@@ -116,7 +120,7 @@ def test_podman_and_netfabric_containers_ping_by_name(lab: tuple[Lab, Podman]) -
     netns = _attachments(lab_)[0]["netns"]
     pm.ok(["rm", "-f", "-t", "0", "pa"])
     assert _attachments(lab_) == []
-    assert not os.path.exists(netns)
+    assert _on(lab_, "node1", "test", "-e", netns).returncode == 1
     _eventually(lambda: not _ping_from_sandbox(lab_, "node2", "nb", "pa"),
                 "the name pa still resolves after podman rm -f")
     assert not any(n.startswith("nfv") or n.startswith("veth") for n in _host_links(lab_, "node1")
@@ -130,19 +134,15 @@ def test_published_port_is_dnat_and_leaves_nothing(lab: tuple[Lab, Podman]) -> N
     pm.add_network("pbr")
     pm.ok(["run", "-d", "--name", "web", "--network", "pbr", "-p", "8080:80", "nfbox",
            "sh", "-c", "while true; do echo hello-from-podman | nc -l -p 80; done"])
-    table = subprocess.run(["ip", "netns", "exec", lab_.agent("node1").netns, "nft", "list",
-                            "table", "ip", "netfabric-cni"], capture_output=True, text=True)
+    table = _on(lab_, "node1", "nft", "list", "table", "ip", "netfabric-cni")
     assert "dport 8080 dnat to 10.234.0." in table.stdout, table.stdout + table.stderr
     node1_addr = lab_.agent("node1").address
 
     def fetch() -> bool:
-        out = subprocess.run(["nsenter", f"--net=/run/netns/{lab_.agent('node2').netns}",
-                              "busybox", "nc", "-w", "2", node1_addr, "8080"],
-                             input="", capture_output=True, text=True, timeout=10)
+        out = _on(lab_, "node2", "busybox", "nc", "-w", "2", node1_addr, "8080")
         return "hello-from-podman" in out.stdout
     _eventually(fetch, "node2 does not reach web's port 80 through node1:8080")
     pm.ok(["rm", "-f", "-t", "0", "web"])
     assert _attachments(lab_) == []
-    gone = subprocess.run(["ip", "netns", "exec", lab_.agent("node1").netns, "nft", "list",
-                           "table", "ip", "netfabric-cni"], capture_output=True, text=True)
+    gone = _on(lab_, "node1", "nft", "list", "table", "ip", "netfabric-cni")
     assert gone.returncode != 0, gone.stdout
