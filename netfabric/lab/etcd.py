@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,7 @@ from types import TracebackType
 from netfabric.errors import LabError
 from netfabric.lab.topology import Host
 from netfabric.netns import entered
+from netfabric.store.etcd import EtcdTls
 
 __all__ = ["ETCD_BINARY", "EtcdLab", "etcd_binary"]
 
@@ -44,17 +46,32 @@ class EtcdLab:
 
     hosts: Sequence[Host]
     name: str = "nfetcd"
+    tls: bool = False
+    """Clients over TLS with client certificates (a CA, a server cert per member, one client
+    cert: :attr:`client_tls`); peers stay plain."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _dir: str = ""
 
     @property
+    def _client_scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def endpoints(self) -> list[str]:
-        return [f"http://{h.address}:{CLIENT_PORT}" for h in self.hosts]
+        return [f"{self._client_scheme}://{h.address}:{CLIENT_PORT}" for h in self.hosts]
 
     @property
     def url(self) -> str:
         """``etcd://a:2379,b:2379``: the form ``netfabric init --store`` takes."""
         return "etcd://" + ",".join(f"{h.address}:{CLIENT_PORT}" for h in self.hosts)
+
+    @property
+    def client_tls(self) -> EtcdTls:
+        """CA, client certificate and key for a TLS lab (made by :meth:`start`)."""
+        if not self.tls:
+            raise LabError("this etcd lab has no TLS")
+        d = os.path.join(self._dir, "pki")
+        return EtcdTls(ca=f"{d}/ca.pem", cert=f"{d}/client.pem", key=f"{d}/client.key")
 
     def _cluster(self) -> str:
         return ",".join(f"{h.name}=http://{h.address}:{PEER_PORT}" for h in self.hosts)
@@ -62,6 +79,8 @@ class EtcdLab:
     def start(self, timeout: float = 30.0) -> EtcdLab:
         self._dir = tempfile.mkdtemp(prefix="ha-etcd-")
         try:
+            if self.tls:
+                _make_pki(os.path.join(self._dir, "pki"), [h.address for h in self.hosts])
             for host in self.hosts:
                 self.start_member(host, new=True)
             self.wait_healthy(timeout)
@@ -74,8 +93,9 @@ class EtcdLab:
         """Start (or restart, keeping its data) the member on ``host``."""
         data = os.path.join(self._dir, host.name)
         argv = [etcd_binary(), "--name", host.name, "--data-dir", data,
-                "--listen-client-urls", f"http://{host.address}:{CLIENT_PORT}",
-                "--advertise-client-urls", f"http://{host.address}:{CLIENT_PORT}",
+                "--listen-client-urls", f"{self._client_scheme}://{host.address}:{CLIENT_PORT}",
+                "--advertise-client-urls",
+                f"{self._client_scheme}://{host.address}:{CLIENT_PORT}",
                 "--listen-peer-urls", f"http://{host.address}:{PEER_PORT}",
                 "--initial-advertise-peer-urls", f"http://{host.address}:{PEER_PORT}",
                 "--initial-cluster", self._cluster(),
@@ -83,6 +103,11 @@ class EtcdLab:
                 "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--log-level", "error", "--logger", "zap"]
+        if self.tls:
+            pki = os.path.join(self._dir, "pki")
+            argv += ["--cert-file", f"{pki}/{host.address}.pem",
+                     "--key-file", f"{pki}/{host.address}.key",
+                     "--client-cert-auth", "--trusted-ca-file", f"{pki}/ca.pem"]
         log = open(os.path.join(self._dir, f"{host.name}.log"), "ab")  # noqa: SIM115
         try:
             self.procs[host.name] = subprocess.Popen(
@@ -99,10 +124,17 @@ class EtcdLab:
             proc.wait(timeout=10)
 
     def healthy(self, host: Host) -> bool:
+        context = None
+        if self.tls:
+            tls = self.client_tls
+            context = ssl.create_default_context(cafile=tls.ca)
+            context.load_cert_chain(tls.cert or "", tls.key)
+
         def probe() -> bool:
             try:
                 with urllib.request.urlopen(
-                        f"http://{host.address}:{CLIENT_PORT}/health", timeout=1) as resp:
+                        f"{self._client_scheme}://{host.address}:{CLIENT_PORT}/health",
+                        timeout=1, context=context) as resp:
                     return b'"true"' in resp.read()
             except (OSError, urllib.error.URLError):
                 return False
@@ -145,3 +177,52 @@ class EtcdLab:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _make_pki(directory: str, addresses: Sequence[str]) -> None:
+    """A throwaway CA, one server cert per member address (IP SAN), one client cert."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        with open(os.path.join(directory, f"{stem}.key"), "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        with open(os.path.join(directory, f"{stem}.pem"), "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("netfabric lab etcd CA"))
+          .issuer_name(name("netfabric lab etcd CA")).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    write("ca", ca_key, ca)
+
+    def issue(stem: str, cn: str, sans: list[x509.GeneralName]) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1)))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        write(stem, key, builder.sign(ca_key, hashes.SHA256()))
+
+    for address in addresses:
+        issue(address, address, [x509.IPAddress(ipaddress.ip_address(address))])
+    issue("client", "netfabric-manager", [])

@@ -153,6 +153,7 @@ class EtcdStore:
         self._prefix = prefix
         self._scheme = "https" if tls is not None else "http"
         self._session = requests.Session()
+        self._session.trust_env = False  # no proxy, no CA bundle from the environment
         if tls is not None:
             self._session.verify = tls.ca
             if tls.cert is not None:
@@ -191,10 +192,14 @@ class EtcdStore:
         for step in range(n):
             index = (self._current + step) % n
             try:
+                # verify and cert per request: an environment's REQUESTS_CA_BUNDLE would
+                # otherwise win over the session's CA (requests merges it in first)
                 resp = self._session.post(self._url(index, path), json=body,
-                                          timeout=self._timeout)
+                                          timeout=self._timeout, verify=self._session.verify,
+                                          cert=self._session.cert)
             except requests.RequestException as exc:
-                errors.append(f"{self._endpoints[index][0]}: {type(exc).__name__}")
+                why = str(exc.args[0] if exc.args else exc)[-160:]
+                errors.append(f"{self._endpoints[index][0]}: {type(exc).__name__}: {why}")
                 continue
             if resp.status_code != 200:
                 text = resp.text.strip()[:200]
@@ -412,6 +417,7 @@ class EtcdStore:
         import requests
 
         session = requests.Session()  # the stream holds its own connection
+        session.trust_env = False
         session.verify, session.cert = self._session.verify, self._session.cert
         host, port = self._endpoints[self._current]
         client = etcd3gw.Etcd3Client(host=host, port=port, protocol=self._scheme,

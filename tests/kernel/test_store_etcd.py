@@ -21,7 +21,7 @@ from netfabric.lab.etcd import EtcdLab
 from netfabric.lab.topology import Topology, wait_for
 from netfabric.netns import entered
 from netfabric.store import Store
-from netfabric.store.etcd import EtcdStore, retry_on_conflict
+from netfabric.store.etcd import EtcdStore, EtcdTls, retry_on_conflict
 from tests.unit.test_store import (  # the shared Store contract, run here against etcd
     test_block_lease_cursor_survives_a_returned_block,
     test_cursor_survives_when_last_address_was_released,
@@ -172,3 +172,17 @@ def test_unreachable_etcd_is_named_and_a_live_member_is_used(url: str, prefix: s
     with EtcdStore(f"{dead},{live}", prefix=prefix) as store:
         Ipam(store).request_subnet("n", cidr="10.4.0.0/24")
         assert Ipam(store).subnets("n")[0].cidr == "10.4.0.0/24"
+
+
+def test_tls_with_client_certificates(hosts: Callable[..., Topology], prefix: str) -> None:
+    topo = hosts(1)
+    with EtcdLab(topo.hosts, tls=True).start() as lab, entered(topo.hosts[0].netns):
+        tls = lab.client_tls
+        with EtcdStore(lab.url, prefix=prefix, tls=tls) as store:
+            Ipam(store).request_subnet("n", cidr="10.5.0.0/24")
+            assert Ipam(store).allocate("n").address == "10.5.0.2"
+        with EtcdStore(lab.url, prefix=prefix, tls=EtcdTls(ca=tls.ca)) as anonymous, \
+                pytest.raises(StoreUnavailable, match="SSL"):
+            anonymous.load()  # the server asks for a client certificate
+        with EtcdStore(lab.url, prefix=prefix) as plain, pytest.raises(StoreUnavailable):
+            plain.load()
