@@ -188,7 +188,7 @@ class CniService:
                 if command == "CHECK":
                     return await self._check(args)
                 if command == "STATUS":
-                    await self.agent.resolve_network(_str(args, "network"))
+                    await self._network(_str(args, "network"))
                     return {}
                 if command == "GC":
                     return await self._gc(args)
@@ -215,7 +215,7 @@ class CniService:
         if await self.probe.ip_json(sandbox, "link", "show", "dev", ifname) is not None:
             return _fail(spec.OUR_CODES["AlreadyExists"],
                          f"interface {ifname} already exists in netns {netns}")
-        net = await self.agent.resolve_network(_str(args, "network"))
+        net = await self._network(_str(args, "network"))
         if args.get("port_mappings") and net.driver is not Driver.BRIDGE:
             return _fail(spec.ERR_UNSUPPORTED_FIELD, f"port mappings need a bridge network; "
                          f"{net.name} is {net.driver.value}: publish with a netfabric service")
@@ -249,6 +249,14 @@ class CniService:
             await self._undo(net, ep, rec, done)
             raise
         return rec.answer()
+
+    async def _network(self, name: str) -> Network:
+        try:
+            return await self.agent.resolve_network(name)
+        except NotFound as exc:
+            raise NotFound(f"netfabric network {name!r} not found: create it (netfabric network "
+                           f"create --attachable {name}) or name another in the conflist's "
+                           "\"network\"") from exc
 
     async def _undo(self, net: Network, ep: Endpoint, rec: Record, done: list[str]) -> None:
         """Roll an ADD back, newest step first; every step is tried."""
