@@ -140,7 +140,9 @@ def main() -> int:
                 "plugins": [{"type": "bridge", "bridge": "cnbr0", "isGateway": True,
                              "ipMasq": True, "hairpinMode": True,
                              "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}],
-                                      "ranges": [[{"subnet": REF_SUBNET}]]}}]})
+                                      "ranges": [[{"subnet": REF_SUBNET}]],
+                                      # not /var/lib/cni/networks: nothing outside the lab
+                                      "dataDir": os.path.join(base, "ipam-refb")}}]})
             pm.ok(["run", "-d", "--name", "peer", "--network", "nfb", "nfbox", "sleep", "900"])
             pm.ok(["run", "-d", "--name", "refpeer", "--network", "refb", "nfbox", "sleep",
                    "900"])
