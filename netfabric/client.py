@@ -134,7 +134,8 @@ class Client:
     ``remove_network``, ``networks``, ``inspect_network``, ``run``, ``remove_container``,
     ``containers``, ``inspect_container``, ``connect``, ``disconnect``, ``create_service``,
     ``remove_service``, ``services``, ``inspect_service``, ``add_backend``,
-    ``remove_backend``, ``scale_service``, ``service_ps``, ``update_service``; and
+    ``remove_backend``, ``scale_service``, ``service_ps``, ``update_service``, ``doctor``,
+    ``doctor_host``; and
     ``attach(name, netns_path, ...)``, ``run`` adopting an existing netns.
     """
 
@@ -169,6 +170,8 @@ class Client:
                                  peer=peer)
 
     info = _SyncVerb(verbs.INFO)
+    doctor = _SyncVerb(verbs.DOCTOR)
+    doctor_host = _SyncVerb(verbs.DOCTOR_HOST)
     init = _SyncVerb(verbs.INIT)
     join = _SyncVerb(verbs.JOIN)
     join_token = _SyncVerb(verbs.JOIN_TOKEN)
@@ -234,6 +237,8 @@ class AsyncClient:
                                  peer=peer)
 
     info = _AsyncVerb(verbs.INFO)
+    doctor = _AsyncVerb(verbs.DOCTOR)
+    doctor_host = _AsyncVerb(verbs.DOCTOR_HOST)
     init = _AsyncVerb(verbs.INIT)
     join = _AsyncVerb(verbs.JOIN)
     join_token = _AsyncVerb(verbs.JOIN_TOKEN)

@@ -23,8 +23,9 @@ from netfabric.agent.mesh import GossipMesh
 from netfabric.agent.ports import Allocation, ManagerCall, Member, Mesh, MeshEvent
 from netfabric.agent.rpc import LEASE_BLOCK
 from netfabric.dataplane.kernel import Kernel as DataplaneKernel
+from netfabric.dataplane.resources import Resource
 from netfabric.dns.latency import LatencySnapshot
-from netfabric.dns.records import Records
+from netfabric.dns.records import Records, normalize_name
 from netfabric.dns.server import DnsServer, ServerConfig
 from netfabric.drivers.bridge import BridgeDriver
 from netfabric.drivers.overlay import OverlayDriver
@@ -129,6 +130,12 @@ class DriverKernel:
             repairs += self.overlay.reconcile()
         self._runs["kernel"] += 1
         self._repairs += repairs
+
+    def inspect(self, network: Network) -> tuple[list[Resource], tuple[Resource, ...], int]:
+        """An overlay's desired and observed kernel objects, and its underlay MTU."""
+        if network.driver is Driver.OVERLAY and self.overlay is not None:
+            return self.overlay.inspect(network.id)
+        return [], (), 0
 
     def reconcile_stats(self) -> tuple[dict[str, int], int]:
         return dict(self._runs), self._repairs
@@ -402,6 +409,17 @@ class DnsNames:
 
     def dns_latency(self) -> LatencySnapshot:
         return self.server.latency_snapshot()
+
+    def lookup(self, network_ids: Sequence[str], name: str) -> tuple[str, ...] | None:
+        """The addresses ``name`` resolves to in the scope of ``network_ids`` (None: no
+        record), as the resolver would answer."""
+        try:
+            target = self.records.lookup(network_ids, normalize_name(name))
+        except InvalidArgument:
+            return None
+        if target is None:
+            return None
+        return tuple(str(a) for a in (*target.ipv4, *target.ipv6))
 
 
 class NoMesh:

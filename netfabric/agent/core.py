@@ -29,6 +29,8 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from netfabric import __version__
 from netfabric.agent.addresses import BLOCKS_MIN_PREFIX, RETRY_INTERVAL, AddressRouter
 from netfabric.agent.cluster import ClusterService
@@ -41,6 +43,8 @@ from netfabric.agent.context import (
     check_name,
     manager_link,
 )
+from netfabric.agent.diagnose import gather_host, gather_path
+from netfabric.agent.doctor import DoctorReport, check_host, check_path
 from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.frontend import AgentFrontend, Restorer
 from netfabric.agent.ledger import Ledger
@@ -245,6 +249,29 @@ class AgentCore:
         return Observation(gossip=ctx.mesh.stats(), dns_results=obs_dns, dns_latency=latency,
                            networks=tuple(usage), reconcile_runs=runs,
                            reconcile_repairs=repairs, services=services)
+
+    async def doctor(self, source: str, target: str) -> DoctorReport:
+        """Walk the path from container ``source`` (on this host) to ``target`` (a container,
+        name or address): each step ok, or what is wrong and the fix."""
+        facts = await gather_path(self._ctx, self._endpoints.find(source), target)
+        return check_path(facts)
+
+    async def doctor_host(self, *, repair: bool = False) -> DoctorReport:
+        """This host against the cluster's view: every overlay's FDB, neighbour entries and
+        links, and the DNS records of remote endpoints; with ``repair``, the kernel is
+        reconciled and the records re-set first, then checked again."""
+        ctx = self._ctx
+        if repair:
+            async with ctx.lock:
+                await ctx.thread(ctx.kernel.reconcile)
+            me = ctx.ledger.state.node_id
+            for net in ctx.ledger.networks():
+                for e in ctx.mesh.endpoints(net.id):
+                    if e.node_id != me:
+                        ctx.names.set_endpoint(e.network_id, e.sandbox, aliases=e.aliases,
+                                               ipv4=e.ipv4, ipv6=e.ipv6, owner=e.id)
+        facts = await gather_host(ctx)
+        return check_host(msgspec.structs.replace(facts, repaired=repair))
 
     async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
         await self._cluster.init(advertise_addr, listen_addr=listen_addr)

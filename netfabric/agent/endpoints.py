@@ -67,6 +67,10 @@ class Endpoints:
     def _endpoint(self, sb: SandboxRecord, ep: EndpointRecord) -> Endpoint:
         return endpoint(sb, ep, node_id=self._ctx.node_id, vtep=self._ctx.address)
 
+    def find(self, ref: str) -> SandboxRecord:
+        """A local sandbox by name or unique id prefix; NotFound otherwise."""
+        return self._find(ref)
+
     def _find(self, ref: str) -> SandboxRecord:
         sandboxes = self._ctx.ledger.state.sandboxes
         sb = sandboxes.get(ref)

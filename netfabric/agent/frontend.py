@@ -23,6 +23,7 @@ from netfabric.api.types import (
     Availability,
     ClusterInfo,
     ContainerInfo,
+    DoctorReport,
     EndpointInfo,
     JoinToken,
     NetworkInfo,
@@ -60,6 +61,10 @@ class AgentFrontend(Protocol):
     # -- the local API's verbs ----------------------------------------------------------------
 
     async def info(self) -> ClusterInfo: ...
+
+    async def doctor(self, source: str, target: str) -> DoctorReport: ...
+
+    async def doctor_host(self, *, repair: bool = False) -> DoctorReport: ...
 
     async def init(self, advertise_addr: str, *,
                    listen_addr: str | None = None) -> JoinToken: ...

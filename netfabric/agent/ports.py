@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from netfabric.api.types import GossipInfo
+from netfabric.dataplane.resources import Resource
 from netfabric.dns.latency import LatencySnapshot
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.values import BlockLease
@@ -25,6 +26,7 @@ __all__ = [
     "BlockBook",
     "DnsStats",
     "Kernel",
+    "KernelInspect",
     "KernelStats",
     "Link",
     "LinkFactory",
@@ -234,6 +236,9 @@ class DnsStats(Protocol):
 
     def dns_latency(self) -> LatencySnapshot: ...
 
+    def lookup(self, network_ids: Sequence[str], name: str) -> tuple[str, ...] | None:
+        """What ``name`` resolves to in the scope of ``network_ids`` (None: no record)."""
+
 
 @runtime_checkable
 class KernelStats(Protocol):
@@ -241,6 +246,14 @@ class KernelStats(Protocol):
 
     def reconcile_stats(self) -> tuple[dict[str, int], int]:
         """Runs by kind (``kernel``, ``peers``) and the kernel ops the reconciles ran."""
+
+
+@runtime_checkable
+class KernelInspect(Protocol):
+    """Read-only views of a network's kernel objects, for `netfabric doctor`."""
+
+    def inspect(self, network: Network) -> tuple[list[Resource], tuple[Resource, ...], int]:
+        """Desired and observed objects of an overlay on this host, and the underlay MTU."""
 
 
 @runtime_checkable

@@ -19,6 +19,8 @@ __all__ = [
     "Availability",
     "ClusterInfo",
     "ContainerInfo",
+    "DoctorReport",
+    "DoctorStep",
     "EndpointInfo",
     "GossipInfo",
     "JoinToken",
@@ -140,6 +142,28 @@ class NodeInfo(Value, frozen=True, kw_only=True):
         if self.role is not Role.MANAGER:
             return ""
         return "Leader" if self.leader else "Reachable"
+
+
+class DoctorStep(Value, frozen=True, kw_only=True):
+    """One step of `netfabric doctor`."""
+
+    name: str
+    status: str
+    """``ok``, ``fail`` or ``skip``."""
+    detail: str = ""
+    fix: str = ""
+
+
+class DoctorReport(Value, frozen=True, kw_only=True):
+    """`netfabric doctor SOURCE TARGET`: the path's steps in order."""
+
+    source: str
+    target: str
+    steps: tuple[DoctorStep, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status == "ok" for s in self.steps)
 
 
 class GossipInfo(Value, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ from msgspec.structs import force_setattr
 from netfabric.api.types import (
     ClusterInfo,
     ContainerInfo,
+    DoctorReport,
     EndpointInfo,
     JoinToken,
     NetworkInfo,
@@ -213,6 +214,19 @@ class _Disconnect(Args, frozen=True):
 
 _NoneType = type(None)
 
+class _Doctor(Args, frozen=True):
+    source: str
+    target: str
+
+
+DOCTOR = Verb("doctor", _Doctor, DoctorReport,
+              "Walk the path from container ``source`` to ``target``, step by step.")
+class _DoctorHost(Args, frozen=True):
+    repair: bool = False
+
+
+DOCTOR_HOST = Verb("doctor_host", _DoctorHost, DoctorReport,
+                   "This host against the cluster's view; ``repair`` fixes what differs.")
 INFO = Verb("info", _None, ClusterInfo, "Who this node is and how it sees the cluster.")
 INIT = Verb("init", _Init, JoinToken, "Start a cluster with this node as its manager.")
 JOIN = Verb("join", _Join, ClusterInfo, "Join the cluster of the manager at ``remote``.")
@@ -253,5 +267,6 @@ VERBS: dict[str, Verb[..., Any]] = {v.name: v for v in (
     INFO, INIT, JOIN, JOIN_TOKEN, NODES, UPDATE_NODE, LEAVE, CREATE_NETWORK, REMOVE_NETWORK,
     NETWORKS, INSPECT_NETWORK, RUN, REMOVE_CONTAINER, CONTAINERS, INSPECT_CONTAINER, CONNECT,
     DISCONNECT, CREATE_SERVICE, REMOVE_SERVICE, SERVICES, INSPECT_SERVICE, ADD_BACKEND,
-    REMOVE_BACKEND, SCALE_SERVICE, SERVICE_PS, UPDATE_SERVICE)}
+    REMOVE_BACKEND, SCALE_SERVICE, SERVICE_PS, UPDATE_SERVICE, DOCTOR,
+    DOCTOR_HOST)}
 """Every verb of the local API by name."""

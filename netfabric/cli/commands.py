@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netfabric.api.types import ContainerInfo, GossipInfo, NetworkInfo, NodeInfo
+from netfabric.api.types import ContainerInfo, GossipInfo, NetworkInfo, NodeInfo, to_wire
 from netfabric.cli.filters import (
     CONTAINER_KEYS,
     NETWORK_KEYS,
@@ -124,6 +125,30 @@ def _gossip_lines(g: GossipInfo) -> str:
             f" Messages:       {c.get('datagrams_in', 0)} in, {c.get('datagrams_out', 0)} out"
             f" ({c.get('bytes_in', 0)} / {c.get('bytes_out', 0)} bytes)\n"
             f" Dropped:        {g.dropped}\n Unauthenticated: {g.unauthenticated}")
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    if args.source is None:
+        report = _client(args).doctor_host(repair=args.repair)
+    elif args.target is None or args.repair:
+        raise InvalidArgument("doctor takes SOURCE and TARGET, or neither (with --repair)")
+    else:
+        report = _client(args).doctor(args.source, args.target)
+    if args.format == "json":
+        _emit(json.dumps(to_wire(report), indent=1) + "\n")
+        return 0 if report.ok else 1
+    marks = {"ok": "ok  ", "fail": "FAIL", "skip": "skip"}
+    lines = [f"{report.source} -> {report.target}"]
+    width = max((len(s.name) for s in report.steps), default=11)
+    for step in report.steps:
+        lines.append(f"  [{marks.get(step.status, step.status)}] {step.name:<{width}} "
+                     f"{step.detail}")
+        if step.fix:
+            lines.append(f"         {'':<{width}} fix: {step.fix}")
+    lines.append("all ok" if report.ok else
+                 f"broken at: {next(s.name for s in report.steps if s.status == 'fail')}")
+    _emit("\n".join(lines) + "\n")
+    return 0 if report.ok else 1
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -632,6 +657,22 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--format", default=None, metavar="FORMAT",
                    help="'json' or a Go template over Docker's info fields")
     p.set_defaults(func=_cmd_info)
+
+    p = verb_parser(sub, "doctor", "walk the path between two containers, step by step",
+                    description="Check each step from SOURCE (a container on this host) to "
+                    "TARGET (a container, a name or an address): a shared network, the name's "
+                    "record, the local veth and bridge, FDB and neighbour entries against "
+                    "gossip, the MTU, the peer agent in membership. Exit 0 only if all is ok.",
+                    examples=["netfabric doctor web db", "netfabric doctor web 10.0.1.5 "
+                              "--format json", "netfabric doctor --repair"])
+    p.add_argument("source", metavar="SOURCE", nargs="?", default=None,
+                   help="a container on this host (none: check the whole host)")
+    p.add_argument("target", metavar="TARGET", nargs="?", default=None,
+                   help="a container, a name or an address")
+    p.add_argument("--repair", action="store_true",
+                   help="with no SOURCE/TARGET: fix what differs from the cluster's view")
+    p.add_argument("--format", default=None, choices=["json"], help="'json': the report")
+    p.set_defaults(func=_cmd_doctor)
 
     p = verb_parser(sub, "init", "make this node the first manager of a new cluster",
                     description="Create a cluster with this node as its manager and print "

@@ -364,6 +364,24 @@ class OverlayDriver:
                 st.ready = bool(st.locals)
             return done
 
+    def inspect(self, network_id: str) -> tuple[list[Resource], tuple[Resource, ...], int]:
+        """What one network must have on this host, what it has (its netns and the local
+        sandboxes' sides), and the underlay MTU towards its peers; repairs nothing."""
+        with self._lock:
+            st = self._nets.get(network_id)
+            if st is None or not st.locals:
+                return [], (), 0
+            mtu = self._mtu(st)
+            desired = desired_network(self.config, st.network, list(st.locals.values()),
+                                      st.peers, mtu)
+            scopes = [_sandbox_scope(lo) for lo in st.locals.values() if not lo.parked]
+            scopes.append(Scope(overlay_netns(self.config.prefix, _vni(st.network)),
+                                report_netns=True, sysctls=self.config.sysctls))
+            vteps = sorted({p.vtep for p in st.peers
+                            if p.vtep and p.vtep != self.config.advertise_addr})
+            under = self.kernel.underlay_mtu(vteps, local=self.config.advertise_addr)
+            return desired, self.kernel.observe(scopes, desired=desired), under
+
     def netns_of(self, network_id: str) -> str | None:
         """The network's netns on this host while it has local endpoints."""
         st = self._nets.get(network_id)

@@ -110,7 +110,7 @@ def test_every_verb_is_a_client_method() -> None:
                     "update_node", "leave", "create_network", "remove_network", "networks",
                     "inspect_network", "create_service", "remove_service", "services",
                     "inspect_service", "add_backend", "remove_backend", "scale_service",
-                    "service_ps", "update_service"}
+                    "service_ps", "update_service", "doctor", "doctor_host"}
     assert set(VERBS) == client_verbs
     for verb in client_verbs - {"run"}:
         assert callable(getattr(Client, verb))
