@@ -228,6 +228,26 @@ class ClusterService:
             self._ctx.ledger.set_availability(rec.id, avail)
         return next(n for n in await self.nodes() if n.id == rec.id)
 
+    async def remove_node(self, node: str, *, force: bool = False) -> None:
+        """Docker's ``node rm``: forget a node that is gone for good and give back its
+        address blocks and the addresses held for it (they would stay leased forever and
+        keep ``network rm`` refused). A node still up needs ``force``; a manager and this
+        node are refused."""
+        ctx = self._ctx
+        ctx.require_manager()
+        async with ctx.lock:
+            rec = self._find_node(node)
+            if rec.id == ctx.ledger.state.node_id:
+                raise ClusterError(f"node {rec.hostname} is this node: use `netfabric leave`")
+            if rec.role is Role.MANAGER:
+                raise ClusterError(f"node {rec.hostname} is a manager and can't be removed")
+            alive = {m.node_id: m.alive for m in ctx.mesh.members()}
+            if alive.get(rec.id, False) and not force:
+                raise ClusterError(f"node {rec.hostname} is not down and can't be removed "
+                                   "(use --force)")
+            ctx.ledger.drop_node(rec.id)
+            await ctx.thread(ctx.book.release_node, rec.id)
+
     # -- leave --------------------------------------------------------------------------------
 
     async def check_leave(self, *, force: bool, busy: Callable[[], list[str]]) -> None:

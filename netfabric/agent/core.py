@@ -292,6 +292,10 @@ class AgentCore:
         self._tasks.schedule()   # a drained node's tasks move, an active one takes new ones
         return info
 
+    async def remove_node(self, node: str, *, force: bool = False) -> None:
+        await self._cluster.remove_node(node, force=force)
+        self._tasks.schedule()   # its tasks move to the nodes left
+
     async def leave(self, *, force: bool = False) -> None:
         await self._cluster.check_leave(force=force, busy=self._endpoints.cluster_users)
         old = [n for n in self._ctx.ledger.networks() if n.scope == Scope.SWARM]

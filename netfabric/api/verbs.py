@@ -121,6 +121,11 @@ class _UpdateNode(Args, frozen=True):
     availability: str
 
 
+class _RemoveNode(Args, frozen=True):
+    node: str
+    force: bool = False
+
+
 class _Leave(Args, frozen=True, kw_only=True):
     force: bool = False
 
@@ -234,6 +239,9 @@ JOIN_TOKEN = Verb("join_token", _JoinToken, JoinToken,
                   "The join token of ``role`` (worker or manager); ``rotate`` issues a new one.")
 NODES = Verb("nodes", _None, list[NodeInfo], "The cluster's nodes (on a manager).")
 UPDATE_NODE = Verb("update_node", _UpdateNode, NodeInfo, "Set a node's availability.")
+REMOVE_NODE = Verb("remove_node", _RemoveNode, _NoneType,
+                   "Remove a node that is down for good (``force``: even if up); its address "
+                   "blocks and addresses are given back.")
 LEAVE = Verb("leave", _Leave, _NoneType, "Leave the cluster.")
 CREATE_NETWORK = Verb("create_network", _CreateNetwork, NetworkInfo, "Create a network.")
 REMOVE_NETWORK = Verb("remove_network", _Name, _NoneType, "Remove a network.")
@@ -264,7 +272,8 @@ REMOVE_BACKEND = Verb("remove_backend", _Backend, _NoneType,
                       "Take it out of ``service`` everywhere; stop its task after this returns.")
 
 VERBS: dict[str, Verb[..., Any]] = {v.name: v for v in (
-    INFO, INIT, JOIN, JOIN_TOKEN, NODES, UPDATE_NODE, LEAVE, CREATE_NETWORK, REMOVE_NETWORK,
+    INFO, INIT, JOIN, JOIN_TOKEN, NODES, UPDATE_NODE, REMOVE_NODE, LEAVE, CREATE_NETWORK,
+    REMOVE_NETWORK,
     NETWORKS, INSPECT_NETWORK, RUN, REMOVE_CONTAINER, CONTAINERS, INSPECT_CONTAINER, CONNECT,
     DISCONNECT, CREATE_SERVICE, REMOVE_SERVICE, SERVICES, INSPECT_SERVICE, ADD_BACKEND,
     REMOVE_BACKEND, SCALE_SERVICE, SERVICE_PS, UPDATE_SERVICE, DOCTOR,

@@ -237,6 +237,14 @@ def _pretty_node(n: NodeInfo) -> dict[str, Any]:
     return {"text": "\n".join(lines)}
 
 
+def _cmd_node_rm(args: argparse.Namespace) -> int:
+    client = _client(args)
+    for node in args.nodes:
+        client.remove_node(node, force=args.force)
+        print(node)
+    return 0
+
+
 def _cmd_node_update(args: argparse.Namespace) -> int:
     node = _client(args).update_node(args.node, availability=args.availability)
     print(node.hostname if args.node == node.hostname else node.id)
@@ -724,6 +732,13 @@ def add_commands(sub: Any) -> None:
                    help="active: takes new work; pause: keeps what it has; drain: none")
     p.add_argument("node", metavar="NODE", help="node ID or hostname")
     p.set_defaults(func=_cmd_node_update)
+    p = verb_parser(nsub, "rm", "remove a node that is gone for good; its address blocks "
+                    "are given back", examples=["netfabric node rm node3",
+                                                "netfabric node rm --force node3"])
+    p.add_argument("-f", "--force", action="store_true",
+                   help="remove it even if it is up (it stops being in the cluster)")
+    p.add_argument("nodes", nargs="+", metavar="NODE", help="node ID or hostname")
+    p.set_defaults(func=_cmd_node_rm)
 
     _, netsub = group(sub, "network", "networks: create, ls, inspect, rm, prune, connect, "
                       "disconnect", "network_command")

@@ -154,3 +154,45 @@ def test_unknown_cluster_verbs_and_non_managers(tmp_path: Path) -> None:
         with pytest.raises(InvalidArgument, match="allocate: missing argument 'node_id'"):
             await manager.handle_cluster("allocate", {"network_id": "nope"})
     asyncio.run(go())
+
+
+def test_node_rm_forgets_a_dead_worker_and_gives_back_its_blocks(tmp_path: Path) -> None:
+    ml, manager, _, worker = _pair(tmp_path)
+
+    async def go() -> None:
+        await manager.start()
+        await worker.start()
+        token = await manager.init("198.51.100.1")
+        await worker.join(token.token, "198.51.100.1:2377")
+        ml.mesh.alive["w" * 26] = True
+        with pytest.raises(ClusterError, match="node2 is not down and can't be removed"):
+            await manager.remove_node("node2")
+        with pytest.raises(ClusterError, match="this node"):
+            await manager.remove_node("node1")
+        with pytest.raises(NotFound):
+            await manager.remove_node("node9")
+        with pytest.raises(NotAManager):
+            await worker.remove_node("node1")
+        assert ml.book.released_nodes == []
+        ml.mesh.alive["w" * 26] = False   # gone for good
+        await manager.remove_node("node2")
+        assert [r.hostname for r in await manager.nodes()] == ["node1"]
+        assert ml.book.released_nodes == ["w" * 26]
+        with pytest.raises(NotFound):
+            await manager.remove_node("node2")
+    asyncio.run(go())
+
+
+def test_node_rm_force_removes_a_node_that_is_up(tmp_path: Path) -> None:
+    ml, manager, _, worker = _pair(tmp_path)
+
+    async def go() -> None:
+        await manager.start()
+        await worker.start()
+        token = await manager.init("198.51.100.1")
+        await worker.join(token.token, "198.51.100.1:2377")
+        ml.mesh.alive["w" * 26] = True
+        await manager.remove_node("w" * 26, force=True)
+        assert [r.hostname for r in await manager.nodes()] == ["node1"]
+    asyncio.run(go())
+    assert ml.book.released_nodes == ["w" * 26]
