@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netfabric.errors import StoreConflict, StoreUnavailable
-from netfabric.ipam import Ipam
+from netfabric.ipam import HostAllocator, Ipam
+from netfabric.ipam.shared import SharedIpam
 from netfabric.lab.etcd import EtcdLab
 from netfabric.lab.topology import Topology, wait_for
 from netfabric.netns import entered
@@ -249,3 +250,42 @@ def _quiet_load(store: EtcdStore) -> bool:
     except StoreUnavailable:
         return False
     return True
+
+
+def test_managers_with_block_affinity_conflict_only_on_leases(url: str, prefix: str) -> None:
+    """Calico's way: each manager leases whole blocks through the shared rows (CAS) and
+    allocates inside its own blocks, whose rows live under its own prefix."""
+    with EtcdStore(url, prefix=prefix) as s0:
+        Ipam(s0).request_subnet("n", cidr="10.8.0.0/22")
+    managers, per_manager = 3, 40
+    got: list[list[str]] = [[] for _ in range(managers)]
+    shared: list[SharedIpam] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(managers)
+
+    def manager(i: int) -> None:
+        try:
+            with EtcdStore(url, prefix=prefix) as store, \
+                    EtcdStore(url, prefix=f"{prefix}hosts/m{i}/") as own:
+                source = SharedIpam(store)
+                shared.append(source)
+                alloc = HostAllocator(f"m{i}", source, own)
+                start.wait()
+                for _ in range(per_manager):
+                    got[i].append(alloc.allocate("n").address)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=manager, args=(i,)) for i in range(managers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    every = [a for g in got for a in g]
+    assert len(set(every)) == len(every) == managers * per_manager
+    # 40 addresses need one /26 each: conflicts only among the 3 first leases
+    assert sum(s.conflicts for s in shared) <= managers
+    with EtcdStore(url, prefix=prefix) as s1:
+        owners = {b.host_id for b in Ipam(s1).blocks(network_id="n")}
+        assert owners == {"m0", "m1", "m2"}
