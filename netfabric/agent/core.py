@@ -211,7 +211,13 @@ class AgentCore:
             managers=tuple(cluster.managers) if cluster else (),
             nodes=len(ctx.mesh.members()) if ctx.mesh.started else 1,
             networks=len(await self.networks()), containers=len(state.sandboxes),
-            version=__version__, gossip=ctx.mesh.stats())
+            version=__version__, gossip=ctx.mesh.stats(), ui_url=self.ui_url,
+            metrics_url=self.metrics_url)
+
+    ui_url = ""
+    """Set by the daemon when it serves the live page (``--ui-addr``)."""
+    metrics_url = ""
+    """Set by the daemon when it serves ``/metrics`` (``--metrics-addr``)."""
 
     async def observe(self) -> Observation:
         """What the metrics show, read now (:mod:`netfabric.agent.metrics`)."""
@@ -249,6 +255,54 @@ class AgentCore:
         return Observation(gossip=ctx.mesh.stats(), dns_results=obs_dns, dns_latency=latency,
                            networks=tuple(usage), reconcile_runs=runs,
                            reconcile_repairs=repairs, services=services)
+
+    def topology(self) -> dict[str, Any]:
+        """The live page's view: hosts with their membership state, networks, endpoints
+        (this host's and gossip's), and which names resolve where. Plain JSON data."""
+        ctx = self._ctx
+        state = ctx.ledger.state
+        me = state.node_id
+        stats = ctx.mesh.stats()
+        hosts = [{"id": me, "address": self.address, "hostname": state.hostname,
+                  "state": "alive"}]
+        names = {n.id: n.hostname for n in state.nodes.values()}
+        for m in ctx.mesh.members():
+            if m.node_id != me:
+                hosts.append({"id": m.node_id, "address": m.address,
+                              "hostname": names.get(m.node_id, ""),
+                              "state": "alive" if m.alive else "dead"})
+        nets = sorted(ctx.ledger.networks(), key=lambda n: n.name)
+        endpoints: list[dict[str, Any]] = []
+        for sb in state.sandboxes.values():
+            for ep in sb.endpoints:
+                endpoints.append({"name": sb.name, "network_id": ep.network_id,
+                                  "network": ep.network, "ip": ep.ipv4 or ep.ipv6 or "",
+                                  "host": me, "aliases": list(ep.aliases)})
+        by_id = {n.id: n.name for n in nets}
+        for net in nets:
+            for e in ctx.mesh.endpoints(net.id):
+                if e.node_id != me:
+                    endpoints.append({"name": e.sandbox, "network_id": net.id,
+                                      "network": net.name, "ip": e.ipv4 or e.ipv6 or "",
+                                      "host": e.node_id, "aliases": list(e.aliases)})
+        known = {h["id"] for h in hosts}
+        for d in endpoints:
+            if d["host"] not in known:
+                hosts.append({"id": d["host"], "address": "", "hostname": "",
+                              "state": "unknown"})
+                known.add(d["host"])
+        host_label = {h["id"]: h["hostname"] or h["address"] for h in hosts}
+        resolved = sorted(({"name": n, "ip": d["ip"],
+                            "network": by_id.get(d["network_id"], d["network"]),
+                            "host": host_label.get(d["host"], d["host"])}
+                           for d in endpoints for n in (d["name"], *d["aliases"])),
+                          key=lambda r: (r["name"], r["network"]))
+        return {"node": {"id": me, "hostname": state.hostname, "address": self.address,
+                         "health": stats.health if stats else 0},
+                "hosts": hosts,
+                "networks": [{"id": n.id, "name": n.name, "driver": str(n.driver),
+                              "scope": str(n.scope)} for n in nets],
+                "endpoints": endpoints, "names": resolved}
 
     async def doctor(self, source: str, target: str) -> DoctorReport:
         """Walk the path from container ``source`` (on this host) to ``target`` (a container,

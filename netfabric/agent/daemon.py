@@ -127,6 +127,8 @@ def add_argument_flags(p: argparse.ArgumentParser) -> None:
                    help="also serve the Docker network plugin on this unix socket")
     p.add_argument("--metrics-addr", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics on http://HOST:PORT/metrics (off by default)")
+    p.add_argument("--ui-addr", default=None, metavar="HOST:PORT",
+                   help="serve the live topology page on http://HOST:PORT/ (off by default)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
@@ -218,13 +220,23 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services: list[AgentService] = []
-    web = None
-    metrics_addr: str = getattr(args, "metrics_addr", None) or ""
-    if metrics_addr:
-        from netfabric.agent.web import WebServer
+    from netfabric.agent.web import WebServer
 
-        split_addr(metrics_addr)   # a bad address fails before anything starts
-        web = WebServer(core.observe)
+    webs: list[tuple[WebServer, str]] = []
+    metrics_addr: str = getattr(args, "metrics_addr", None) or ""
+    ui_addr: str = getattr(args, "ui_addr", None) or ""
+    for addr in (metrics_addr, ui_addr):
+        if addr:
+            split_addr(addr)   # a bad address fails before anything starts
+    core.metrics_url = f"http://{metrics_addr}/metrics" if metrics_addr else ""
+    core.ui_url = f"http://{ui_addr}/" if ui_addr else ""
+    if metrics_addr and metrics_addr == ui_addr:
+        webs.append((WebServer(core.observe, core.topology), metrics_addr))
+    else:
+        if metrics_addr:
+            webs.append((WebServer(core.observe), metrics_addr))
+        if ui_addr:
+            webs.append((WebServer(topology=core.topology), ui_addr))
     try:
         for factory in [_docker_plugin, _cni, *_SERVICES]:
             svc = await factory(core, args)
@@ -233,9 +245,9 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
                 extra_verbs.update(getattr(svc, "verbs", None) or {})
         await core.start()
         await api.start_unix(config.socket)
-        if web is not None:
-            await web.start(metrics_addr)
-            log.info("metrics on http://%s/metrics", metrics_addr)
+        for web, addr in webs:
+            await web.start(addr)
+            log.info("web endpoint on http://%s/", addr)
         for svc in services:
             await svc.start()
         log.info("agent %s (%s) ready on unix://%s", state.hostname, state.node_id[:12],
@@ -247,7 +259,7 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
             with contextlib.suppress(Exception):
                 await svc.close()
         await api.close()
-        if web is not None:
+        for web, _ in webs:
             await web.close()
         await cluster_server.close()
         await core.close()

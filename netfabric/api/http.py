@@ -157,6 +157,19 @@ class ServerConnection:
         return out + (self._conn.send(h11.EndOfMessage()) or b"")
 
 
+    def start_stream(self, status: int, content_type: str,
+                     headers: dict[str, str] | None = None) -> bytes:
+        """The head of a response whose body follows in :meth:`stream` chunks (chunked
+        transfer coding; server-sent events)."""
+        items = [("Content-Type", content_type), *((headers or {}).items())]
+        return self._conn.send(h11.Response(status_code=status, headers=items,
+                                            reason=reason(status).encode())) or b""
+
+    def stream(self, data: bytes) -> bytes:
+        """One chunk of a streamed body."""
+        return self._conn.send(h11.Data(data=data)) or b""
+
+
 class ClientConnection:
     """The client side of one request/response exchange."""
 

@@ -204,6 +204,10 @@ class ClusterInfo(Value, frozen=True, kw_only=True):
     version: str = ""
     gossip: GossipInfo | None = None
     """None while the node is in no cluster (gossip is not running)."""
+    ui_url: str = ""
+    """The live page (``--ui-addr``), if the agent serves it."""
+    metrics_url: str = ""
+    """``/metrics`` (``--metrics-addr``), if the agent serves it."""
 
 
 class JoinToken(Value, frozen=True, kw_only=True):

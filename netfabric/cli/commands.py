@@ -109,6 +109,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
           f"Managers:       {', '.join(info.managers) or '-'}\nNodes:          {info.nodes}\n"
           f"Networks:       {info.networks}\nContainers:     {info.containers}\n"
           f"Version:        {info.version}")
+    if info.ui_url or info.metrics_url:
+        print(f"Page:           {info.ui_url or '-'}\nMetrics:        {info.metrics_url or '-'}")
     if info.gossip is not None:
         print(_gossip_lines(info.gossip))
     return 0
@@ -149,6 +151,15 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
                  f"broken at: {next(s.name for s in report.steps if s.status == 'fail')}")
     _emit("\n".join(lines) + "\n")
     return 0 if report.ok else 1
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    info = _client(args).info()
+    if not info.ui_url:
+        raise InvalidArgument("this agent serves no page: start it with "
+                              "`netfabric agent ... --ui-addr HOST:PORT`")
+    print(info.ui_url)
+    return 0
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -681,6 +692,12 @@ def add_commands(sub: Any) -> None:
                    help="with no SOURCE/TARGET: fix what differs from the cluster's view")
     p.add_argument("--format", default=None, choices=["json"], help="'json': the report")
     p.set_defaults(func=_cmd_doctor)
+
+    p = verb_parser(sub, "ui", "print the address of the agent's live topology page",
+                    description="Print the URL of the live page (hosts, networks, endpoints "
+                    "and names, updated as gossip changes) the agent serves when started "
+                    "with --ui-addr HOST:PORT.", examples=["netfabric ui"])
+    p.set_defaults(func=_cmd_ui)
 
     p = verb_parser(sub, "init", "make this node the first manager of a new cluster",
                     description="Create a cluster with this node as its manager and print "

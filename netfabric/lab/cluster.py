@@ -82,6 +82,8 @@ class Lab:
     ``lan``, the default of ``netfabric agent`` that users run."""
     metrics_port: int = 0
     """When set, every agent serves ``--metrics-addr ITS_ADDRESS:metrics_port``."""
+    ui_port: int = 0
+    """When set, every agent serves ``--ui-addr ITS_ADDRESS:ui_port``."""
     dns_upstream: tuple[str, ...] = ("none",)
     """The agents' ``--dns-upstream`` values (``none``: names netfabric does not own get
     NXDOMAIN; an ``IP[:PORT]`` in the lab, e.g. a dnsmasq host, to forward)."""
@@ -92,13 +94,13 @@ class Lab:
     def up(cls, n: int, *, mtu: int = 1500, state_dir: str | None = None,
            names: Sequence[str] | None = None, env: dict[str, str] | None = None,
            gossip_profile: str = "local", dns_upstream: Sequence[str] = ("none",),
-           metrics_port: int = 0) -> Lab:
+           metrics_port: int = 0, ui_port: int = 0) -> Lab:
         """N hosts with an agent each; on any failure everything made is removed."""
         state_dir = state_dir or lab_dir()
         topo = Topology.build(n, mtu=mtu)
         lab = cls(prefix=topo.prefix, mtu=mtu, root=os.path.join(state_dir, topo.prefix),
                   topo=topo, gossip_profile=gossip_profile, dns_upstream=tuple(dns_upstream),
-                  metrics_port=metrics_port)
+                  metrics_port=metrics_port, ui_port=ui_port)
         try:
             os.makedirs(lab.root, exist_ok=True)
             for i, host in enumerate(topo.hosts):
@@ -124,7 +126,7 @@ class Lab:
     def save(self) -> None:
         data = {"prefix": self.prefix, "mtu": self.mtu, "root": self.root,
                 "gossip_profile": self.gossip_profile, "dns_upstream": list(self.dns_upstream),
-                "metrics_port": self.metrics_port,
+                "metrics_port": self.metrics_port, "ui_port": self.ui_port,
                 "agents": [asdict(a) for a in self.agents]}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -155,7 +157,8 @@ class Lab:
                        agents=[AgentProc(**a) for a in raw["agents"]],
                        gossip_profile=str(raw.get("gossip_profile", "local")),
                        dns_upstream=tuple(str(u) for u in raw.get("dns_upstream", ["none"])),
-                       metrics_port=int(raw.get("metrics_port", 0)))
+                       metrics_port=int(raw.get("metrics_port", 0)),
+                       ui_port=int(raw.get("ui_port", 0)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LabError(f"lab state {path} is unreadable: {exc}") from exc
 
@@ -214,6 +217,8 @@ class Lab:
             argv += ["--dns-upstream", upstream]
         if self.metrics_port:
             argv += ["--metrics-addr", f"{agent.address}:{self.metrics_port}"]
+        if self.ui_port:
+            argv += ["--ui-addr", f"{agent.address}:{self.ui_port}"]
         return argv
 
     def wait_ready(self, agent: AgentProc, *, timeout: float = START_TIMEOUT) -> None:
