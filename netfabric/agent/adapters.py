@@ -44,6 +44,8 @@ from netfabric.ipam.manager import Ipam
 from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease
 from netfabric.model import Driver, Endpoint, Network, SubnetSpec
+from netfabric.store.base import Store
+from netfabric.store.etcd import EtcdStore
 from netfabric.store.sqlite import SqliteStore
 
 __all__ = [
@@ -157,7 +159,8 @@ class IpamBook:
 
     def __init__(self, data_dir: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nf-ipam")
-        self._store: SqliteStore | None = None
+        self._store: Store | None = None
+        self._data_dir = data_dir
         try:
             self.ipam = self._on_thread(lambda: self._open(data_dir))
         except BaseException:
@@ -203,7 +206,30 @@ class IpamBook:
     def drop_network(self, network_id: str) -> None:
         self._on_thread(lambda: self._rows().delete_network(network_id))
 
-    def _rows(self) -> SqliteStore:
+    def use_store(self, url: str | None, prefix: str) -> None:
+        self._on_thread(lambda: self._use_store(url, prefix))
+
+    def _use_store(self, url: str | None, prefix: str) -> None:
+        old = self._rows()
+        new: Store
+        if url is None:
+            new = SqliteStore(os.path.join(self._data_dir, STORE_FILE))
+        else:
+            etcd = EtcdStore(url, prefix=prefix)
+            try:
+                if not etcd.load().subnets and not etcd.list_networks():
+                    _copy_rows(old, etcd)
+                self.ipam = Ipam(etcd)
+            except BaseException:
+                etcd.close()
+                raise
+            new = etcd
+        if url is None:
+            self.ipam = Ipam(new)
+        self._store = new
+        old.close()
+
+    def _rows(self) -> Store:
         if self._store is None:
             raise StoreError("the IPAM store is closed")
         return self._store
@@ -271,6 +297,26 @@ class IpamBook:
             self._store = None
             self._on_thread(store.close)
         self._pool.shutdown(wait=True)
+
+
+def _copy_rows(src: Store, dst: EtcdStore) -> None:
+    """Every network, subnet, block and holder row of ``src`` into ``dst``, row by row (a
+    large state would exceed etcd's operations per txn); on any failure the prefix is
+    emptied again, so a later attempt copies everything."""
+    snap = src.load()
+    try:
+        for n in src.list_networks():
+            dst.put_network(n)
+        for s in snap.subnets:
+            dst.put_subnet(s)
+        for b in snap.blocks:
+            dst.put_block(b.network_id, b.subnet, b.index, b.owner, b.data)
+        for h in snap.holders:
+            dst.put_holder(h.network_id, h.subnet, h.address, h.holder)
+    except BaseException:
+        with contextlib.suppress(StoreError):
+            dst.drop_all()
+        raise
 
 
 class RemoteBlocks:

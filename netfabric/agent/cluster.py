@@ -28,6 +28,7 @@ from netfabric.errors import (
     NotInCluster,
 )
 from netfabric.model import Scope
+from netfabric.store.etcd import cluster_prefix, parse_etcd_url
 
 __all__ = ["ALREADY_IN_CLUSTER", "ClusterService"]
 
@@ -125,9 +126,12 @@ class ClusterService:
 
     # -- init, join, tokens -------------------------------------------------------------------
 
-    async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> None:
+    async def init(self, advertise_addr: str, *, listen_addr: str | None = None,
+                   store: str | None = None) -> None:
         ctx = self._ctx
         check_ip(advertise_addr, "advertise address")
+        if store:
+            parse_etcd_url(store)   # InvalidArgument before anything changes
         async with ctx.lock:
             state = ctx.ledger.state
             if state.cluster is not None:
@@ -142,11 +146,20 @@ class ClusterService:
                 cluster_id=new_id(13), secret=new_cluster_secret(), role=Role.MANAGER,
                 managers=[f"{advertise_addr}:{port}"],
                 role_secrets={"worker": new_role_secret(), "manager": new_role_secret()},
-                listen=listen)
+                listen=listen, store=store or "")
             me = NodeRecord(id=state.node_id, hostname=state.hostname, address=advertise_addr,
                             gossip_port=ctx.config.gossip_port, role=Role.MANAGER)
+            if store:
+                await ctx.thread(ctx.book.use_store, store, cluster_prefix(cluster.cluster_id))
+                ctx.ledger.reload_networks()
             ctx.ledger.set_cluster(cluster, [me])
-            await self._serve_new()
+            try:
+                await self._serve_new()
+            except BaseException:
+                if store:   # back to the embedded file, as before the init
+                    await ctx.thread(ctx.book.use_store, None, "")
+                    ctx.ledger.reload_networks()
+                raise
 
     async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
         try:
@@ -278,5 +291,8 @@ class ClusterService:
                     await ctx.call_manager("leave", {"node_id": ctx.node_id})
             await ctx.mesh.leave()
             await self.stop_cluster_endpoint()   # a later init or join opens its own
+            if cluster.store:   # this node's rows go back to the embedded file
+                await ctx.thread(ctx.book.use_store, None, "")
+                ctx.ledger.reload_networks()
             gone = ctx.ledger.clear_cluster()
             await self._addresses.forget_all(gone)

@@ -82,6 +82,7 @@ from netfabric.model import Endpoint, Network, Scope
 from netfabric.services import NodeView, ServiceFabric
 from netfabric.services.runtime import DatapathFactory
 from netfabric.services.tasks import RunSpec
+from netfabric.store.etcd import cluster_prefix
 
 __all__ = [
     "BLOCKS_MIN_PREFIX",
@@ -106,6 +107,9 @@ class AgentCore:
                  links: LinkFactory = manager_link,
                  service_datapath: DatapathFactory | None = None) -> None:
         self.config = config
+        if state.cluster is not None and state.cluster.store:
+            # the cluster's rows live in etcd: read them there (StoreUnavailable names it)
+            book.use_store(state.cluster.store, cluster_prefix(state.cluster.cluster_id))
         self._ctx = ctx = AgentContext(config, Ledger(state, config.data_dir, book), kernel=kernel,
                                        book=book, names=names, mesh=mesh, links=links)
         self._addresses = AddressRouter(ctx, blocks=blocks)
@@ -327,8 +331,9 @@ class AgentCore:
         facts = await gather_host(ctx)
         return check_host(msgspec.structs.replace(facts, repaired=repair))
 
-    async def init(self, advertise_addr: str, *, listen_addr: str | None = None) -> JoinToken:
-        await self._cluster.init(advertise_addr, listen_addr=listen_addr)
+    async def init(self, advertise_addr: str, *, listen_addr: str | None = None,
+                   store: str | None = None) -> JoinToken:
+        await self._cluster.init(advertise_addr, listen_addr=listen_addr, store=store)
         return await self.join_token(Role.WORKER)
 
     async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:

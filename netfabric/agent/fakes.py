@@ -120,6 +120,7 @@ class FakeBook:
         """network id -> address -> node id"""
         self.leases: dict[str, list[BlockLease]] = {}
         self.released_nodes: list[str] = []
+        self.store_url: str | None = None
         self.rows: dict[str, Network] = {}
         """the network table"""
         self._next = 0
@@ -181,6 +182,9 @@ class FakeBook:
 
     def allocated(self, network_id: str) -> set[str]:
         return set(self.held.get(network_id, {}))
+
+    def use_store(self, url: str | None, prefix: str) -> None:
+        self.store_url = url
 
     def release_node(self, node_id: str) -> None:
         self.released_nodes.append(node_id)

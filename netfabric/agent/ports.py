@@ -138,6 +138,11 @@ class AddressBook(NetworkTable, Protocol):
 
     def release_block(self, network_id: str, host_id: str, block: str) -> None: ...
 
+    def use_store(self, url: str | None, prefix: str) -> None:
+        """Keep the rows in etcd at ``url`` under ``prefix`` from now on (copying this
+        node's rows there when the prefix is empty), or back in the embedded file
+        (``None``). StoreUnavailable naming etcd when it cannot be reached."""
+
     def leased(self, network_id: str) -> list[BlockLease]:
         """The blocks of a network leased to hosts."""
 

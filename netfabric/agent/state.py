@@ -138,6 +138,9 @@ class ClusterRecord:
     managers: list[str]
     role_secrets: dict[str, str] = field(default_factory=dict)
     listen: str = ""
+    store: str = ""
+    """``etcd://host:2379[,...]`` when a manager keeps the cluster's rows in etcd; ""
+    for the embedded file."""
 
 
 @dataclass(slots=True)

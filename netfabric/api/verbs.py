@@ -104,6 +104,7 @@ class _None(Args, frozen=True):
 class _Init(Args, frozen=True):
     advertise_addr: str
     listen_addr: str | None = None
+    store: str | None = None
 
 
 class _Join(Args, frozen=True):

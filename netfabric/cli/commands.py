@@ -164,7 +164,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     client = _client(args)
-    token = client.init(args.advertise_addr, listen_addr=args.listen_addr)
+    token = client.init(args.advertise_addr, listen_addr=args.listen_addr, store=args.store)
     info = client.info()
     print(f"Swarm initialized: current node ({info.node_id}) is now a manager.\n\n"
           "To add a worker to this swarm, run the following command:\n\n"
@@ -707,6 +707,9 @@ def add_commands(sub: Any) -> None:
                    help="address other nodes reach this manager at")
     p.add_argument("--listen-addr", metavar="IP:PORT",
                    help="where the cluster endpoint listens (default ADVERTISE-ADDR:2377)")
+    p.add_argument("--store", metavar="etcd://HOST:2379[,HOST:2379...]", default=None,
+                   help="keep the cluster's networks and addresses in this etcd 3.4 cluster "
+                   "(default: the embedded single-manager file)")
     p.set_defaults(func=_cmd_init)
 
     p = verb_parser(sub, "join", "join a cluster as a worker or manager",

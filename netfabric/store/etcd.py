@@ -59,7 +59,8 @@ from netfabric.store.base import (
     encode_network,
 )
 
-__all__ = ["EtcdStore", "EtcdTls", "Holding", "parse_etcd_url", "retry_on_conflict"]
+__all__ = ["EtcdStore", "EtcdTls", "Holding", "cluster_prefix", "parse_etcd_url",
+           "retry_on_conflict"]
 
 T = TypeVar("T")
 
@@ -86,6 +87,11 @@ class _Subnet(msgspec.Struct, frozen=True):
 class _Block(msgspec.Struct, frozen=True):
     owner: str
     data: bytes
+
+
+def cluster_prefix(cluster_id: str) -> str:
+    """Where one cluster's rows live in a shared etcd."""
+    return f"{DEFAULT_PREFIX}{cluster_id}/"
 
 
 def parse_etcd_url(url: str) -> list[tuple[str, int]]:
@@ -383,6 +389,10 @@ class EtcdStore:
             return False
         self._write(self._key("n", network_id), None)
         return True
+
+    def drop_all(self) -> None:
+        """Delete every key under the prefix (an unfinished copy, a cluster removed)."""
+        self._delete_range(self._prefix)
 
     # -- leases and watches ------------------------------------------------------------
 
