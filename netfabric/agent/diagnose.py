@@ -12,6 +12,7 @@ from netfabric.agent.doctor import HostFacts, PathFacts
 from netfabric.agent.ports import DnsStats, KernelInspect
 from netfabric.agent.state import SandboxRecord
 from netfabric.agent.views import endpoint
+from netfabric.agent.vxprobe import probe
 from netfabric.dataplane.reconcile import diff
 from netfabric.dataplane.resources import Create, Delete, Fdb, Neigh, Resource, Update, Vxlan
 from netfabric.model import Driver, Endpoint
@@ -85,6 +86,13 @@ async def gather_path(ctx: AgentContext, sb: SandboxRecord, target: str) -> Path
                                               == ipaddress.ip_address(ip)))
             facts["overlay_mtu"] = next((r.mtu for r in desired if isinstance(r, Vxlan)), 0)
             facts["underlay_mtu"] = under
+            src = next((ep for ep in sb.endpoints if ep.network_id == t.network_id), None)
+            remote = t.node_id != me and bool(t.vtep)
+            if remote and src is not None and src.ipv4 and t.ipv4 and net.vni is not None:
+                facts["underlay_probe"] = await probe(
+                    vtep=t.vtep, port=ctx.config.vxlan_port, vni=net.vni, src_mac=src.mac,
+                    src_ip=src.ipv4, dst_mac=t.mac, dst_ip=t.ipv4)
+            facts["vxlan_port"] = ctx.config.vxlan_port
             drift = _link_drift(desired, observed)
             facts["local_link"] = not drift
             facts["local_link_detail"] = ("; ".join(drift[:4]) if drift

@@ -44,6 +44,9 @@ class PathFacts(msgspec.Struct, frozen=True, kw_only=True):
     overlay: bool = True
     overlay_mtu: int = 0
     underlay_mtu: int = 0
+    underlay_probe: bool | None = None
+    """Whether the VXLAN probe to TARGET's VTEP was answered (None: not run)."""
+    vxlan_port: int = 4789
     members: dict[str, str] = msgspec.field(default_factory=dict)
     """Node id -> ``alive``, ``suspect``, ``dead`` or ``left`` (this node absent)."""
     member_addrs: dict[str, str] = msgspec.field(default_factory=dict)
@@ -61,7 +64,7 @@ def _skip(name: str, why: str) -> DoctorStep:
     return DoctorStep(name=name, status="skip", detail=why)
 
 
-_ORDER = ("network", "dns", "local-link", "fdb", "neighbour", "mtu", "peer-agent")
+_ORDER = ("network", "dns", "local-link", "fdb", "neighbour", "mtu", "underlay", "peer-agent")
 
 
 def check_path(f: PathFacts) -> DoctorReport:
@@ -120,7 +123,7 @@ def check_path(f: PathFacts) -> DoctorReport:
         steps.append(_fail("local-link", f.local_link_detail, "netfabric doctor --repair"))
     remote = bool(target.vtep) and target.node_id != f.this_node
     if not f.overlay or not remote:
-        for name in ("fdb", "neighbour", "mtu"):
+        for name in ("fdb", "neighbour", "mtu", "underlay"):
             steps.append(_ok(name, "same host" if not remote else "not an overlay"))
     else:
         ip = target.ipv4 or target.ipv6 or ""
@@ -152,7 +155,19 @@ def check_path(f: PathFacts) -> DoctorReport:
                                f"with -o mtu={f.underlay_mtu - VXLAN_OVERHEAD}"))
         else:
             steps.append(_ok("mtu", f"overlay {f.overlay_mtu}, underlay {f.underlay_mtu}"))
-    # 6. the peer's agent alive in membership
+        # 6. the peer's VTEP over the underlay: a VXLAN probe answered from the far side
+        port = f.vxlan_port
+        if f.underlay_probe is None:
+            steps.append(_ok("underlay", "not probed (no IPv4 address on both ends)"))
+        elif f.underlay_probe:
+            steps.append(_ok("underlay", f"VXLAN probe to {target.vtep}:{port} answered"))
+        else:
+            steps.append(_fail("underlay", f"no answer over UDP {port} from VTEP "
+                               f"{target.vtep} (gossip still hears it): UDP {port} is "
+                               "dropped on the way or on the peer",
+                               f"allow UDP {port} between the hosts (nftables/iptables, "
+                               "cloud security groups) in both directions"))
+    # 7. the peer's agent alive in membership
     if remote:
         state = f.members.get(target.node_id, "unknown")
         if state == "alive":

@@ -73,7 +73,8 @@ def _overlay(lab: Lab) -> tuple[str, str, dict[str, str]]:
 def test_healthy_path_is_all_ok(lab: Lab) -> None:
     steps = until_ok(lab)
     assert [s["name"] for s in steps] == ["network", "dns", "local-link", "fdb", "neighbour",
-                                          "mtu", "peer-agent"]
+                                          "mtu", "underlay", "peer-agent"]
+    assert "answered" in next(s["detail"] for s in steps if s["name"] == "underlay"), steps
     text = lab.run("node1", ["netfabric", "doctor", "da", "db"])
     assert text.returncode == 0 and "all ok" in text.stdout, text.stdout
     # By address too.
@@ -146,6 +147,24 @@ def test_underlay_mtu_too_small(lab: Lab) -> None:
     finally:
         lab.run("node1", ["ip", "link", "set", "eth0", "mtu", str(lab.mtu)])
     del node1
+    until_ok(lab)
+
+
+def test_udp_4789_dropped_on_the_peer(lab: Lab) -> None:
+    until_ok(lab)
+    table = ["nft", "add", "table", "inet", "obdoctor"]
+    chain = ["nft", "add", "chain", "inet", "obdoctor", "input",
+             "{ type filter hook input priority -10 ; }"]
+    rule = ["nft", "add", "rule", "inet", "obdoctor", "input", "udp", "dport", "4789", "drop"]
+    for argv in (table, chain, rule):
+        made = lab.run("node2", argv)
+        assert made.returncode == 0, made.stderr
+    try:
+        code, steps = doctor(lab, "db")
+        assert code == 1 and broken(steps) == "underlay", steps
+        assert "4789" in next(s["fix"] for s in steps if s["name"] == "underlay")
+    finally:
+        lab.run("node2", ["nft", "delete", "table", "inet", "obdoctor"])
     until_ok(lab)
 
 

@@ -25,7 +25,7 @@ def first_fail(f: PathFacts) -> str | None:
 def test_healthy() -> None:
     report = check_path(OK)
     assert report.ok and [s.name for s in report.steps] == [
-        "network", "dns", "local-link", "fdb", "neighbour", "mtu", "peer-agent"]
+        "network", "dns", "local-link", "fdb", "neighbour", "mtu", "underlay", "peer-agent"]
 
 
 def test_each_break_is_named() -> None:
@@ -41,6 +41,8 @@ def test_each_break_is_named() -> None:
     assert first_fail(r(OK, fdb=("198.51.100.9",))) == "fdb"
     assert first_fail(r(OK, neighbour=("02:42:de:ad:be:ef",))) == "neighbour"
     assert first_fail(r(OK, underlay_mtu=1400)) == "mtu"
+    assert first_fail(r(OK, underlay_probe=False)) == "underlay"
+    assert check_path(r(OK, underlay_probe=True)).ok
     assert first_fail(r(OK, members={"node2": "suspect"})) == "peer-agent"
     # Skipped steps after a break are not failures, and the report is not ok.
     rep = check_path(r(OK, target_endpoints=()))
