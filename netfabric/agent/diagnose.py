@@ -5,10 +5,12 @@ DNS records and the overlay's kernel objects gathered into
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 
 from netfabric.agent.context import AgentContext
-from netfabric.agent.doctor import HostFacts, PathFacts
+from netfabric.agent.doctor import HostFacts, PathFacts, dropping_rules
 from netfabric.agent.ports import DnsStats, KernelInspect
 from netfabric.agent.state import SandboxRecord
 from netfabric.agent.views import endpoint
@@ -48,6 +50,19 @@ def _link_drift(desired: list[Resource], observed: tuple[Resource, ...]) -> list
         elif cur != r:
             out.append(f"{type(r).__name__.lower()} {getattr(r, 'name', r.key)} differs")
     return out
+
+
+async def _ruleset() -> object:
+    """This netns's nftables ruleset as JSON ({} when nft is missing or fails)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "nft", "-j", "list", "ruleset", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+        parsed: object = json.loads(out) if proc.returncode == 0 else {}
+        return parsed
+    except (OSError, TimeoutError, ValueError):
+        return {}
 
 
 async def gather_path(ctx: AgentContext, sb: SandboxRecord, target: str) -> PathFacts:
@@ -93,6 +108,9 @@ async def gather_path(ctx: AgentContext, sb: SandboxRecord, target: str) -> Path
                     vtep=t.vtep, port=ctx.config.vxlan_port, vni=net.vni, src_mac=src.mac,
                     src_ip=src.ipv4, dst_mac=t.mac, dst_ip=t.ipv4)
             facts["vxlan_port"] = ctx.config.vxlan_port
+            if remote:
+                facts["nft_drops"] = dropping_rules(await _ruleset(), port=ctx.config.vxlan_port,
+                                                    addrs={t.vtep})
             drift = _link_drift(desired, observed)
             facts["local_link"] = not drift
             facts["local_link_detail"] = ("; ".join(drift[:4]) if drift

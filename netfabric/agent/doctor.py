@@ -13,7 +13,7 @@ from netfabric.api.types import DoctorReport, DoctorStep
 from netfabric.model import Endpoint
 
 __all__ = ["VXLAN_OVERHEAD", "DoctorReport", "DoctorStep", "HostFacts", "PathFacts", "check_host",
-           "check_path"]
+           "check_path", "dropping_rules"]
 
 VXLAN_OVERHEAD = 50
 
@@ -44,6 +44,8 @@ class PathFacts(msgspec.Struct, frozen=True, kw_only=True):
     overlay: bool = True
     overlay_mtu: int = 0
     underlay_mtu: int = 0
+    nft_drops: tuple[str, ...] = ()
+    """This host's nftables rules that drop or reject the path's underlay packets."""
     underlay_probe: bool | None = None
     """Whether the VXLAN probe to TARGET's VTEP was answered (None: not run)."""
     vxlan_port: int = 4789
@@ -64,7 +66,8 @@ def _skip(name: str, why: str) -> DoctorStep:
     return DoctorStep(name=name, status="skip", detail=why)
 
 
-_ORDER = ("network", "dns", "local-link", "fdb", "neighbour", "mtu", "underlay", "peer-agent")
+_ORDER = ("network", "dns", "local-link", "fdb", "neighbour", "mtu", "nftables", "underlay",
+          "peer-agent")
 
 
 def check_path(f: PathFacts) -> DoctorReport:
@@ -123,7 +126,7 @@ def check_path(f: PathFacts) -> DoctorReport:
         steps.append(_fail("local-link", f.local_link_detail, "netfabric doctor --repair"))
     remote = bool(target.vtep) and target.node_id != f.this_node
     if not f.overlay or not remote:
-        for name in ("fdb", "neighbour", "mtu", "underlay"):
+        for name in ("fdb", "neighbour", "mtu", "nftables", "underlay"):
             steps.append(_ok(name, "same host" if not remote else "not an overlay"))
     else:
         ip = target.ipv4 or target.ipv6 or ""
@@ -155,7 +158,15 @@ def check_path(f: PathFacts) -> DoctorReport:
                                f"with -o mtu={f.underlay_mtu - VXLAN_OVERHEAD}"))
         else:
             steps.append(_ok("mtu", f"overlay {f.overlay_mtu}, underlay {f.underlay_mtu}"))
-        # 6. the peer's VTEP over the underlay: a VXLAN probe answered from the far side
+        # 6. this host's nftables rules that drop it
+        if f.nft_drops:
+            steps.append(_fail("nftables", f"{len(f.nft_drops)} rule(s) here drop the VXLAN "
+                               f"packets to {target.vtep}: " + "; ".join(f.nft_drops[:3]),
+                               "delete them: " + f.nft_drops[0].split(": ", 1)[0]))
+        else:
+            steps.append(_ok("nftables", "no rule here drops UDP "
+                             f"{f.vxlan_port} or {target.vtep}"))
+        # 7. the peer's VTEP over the underlay: a VXLAN probe answered from the far side
         port = f.vxlan_port
         if f.underlay_probe is None:
             steps.append(_ok("underlay", "not probed (no IPv4 address on both ends)"))
@@ -167,7 +178,7 @@ def check_path(f: PathFacts) -> DoctorReport:
                                "dropped on the way or on the peer",
                                f"allow UDP {port} between the hosts (nftables/iptables, "
                                "cloud security groups) in both directions"))
-    # 7. the peer's agent alive in membership
+    # 8. the peer's agent alive in membership
     if remote:
         state = f.members.get(target.node_id, "unknown")
         if state == "alive":
@@ -207,3 +218,37 @@ def check_host(f: HostFacts) -> DoctorReport:
         else:
             steps.append(_ok(f"dns:{net}", "every remote endpoint's name resolves"))
     return DoctorReport(source="host", target="cluster", steps=tuple(steps))
+
+
+def dropping_rules(ruleset: object, *, port: int, addrs: set[str]) -> tuple[str, ...]:
+    """Rules of an ``nft -j list ruleset`` document with a drop or reject verdict that
+    match UDP ``port`` or one of ``addrs``: ``"nft delete rule FAMILY TABLE CHAIN handle N:
+    WHAT"`` each."""
+    out: list[str] = []
+    items = ruleset.get("nftables", []) if isinstance(ruleset, dict) else []
+    for item in items:
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict):
+            continue
+        exprs = rule.get("expr") or []
+        verdict = any(isinstance(e, dict) and ("drop" in e or "reject" in e) for e in exprs)
+        if not verdict:
+            continue
+        hits = []
+        for e in exprs:
+            m = e.get("match") if isinstance(e, dict) else None
+            if not isinstance(m, dict) or m.get("op", "==") not in ("==", "in"):
+                continue
+            left, right = m.get("left"), m.get("right")
+            field = left.get("payload", {}) if isinstance(left, dict) else {}
+            name = f"{field.get('protocol')} {field.get('field')}"
+            values = right.get("set", []) if isinstance(right, dict) else [right]
+            if name in ("udp dport", "udp sport", "th dport") and port in values:
+                hits.append(f"{name} {port}")
+            elif name in ("ip daddr", "ip saddr") and addrs & {str(v) for v in values}:
+                hits.append(f"{name} {sorted(addrs & {str(v) for v in values})[0]}")
+        if hits:
+            where = (f"nft delete rule {rule.get('family')} {rule.get('table')} "
+                     f"{rule.get('chain')} handle {rule.get('handle')}")
+            out.append(f"{where}: {', '.join(hits)}")
+    return tuple(out)

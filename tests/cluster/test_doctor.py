@@ -73,7 +73,7 @@ def _overlay(lab: Lab) -> tuple[str, str, dict[str, str]]:
 def test_healthy_path_is_all_ok(lab: Lab) -> None:
     steps = until_ok(lab)
     assert [s["name"] for s in steps] == ["network", "dns", "local-link", "fdb", "neighbour",
-                                          "mtu", "underlay", "peer-agent"]
+                                          "mtu", "nftables", "underlay", "peer-agent"]
     assert "answered" in next(s["detail"] for s in steps if s["name"] == "underlay"), steps
     text = lab.run("node1", ["netfabric", "doctor", "da", "db"])
     assert text.returncode == 0 and "all ok" in text.stdout, text.stdout
@@ -165,6 +165,26 @@ def test_udp_4789_dropped_on_the_peer(lab: Lab) -> None:
         assert "4789" in next(s["fix"] for s in steps if s["name"] == "underlay")
     finally:
         lab.run("node2", ["nft", "delete", "table", "inet", "obdoctor"])
+    until_ok(lab)
+
+
+def test_nftables_rule_here_drops_it(lab: Lab) -> None:
+    until_ok(lab)
+    vtep = lab.agent("node2").address
+    for argv in (["nft", "add", "table", "inet", "obdoctor"],
+                 ["nft", "add", "chain", "inet", "obdoctor", "output",
+                  "{ type filter hook output priority 0 ; }"],
+                 ["nft", "add", "rule", "inet", "obdoctor", "output", "ip", "daddr", vtep,
+                  "udp", "dport", "4789", "drop"]):
+        made = lab.run("node1", argv)
+        assert made.returncode == 0, made.stderr
+    try:
+        code, steps = doctor(lab, "db")
+        assert code == 1 and broken(steps) == "nftables", steps
+        assert "nft delete rule inet obdoctor output handle" in next(
+            s["fix"] for s in steps if s["name"] == "nftables")
+    finally:
+        lab.run("node1", ["nft", "delete", "table", "inet", "obdoctor"])
     until_ok(lab)
 
 

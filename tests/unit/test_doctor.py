@@ -6,7 +6,7 @@ import dataclasses
 
 import msgspec
 
-from netfabric.agent.doctor import HostFacts, PathFacts, check_host, check_path
+from netfabric.agent.doctor import HostFacts, PathFacts, check_host, check_path, dropping_rules
 from netfabric.model import Endpoint
 
 DB = Endpoint(id="e2", network_id="n1", sandbox="db", node_id="node2",
@@ -25,7 +25,8 @@ def first_fail(f: PathFacts) -> str | None:
 def test_healthy() -> None:
     report = check_path(OK)
     assert report.ok and [s.name for s in report.steps] == [
-        "network", "dns", "local-link", "fdb", "neighbour", "mtu", "underlay", "peer-agent"]
+        "network", "dns", "local-link", "fdb", "neighbour", "mtu", "nftables", "underlay",
+        "peer-agent"]
 
 
 def test_each_break_is_named() -> None:
@@ -42,6 +43,8 @@ def test_each_break_is_named() -> None:
     assert first_fail(r(OK, neighbour=("02:42:de:ad:be:ef",))) == "neighbour"
     assert first_fail(r(OK, underlay_mtu=1400)) == "mtu"
     assert first_fail(r(OK, underlay_probe=False)) == "underlay"
+    assert first_fail(r(OK, nft_drops=("nft delete rule inet t o handle 2: udp dport 4789",),
+                        underlay_probe=False)) == "nftables"
     assert check_path(r(OK, underlay_probe=True)).ok
     assert first_fail(r(OK, members={"node2": "suspect"})) == "peer-agent"
     # Skipped steps after a break are not failures, and the report is not ok.
@@ -56,3 +59,21 @@ def test_host_report() -> None:
                                missing_names={"ov": ("db",)}))
     assert [s.status for s in bad.steps] == ["fail", "fail"]
     assert bad.steps[0].fix == "netfabric doctor --repair"
+
+
+def test_dropping_rules_from_nft_json() -> None:
+    def rule(handle: int, match: dict[str, object], verdict: str) -> dict[str, object]:
+        return {"rule": {"family": "inet", "table": "t", "chain": "o", "handle": handle,
+                         "expr": [{"match": match}, {verdict: None}]}}
+    udp = {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}},
+           "right": 4789}
+    dst = {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+           "right": "198.51.100.2"}
+    other = {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+             "right": 22}
+    doc = {"nftables": [{"metainfo": {}}, rule(2, udp, "drop"), rule(3, dst, "reject"),
+                        rule(4, other, "drop"), rule(5, udp, "accept")]}
+    got = dropping_rules(doc, port=4789, addrs={"198.51.100.2"})
+    assert got == ("nft delete rule inet t o handle 2: udp dport 4789",
+                   "nft delete rule inet t o handle 3: ip daddr 198.51.100.2")
+    assert dropping_rules({}, port=4789, addrs=set()) == ()
