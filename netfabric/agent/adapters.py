@@ -45,7 +45,7 @@ from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease
 from netfabric.model import Driver, Endpoint, Network, SubnetSpec
 from netfabric.store.base import Store
-from netfabric.store.etcd import EtcdStore
+from netfabric.store.etcd import EtcdStore, retry_on_conflict
 from netfabric.store.sqlite import SqliteStore
 
 __all__ = [
@@ -149,6 +149,10 @@ class DriverKernel:
         self._dp.close()
 
 
+CONFLICT_ATTEMPTS = 50
+"""Tries of one book call against writers racing on a shared store (etcd)."""
+
+
 class IpamBook:
     """Subnets and addresses from the IPAM manager, persisted in ``DIR/ipam.sqlite``.
 
@@ -172,7 +176,14 @@ class IpamBook:
         return Ipam(self._store)
 
     def _on_thread(self, fn: Callable[[], T]) -> T:
-        return self._pool.submit(fn).result()
+        """``fn()`` on the book's thread; after a lost compare-and-swap (another writer of a
+        shared store changed a row first, nothing was written) re-read the store, retry."""
+        return self._pool.submit(
+            lambda: retry_on_conflict(fn, self._reload, attempts=CONFLICT_ATTEMPTS)).result()
+
+    def _reload(self) -> None:
+        if self._store is not None:
+            self.ipam = Ipam(self._store, config=self.ipam.config)
 
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
                        ip_range: str | None) -> tuple[SubnetSpec, ...]:
