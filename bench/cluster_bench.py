@@ -39,15 +39,20 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from netfabric import Client
-from netfabric.lab.cluster import Lab
+from netfabric.lab.cluster import AgentProc, Lab
 from netfabric.lab.topology import exit_on_sigterm
 from netfabric.lab.walkthrough import form_cluster
 
 POLL_TIMEOUT_S = 10.0
 
 
-def _getent_ok(netns: str, name: str) -> bool:
-    return subprocess.run(["ip", "netns", "exec", netns, "getent", "hosts", name],
+Sandbox = tuple[AgentProc, str]
+"""A sandbox: the host (machine) it is on and its netns there."""
+
+
+def _getent_ok(where: Sandbox, name: str) -> bool:
+    host, netns = where
+    return subprocess.run(host.enter(["ip", "netns", "exec", netns, "getent", "hosts", name]),
                           capture_output=True, check=False).returncode == 0
 
 
@@ -73,10 +78,10 @@ def run_to_getent(lab: Lab, samples: int,
                   rng: random.Random) -> tuple[list[float], float, list[float]]:
     """Latencies (ms) of run-on-A to getent-on-B, the local getent baseline (ms), and the
     time (ms) of the run call alone."""
-    probes: dict[str, str] = {}
+    probes: dict[str, Sandbox] = {}
     for agent in lab.agents:
         con = Client(agent.url).run(f"probe-{agent.name}", network="bench")
-        probes[agent.name] = con.netns
+        probes[agent.name] = (agent, con.netns)
     time.sleep(1.0)
     a0, b0 = lab.agents[0], lab.agents[1]
     base = []
@@ -99,16 +104,16 @@ def run_to_getent(lab: Lab, samples: int,
     return out, statistics.median(base), calls
 
 
-def _fdb_has(netns_list: list[str], mac: str) -> bool:
-    for ns in netns_list:
-        proc = subprocess.run(["bridge", "-n", ns, "fdb", "show"], capture_output=True,
-                              text=True, check=False)
+def _fdb_has(netns_list: list[Sandbox], mac: str) -> bool:
+    for host, ns in netns_list:
+        proc = subprocess.run(host.enter(["bridge", "-n", ns, "fdb", "show"]),
+                              capture_output=True, text=True, check=False)
         if mac in proc.stdout:
             return True
     return False
 
 
-def _wait_resolved(netns: dict[str, str], peers: list[str], name: str) -> None:
+def _wait_resolved(netns: dict[str, Sandbox], peers: list[str], name: str) -> None:
     deadline = time.monotonic() + 60
     while missing := [p for p in peers if not _getent_ok(netns[p], name)]:
         if time.monotonic() > deadline:
@@ -119,11 +124,11 @@ def _wait_resolved(netns: dict[str, str], peers: list[str], name: str) -> None:
 def kill9_to_purged(lab: Lab, kills: int) -> list[float]:
     """Seconds from kill -9 to purged, for ``kills`` kills of different workers (each
     restarted, and its name back on every peer, before the next kill)."""
-    netns: dict[str, str] = {}
+    netns: dict[str, Sandbox] = {}
     macs: dict[str, str] = {}
     for agent in lab.agents:
         con = Client(agent.url).run(f"k-{agent.name}", network="bench")
-        netns[agent.name] = con.netns
+        netns[agent.name] = (agent, con.netns)
         macs[agent.name] = con.networks[0].mac
     out = []
     for k in range(kills):
@@ -131,8 +136,7 @@ def kill9_to_purged(lab: Lab, kills: int) -> list[float]:
         peers = [a for a in lab.agents if a is not victim]
         name = f"k-{victim.name}"
         _wait_resolved(netns, [p.name for p in peers], name)
-        overlay_ns = [n for n in os.listdir("/run/netns")
-                      if any(n.startswith(p.netns + "-ov") for p in peers)]
+        overlay_ns = [(p, n) for p in peers for n in lab.netns(p.name, "nf-ov")]
         deadline = time.monotonic() + 30
         while not _fdb_has(overlay_ns, macs[victim.name]):
             if time.monotonic() > deadline:

@@ -42,6 +42,7 @@ __all__ = [
     "delete_netns",
     "entered",
     "in_netns",
+    "name_own_netns",
     "netlink_socket",
     "netns_exists",
     "netns_path",
@@ -311,6 +312,46 @@ def create_netns(name: str) -> bool:
         os.close(own)
     _lo_up(name)
     return True
+
+
+def name_own_netns(name: str) -> bool:
+    """Give the calling thread's netns the name ``name`` under /run/netns (what ``ip netns
+    attach NAME PID`` does); ``False`` if it already has it. An error if ``name`` is taken
+    by another netns."""
+    path = netns_path(name)
+    own = os.stat("/proc/thread-self/ns/net")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+            return False
+        if not _is_mounted(path):
+            os.unlink(path)   # an empty file a crash left behind, not a netns
+        else:
+            raise DataplaneError(f"{path} names another network namespace: is another "
+                                 "agent running with the same --netns-prefix?")
+    if _private_mounts():
+        _in_root_mounts(["ip", "netns", "attach", name, str(os.getpid())])
+        return True
+    _share_run_dir()
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    if _c().mount(b"/proc/thread-self/ns/net", path.encode(), b"none", _MS_BIND, None) != 0:
+        code = ctypes.get_errno()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise DataplaneError(f"name this netns {name}: {os.strerror(code)}")
+    return True
+
+
+def _is_mounted(path: str) -> bool:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            return any(line.split()[4] == path for line in f)
+    except OSError:
+        return False
 
 
 def _lo_up(name: str) -> None:

@@ -35,12 +35,12 @@ HostsFactory = Callable[..., Topology]
 
 @pytest.fixture
 def hosts() -> Iterator[HostsFactory]:
-    """Factory fixture: ``hosts(3, mtu=1500)`` builds 3 simulated hosts, removed at teardown
-    whatever the test's outcome."""
+    """Factory fixture: ``hosts(3, mtu=1500)`` builds 3 simulated hosts (named netns, or
+    machines with ``machines=True``), removed at teardown whatever the test's outcome."""
     made: list[Topology] = []
 
-    def factory(n: int, *, mtu: int = 1500) -> Topology:
-        topo = Topology.build(n, mtu=mtu)
+    def factory(n: int, *, mtu: int = 1500, machines: bool = False) -> Topology:
+        topo = Topology.build(n, mtu=mtu, machines=machines)
         made.append(topo)
         return topo
 

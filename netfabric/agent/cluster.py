@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
-from netfabric.agent.context import AgentContext, check_ip
+from netfabric.agent.context import AgentContext
+from netfabric.agent.ifaddr import resolve_addr, resolve_hostport
 from netfabric.agent.rpc import JOIN, os_reason, split_addr
 from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
@@ -129,7 +130,13 @@ class ClusterService:
     async def init(self, advertise_addr: str, *, listen_addr: str | None = None,
                    store: str | None = None) -> None:
         ctx = self._ctx
-        check_ip(advertise_addr, "advertise address")
+        if not isinstance(advertise_addr, str):
+            raise InvalidArgument("init needs an advertise address")
+        # an interface name (e.g. eth0) is looked up here, on the agent's host
+        advertise_addr = await ctx.thread(resolve_addr, advertise_addr, "advertise address")
+        if listen_addr is not None:
+            listen_addr = await ctx.thread(resolve_hostport, listen_addr,
+                                           ctx.config.cluster_port, "listen address")
         if store:
             parse_etcd_url(store)   # InvalidArgument before anything changes
         async with ctx.lock:

@@ -1,5 +1,11 @@
 """``netfabric agent``: one asyncio process per host, in the netns it is started in.
 
+On its defaults it runs as on any host: local API ``/run/netfabric/agent.sock``, state
+``/var/lib/netfabric``. The netns it starts in (the host's own, usually) gets the name
+``/run/netns/PREFIX`` (as ``ip netns attach`` gives one), so that the dataplane and the
+resolver reach it by name like any other; the sandbox and overlay netns it makes are named
+``PREFIX-...``. PREFIX is ``--netns-prefix`` (default ``nf``).
+
 It loads its state, builds the layers (drivers, IPAM store, DNS, gossip), recovers the
 kernel to match the state, then serves the local API on a unix socket and, on a manager, the
 cluster endpoint on TCP 2377. SIGTERM/SIGINT stop it cleanly; kernel state (sandboxes,
@@ -18,9 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -29,14 +35,22 @@ from typing import Protocol
 
 from netfabric.agent.context import NODE_VERBS, AgentConfig, check_name
 from netfabric.agent.frontend import AgentFrontend
+from netfabric.agent.ifaddr import resolve_addr
 from netfabric.agent.ports import BlockBook, ManagerCall
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, os_reason, split_addr, verify_mac
 from netfabric.agent.server import Request, RpcServer
 from netfabric.agent.state import LocalState
+from netfabric.client import DEFAULT_SOCKET
 from netfabric.errors import InvalidArgument, NetfabricError, NotAManager
+from netfabric.netns import name_own_netns
 
-__all__ = ["AgentService", "ServiceFactory", "add_argument_flags", "add_service", "current_netns",
-           "run_agent"]
+__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_NETNS_PREFIX", "AgentService", "ServiceFactory",
+           "add_argument_flags", "add_service", "current_netns", "run_agent"]
+
+DEFAULT_DATA_DIR = "/var/lib/netfabric"
+DEFAULT_NETNS_PREFIX = "nf"
+DOCKER_PLUGIN_SOCKET = "/run/docker/plugins/netfabric.sock"
+_PREFIX = re.compile(r"^nf[a-z0-9]{0,8}$")
 
 log = logging.getLogger("netfabric.agent")
 
@@ -60,7 +74,7 @@ async def _docker_plugin(core: AgentFrontend, args: argparse.Namespace
                          ) -> AgentService | None:
     """``--docker-plugin PATH``: the plugin package's ``serve(core, path)`` builds it."""
     path = getattr(args, "docker_plugin", None)
-    if not path:
+    if not path or path == "none":
         return None
     from netfabric.plugin import docker as plugin
 
@@ -102,29 +116,34 @@ def current_netns() -> str | None:
 
 
 def add_argument_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", required=True, metavar="DIR",
-                   help="state directory: agent state, IPAM store (created if missing)")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
+                   help=f"state directory: agent state, IPAM store (default {DEFAULT_DATA_DIR}, "
+                        "created if missing)")
     p.add_argument("--socket", metavar="PATH", default=None,
-                   help="local API socket (default DIR/agent.sock)")
-    p.add_argument("--advertise-addr", metavar="IP", default=None,
-                   help="underlay address peers reach this host at (VTEP, gossip, 2377)")
+                   help=f"local API socket (default {DEFAULT_SOCKET})")
+    p.add_argument("--advertise-addr", metavar="IP|IFACE", default=None,
+                   help="underlay address peers reach this host at (VTEP, gossip, 2377): an IP "
+                        "address or an interface name with one IPv4 address, e.g. eth0")
     p.add_argument("--gossip-port", type=int, default=7946, metavar="PORT",
                    help="gossip UDP+TCP port (default 7946)")
     p.add_argument("--vxlan-port", type=int, default=4789, metavar="PORT",
                    help="VXLAN UDP port (default 4789)")
     p.add_argument("--hostname", default=None, metavar="NAME",
                    help="node name shown in `node ls` (default: the system hostname)")
-    p.add_argument("--netns-name", default=None, metavar="NAME",
-                   help="name of the netns the agent runs in (default: found in /run/netns); "
-                        "sandbox netns names derive from it")
+    p.add_argument("--netns-prefix", default=DEFAULT_NETNS_PREFIX, metavar="PREFIX",
+                   help="name of this host's netns under /run/netns and start of the names "
+                        "of the netns the agent makes ('nf' + up to 8 of [a-z0-9]; default "
+                        f"{DEFAULT_NETNS_PREFIX!r})")
     p.add_argument("--dns-upstream", action="append", default=None, metavar="IP[:PORT]",
                    help="resolver for names netfabric does not own (repeatable; default: the "
                         "host's resolv.conf; 'none' forwards nothing)")
     p.add_argument("--gossip-profile", choices=["lan", "local", "wan"], default="lan",
                    help="gossip timers: lan (default), local (one machine, fast failure "
                         "detection), wan")
-    p.add_argument("--docker-plugin", default=None, metavar="PATH",
-                   help="also serve the Docker network plugin on this unix socket")
+    p.add_argument("--docker-plugin", default=DOCKER_PLUGIN_SOCKET, metavar="PATH|none",
+                   help="serve the Docker network and IPAM plugin 'netfabric' on this unix "
+                        f"socket (default {DOCKER_PLUGIN_SOCKET}, where dockerd finds it; "
+                        "'none': no plugin)")
     p.add_argument("--metrics-addr", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics on http://HOST:PORT/metrics (off by default)")
     p.add_argument("--ui-addr", default=None, metavar="HOST:PORT",
@@ -133,25 +152,21 @@ def add_argument_flags(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    netns = args.netns_name or current_netns()
-    if not netns or not netns.startswith("nf"):
-        raise InvalidArgument(
-            "the agent must run inside a netfabric host netns (name starting with 'nf'): "
-            "start it with `nsenter --net=/run/netns/NS netfabric agent ...` or give --netns-name")
+    netns = args.netns_prefix
+    if not isinstance(netns, str) or not _PREFIX.match(netns):
+        raise InvalidArgument(f"invalid --netns-prefix {netns!r}: 'nf' and up to 8 lowercase "
+                              "letters or digits")
+    advertise = None
     if args.advertise_addr is not None:
-        try:
-            ipaddress.ip_address(args.advertise_addr)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid --advertise-addr {args.advertise_addr!r}") from exc
+        advertise = resolve_addr(args.advertise_addr, "--advertise-addr")
     for flag in ("gossip_port", "vxlan_port"):
         if not 0 < getattr(args, flag) < 65536:
             raise InvalidArgument(f"--{flag.replace('_', '-')} must be 1..65535")
     hostname = args.hostname or socket.gethostname()
     check_name(hostname, "host")
     data_dir = os.path.abspath(args.data_dir)
-    return AgentConfig(data_dir=data_dir,
-                       socket=os.path.abspath(args.socket or os.path.join(data_dir, "agent.sock")),
-                       hostname=hostname, host_netns=netns, advertise_addr=args.advertise_addr,
+    return AgentConfig(data_dir=data_dir, socket=os.path.abspath(args.socket or DEFAULT_SOCKET),
+                       hostname=hostname, host_netns=netns, advertise_addr=advertise,
                        gossip_port=args.gossip_port, vxlan_port=args.vxlan_port)
 
 
@@ -161,6 +176,8 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     from netfabric.agent.core import AgentCore  # drivers, pyroute2: not for `netfabric --help`
 
     os.makedirs(config.data_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(config.socket), exist_ok=True)
+    name_own_netns(config.host_netns)
     state = LocalState.load(config.data_dir, hostname=config.hostname)
     state.save(config.data_dir)
     ups = args.dns_upstream

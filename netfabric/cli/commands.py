@@ -702,11 +702,15 @@ def add_commands(sub: Any) -> None:
     p = verb_parser(sub, "init", "make this node the first manager of a new cluster",
                     description="Create a cluster with this node as its manager and print "
                     "the command that joins workers to it.",
-                    examples=["netfabric init --advertise-addr 198.51.100.1"])
-    p.add_argument("--advertise-addr", required=True, metavar="IP",
-                   help="address other nodes reach this manager at")
-    p.add_argument("--listen-addr", metavar="IP:PORT",
-                   help="where the cluster endpoint listens (default ADVERTISE-ADDR:2377)")
+                    examples=["netfabric init --advertise-addr eth0",
+                              "netfabric init --advertise-addr 198.51.100.1"])
+    p.add_argument("--advertise-addr", required=True, metavar="IP|IFACE",
+                   help="address other nodes reach this manager at: an IP address or an "
+                        "interface name with one IPv4 address, e.g. eth0 (looked up on the "
+                        "agent's host)")
+    p.add_argument("--listen-addr", metavar="IP|IFACE[:PORT]",
+                   help="where the cluster endpoint listens, an address or an interface name "
+                        "(default ADVERTISE-ADDR:2377)")
     p.add_argument("--store", metavar="etcd://HOST:2379[,HOST:2379...]", default=None,
                    help="keep the cluster's networks and addresses in this etcd 3.4 cluster "
                    "(default: the embedded single-manager file)")
@@ -840,11 +844,13 @@ def add_commands(sub: Any) -> None:
 
     from netfabric.agent.daemon import add_argument_flags
 
-    p = verb_parser(sub, "agent", "run the agent daemon (one per host netns)",
-                    description="Run the netfabric agent in the current network namespace. "
-                    "It serves the local API on --socket until SIGTERM.",
-                    examples=["netfabric agent --data-dir /var/lib/netfabric "
-                              "--advertise-addr 198.51.100.1"])
+    p = verb_parser(sub, "agent", "run the agent daemon (one per host)",
+                    description="Run the netfabric agent on this host (in the network "
+                    "namespace it starts in). It serves the local API on --socket and the "
+                    "Docker plugin until SIGTERM.",
+                    examples=["netfabric agent --advertise-addr eth0",
+                              "netfabric agent --advertise-addr 198.51.100.1 "
+                              "--docker-plugin none"])
     add_argument_flags(p)
     p.set_defaults(func=_cmd_agent)
 

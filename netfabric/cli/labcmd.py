@@ -30,14 +30,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
         raise LabError(f"lab {', '.join(running)} is already up: use it (netfabric lab exec "
                        "node1 -- ...), remove it (netfabric lab down), or start a second one "
                        "with --another and then name it with --prefix")
-    lab = Lab.up(args.hosts, mtu=args.mtu)
+    lab = Lab.up(args.hosts, mtu=args.mtu, detach=True)
     if args.join:
         from netfabric.lab.walkthrough import form_cluster
 
         form_cluster(lab)
     print(f"lab {lab.prefix} is up: {len(lab.agents)} hosts, underlay mtu {lab.mtu}")
     for a in lab.agents:
-        print(f"  {a.name:<8} netns {a.netns:<16} {a.address:<15} agent {a.url}")
+        print(f"  {a.name:<8} machine {a.netns:<16} pid {a.machine_pid:<8} eth0 {a.address}")
     print(f"\nRun commands on a host:  netfabric lab exec {lab.agents[0].name} -- "
           "netfabric network ls\nRemove it all:           netfabric lab down")
     return 0
@@ -65,7 +65,7 @@ def _cmd_exec(args: argparse.Namespace) -> int:
     agent = lab.agent(args.hostname)
     cmd = lab.exec_argv(agent, argv)
     sys.stdout.flush()
-    os.environ["NETFABRIC_HOST"] = agent.url
+    os.environ.pop("NETFABRIC_HOST", None)   # inside, the agent is on its default socket
     os.environ["PATH"] = with_netfabric_on_path(os.environ.get("PATH", ""))
     os.execvp(cmd[0], cmd)
     return 0  # pragma: no cover
@@ -89,9 +89,10 @@ def _cmd_walkthrough(args: argparse.Namespace) -> int:
 def add_lab_commands(labsub: Any) -> None:
     p = verb_parser(labsub, "up", "build N simulated hosts and start an agent on each",
                     examples=["netfabric lab up --hosts 3 --join"],
-                    description="Build N hosts (netns on one switch, underlay "
-                    "198.51.100.0/24) and start one netfabric agent in each. The lab "
-                    "stays up until `netfabric lab down`.")
+                    description="Build N simulated machines (own network, mount, UTS and PID "
+                    "namespaces; eth0 on one switch, underlay 198.51.100.0/24) and start one "
+                    "netfabric agent in each, on its defaults with --advertise-addr eth0. The "
+                    "lab stays up until `netfabric lab down`.")
     p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
     p.add_argument("--join", action="store_true",
@@ -106,10 +107,11 @@ def add_lab_commands(labsub: Any) -> None:
     p = verb_parser(labsub, "exec", "run a command on a host, against its agent",
                     examples=["netfabric lab exec node1 -- netfabric node ls",
                               "netfabric lab exec node2 -- sh -c 'netfabric ps -q | wc -l'"],
-                    description="Run CMD inside host HOSTNAME's netns with "
-                    "NETFABRIC_HOST set to its agent and this netfabric first on PATH.")
+                    description="Run CMD inside machine HOSTNAME (nsenter -t PID -n -m -u -p), "
+                    "where `netfabric` reaches that machine's agent on its default socket, "
+                    "with this netfabric first on PATH.")
     p.add_argument("--prefix", default=None, help="which lab (when several are up)")
-    p.add_argument("hostname", metavar="HOSTNAME", help="node1, node2, ... (or h1, h2, ...)")
+    p.add_argument("hostname", metavar="HOSTNAME", help="node1, node2, ...")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
                    help="the command; `netfabric` in it (or on PATH) is this netfabric")
     p.set_defaults(func=_cmd_exec)

@@ -1,13 +1,16 @@
-"""A lab: simulated hosts with one agent process each, remembered in a state file.
+"""A lab: simulated machines with one agent process each, remembered in a state file.
 
-``lab up`` builds the hosts with :class:`Topology` and starts ``netfabric agent`` inside each
-host's netns, detached, so the lab outlives the command. Agents enter the netns with
-``nsenter --net`` and not ``ip netns exec``: the latter gives the process a private mount
-namespace, and the sandbox netns the agent then mounts under /run/netns would not be visible
-to anyone else. The state file
-(``$NETFABRIC_LAB_DIR/<prefix>.json``, default dir ``/run/netfabric/labs``) lets ``lab
-down`` and ``lab exec`` work from another process. Tests and the benchmark use :class:`Lab`
-directly, as a context manager that always tears down.
+``lab up`` builds the hosts as machines (:mod:`netfabric.lab.machine`: own network, mount,
+UTS and PID namespaces, private ``/run``) and starts ``netfabric agent`` inside each, on its
+defaults as on a real host (socket ``/run/netfabric/agent.sock``, state
+``/var/lib/netfabric``, sandboxes under the machine's ``/run/netns``) with only
+``--advertise-addr eth0`` and the lab's timing and resolver options. From outside, the
+agent's socket is ``/proc/PID/root/run/netfabric/agent.sock`` (PID: the machine's PID 1).
+The state file (``$NETFABRIC_LAB_DIR/<prefix>.json``, default dir ``/run/netfabric/labs``)
+lets ``lab down`` and ``lab exec`` work from another process; such a lab is built with
+``detach`` so that its machines outlive the command. Tests and the benchmark use
+:class:`Lab` directly, as a context manager that always tears down; their machines also die
+with the process that built them.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
+from typing import ClassVar
 
+from netfabric.client import DEFAULT_SOCKET
 from netfabric.errors import AgentUnreachable, InvalidArgument, LabError, NetfabricError
+from netfabric.lab.machine import Machine
 from netfabric.lab.topology import NETNS_TAG, Topology, clean
 
 __all__ = ["DEFAULT_LAB_DIR", "AgentProc", "Lab", "lab_dir", "netfabric_argv"]
@@ -33,8 +39,6 @@ DEFAULT_LAB_DIR = "/run/netfabric/labs"
 START_TIMEOUT = 20.0
 """Seconds an agent may take to answer on its socket after start."""
 STOP_TIMEOUT = 5.0
-
-
 def lab_dir() -> str:
     return os.environ.get("NETFABRIC_LAB_DIR") or DEFAULT_LAB_DIR
 
@@ -44,21 +48,75 @@ def netfabric_argv() -> list[str]:
     return [sys.executable, "-m", "netfabric.cli.main"]
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def spawn_in(machine_pid: int, argv: Sequence[str], *, log: str,
+             env: dict[str, str] | None = None, timeout: float = 5.0) -> int:
+    """Start ``argv`` inside a machine, detached, output appended to ``log``; returns its PID
+    as seen from here (``nsenter`` forks it; signals must go to it, not to ``nsenter``)."""
+    full = ["nsenter", "-t", str(machine_pid), "-n", "-m", "-u", "-p", "--", *argv]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True, env=env)
+    deadline = time.monotonic() + timeout
+    while not (kids := _children(proc.pid)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise LabError(f"{' '.join(argv)}: did not start in machine {machine_pid}")
+        time.sleep(0.002)
+    # nsenter exits with its child; it is reaped by init once we are gone, and by
+    # reap_children() while we live. Forget the Popen without a ResourceWarning:
+    proc.returncode = 0
+    return kids[0]
+
+
+def reap_children() -> None:
+    """Reap our exited ``nsenter`` children (see :func:`spawn_in`)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 @dataclass
 class AgentProc:
-    """One host of the lab and its agent."""
+    """One host of the lab (a machine) and its agent."""
 
     name: str
     host: str
     netns: str
+    """The machine's full name (PREFIX-NAME)."""
     address: str
     data_dir: str
+    """The machine's /var/lib/netfabric, from outside."""
     socket: str
+    """The agent's socket, from outside (through /proc/MACHINE/root)."""
     pid: int = 0
+    """The agent process (from outside)."""
+    machine_pid: int = 0
+    log: str = ""
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
+
+    def enter(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside this machine."""
+        return ["nsenter", "-t", str(self.machine_pid), "-n", "-m", "-u", "-p", "--", *argv]
+
+    def path(self, inside: str) -> str:
+        """A file of the machine (absolute path inside) seen from outside."""
+        return f"/proc/{self.machine_pid}/root{inside}"
 
     def alive(self) -> bool:
         if self.pid <= 0:
@@ -90,26 +148,47 @@ class Lab:
 
     # -- build / load / destroy -----------------------------------------------------------
 
+    agent_args: tuple[str, ...] | None = None
+    """Exactly what each agent is started with, besides ``netfabric agent`` (``None``: see
+    :meth:`agent_argv`)."""
+    RESOLV_CONF: ClassVar[str] = ""
+    """Each machine's /etc/resolv.conf."""
+
     @classmethod
     def up(cls, n: int, *, mtu: int = 1500, state_dir: str | None = None,
            names: Sequence[str] | None = None, env: dict[str, str] | None = None,
+           detach: bool = False, start: bool = True,
            gossip_profile: str = "local", dns_upstream: Sequence[str] = ("none",),
-           metrics_port: int = 0, ui_port: int = 0) -> Lab:
-        """N hosts with an agent each; on any failure everything made is removed."""
+           metrics_port: int = 0, ui_port: int = 0,
+           agent_args: Sequence[str] | None = None) -> Lab:
+        """N machines with an agent each; on any failure everything made is removed.
+        ``detach``: the machines outlive this process (``lab up``). ``start=False``: the
+        agents are not started. ``agent_args``: exactly what each agent is started with
+        (default: ``--advertise-addr eth0`` and the lab's gossip profile and upstreams)."""
         state_dir = state_dir or lab_dir()
-        topo = Topology.build(n, mtu=mtu)
-        lab = cls(prefix=topo.prefix, mtu=mtu, root=os.path.join(state_dir, topo.prefix),
-                  topo=topo, gossip_profile=gossip_profile, dns_upstream=tuple(dns_upstream),
-                  metrics_port=metrics_port, ui_port=ui_port)
+        names = list(names) if names else [f"node{i + 1}" for i in range(n)]
+        from netfabric.lab.topology import new_prefix
+
+        prefix = new_prefix()
+        root = os.path.join(state_dir, prefix)
+        lab = cls(prefix=prefix, mtu=mtu, root=root, gossip_profile=gossip_profile,
+                  dns_upstream=tuple(dns_upstream), metrics_port=metrics_port, ui_port=ui_port,
+                  agent_args=None if agent_args is None else tuple(agent_args))
         try:
             os.makedirs(lab.root, exist_ok=True)
-            for i, host in enumerate(topo.hosts):
-                name = names[i] if names else f"node{host.index}"
-                data = os.path.join(lab.root, name)
-                lab.agents.append(AgentProc(name=name, host=host.name, netns=host.netns,
-                                            address=host.address, data_dir=data,
-                                            socket=os.path.join(data, "agent.sock")))
+            lab.topo = Topology.build(n, mtu=mtu, prefix=prefix, machines=True,
+                                      root=os.path.join(root, "machines"), detach=detach,
+                                      names=names, resolv_conf=cls.RESOLV_CONF)
+            for host in lab.topo.hosts:
+                m = lab.topo.machine(host)
+                lab.agents.append(AgentProc(
+                    name=host.name, host=host.name, netns=host.netns, address=host.address,
+                    data_dir=m.private_dir("/var/lib/netfabric"),
+                    socket=m.path(DEFAULT_SOCKET), machine_pid=m.pid,
+                    log=os.path.join(m.root, "agent.log")))
             lab.save()
+            if not start:
+                return lab
             for agent in lab.agents:
                 lab.start_agent(agent, env=env)
             for agent in lab.agents:
@@ -127,6 +206,7 @@ class Lab:
         data = {"prefix": self.prefix, "mtu": self.mtu, "root": self.root,
                 "gossip_profile": self.gossip_profile, "dns_upstream": list(self.dns_upstream),
                 "metrics_port": self.metrics_port, "ui_port": self.ui_port,
+                "agent_args": None if self.agent_args is None else list(self.agent_args),
                 "agents": [asdict(a) for a in self.agents]}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -158,12 +238,21 @@ class Lab:
                        gossip_profile=str(raw.get("gossip_profile", "local")),
                        dns_upstream=tuple(str(u) for u in raw.get("dns_upstream", ["none"])),
                        metrics_port=int(raw.get("metrics_port", 0)),
-                       ui_port=int(raw.get("ui_port", 0)))
+                       ui_port=int(raw.get("ui_port", 0)),
+                       agent_args=(None if raw.get("agent_args") is None
+                                   else tuple(str(a) for a in raw["agent_args"])))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LabError(f"lab state {path} is unreadable: {exc}") from exc
 
+    def machine(self, name: str) -> Machine:
+        """The machine of host ``name`` (a lab built in this process)."""
+        if self.topo is None:
+            raise LabError(f"lab {self.prefix} was loaded from its state file: use "
+                           "agent(name).enter(argv)")
+        return self.topo.machine(self.topo.host(self.agent(name).host))
+
     def down(self) -> None:
-        """Stop every agent and remove every netns, file and directory of the lab."""
+        """Stop every agent, end every machine, remove every file and directory of the lab."""
         for agent in self.agents:
             self.stop_agent(agent, sig=signal.SIGTERM, wait=False)
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -175,6 +264,7 @@ class Lab:
             self.topo.destroy()
         if self.prefix.startswith(NETNS_TAG) and len(self.prefix) > len(NETNS_TAG):
             clean(self.prefix)
+        reap_children()
         shutil.rmtree(self.root, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.state_file)
@@ -196,23 +286,19 @@ class Lab:
                               + ", ".join(a.name for a in self.agents))
 
     def start_agent(self, agent: AgentProc, *, env: dict[str, str] | None = None) -> None:
-        os.makedirs(agent.data_dir, exist_ok=True)
-        argv = self.agent_argv(agent)
-        with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env={**os.environ, **(env or {})})
-        agent.pid = proc.pid
-        # The child is reaped by nobody if we exit first; that is what start_new_session is
-        # for. While we live, forget the Popen without a ResourceWarning:
-        proc.returncode = 0
+        environ = {k: v for k, v in os.environ.items() if k != "NETFABRIC_HOST"}
+        agent.pid = spawn_in(agent.machine_pid, self.agent_argv(agent), log=agent.log,
+                             env={**environ, **(env or {})})
         self.save()
 
     def agent_argv(self, agent: AgentProc) -> list[str]:
-        """``netfabric agent`` in the host's netns, with the lab's profile and upstreams."""
-        argv = ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *netfabric_argv(), "agent",
-                "--data-dir", agent.data_dir, "--socket", agent.socket,
-                "--advertise-addr", agent.address, "--hostname", agent.name,
-                "--netns-name", agent.netns, "--gossip-profile", self.gossip_profile]
+        """``netfabric agent`` as run inside the machine: on its defaults (socket, state,
+        hostname, Docker plugin) with ``--advertise-addr eth0`` and the lab's gossip profile
+        and upstreams, or exactly :attr:`agent_args`."""
+        if self.agent_args is not None:
+            return [*netfabric_argv(), "agent", *self.agent_args]
+        argv = [*netfabric_argv(), "agent", "--advertise-addr", "eth0",
+                "--gossip-profile", self.gossip_profile]
         for upstream in self.dns_upstream:
             argv += ["--dns-upstream", upstream]
         if self.metrics_port:
@@ -234,8 +320,7 @@ class Lab:
             if not agent.alive() or time.monotonic() > deadline:
                 tail = ""
                 with contextlib.suppress(OSError), open(
-                        os.path.join(agent.data_dir, "agent.log"), encoding="utf-8",
-                        errors="replace") as f:
+                        agent.log, encoding="utf-8", errors="replace") as f:
                     tail = f.read()[-800:]
                 raise LabError(f"agent {agent.name} did not start: {tail.strip()}")
             time.sleep(0.05)
@@ -245,15 +330,12 @@ class Lab:
         if agent.pid <= 0:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(agent.pid, sig)
+            os.kill(agent.pid, sig)
         if wait:
             deadline = time.monotonic() + STOP_TIMEOUT
             while agent.alive() and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(agent.pid, os.WNOHANG)
                 time.sleep(0.02)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(agent.pid, os.WNOHANG)
+            reap_children()
 
     def restart_agent(self, agent: AgentProc) -> None:
         self.stop_agent(agent)
@@ -262,21 +344,31 @@ class Lab:
 
     # -- running commands -------------------------------------------------------------------
 
+    def netns(self, name: str, prefix: str = "") -> list[str]:
+        """The named netns of host ``name`` (its machine's /run/netns) starting with
+        ``prefix``."""
+        try:
+            names = os.listdir(self.agent(name).path("/run/netns"))
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.startswith(prefix))
+
     def exec_argv(self, agent: AgentProc, argv: Sequence[str]) -> list[str]:
-        """``argv`` inside the host's netns, with ``netfabric`` meaning this netfabric."""
+        """``argv`` inside the host's machine, with ``netfabric`` meaning this netfabric."""
         argv = list(argv)
         if argv and argv[0] == "netfabric":
             argv = [*netfabric_argv(), *argv[1:]]
-        return ["nsenter", f"--net=/run/netns/{agent.netns}", "--", *argv]
+        return agent.enter(argv)
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float = 60.0,
             check: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run a command on host ``name`` against its agent; output captured."""
+        """Run a command on host ``name`` (inside its machine, where ``netfabric`` talks to
+        the agent on its default socket); output captured."""
         agent = self.agent(name)
+        env = {k: v for k, v in os.environ.items() if k != "NETFABRIC_HOST"}
         try:
             proc = subprocess.run(self.exec_argv(agent, argv), capture_output=True, text=True,
-                                  timeout=timeout, check=False,
-                                  env={**os.environ, "NETFABRIC_HOST": agent.url})
+                                  timeout=timeout, check=False, env=env)
         except subprocess.TimeoutExpired as exc:
             raise LabError(f"{' '.join(argv)} on {name} timed out after {timeout:g}s") from exc
         if check and proc.returncode != 0:

@@ -1,22 +1,22 @@
-"""A real dockerd inside a simulated host, and the ``nfbox`` test image.
+"""A real dockerd inside a simulated machine, and the ``nfbox`` test image.
 
-Each dockerd runs in its host's netns (``nsenter --net``, never ``ip netns exec``, which
-makes a new mount namespace per command) and in a private mount namespace of its own
-(``unshare -m --propagation slave``) where a per-host directory is bind-mounted on
-``/run/docker/plugins`` (and on ``/etc/docker``, so engine ids differ). So two dockerds on
-one machine each find *their own host's* ``netfabric.sock``, and everything a dockerd
-mounts (overlay2, netns files) dies with its mount namespace. Data root, exec root, API
-socket, pidfile and cgroup parent are per host, under one base directory.
+Each dockerd runs inside its host's machine (:mod:`netfabric.lab.machine`) on its own
+defaults, as on a real host: API socket ``/var/run/docker.sock``, data root
+``/var/lib/docker``, plugin directory ``/run/docker/plugins`` and configuration
+``/etc/docker/daemon.json``, all the machine's own. The lab writes only that configuration
+file (no iptables or default bridge, a cgroup parent named after the machine, a short
+shutdown timeout). From outside, its socket is ``/proc/PID/root/run/docker.sock``.
 
 :meth:`Dockerd.stop` always leaves nothing: containers are stopped by dockerd's own
-shutdown, then any straggler (containerd, shims, container processes) is killed, the
-per-host cgroups are removed, and the base directory is deleted.
+shutdown, then any straggler (containerd, shims, container processes) is killed and the
+machine's cgroups are removed. Whatever survives dies with the machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -26,11 +26,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
 from netfabric.errors import LabError
-from netfabric.lab.cluster import AgentProc, Lab
-from netfabric.lab.topology import Host
+from netfabric.lab.cluster import Lab, spawn_in
+from netfabric.lab.machine import Machine
 
 __all__ = [
     "APPLETS",
@@ -89,18 +89,26 @@ def busybox_rootfs_tar(applets: Sequence[str] = APPLETS) -> bytes:
     return buf.getvalue()
 
 
-def _pids_matching(needle: str) -> list[int]:
-    """Processes whose command line mentions ``needle`` (a per-host directory)."""
+def _pids_in_pidns(machine_pid: int) -> list[int]:
+    """Every process of a machine but its PID 1 and the agent's (by ``comm``)."""
+    try:
+        ns = os.readlink(f"/proc/{machine_pid}/ns/pid")
+    except OSError:
+        return []
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit() or int(entry) == machine_pid:
             continue
         try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle.encode() in f.read():
-                    found.append(int(entry))
+                argv = f.read().split(b"\0")
         except OSError:
             continue
+        if argv[0] in (b"sleep",) or b"netfabric.cli.main" in argv or not argv[0]:
+            continue
+        found.append(int(entry))
     return found
 
 
@@ -153,51 +161,49 @@ def docker_programs_missing() -> list[str]:
 
 @dataclass
 class Dockerd:
-    """One dockerd in one simulated host. Use :func:`start_dockerd`; always :meth:`stop`."""
+    """One dockerd in one machine. Use :func:`start_dockerd`; always :meth:`stop`."""
 
-    host: Host
-    base: Path
-    plugins: Path | None = None
-    """The directory this dockerd sees as /run/docker/plugins (default ``base/plugins``)."""
+    machine: Machine
     resolv_conf: str | None = None
-    """What this dockerd reads as /etc/resolv.conf (``None``: the machine's)."""
-    proc: subprocess.Popen[bytes] | None = None
-    _log: io.BufferedWriter | None = field(default=None, repr=False)
+    """The machine's /etc/resolv.conf while this dockerd runs (``None``: leave it)."""
+    config: dict[str, object] = field(default_factory=dict)
+    """Extra settings for /etc/docker/daemon.json."""
+    pid: int = 0
+    """dockerd's PID, seen from here."""
+
+    @property
+    def name(self) -> str:
+        return self.machine.hostname
 
     @property
     def socket(self) -> Path:
-        return self.base / "docker.sock"
+        return Path(self.machine.path("/run/docker.sock"))
 
     @property
     def plugins_dir(self) -> Path:
-        """Seen by this dockerd (only) as /run/docker/plugins."""
-        return self.plugins or self.base / "plugins"
+        """The machine's /run/docker/plugins, from outside."""
+        return Path(self.machine.path(PLUGINS_DIR))
 
     @property
     def plugin_socket(self) -> Path:
-        return self.plugins_dir / "netfabric.sock"
+        return self.plugins_dir / PLUGIN_SOCKET_NAME
 
     @property
-    def exec_root(self) -> Path:
-        return self.base / "exec"
+    def daemon_json(self) -> Path:
+        """The machine's /etc/docker/daemon.json, from outside."""
+        return Path(self.machine.private_dir(ETC_DOCKER)) / "daemon.json"
 
     @property
     def data_root(self) -> Path:
-        return self.base / "data"
+        return Path(self.machine.private_dir("/var/lib/docker"))
 
     @property
     def log_path(self) -> Path:
-        return self.base / "dockerd.log"
+        return Path(self.machine.root) / "dockerd.log"
 
     @property
     def cgroup_parent(self) -> str:
-        return f"/{self.host.netns}"
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise LabError(f"dockerd on {self.host.name} is not running")
-        return self.proc.pid
+        return f"/{self.machine.name}"
 
     @property
     def url(self) -> str:
@@ -211,55 +217,43 @@ class Dockerd:
         """Run the docker CLI against this dockerd."""
         try:
             proc = subprocess.run([find_program(DOCKER) or DOCKER, "-H", self.url, *args],
-                                  capture_output=True,
-                                  timeout=timeout, check=False, input=stdin)
+                                  capture_output=True, timeout=timeout, check=False,
+                                  input=stdin)
         except subprocess.TimeoutExpired as exc:
-            raise LabError(f"docker {' '.join(args)} on {self.host.name} timed out") from exc
+            raise LabError(f"docker {' '.join(args)} on {self.name} timed out") from exc
         out = subprocess.CompletedProcess(proc.args, proc.returncode,
                                           proc.stdout.decode(errors="replace"),
                                           proc.stderr.decode(errors="replace"))
         if check and out.returncode != 0:
-            raise LabError(f"docker {' '.join(args)} on {self.host.name}: "
+            raise LabError(f"docker {' '.join(args)} on {self.name}: "
                            f"{out.stderr.strip() or out.stdout.strip()}")
         return out
 
     def start(self, *, debug: bool = False, timeout: float = START_TIMEOUT_S) -> None:
-        """Start dockerd and wait until its API answers."""
-        resolv_conf = self.resolv_conf
-        for d in (self.plugins_dir, self.exec_root, self.data_root, self.base / "etc-docker"):
-            d.mkdir(parents=True, exist_ok=True)
-        for target in (PLUGINS_DIR, ETC_DOCKER):
-            os.makedirs(target, exist_ok=True)  # mount points; empty in the root namespace
-        mounts = [f"mount --bind {self.plugins_dir} {PLUGINS_DIR}",
-                  f"mount --bind {self.base / 'etc-docker'} {ETC_DOCKER}"]
-        if resolv_conf is not None:
-            path = self.base / "resolv.conf"
-            path.write_text(resolv_conf)
-            mounts.append(f"mount --bind {path} /etc/resolv.conf")
-        argv = [find_program(DOCKERD) or DOCKERD, "--data-root", str(self.data_root),
-                "--exec-root", str(self.exec_root),
-                "-H", self.url, "--pidfile", str(self.base / "dockerd.pid"),
-                "--iptables=false", "--ip6tables=false", "--bridge=none",
-                "--cgroup-parent", self.cgroup_parent, "--shutdown-timeout", "2",
-                "--storage-driver", "overlay2"]
-        if debug:
-            argv.append("--debug")
-        script = " && ".join([*mounts, "exec " + " ".join(argv)])
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            ["nsenter", f"--net={self.host.netns_path()}", "unshare", "-m",
-             "--propagation", "slave", "sh", "-c", script],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PATH": _search_path()})  # runc
+        """Write the machine's daemon.json, start dockerd there and wait until its API
+        answers."""
+        if self.resolv_conf is not None:
+            with open(self.machine.resolv_conf, "w", encoding="utf-8") as f:
+                f.write(self.resolv_conf)   # in place: the machine bind-mounts this file
+        config: dict[str, object] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            config = json.loads(self.daemon_json.read_text())
+        config.update({"iptables": False, "ip6tables": False, "bridge": "none",
+                       "cgroup-parent": self.cgroup_parent, "shutdown-timeout": 2,
+                       "storage-driver": "overlay2", "debug": debug, **self.config})
+        self.daemon_json.write_text(json.dumps(config, indent=2) + "\n")
+        self.pid = spawn_in(self.machine.pid, [find_program(DOCKERD) or DOCKERD],
+                            log=str(self.log_path),
+                            env={**os.environ, "PATH": _search_path()})   # runc
         deadline = time.monotonic() + timeout
         while True:
-            if self.proc.poll() is not None:
-                raise LabError(f"dockerd on {self.host.name} exited: {self.tail_log()}")
+            if not alive(self.pid):
+                raise LabError(f"dockerd on {self.name} exited: {self.tail_log()}")
             if self.socket.exists() and self.docker("version", "--format", "{{.Server.Version}}",
                                                     check=False, timeout=10).returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise LabError(f"dockerd on {self.host.name} did not answer within {timeout}s: "
+                raise LabError(f"dockerd on {self.name} did not answer within {timeout}s: "
                                f"{self.tail_log()}")
             time.sleep(0.1)
 
@@ -275,15 +269,14 @@ class Dockerd:
 
     def leftovers(self) -> list[int]:
         """Processes of this dockerd still alive: dockerd, containerd, shims, containers."""
-        pids = (set(_pids_matching(str(self.exec_root))) | set(_pids_matching(str(self.data_root)))
-                | set(_pids_in_cgroup(self.cgroup_parent)))
-        if self.proc is not None and self.proc.poll() is None:
-            pids.add(self.proc.pid)
+        pids = set(_pids_in_cgroup(self.cgroup_parent)) | set(_pids_in_pidns(self.machine.pid))
+        if self.pid:
+            pids.add(self.pid)
         return sorted(pid for pid in pids if alive(pid))
 
     def remove_containers(self) -> None:
         """``docker rm -f`` every container (SIGKILL: no 10 s stop timeout each)."""
-        if self.proc is None or self.proc.poll() is not None:
+        if not self.pid or not alive(self.pid):
             return
         ids = self.docker("ps", "-aq", check=False, timeout=20).stdout.split()
         if ids:
@@ -291,38 +284,34 @@ class Dockerd:
 
     def stop(self, *, remove: bool = True, timeout: float = STOP_TIMEOUT_S,
              keep_containers: bool = False) -> None:
-        """Stop dockerd, kill stragglers, remove cgroups and, with ``remove``, the base
-        directory. Containers are removed first unless ``keep_containers`` (then dockerd's
-        own shutdown stops them, as a real restart does). Idempotent; safe after a failed
-        start."""
+        """Stop dockerd, kill stragglers, remove cgroups and, with ``remove``, its data root.
+        Containers are removed first unless ``keep_containers`` (then dockerd's own shutdown
+        stops them, as a real restart does). Idempotent; safe after a failed start."""
         if not keep_containers:
             with contextlib.suppress(LabError):
                 self.remove_containers()
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        self.proc.kill()
-                    self.proc.wait(timeout=10)
-            self.proc = None
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while alive(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.pid = 0
         deadline = time.monotonic() + 10
         while (pids := self.leftovers()) and time.monotonic() < deadline:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
         _remove_cgroups(self.cgroup_parent)
         if self.leftovers():
-            raise LabError(f"dockerd on {self.host.name}: processes survive: {self.leftovers()}")
-        if remove:
-            shutil.rmtree(self.base, ignore_errors=True)
+            raise LabError(f"dockerd on {self.name}: processes survive: {self.leftovers()}")
+        if remove and self.machine.alive():
+            # its mounts (overlay2, netns files) are the machine's: unmount them in there
+            self.machine.run(["sh", "-c", "umount -R /var/lib/docker/overlay2 /run/docker/netns "
+                              "2>/dev/null; true"])
+            shutil.rmtree(self.data_root, ignore_errors=True)
+            self.data_root.mkdir(exist_ok=True)
 
     def restart(self, *, debug: bool = False) -> None:
         """Stop (containers stopped by dockerd's shutdown, not removed) and start again,
@@ -331,13 +320,12 @@ class Dockerd:
         self.start(debug=debug)
 
 
-def start_dockerd(host: Host, base: Path, *, plugins: Path | None = None,
-                  resolv_conf: str | None = None, debug: bool = False,
+def start_dockerd(machine: Machine, *, resolv_conf: str | None = None, debug: bool = False,
+                  config: dict[str, object] | None = None,
                   timeout: float = START_TIMEOUT_S) -> Dockerd:
-    """Start a dockerd in ``host`` with everything under ``base`` (its plugin directory is
-    ``plugins`` if given); on failure stop it and raise :class:`LabError` with the end of
-    its log."""
-    d = Dockerd(host=host, base=base, plugins=plugins, resolv_conf=resolv_conf)
+    """Start a dockerd in ``machine``; on failure stop it and raise :class:`LabError` with
+    the end of its log."""
+    d = Dockerd(machine=machine, resolv_conf=resolv_conf, config=dict(config or {}))
     try:
         d.start(debug=debug, timeout=timeout)
     except BaseException:
@@ -348,40 +336,22 @@ def start_dockerd(host: Host, base: Path, *, plugins: Path | None = None,
 
 @dataclass
 class DockerLab(Lab):
-    """A :class:`Lab` whose agents serve the Docker plugin, with a dockerd beside each.
+    """A :class:`Lab` with a dockerd beside each agent, in each machine.
 
-    Each agent runs with ``--docker-plugin DATA/docker-plugins/netfabric.sock``; that
-    directory is the one its host's dockerd sees as /run/docker/plugins. dockerd reads a
-    resolv.conf naming netfabric's resolver in the host netns (``nameserver 127.0.0.11``):
-    the one per-host setting names across hosts need. :meth:`down` stops the dockerds
-    first (their containers leave through the plugin), then the agents and hosts.
+    Each agent serves the Docker plugin on its default socket, the machine's
+    ``/run/docker/plugins/netfabric.sock``, where that machine's dockerd finds it. The
+    machine's resolv.conf names netfabric's resolver in the host netns
+    (``nameserver 127.0.0.11``). :meth:`down` stops the dockerds first (their containers
+    leave through the plugin), then the agents and machines.
     """
 
+    RESOLV_CONF: ClassVar[str] = DOCKERD_RESOLV_CONF
     dockerds: dict[str, Dockerd] = field(default_factory=dict)
-
-    @staticmethod
-    def plugin_dir(agent: AgentProc) -> Path:
-        return Path(agent.data_dir) / "docker-plugins"
-
-    def start_agent(self, agent: AgentProc, *, env: dict[str, str] | None = None) -> None:
-        os.makedirs(agent.data_dir, exist_ok=True)
-        sock = self.plugin_dir(agent) / PLUGIN_SOCKET_NAME
-        argv = [*self.agent_argv(agent), "--docker-plugin", str(sock)]
-        with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env={**os.environ, **(env or {})})
-        agent.pid = proc.pid
-        proc.returncode = 0  # reaped by waitpid in stop_agent; no ResourceWarning
-        self.save()
 
     def start_dockerd(self, name: str, *, image: bytes | None = None) -> Dockerd:
         """Start the dockerd of host ``name`` (importing ``image`` as nfbox if given)."""
-        agent = self.agent(name)
-        assert self.topo is not None
-        host = self.topo.host(agent.host)
-        d = start_dockerd(host, Path(self.root) / f"dockerd-{agent.name}",
-                          plugins=self.plugin_dir(agent), resolv_conf=DOCKERD_RESOLV_CONF)
-        self.dockerds[agent.name] = d
+        d = start_dockerd(self.machine(name))
+        self.dockerds[self.agent(name).name] = d
         if image is not None:
             d.import_image(image)
         return d

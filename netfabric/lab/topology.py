@@ -1,8 +1,14 @@
-"""Simulated hosts on the real kernel: one network namespace per host, one switch.
+"""Simulated hosts on the real kernel, on one switch.
 
-Each host is a netns with an underlay interface ``eth0`` whose peer sits in a shared
-"switch" netns, enslaved to a bridge there. Underlay addresses come from the documentation
-range 198.51.100.0/24, so no packet ever leaves for a real network.
+Each host has an underlay interface ``eth0`` whose peer sits in a shared "switch" netns,
+enslaved to a bridge there. Underlay addresses come from the documentation range
+198.51.100.0/24, so no packet ever leaves for a real network.
+
+A host is either a named netns (``/run/netns/PREFIX-h1``: what the dataplane's kernel tests
+drive directly) or, with ``machines=True``, a :class:`~netfabric.lab.machine.Machine` (its
+own network, mount, UTS and PID namespaces, private ``/run``; the switch is a machine too):
+what the agent, Docker and the cluster tests run in, as on a real host. Machines leave no
+name in ``/run/netns`` and die with the process that built them (unless ``detach``).
 
 Every name carries a unique prefix (``nf`` + random hex), so runs never collide, and
 :func:`clean` removes everything with a prefix after a crash. The lab, the demo and the
@@ -18,12 +24,14 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
 from netfabric.errors import InvalidArgument, LabError
+from netfabric.lab.machine import Machine, kill_machines
 
 __all__ = [
     "NETNS_TAG",
@@ -79,7 +87,8 @@ def _kill_netns_pids(netns: str) -> None:
 
 
 def clean(prefix: str = NETNS_TAG) -> list[str]:
-    """Remove every netns whose name starts with ``prefix``, its processes and files.
+    """End every machine and remove every netns whose name starts with ``prefix``, their
+    processes and files.
 
     Returns the names removed. Safe to call when nothing is there; this is what the test
     command runs first, so a crashed earlier run leaves nothing behind for long.
@@ -87,10 +96,12 @@ def clean(prefix: str = NETNS_TAG) -> list[str]:
     if not prefix.startswith(NETNS_TAG):
         raise InvalidArgument(
             f"refusing to clean {prefix!r}: netfabric names start with {NETNS_TAG!r}")
-    doomed = [ns for ns in list_netns() if ns.startswith(prefix)]
-    for ns in doomed:
+    doomed = [f"machine:{pid}" for pid in kill_machines(prefix)]
+    named = [ns for ns in list_netns() if ns.startswith(prefix)]
+    doomed += named
+    for ns in named:
         _kill_netns_pids(ns)
-    for ns in doomed:
+    for ns in named:
         _run(["ip", "netns", "delete", ns], check=False)
         shutil.rmtree(os.path.join(_NETNS_ETC, ns), ignore_errors=True)
     if os.path.isdir(_NETNS_ETC):
@@ -113,16 +124,25 @@ def exit_on_sigterm() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """One simulated host: a netns with an underlay address."""
+    """One simulated host: a netns (or a machine, ``pid`` > 0) with an underlay address."""
 
     name: str
     netns: str
+    """The netns name under /run/netns; for a machine, the machine's full name."""
     address: str
     index: int
     mtu: int
+    pid: int = 0
+    """The machine's PID 1 (0: a named netns)."""
 
     def netns_path(self) -> str:
-        return f"/run/netns/{self.netns}"
+        return f"/proc/{self.pid}/ns/net" if self.pid else f"/run/netns/{self.netns}"
+
+    def enter(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside the host (its machine, or its netns)."""
+        if self.pid:
+            return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "-p", "--", *argv]
+        return ["ip", "netns", "exec", self.netns, *argv]
 
 
 @dataclass
@@ -132,24 +152,40 @@ class Topology:
     prefix: str = field(default_factory=new_prefix)
     mtu: int = 1500
     hosts: list[Host] = field(default_factory=list)
+    machines: bool = False
+    """Hosts are machines (see the module's docstring)."""
+    root: str = ""
+    """Machines' private files (default: a temporary directory, removed with the lab)."""
+    detach: bool = False
+    """Machines outlive this process (``lab up``); :func:`clean` ends them."""
+    resolv_conf: str = ""
+    """Each machine's /etc/resolv.conf (default: empty, no resolver)."""
     _built: bool = False
+    _own_root: bool = False
+    _machine: dict[str, Machine] = field(default_factory=dict)
 
     @property
     def switch_netns(self) -> str:
         return f"{self.prefix}-sw"
 
     @classmethod
-    def build(cls, n: int, *, mtu: int = 1500, prefix: str | None = None) -> Topology:
-        """Build ``n`` hosts; on any failure, remove what was made and raise LabError."""
-        topo = cls(prefix=prefix or new_prefix(), mtu=mtu)
+    def build(cls, n: int, *, mtu: int = 1500, prefix: str | None = None,
+              machines: bool = False, root: str = "", detach: bool = False,
+              names: Sequence[str] | None = None, resolv_conf: str = "") -> Topology:
+        """Build ``n`` hosts (named ``names``, default h1, h2...); on any failure, remove
+        what was made and raise LabError."""
+        topo = cls(prefix=prefix or new_prefix(), mtu=mtu, machines=machines, root=root,
+                   detach=detach, resolv_conf=resolv_conf)
         try:
-            topo.create(n)
+            topo.create(n, names=names)
         except BaseException:
             topo.destroy(settle=INTERRUPTED_SETTLE_S)
             raise
         return topo
 
-    def create(self, n: int) -> None:
+    def create(self, n: int, *, names: Sequence[str] | None = None) -> None:
+        if names is not None and len(names) != n:
+            raise InvalidArgument(f"{n} hosts but {len(names)} names")
         if not 1 <= n <= MAX_HOSTS:
             raise InvalidArgument(f"host count must be 1..{MAX_HOSTS}, got {n}")
         if not 576 <= self.mtu <= 65000:
@@ -158,12 +194,38 @@ class Topology:
             raise InvalidArgument(f"prefix must start with {NETNS_TAG!r} and be at most 9 chars")
         self._built = True
         sw = self.switch_netns
-        _run(["ip", "netns", "add", sw])
-        _run(["ip", "-n", sw, "link", "set", "lo", "up"])
-        _run(["ip", "-n", sw, "link", "add", SWITCH_BRIDGE, "mtu", str(self.mtu), "type", "bridge"])
-        _run(["ip", "-n", sw, "link", "set", SWITCH_BRIDGE, "up"])
-        for _ in range(n):
-            self.add_host()
+        if self.machines:
+            if not self.root:
+                self.root = tempfile.mkdtemp(prefix=f"{self.prefix}-")
+                self._own_root = True
+            self._start_machine(sw, "switch")
+        else:
+            _run(["ip", "netns", "add", sw])
+            _run(["ip", "-n", sw, "link", "set", "lo", "up"])
+        self._sw(["link", "add", SWITCH_BRIDGE, "mtu", str(self.mtu), "type", "bridge"])
+        self._sw(["link", "set", SWITCH_BRIDGE, "up"])
+        for i in range(n):
+            self.add_host(names[i] if names else None)
+
+    def _start_machine(self, name: str, hostname: str) -> Machine:
+        m = Machine(name=name, hostname=hostname,
+                    root=os.path.join(self.root, name.removeprefix(self.prefix + "-")))
+        self._machine[name] = m
+        m.start(detach=self.detach, resolv_conf=self.resolv_conf)
+        return m
+
+    def machine(self, host: Host) -> Machine:
+        """The machine of ``host`` (a lab built with ``machines=True``)."""
+        try:
+            return self._machine[host.netns]
+        except KeyError:
+            raise LabError(f"host {host.name} is not a machine") from None
+
+    def _sw(self, argv: Sequence[str]) -> None:
+        if self.machines:   # its netns only: `netns PID` names a PID as seen from here
+            _run(["nsenter", "-t", str(self._machine[self.switch_netns].pid), "-n", "ip", *argv])
+        else:
+            _run(["ip", "-n", self.switch_netns, *argv])
 
     def add_host(self, name: str | None = None) -> Host:
         """Add one more host to the switch and return it."""
@@ -171,17 +233,26 @@ class Topology:
         name = name or f"h{index}"
         netns = f"{self.prefix}-{name}"
         address = str(UNDERLAY_NET.network_address + index)
-        sw = self.switch_netns
         port = f"p-{name}"[:15]
-        _run(["ip", "netns", "add", netns])
-        _run(["ip", "-n", netns, "link", "set", "lo", "up"])
-        _run(["ip", "-n", sw, "link", "add", port, "mtu", str(self.mtu), "type", "veth",
-              "peer", "name", "eth0", "mtu", str(self.mtu), "netns", netns])
-        _run(["ip", "-n", sw, "link", "set", port, "master", SWITCH_BRIDGE, "up"])
         cidr = f"{address}/{UNDERLAY_NET.prefixlen}"
-        _run(["ip", "-n", netns, "addr", "add", cidr, "dev", "eth0"])
-        _run(["ip", "-n", netns, "link", "set", "eth0", "up"])
-        host = Host(name=name, netns=netns, address=address, index=index, mtu=self.mtu)
+        if self.machines:
+            m = self._start_machine(netns, name)
+            self._sw(["link", "add", port, "mtu", str(self.mtu), "type", "veth",
+                      "peer", "name", "eth0", "mtu", str(self.mtu), "netns", str(m.pid)])
+            self._sw(["link", "set", port, "master", SWITCH_BRIDGE, "up"])
+            m.run(["ip", "addr", "add", cidr, "dev", "eth0"], check=True)
+            m.run(["ip", "link", "set", "eth0", "up"], check=True)
+            host = Host(name=name, netns=netns, address=address, index=index, mtu=self.mtu,
+                        pid=m.pid)
+        else:
+            _run(["ip", "netns", "add", netns])
+            _run(["ip", "-n", netns, "link", "set", "lo", "up"])
+            self._sw(["link", "add", port, "mtu", str(self.mtu), "type", "veth",
+                      "peer", "name", "eth0", "mtu", str(self.mtu), "netns", netns])
+            self._sw(["link", "set", port, "master", SWITCH_BRIDGE, "up"])
+            _run(["ip", "-n", netns, "addr", "add", cidr, "dev", "eth0"])
+            _run(["ip", "-n", netns, "link", "set", "eth0", "up"])
+            host = Host(name=name, netns=netns, address=address, index=index, mtu=self.mtu)
         self.hosts.append(host)
         return host
 
@@ -193,9 +264,10 @@ class Topology:
 
     def exec(self, host: Host, argv: Sequence[str], *, check: bool = False,
              timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run a program inside the host's netns (with its /etc/netns files)."""
+        """Run a program inside the host (its machine, or its netns with its /etc/netns
+        files)."""
         try:
-            proc = subprocess.run(["ip", "netns", "exec", host.netns, *argv],
+            proc = subprocess.run(host.enter(argv),
                                   capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise LabError(f"{' '.join(argv)} on {host.name} timed out after {timeout}s") from exc
@@ -205,8 +277,7 @@ class Topology:
 
     def set_link(self, host: Host, *, up: bool) -> None:
         """Cut (``up=False``) or heal a host's underlay at the switch port."""
-        _run(["ip", "-n", self.switch_netns, "link", "set", f"p-{host.name}"[:15],
-              "up" if up else "down"])
+        self._sw(["link", "set", f"p-{host.name}"[:15], "up" if up else "down"])
 
     def destroy(self, *, settle: float = 0.0) -> None:
         """Remove every namespace and file of this topology. Idempotent.
@@ -219,7 +290,12 @@ class Topology:
             # A SIGTERM arriving mid-sweep must not abort it: hold it until the sweep is done.
             held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             try:
+                for m in [*self._machine.values()][::-1]:
+                    m.kill()
+                self._machine.clear()
                 clean(self.prefix)
+                if self._own_root:
+                    shutil.rmtree(self.root, ignore_errors=True)
                 while settle > 0:
                     time.sleep(settle)
                     if not clean(self.prefix):

@@ -108,7 +108,7 @@ def form_cluster(lab: Lab, walk: Walkthrough | None = None) -> str:
     """``init`` on the first host, ``join`` every other as a worker; returns the token."""
     walk = walk or Walkthrough(lab, echo=None)
     first = lab.agents[0]
-    step = walk.run(first.name, ["netfabric", "init", "--advertise-addr", first.address],
+    step = walk.run(first.name, ["netfabric", "init", "--advertise-addr", "eth0"],
                     expect=[r"is now a manager", r"netfabric join --token SWMTKN-1-"])
     match = re.search(r"netfabric join --token (\S+) (\S+)", step.stdout)
     if match is None:

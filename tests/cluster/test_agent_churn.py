@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,12 +34,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 def _kernel_addresses(lab: Lab) -> list[str]:
     out: list[str] = []
     for agent in lab.agents:
-        for netns in os.listdir("/run/netns"):
-            if netns.startswith(agent.netns + "-c"):
-                proc = subprocess.run(["ip", "-n", netns, "-4", "-o", "addr", "show"],
-                                      capture_output=True, text=True, check=False)
-                out += [line.split()[3].split("/")[0] for line in proc.stdout.splitlines()
-                        if " lo " not in line]
+        for netns in lab.netns(agent.name, "nf-c"):
+            proc = lab.run(agent.name, ["ip", "-n", netns, "-4", "-o", "addr", "show"])
+            out += [line.split()[3].split("/")[0] for line in proc.stdout.splitlines()
+                    if " lo " not in line]
     return out
 
 

@@ -3,8 +3,6 @@ input, a worker asked for cluster state, non-attachable overlays, bad join token
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -91,10 +89,9 @@ def _one_error_line(err: str) -> str:
 
 
 def _kernel_names(lab: Lab, host: str) -> set[str]:
-    agent = lab.agent(host)
     links = lab.run(host, ["ip", "-o", "link", "show"]).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
-    netns = {n for n in os.listdir("/run/netns") if n.startswith(agent.netns + "-")}
+    netns = set(lab.netns(host, "nf-"))
     return names | netns
 
 
@@ -208,8 +205,8 @@ def test_ipv6_overlay_across_hosts(lab: Lab) -> None:
 
 def test_attach_an_existing_netns_by_path(lab: Lab) -> None:
     agent = lab.agent("node1")
-    name = f"{agent.netns}-x1"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    name = "ext-x1"
+    lab.run("node1", ["ip", "netns", "add", name], check=True)
     try:
         nf = Client(agent.url)
         con = nf.attach("ext1", f"/run/netns/{name}", network="bridge", aliases=["e1"])
@@ -219,14 +216,13 @@ def test_attach_an_existing_netns_by_path(lab: Lab) -> None:
         assert ping.returncode == 0, ping.stdout + ping.stderr
         nf.remove_container("ext1")
         nf.remove_container("peer1")
-        assert os.path.exists(f"/run/netns/{name}")   # not ours to delete
-        links = subprocess.run(["ip", "-n", name, "-o", "link"], capture_output=True,
-                               text=True, check=True).stdout
+        assert name in lab.netns("node1")   # not ours to delete
+        links = lab.run("node1", ["ip", "-n", name, "-o", "link"], check=True).stdout
         assert "eth0" not in links
         with pytest.raises(NotFound):
             nf.attach("ext2", "/run/netns/nf-no-such-netns", network="bridge")
     finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
+        lab.run("node1", ["ip", "netns", "delete", name])
 
 
 def test_node_update_and_leave(lab: Lab) -> None:

@@ -5,7 +5,6 @@ host again and pings pass; meanwhile no host ever resolves a stale address."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,25 +29,30 @@ def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
         yield lab
 
 
-def _getent(netns: str, name: str) -> str:
-    proc = subprocess.run(["ip", "netns", "exec", netns, "getent", "hosts", name],
-                          capture_output=True, text=True, timeout=10, check=False)
+Where = tuple[Lab, str, str]
+"""A sandbox: its lab, its host and its netns (inside the host's machine)."""
+
+
+def _getent(where: Where, name: str) -> str:
+    lab, host, netns = where
+    proc = lab.run(host, ["ip", "netns", "exec", netns, "getent", "hosts", name], timeout=10)
     return proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout else ""
 
 
-def _ping(netns: str, name: str) -> bool:
-    return subprocess.run(["ip", "netns", "exec", netns, "ping", "-c1", "-W1", name],
-                          capture_output=True, timeout=10, check=False).returncode == 0
+def _ping(where: Where, name: str) -> bool:
+    lab, host, netns = where
+    return lab.run(host, ["ip", "netns", "exec", netns, "ping", "-c1", "-W1", name],
+                   timeout=10).returncode == 0
 
 
 def test_partition_20s_then_heal(lab: Lab) -> None:
     assert lab.topo is not None
     Client(lab.agent("node1").url).create_network("ov", driver="overlay", attachable=True)
-    sandboxes: dict[str, tuple[str, str]] = {}   # name -> (netns, ip)
+    sandboxes: dict[str, tuple[Where, str]] = {}   # name -> (where, ip)
     for agent in lab.agents:
         name = "s" + agent.name[-1]
         con = Client(agent.url).run(name, network="ov")
-        sandboxes[name] = (con.netns, con.networks[0].ipv4 or "")
+        sandboxes[name] = ((lab, agent.name, con.netns), con.networks[0].ipv4 or "")
     cut = "s3"
     others = ["s1", "s2"]
     deadline = time.monotonic() + 10

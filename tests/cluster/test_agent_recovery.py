@@ -4,7 +4,6 @@ that see the node come back."""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +27,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 def _kernel(lab: Lab, host: str) -> tuple[set[str], set[str]]:
     """Links of the host netns, and every netns derived from it."""
-    agent = lab.agent(host)
     out = lab.run(host, ["ip", "-o", "link", "show"]).stdout
     links = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-    return links, {n for n in os.listdir("/run/netns") if n.startswith(agent.netns + "-")}
+    return links, set(lab.netns(host, "nf-"))
 
 
 def _resolves(lab: Lab, host: str, sandbox: str, name: str) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from netfabric.lab.machine import machine_pids
+
 pytestmark = [pytest.mark.timeout(120)]
 
 
@@ -54,6 +56,7 @@ def test_lab_up_exec_down_across_processes(tmp_path: Path) -> None:
         down = _nf(tmp_path, "lab", "down")
     assert down.returncode == 0, down.stderr
     assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+    assert not machine_pids(prefix), "machines left running"
     assert not list(tmp_path.iterdir())
     again = _nf(tmp_path, "lab", "down")
     assert again.returncode == 1 and "no lab is up" in again.stderr

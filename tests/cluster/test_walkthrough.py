@@ -49,5 +49,5 @@ def test_walkthrough_as_assertions(lab: Lab) -> None:
     walk_failure(walk)
     walk_services(walk)   # the seed's second half: services, mesh, upgrade, scale, drain
     text = "\n".join(lines)
-    assert "[node1] $ netfabric init --advertise-addr 198.51.100.1" in text
+    assert "[node1] $ netfabric init --advertise-addr eth0" in text
     assert "Traceback" not in text

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +14,7 @@ from netfabric.lab.dockerd import (
     docker_programs_missing,
     start_dockerd,
 )
-from netfabric.lab.topology import Host
+from netfabric.lab.machine import Machine
 
 DockerdFactory = Callable[..., Dockerd]
 
@@ -52,13 +49,12 @@ def rootfs_tar() -> bytes:
 
 @pytest.fixture
 def dockerds() -> Iterator[DockerdFactory]:
-    """Factory: ``dockerds(host, resolv_conf=None)`` starts a dockerd in the host; every one
-    is stopped and its directory removed at teardown, whatever the outcome."""
+    """Factory: ``dockerds(machine, resolv_conf=None)`` starts a dockerd in the machine; every
+    one is stopped and its data removed at teardown, whatever the outcome."""
     made: list[Dockerd] = []
-    base = Path(tempfile.mkdtemp(prefix="nfdockerd-"))
 
-    def factory(host: Host, *, resolv_conf: str | None = None) -> Dockerd:
-        d = start_dockerd(host, base / host.netns, resolv_conf=resolv_conf)
+    def factory(machine: Machine, *, resolv_conf: str | None = None) -> Dockerd:
+        d = start_dockerd(machine, resolv_conf=resolv_conf)
         made.append(d)
         return d
 
@@ -71,6 +67,5 @@ def dockerds() -> Iterator[DockerdFactory]:
                 d.stop()
             except Exception as exc:  # stop every one, then report
                 errors.append(exc)
-        shutil.rmtree(base, ignore_errors=True)
         if errors:
             raise errors[0]

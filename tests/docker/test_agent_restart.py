@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from netfabric.lab.cluster import AgentProc
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
 from netfabric.lab.topology import wait_for
 
@@ -54,29 +55,30 @@ def ifconfig(d: Dockerd, container: str) -> str:
     return d.docker("exec", container, "ip", "-o", "-4", "addr", check=False).stdout
 
 
-def kernel(netns: str) -> tuple[set[str], set[str], dict[str, set[str]]]:
-    """Links of the host netns, the netns derived from it, and the links of each."""
-    def links(ns: str) -> set[str]:
-        out = subprocess.run(["ip", "-n", ns, "-o", "link"], capture_output=True, text=True,
-                             check=True).stdout
+def kernel(host: AgentProc) -> tuple[set[str], set[str], dict[str, set[str]]]:
+    """Links of the host, the netns the agent made there, and the links of each."""
+    def links(ns: str | None) -> set[str]:
+        where = ["-n", ns] if ns else []
+        out = subprocess.run(host.enter(["ip", *where, "-o", "link"]), capture_output=True,
+                             text=True, check=True).stdout
         return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                            check=True).stdout
-    derived = {w.split()[0] for w in listed.splitlines() if w.startswith(netns + "-")}
-    return links(netns), derived, {ns: links(ns) for ns in sorted(derived)}
+    listed = subprocess.run(host.enter(["ip", "netns", "list"]), capture_output=True,
+                            text=True, check=True).stdout
+    derived = {w.split()[0] for w in listed.splitlines() if w.startswith("nf-")}
+    return links(None), derived, {ns: links(ns) for ns in sorted(derived)}
 
 
-def dig(netns: str, name: str) -> str:
-    """What netfabric's resolver in a host netns (dockerd's upstream) answers for ``name``."""
-    return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "dig", "+short",
-                           "+tries=1", "+time=1", "@127.0.0.11", name],
+def dig(host: AgentProc, name: str) -> str:
+    """What netfabric's resolver in a host (dockerd's upstream) answers for ``name``."""
+    return subprocess.run(host.enter(["dig", "+short", "+tries=1", "+time=1", "@127.0.0.11",
+                                      name]),
                           capture_output=True, text=True, check=False).stdout.strip()
 
 
-def fdb(netns: str) -> str:
-    _, derived, _ = kernel(netns)
-    return " ".join(subprocess.run(["bridge", "-n", ns, "fdb", "show"], capture_output=True,
-                                   text=True, check=False).stdout
+def fdb(host: AgentProc) -> str:
+    _, derived, _ = kernel(host)
+    return " ".join(subprocess.run(host.enter(["bridge", "-n", ns, "fdb", "show"]),
+                                   capture_output=True, text=True, check=False).stdout
                     for ns in sorted(derived) if "-ov" in ns)
 
 
@@ -86,18 +88,18 @@ def kill9_and_restart(lab: DockerLab, victim: str, peer: str, name: str,
     the agent, and see ``peer`` resolve and reach ``name`` again within 5 s; the victim's
     kernel (links, netns) is as it was."""
     dead, alive = lab.agent(victim), lab.agent(peer)
-    assert wait_for(lambda: dig(alive.netns, name) == mine["IPAddress"])
-    assert mine["MacAddress"] in fdb(alive.netns)
-    kernel_before = kernel(dead.netns)
+    assert wait_for(lambda: dig(alive, name) == mine["IPAddress"])
+    assert mine["MacAddress"] in fdb(alive)
+    kernel_before = kernel(dead)
     lab.stop_agent(dead, sig=signal.SIGKILL)
     # the peer purges the dead node's endpoints: seen again below means republished
-    assert wait_for(lambda: dig(alive.netns, name) == "", 15), f"{peer} still has {name}"
+    assert wait_for(lambda: dig(alive, name) == "", 15), f"{peer} still has {name}"
     lab.start_agent(dead)
     lab.wait_ready(dead)
-    assert wait_for(lambda: dig(alive.netns, name) == mine["IPAddress"], 5), \
+    assert wait_for(lambda: dig(alive, name) == mine["IPAddress"], 5), \
         f"{peer} does not see {name} again"
-    assert wait_for(lambda: mine["MacAddress"] in fdb(alive.netns), 5)
-    assert kernel(dead.netns) == kernel_before, "links or netns leaked or lost"
+    assert wait_for(lambda: mine["MacAddress"] in fdb(alive), 5)
+    assert kernel(dead) == kernel_before, "links or netns leaked or lost"
 
 
 def test_kill9_of_the_agent_keeps_docker_containers_connected(lab: DockerLab) -> None:
@@ -142,6 +144,6 @@ def test_kill9_of_the_agent_keeps_docker_containers_connected(lab: DockerLab) ->
     for d, name in ((a, "ca"), (a, "ca2"), (a, "cbr"), (b, "cb"), (b, "cb2")):
         d.docker("rm", "-f", name)
     for agent in (agent_a, agent_b):
-        links, derived, _ = kernel(agent.netns)
+        links, derived, _ = kernel(agent)
         assert not [n for n in links if n.startswith(("nfd", "nfbv"))], links
         assert not [n for n in derived if "-ov" in n], derived

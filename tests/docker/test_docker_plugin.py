@@ -21,6 +21,7 @@ import docker
 import pytest
 
 from netfabric.client import Client
+from netfabric.lab.cluster import AgentProc
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
 from netfabric.lab.topology import wait_for
 from netfabric.plugin.docker.agent_fabric import docker_ifname
@@ -75,32 +76,34 @@ def ip_of(d: Dockerd, container: str, network: str) -> str:
     return str(inspect(d, container)["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
-def links(netns: str) -> list[str]:
-    out = subprocess.run(["ip", "-n", netns, "-o", "link"], capture_output=True, text=True,
-                         check=True).stdout
+def links(host: AgentProc, netns: str | None = None) -> list[str]:
+    """Links of a host (or of one of its netns)."""
+    where = ["-n", netns] if netns else []
+    out = subprocess.run(host.enter(["ip", *where, "-o", "link"]), capture_output=True,
+                         text=True, check=True).stdout
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
-def overlay_netns(host_netns: str) -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+def overlay_netns(host: AgentProc) -> list[str]:
+    out = subprocess.run(host.enter(["ip", "netns", "list"]), capture_output=True, text=True,
                          check=True).stdout
-    return [w.split()[0] for w in out.splitlines() if w.startswith(f"{host_netns}-ov")]
+    return [w.split()[0] for w in out.splitlines() if w.startswith("nf-ov")]
 
 
-def fdb_macs(host_netns: str) -> str:
-    return " ".join(subprocess.run(["bridge", "-n", ns, "fdb", "show"], capture_output=True,
-                                   text=True, check=False).stdout
-                    for ns in overlay_netns(host_netns))
+def fdb_macs(host: AgentProc) -> str:
+    return " ".join(subprocess.run(host.enter(["bridge", "-n", ns, "fdb", "show"]),
+                                   capture_output=True, text=True, check=False).stdout
+                    for ns in overlay_netns(host))
 
 
 def diagnose(env: Env, name: str) -> str:
     """What each host's resolver and overlay tables say, for a failure message."""
     out = []
     for agent in env.lab.agents:
-        dig = subprocess.run(["nsenter", f"--net=/run/netns/{agent.netns}", "dig", "+short",
-                              "@127.0.0.11", name], capture_output=True, text=True).stdout
-        out.append(f"{agent.name}: {name} -> {dig.split()} fdb: {fdb_macs(agent.netns)}")
-        log = Path(agent.data_dir, "agent.log").read_text(errors="replace")
+        dig = subprocess.run(agent.enter(["dig", "+short", "@127.0.0.11", name]),
+                             capture_output=True, text=True).stdout
+        out.append(f"{agent.name}: {name} -> {dig.split()} fdb: {fdb_macs(agent)}")
+        log = Path(agent.log).read_text(errors="replace")
         out += [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line][-8:]
     return "\n".join(out)
 
@@ -139,8 +142,8 @@ def test_rm_f_leaves_no_veth_fdb_or_address(env: Env) -> None:
     victim = inspect(env.b, "victim")["NetworkSettings"]["Networks"]["fixed"]
     assert victim["IPAddress"] == "10.77.7.50"
     mac, ep = victim["MacAddress"], victim["EndpointID"]
-    host_b = env.lab.agent("node2").netns
-    host_a = env.lab.agent("node1").netns
+    host_b = env.lab.agent("node2")
+    host_a = env.lab.agent("node1")
     assert wait_for(lambda: ping(env.a, "watcher", "victim"))
     assert mac in fdb_macs(host_a)
     # the same address cannot be had twice
@@ -152,7 +155,7 @@ def test_rm_f_leaves_no_veth_fdb_or_address(env: Env) -> None:
     env.b.docker("rm", "-f", "victim")
     assert docker_ifname(ep) not in links(host_b)
     for ns in overlay_netns(host_b):
-        assert not any(name.startswith("ve" + ep[:12]) for name in links(ns))
+        assert not any(name.startswith("ve" + ep[:12]) for name in links(host_b, ns))
     assert wait_for(lambda: mac not in fdb_macs(host_a)), "peer FDB entry left behind"
     # the address is free again (in this host's IPAM block)
     env.b.docker("run", "-d", "--network", "fixed", "--ip", "10.77.7.50", "--name", "reuse",
@@ -202,7 +205,7 @@ def test_connect_disconnect_and_alias_across_hosts(env: Env) -> None:
     assert ping(b, "alpine_client", "multi")
     a.docker("network", "disconnect", "myoverlay", "multi")
     ep = multi["myoverlay"]["EndpointID"]
-    assert docker_ifname(ep) not in links(env.lab.agent("node1").netns)
+    assert docker_ifname(ep) not in links(env.lab.agent("node1"))
     assert wait_for(lambda: not ping(b, "alpine_client", "web2")), "alias survives disconnect"
     a.docker("rm", "-f", "multi")
     a.docker("network", "rm", "nflocal")
@@ -321,10 +324,10 @@ FIELDLESS = {"Plugin.Activate", "NetworkDriver.GetCapabilities", "IpamDriver.Get
 
 def test_bad_input_on_every_verb_answers_err_and_changes_nothing(env: Env) -> None:
     agent = env.lab.agent("node1")
-    sock = DockerLab.plugin_dir(agent) / "netfabric.sock"
+    sock = Path(agent.path("/run/docker/plugins/netfabric.sock"))
     state = Path(agent.data_dir) / "docker-plugin.json"
     before = (state.read_bytes(), sorted(env.netfabric_networks()),
-              links(agent.netns))
+              links(agent))
     for verb in sorted(VERBS):
         for body in HOSTILE:
             if verb in FIELDLESS and body.startswith(b"{"):
@@ -333,7 +336,7 @@ def test_bad_input_on_every_verb_answers_err_and_changes_nothing(env: Env) -> No
             assert out.get("Err"), (verb, body[:40], out)
             assert "internal error" not in out["Err"]
     assert "unknown verb" in _post(sock, "NetworkDriver.Nope", b"{}")["Err"]
-    after = (state.read_bytes(), sorted(env.netfabric_networks()), links(agent.netns))
+    after = (state.read_bytes(), sorted(env.netfabric_networks()), links(agent))
     assert after == before
     # and the plugin still works
     assert ping(env.a, "alpine_host", "alpine_client")

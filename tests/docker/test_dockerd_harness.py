@@ -1,15 +1,14 @@
-"""The dockerd-in-a-host harness: two dockerds side by side, each with its own plugin dir,
-and nothing left once they are stopped."""
+"""The dockerd-in-a-machine harness: two dockerds side by side on their own defaults, each
+finding only its own machine's plugin directory, and nothing left once they are stopped."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from pathlib import Path
 
 from netfabric.lab.dockerd import IMAGE, Dockerd, alive
-from netfabric.lab.topology import Host
+from netfabric.lab.machine import Machine
 from tests.conftest import HostsFactory
 from tests.docker.conftest import DockerdFactory
 
@@ -18,39 +17,46 @@ def _ns(pid: int | str, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
 
-def _start_both(dockerds: DockerdFactory, topo_hosts: list[Host]) -> list[Dockerd]:
+def _start_both(dockerds: DockerdFactory, machines: list[Machine]) -> list[Dockerd]:
     out: dict[int, Dockerd] = {}
     errors: list[BaseException] = []
 
     def one(i: int) -> None:
         try:
-            out[i] = dockerds(topo_hosts[i])
+            out[i] = dockerds(machines[i])
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(topo_hosts))]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(machines))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
-    return [out[i] for i in range(len(topo_hosts))]
+    return [out[i] for i in range(len(machines))]
 
 
-def test_two_dockerds_in_two_hosts_are_removed_cleanly(
+def test_two_dockerds_in_two_machines_are_removed_cleanly(
         hosts: HostsFactory, dockerds: DockerdFactory, rootfs_tar: bytes) -> None:
-    topo = hosts(2)
-    a, b = _start_both(dockerds, topo.hosts)
+    topo = hosts(2, machines=True)
+    machines = [topo.machine(h) for h in topo.hosts]
+    a, b = _start_both(dockerds, machines)
     for d in (a, b):
-        # in its host's netns, in a mount namespace of its own
-        assert os.stat(f"/proc/{d.pid}/ns/net").st_ino == os.stat(d.host.netns_path()).st_ino
+        # in its machine's namespaces: network, mount, PID
+        for kind in ("net", "mnt", "pid"):
+            assert _ns(d.pid, kind) == _ns(d.machine.pid, kind), kind
         assert _ns(d.pid, "mnt") != _ns("self", "mnt")
-        # it sees its own host's plugin directory, and only that one
-        (d.plugins_dir / f"marker-{d.host.name}").write_text("x")
+        # its own defaults: /var/run/docker.sock, /var/lib/docker, /etc/docker/daemon.json
+        args = Path(f"/proc/{d.pid}/cmdline").read_bytes().split(b"\0")
+        assert args[0].endswith(b"dockerd") and args[1:] == [b""], args
+        assert d.daemon_json.exists()
+        # it sees its own machine's plugin directory, and only that one
+        d.plugins_dir.mkdir(parents=True, exist_ok=True)
+        (d.plugins_dir / f"marker-{d.name}").write_text("x")
     for d in (a, b):
         seen = os.listdir(f"/proc/{d.pid}/root/run/docker/plugins")
-        assert seen == [f"marker-{d.host.name}"], seen
+        assert seen == [f"marker-{d.name}"], seen
     ids = {d.docker("info", "--format", "{{.ID}}").stdout.strip() for d in (a, b)}
     assert len(ids) == 2, "each dockerd has its own engine id"
     for d in (a, b):
@@ -59,26 +65,20 @@ def test_two_dockerds_in_two_hosts_are_removed_cleanly(
                        "ls /bin/ping /bin/nslookup /bin/ip /bin/top /bin/sleep && echo ok")
         assert out.stdout.strip().endswith("ok"), out
         d.docker("run", "-d", "--network", "none", "--name", "sleeper", IMAGE, "sleep", "600")
-    pids = {d.host.name: d.leftovers() for d in (a, b)}
+    pids = {d.name: d.leftovers() for d in (a, b)}
     assert all(len(p) >= 3 for p in pids.values()), pids  # dockerd, containerd, shim, sleep
-    bases = [a.base, b.base]
     for d in (a, b):
         d.stop()
         assert d.leftovers() == []
-        assert not d.base.exists()
-        assert not Path("/sys/fs/cgroup/pids", d.cgroup_parent.strip("/")).exists()
+        assert not os.path.exists(f"/sys/fs/cgroup/pids{d.cgroup_parent}")
+        assert os.listdir(d.data_root) == []
     for pid_list in pids.values():
         for pid in pid_list:
             assert not alive(pid), pid
-    with open("/proc/self/mountinfo") as f:
-        mounts = f.read()
-    for base in bases:
-        assert str(base) not in mounts
     for h in topo.hosts:
-        # nothing of dockerd's is left in the host netns: only lo and the underlay
+        # nothing of dockerd's is left in the machine: only lo and the underlay
         links = topo.exec(h, ["ip", "-o", "link"], check=True).stdout
         assert sorted(line.split(":")[1].strip().split("@")[0]
                       for line in links.splitlines()) == ["eth0", "lo"]
-        pids_left = subprocess.run(["ip", "netns", "pids", h.netns], capture_output=True,
-                                   text=True, check=True).stdout.split()
-        assert pids_left == []
+        procs = topo.exec(h, ["ps", "-e", "-o", "comm="], check=True).stdout.split()
+        assert sorted(procs) == ["ps", "sleep", "tini"], procs
