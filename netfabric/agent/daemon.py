@@ -42,6 +42,7 @@ from netfabric.agent.server import Request, RpcServer
 from netfabric.agent.state import LocalState
 from netfabric.client import DEFAULT_SOCKET
 from netfabric.errors import InvalidArgument, NetfabricError, NotAManager
+from netfabric.host.reset import agent_pidfile
 from netfabric.netns import name_own_netns
 
 __all__ = ["DEFAULT_DATA_DIR", "DEFAULT_NETNS_PREFIX", "AgentService", "ServiceFactory",
@@ -267,11 +268,15 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
             log.info("web endpoint on http://%s/", addr)
         for svc in services:
             await svc.start()
+        with open(agent_pidfile(config.socket), "w", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")   # for `netfabric reset` (and service managers)
         log.info("agent %s (%s) ready on unix://%s", state.hostname, state.node_id[:12],
                  config.socket)
         print(f"netfabric agent ready on unix://{config.socket}", flush=True)
         await stop.wait()
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(agent_pidfile(config.socket))
         for svc in services:
             with contextlib.suppress(Exception):
                 await svc.close()

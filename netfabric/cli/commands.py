@@ -575,6 +575,42 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     return run_agent(args)
 
 
+def _cmd_docker_setup(args: argparse.Namespace) -> int:
+    from netfabric.host.docker import DockerSetup
+
+    setup = DockerSetup(resolv_conf=args.resolv_conf, data_dir=args.data_dir)
+    done = setup.undo() if args.undo else setup.apply()
+    for line in done:
+        print(line)
+    if not done:
+        print("nothing to undo" if args.undo else "dockerd is already set up for netfabric")
+        return 0
+    if not args.undo:
+        print("containers started from now on resolve names of every host's containers")
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from netfabric.agent.daemon import DOCKER_PLUGIN_SOCKET
+    from netfabric.client import DEFAULT_SOCKET
+    from netfabric.host.reset import Reset
+
+    if not args.force:
+        sys.stderr.write("netfabric reset stops the agent and removes every network, "
+                         "container sandbox and file netfabric made on this host. "
+                         "Run it with --force.\n")
+        return 1
+    done = Reset(data_dir=args.data_dir, socket=args.socket or DEFAULT_SOCKET,
+                 netns_prefix=args.netns_prefix,
+                 plugin_socket=args.docker_plugin or DOCKER_PLUGIN_SOCKET,
+                 resolv_conf=args.resolv_conf).run()
+    for line in done:
+        print(f"removed: {line}")
+    if not done:
+        print("nothing to remove: netfabric left nothing on this host")
+    return 0
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 def verb_parser(sub: Any, name: str, summary: str, *, examples: Sequence[str] = (),
@@ -842,7 +878,48 @@ def add_commands(sub: Any) -> None:
                    help="the program and its arguments")
     p.set_defaults(func=_cmd_exec)
 
-    from netfabric.agent.daemon import add_argument_flags
+    from netfabric.agent.daemon import DEFAULT_DATA_DIR, DEFAULT_NETNS_PREFIX, add_argument_flags
+    from netfabric.host.docker import RESOLV_CONF
+
+    p = verb_parser(sub, "docker", "make the local dockerd use netfabric",
+                    examples=["netfabric docker setup", "netfabric docker setup --undo"],
+                    description="`docker setup` tells this host's dockerd what it needs so "
+                    "that containers on netfabric networks resolve containers of other hosts "
+                    "by name: Docker's embedded DNS forwards such names to the host's "
+                    "resolv.conf servers, so netfabric's resolver (127.0.0.11 in the host) "
+                    "goes first in /etc/resolv.conf, the host's servers after it. Idempotent; "
+                    "--undo restores the file. (dockerd finds the plugin by itself: the agent "
+                    "serves /run/docker/plugins/netfabric.sock.)")
+    dsub = p.add_subparsers(dest="docker_command", metavar="COMMAND", required=True)
+    q = verb_parser(dsub, "setup", "set dockerd up for netfabric (or --undo it)",
+                    examples=["netfabric docker setup", "netfabric docker setup --undo"])
+    q.add_argument("--undo", action="store_true", help="restore the host's resolv.conf")
+    q.add_argument("--resolv-conf", default=RESOLV_CONF, metavar="PATH",
+                   help=f"the host's resolver configuration (default {RESOLV_CONF})")
+    q.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
+                   help=f"where the setup is recorded for --undo (default {DEFAULT_DATA_DIR})")
+    q.set_defaults(func=_cmd_docker_setup)
+
+    p = verb_parser(sub, "reset", "remove everything netfabric made on this host",
+                    examples=["netfabric reset --force"],
+                    description="Stop the agent if it runs, then remove every netns, link, "
+                    "nftables table and file netfabric made on this host, and dockerd's setup "
+                    "(`docker setup --undo`), saying what was removed: the host is as before "
+                    "the agent first ran. Like `kubeadm reset`.")
+    p.add_argument("-f", "--force", action="store_true", help="do it (no question asked)")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
+                   help=f"the agent's state directory (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--socket", default=None, metavar="PATH",
+                   help="the agent's API socket (default /run/netfabric/agent.sock)")
+    p.add_argument("--netns-prefix", default=DEFAULT_NETNS_PREFIX, metavar="PREFIX",
+                   help=f"the agent's --netns-prefix (default {DEFAULT_NETNS_PREFIX!r})")
+    p.add_argument("--docker-plugin", default=None, metavar="PATH",
+                   help="the agent's plugin socket (default /run/docker/plugins/"
+                        "netfabric.sock)")
+    p.add_argument("--resolv-conf", default=RESOLV_CONF, metavar="PATH",
+                   help=f"the host's resolver configuration (default {RESOLV_CONF})")
+    p.set_defaults(func=_cmd_reset)
+
 
     p = verb_parser(sub, "agent", "run the agent daemon (one per host)",
                     description="Run the netfabric agent on this host (in the network "

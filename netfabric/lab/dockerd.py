@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import Final
 
 from netfabric.errors import LabError
 from netfabric.lab.cluster import Lab, spawn_in
@@ -34,7 +34,6 @@ from netfabric.lab.machine import Machine
 
 __all__ = [
     "APPLETS",
-    "DOCKERD_RESOLV_CONF",
     "IMAGE",
     "DockerLab",
     "Dockerd",
@@ -55,8 +54,6 @@ PLUGINS_DIR: Final = "/run/docker/plugins"
 ETC_DOCKER: Final = "/etc/docker"
 CGROUP_ROOT: Final = "/sys/fs/cgroup"
 PLUGIN_SOCKET_NAME: Final = "netfabric.sock"
-DOCKERD_RESOLV_CONF: Final = "nameserver 127.0.0.11\n"
-"""dockerd's resolv.conf in the lab: unknown names go to netfabric's resolver in the host."""
 SBIN_DIRS: Final = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 """Where Debian puts dockerd and runc; scripts/setup counts a program there as installed,
 so the lab finds it there too, whatever PATH a CI runner has."""
@@ -229,19 +226,30 @@ class Dockerd:
                            f"{out.stderr.strip() or out.stdout.strip()}")
         return out
 
+    def write_config(self, *, debug: bool = False) -> None:
+        """The lab's settings in the machine's /etc/docker/daemon.json (others kept): no
+        iptables or default bridge, a cgroup parent named after the machine, a short
+        shutdown timeout."""
+        config: dict[str, object] = {}
+        text = ""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            text = self.daemon_json.read_text()
+            config = json.loads(text)
+        config.update({"iptables": False, "ip6tables": False, "bridge": "none",
+                       "cgroup-parent": self.cgroup_parent, "shutdown-timeout": 2,
+                       "storage-driver": "overlay2", "debug": debug, **self.config})
+        new = json.dumps(config, indent=2) + "\n"
+        if new != text:
+            self.daemon_json.parent.mkdir(parents=True, exist_ok=True)
+            self.daemon_json.write_text(new)
+
     def start(self, *, debug: bool = False, timeout: float = START_TIMEOUT_S) -> None:
         """Write the machine's daemon.json, start dockerd there and wait until its API
         answers."""
         if self.resolv_conf is not None:
             with open(self.machine.resolv_conf, "w", encoding="utf-8") as f:
                 f.write(self.resolv_conf)   # in place: the machine bind-mounts this file
-        config: dict[str, object] = {}
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            config = json.loads(self.daemon_json.read_text())
-        config.update({"iptables": False, "ip6tables": False, "bridge": "none",
-                       "cgroup-parent": self.cgroup_parent, "shutdown-timeout": 2,
-                       "storage-driver": "overlay2", "debug": debug, **self.config})
-        self.daemon_json.write_text(json.dumps(config, indent=2) + "\n")
+        self.write_config(debug=debug)
         self.pid = spawn_in(self.machine.pid, [find_program(DOCKERD) or DOCKERD],
                             log=str(self.log_path),
                             env={**os.environ, "PATH": _search_path()})   # runc
@@ -339,18 +347,22 @@ class DockerLab(Lab):
     """A :class:`Lab` with a dockerd beside each agent, in each machine.
 
     Each agent serves the Docker plugin on its default socket, the machine's
-    ``/run/docker/plugins/netfabric.sock``, where that machine's dockerd finds it. The
-    machine's resolv.conf names netfabric's resolver in the host netns
-    (``nameserver 127.0.0.11``). :meth:`down` stops the dockerds first (their containers
-    leave through the plugin), then the agents and machines.
+    ``/run/docker/plugins/netfabric.sock``, where that machine's dockerd finds it; dockerd
+    is told the rest by ``netfabric docker setup`` run in the machine, as on a real host.
+    :meth:`down` stops the dockerds first (their containers leave through the plugin), then
+    the agents and machines.
     """
 
-    RESOLV_CONF: ClassVar[str] = DOCKERD_RESOLV_CONF
     dockerds: dict[str, Dockerd] = field(default_factory=dict)
 
-    def start_dockerd(self, name: str, *, image: bytes | None = None) -> Dockerd:
-        """Start the dockerd of host ``name`` (importing ``image`` as nfbox if given)."""
-        d = start_dockerd(self.machine(name))
+    def start_dockerd(self, name: str, *, image: bytes | None = None,
+                      setup: bool = True) -> Dockerd:
+        """Start the dockerd of host ``name`` after ``netfabric docker setup`` there, as a
+        user does (``setup=False``: without it), importing ``image`` as nfbox if given."""
+        machine = self.machine(name)
+        if setup:
+            self.run(name, ["netfabric", "docker", "setup"], check=True)
+        d = start_dockerd(machine)
         self.dockerds[self.agent(name).name] = d
         if image is not None:
             d.import_image(image)

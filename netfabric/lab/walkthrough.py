@@ -312,7 +312,8 @@ def run_walkthrough(*, mtu: int = 1500, keep: bool = False,
     try:
         walk = Walkthrough(lab, echo=echo)
         for agent in lab.agents:
-            say(f"  {agent.name}: {agent.address} (netns {agent.netns})")
+            say(f"  {agent.name}: eth0 {agent.address} (machine {agent.netns}, "
+                f"pid {agent.machine_pid})")
         for part in (walk_cluster, walk_bridge, walk_overlay, walk_failure, walk_services):
             part(walk)
         ok = True

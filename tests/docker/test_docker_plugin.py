@@ -340,3 +340,28 @@ def test_bad_input_on_every_verb_answers_err_and_changes_nothing(env: Env) -> No
     assert after == before
     # and the plugin still works
     assert ping(env.a, "alpine_host", "alpine_client")
+
+
+def test_docker_setup_is_idempotent_and_undone(env: Env) -> None:
+    """The lab ran `netfabric docker setup` in each machine before its dockerd started (that
+    is what makes names resolve across hosts above); again is a no-op, --undo restores the
+    machine's resolv.conf exactly, and names then stop resolving across hosts."""
+    lab = env.lab
+    conf = Path(lab.agent("node2").path("/etc/resolv.conf"))
+    set_up = conf.read_text()
+    assert set_up.splitlines()[1] == "nameserver 127.0.0.11"
+    again = lab.run("node2", ["netfabric", "docker", "setup"], check=True).stdout
+    assert "already set up" in again and conf.read_text() == set_up
+    undo = lab.run("node2", ["netfabric", "docker", "setup", "--undo"], check=True).stdout
+    assert "restored as it was" in undo
+    assert conf.read_text() == ""   # the machine's own resolv.conf: no resolver at all
+    try:
+        env.b.docker("run", "-d", "--network", "myoverlay", "--name", "nosetup",
+                     "--stop-timeout", "1", IMAGE, "sleep", "600")
+        assert not ping(env.b, "nosetup", "alpine_host"), "resolves without the setup"
+    finally:
+        env.b.docker("rm", "-f", "nosetup", check=False)
+        lab.run("node2", ["netfabric", "docker", "setup"], check=True)
+    assert conf.read_text() == set_up
+    assert lab.run("node2", ["netfabric", "docker", "setup", "--undo"]).returncode == 0
+    assert lab.run("node2", ["netfabric", "docker", "setup"]).returncode == 0
