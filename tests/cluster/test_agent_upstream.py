@@ -14,6 +14,7 @@ import pytest
 
 from netfabric import Client
 from netfabric.lab.cluster import Lab
+from netfabric.lab.topology import Host
 from netfabric.lab.walkthrough import form_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -21,17 +22,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 UPSTREAM_HOST = 3   # the lab's third underlay address: a host with no agent, only dnsmasq
 
 
-def _dnsmasq(netns: str, address: str) -> subprocess.Popen[str]:
-    argv = ["ip", "netns", "exec", netns, "dnsmasq", "--keep-in-foreground",
+def _dnsmasq(host: Host, address: str) -> subprocess.Popen[str]:
+    argv = host.enter(["dnsmasq", "--keep-in-foreground",
             "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
             f"--listen-address={address}", "--port=53", "--pid-file",
             "--local=/example.test/", "--host-record=ext.example.test,10.99.0.5",
-            "--log-queries", "--log-facility=-"]
+            "--log-queries", "--log-facility=-"])
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        out = subprocess.run(["ip", "netns", "exec", netns, "dig", f"@{address}", "+short",
-                              "+time=1", "+tries=1", "ext.example.test"],
+        out = subprocess.run(host.enter(["dig", f"@{address}", "+short", "+time=1",
+                                         "+tries=1", "ext.example.test"]),
                              capture_output=True, text=True, check=False).stdout
         if "10.99.0.5" in out:
             return proc
@@ -49,11 +50,14 @@ def lab(tmp_path: Path) -> Iterator[tuple[Lab, subprocess.Popen[str]]]:
         assert lab.topo is not None
         host = lab.topo.add_host("dns")
         assert host.address == upstream
-        dnsmasq = _dnsmasq(host.netns, upstream)
+        dnsmasq = _dnsmasq(host, upstream)
         try:
             form_cluster(lab)
             yield lab, dnsmasq
         finally:
+            # nsenter forked dnsmasq inside the machine: end it there (pkill sees only the
+            # machine's processes), then its nsenter
+            subprocess.run(host.enter(["pkill", "-KILL", "dnsmasq"]), check=False)
             dnsmasq.kill()
             if dnsmasq.stderr is not None and not dnsmasq.stderr.closed:
                 dnsmasq.communicate()
