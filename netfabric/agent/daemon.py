@@ -38,6 +38,7 @@ from netfabric.agent.frontend import AgentFrontend
 from netfabric.agent.ifaddr import resolve_addr
 from netfabric.agent.ports import BlockBook, ManagerCall
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, os_reason, split_addr, verify_mac
+from netfabric.agent.sdnotify import notify
 from netfabric.agent.server import Request, RpcServer
 from netfabric.agent.state import LocalState
 from netfabric.client import DEFAULT_SOCKET
@@ -273,8 +274,10 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
         log.info("agent %s (%s) ready on unix://%s", state.hostname, state.node_id[:12],
                  config.socket)
         print(f"netfabric agent ready on unix://{config.socket}", flush=True)
+        notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=ready on unix://{config.socket}")
         await stop.wait()
     finally:
+        notify("STOPPING=1")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(agent_pidfile(config.socket))
         for svc in services:

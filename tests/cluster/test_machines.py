@@ -193,3 +193,24 @@ def test_reset_leaves_the_machine_as_before_the_agent_first_ran(tmp_path: Path) 
             again = _nf(lab, node, "reset", "--force")
             assert "nothing to remove" in again, again
         assert not lab.agent("node2").alive()
+
+
+def test_the_agent_tells_systemd_it_is_ready(tmp_path: Path) -> None:
+    """Type=notify: READY=1 comes once the API answers, STOPPING=1 on SIGTERM."""
+    import socket as so
+
+    with Lab.up(1, state_dir=str(tmp_path), agent_args=ONLY_ETH0, start=False) as lab, \
+            so.socket(so.AF_UNIX, so.SOCK_DGRAM) as manager:
+        path = tmp_path / "notify"   # /tmp is shared with the machine
+        manager.bind(str(path))
+        manager.settimeout(30)
+        agent = lab.agent("node1")
+        lab.start_agent(agent, env={"NOTIFY_SOCKET": str(path)})
+        ready = manager.recv(4096).decode()
+        assert ready.startswith("READY=1\n"), ready
+        assert Client(agent.url).info().hostname == "node1"   # answering when it says so
+        pid = int(Path(agent.path("/run/netfabric/agent.pid")).read_text())
+        assert f"MAINPID={pid}" in ready
+        lab.stop_agent(agent, sig=signal.SIGTERM)
+        assert manager.recv(4096) == b"STOPPING=1"
+        assert not os.path.exists(agent.path("/run/netfabric/agent.pid"))
