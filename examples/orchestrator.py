@@ -47,7 +47,7 @@ def place(lab: Lab) -> int:
     failures = 0
     for name, node, ip in placed[1:]:
         proc = subprocess.run(
-            lab.exec_argv(agent, ["netfabric", "-H", agent.url, "exec", first_name, "ping",
+            lab.exec_argv(agent, ["netfabric", "exec", first_name, "ping",
                                   "-c1", "-W2", name]),
             capture_output=True, text=True, check=False)
         ok = proc.returncode == 0 and f"({ip})" in proc.stdout

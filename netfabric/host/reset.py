@@ -3,10 +3,10 @@
 A running agent is stopped first (SIGTERM, then SIGKILL). Then: the resolv.conf as
 ``netfabric docker setup`` found it, every netns named PREFIX or PREFIX-... (sandboxes,
 overlays, the name of the host's own netns), the links the drivers make in the host netns
-(bridges ``nfb-``, veths ``nfbv``/``nfd``, VXLAN ``nfvx``), the ``inet netfabric`` nftables
-table, and the files: each sandbox's /etc/netns directory, the state directory, the API and
-plugin sockets, the pid file. Each removal is reported; what is absent is skipped, so a
-second reset removes nothing.
+(bridges ``nfb-``, veths ``nfbv``/``nfd``, VXLAN ``nfvx``), the nftables tables named
+``netfabric`` or ``netfabric-...``, and the files: each sandbox's /etc/netns directory, the
+state directory, the API and plugin sockets, the pid file. Each removal is reported; what is
+absent is skipped, so a second reset removes nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from netfabric import netns as ns
 from netfabric.errors import NetfabricError
 from netfabric.host.docker import RESOLV_CONF, DockerSetup
 
-__all__ = ["LINK_PREFIXES", "NFT_TABLES", "Reset", "agent_pidfile"]
+__all__ = ["LINK_PREFIXES", "NFT_TABLE", "Reset", "agent_pidfile"]
 
 LINK_PREFIXES = ("nfb-", "nfbv", "nfd", "nfvx")
 """Links the drivers make in the host netns (see netfabric.drivers and the Docker plugin)."""
-NFT_TABLES = (("inet", "netfabric"),)
+NFT_TABLE = "netfabric"
+"""nftables tables netfabric makes are named this, or this and ``-...``."""
 STOP_TIMEOUT_S = 10.0
 ETC_NETNS = "/etc/netns"
 
@@ -129,15 +130,19 @@ class Reset:
         return done
 
     def remove_nft(self) -> list[str]:
+        """Every table named ``netfabric`` or ``netfabric-...`` in the host netns."""
+        try:
+            listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                                    timeout=30, check=False)
+        except FileNotFoundError:
+            return []
         done = []
-        for family, table in NFT_TABLES:
-            try:
-                listed = subprocess.run(["nft", "list", "table", family, table],
-                                        capture_output=True, text=True, timeout=30,
-                                        check=False)
-            except FileNotFoundError:
-                return []
-            if listed.returncode != 0:
+        for line in listed.stdout.splitlines():
+            words = line.split()
+            if len(words) != 3 or words[0] != "table":
+                continue
+            family, table = words[1], words[2]
+            if table != NFT_TABLE and not table.startswith(NFT_TABLE + "-"):
                 continue
             gone = subprocess.run(["nft", "delete", "table", family, table],
                                   capture_output=True, text=True, timeout=30, check=False)

@@ -30,7 +30,7 @@ from typing import ClassVar
 
 from netfabric.client import DEFAULT_SOCKET
 from netfabric.errors import AgentUnreachable, InvalidArgument, LabError, NetfabricError
-from netfabric.lab.machine import Machine
+from netfabric.lab.machine import Machine, enter_argv
 from netfabric.lab.topology import NETNS_TAG, Topology, clean
 
 __all__ = ["DEFAULT_LAB_DIR", "AgentProc", "Lab", "lab_dir", "netfabric_argv"]
@@ -112,7 +112,7 @@ class AgentProc:
 
     def enter(self, argv: Sequence[str]) -> list[str]:
         """``argv`` run inside this machine."""
-        return ["nsenter", "-t", str(self.machine_pid), "-n", "-m", "-u", "-p", "--", *argv]
+        return enter_argv(self.machine_pid, argv)
 
     def path(self, inside: str) -> str:
         """A file of the machine (absolute path inside) seen from outside."""

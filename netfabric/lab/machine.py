@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from netfabric.errors import InvalidArgument, LabError
 
-__all__ = ["MACHINE_MARK", "PRIVATE_DIRS", "Machine", "kill_machines", "machine_pids"]
+__all__ = ["MACHINE_MARK", "PRIVATE_DIRS", "Machine", "enter_argv", "kill_machines",
+           "machine_pids"]
 
 MACHINE_MARK = "netfabric-machine:"
 """argv[0] of every machine's PID 1 starts with this, then the machine's full name."""
@@ -47,6 +48,15 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def enter_argv(pid: int, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside the machine whose PID 1 is ``pid``. ``nsenter`` forks it (a new
+    PID namespace applies to children only); ``setpriv --pdeathsig KILL`` makes it die with
+    that ``nsenter``, so killing what we started (a timeout, ``Popen.kill``) ends it, as
+    if there were no fork."""
+    return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "-p", "--",
+            "setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -169,7 +179,7 @@ class Machine:
         """``argv`` run inside the machine."""
         if not self.pid:
             raise LabError(f"machine {self.name} is not running")
-        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "-p", "--", *argv]
+        return enter_argv(self.pid, argv)
 
     def path(self, inside: str) -> str:
         """The path, from here, of the machine's file ``inside`` (absolute)."""

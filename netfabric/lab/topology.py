@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from netfabric.errors import InvalidArgument, LabError
-from netfabric.lab.machine import Machine, kill_machines
+from netfabric.lab.machine import Machine, enter_argv, kill_machines
 
 __all__ = [
     "NETNS_TAG",
@@ -141,7 +141,7 @@ class Host:
     def enter(self, argv: Sequence[str]) -> list[str]:
         """``argv`` run inside the host (its machine, or its netns)."""
         if self.pid:
-            return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "-p", "--", *argv]
+            return enter_argv(self.pid, argv)
         return ["ip", "netns", "exec", self.netns, *argv]
 
 

@@ -48,8 +48,7 @@ class Pinger:
         self.proc = subprocess.Popen(lab.exec_argv(lab.agent(host), argv),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True,
-                                     env={"NETFABRIC_HOST": lab.agent(host).url,
-                                          "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         assert self.proc.stdout is not None
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,),

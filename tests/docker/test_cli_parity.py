@@ -223,8 +223,7 @@ def test_network_prune(env: Env) -> None:
     proc = subprocess.run(env.lab.exec_argv(env.lab.agent("node1"),
                                             ["netfabric", "network", "prune"]),
                           input="n\n", capture_output=True, text=True, timeout=60,
-                          env={"NETFABRIC_HOST": env.lab.agent("node1").url,
-                               "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, check=False)
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, check=False)
     assert proc.returncode == 0 and "Are you sure" in proc.stdout
     assert "cl-br1" in env.nf("network", "ls").out
 
