@@ -11,14 +11,13 @@ The CLI now enters a sandbox through the agent's own view of the mounts
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from netfabric import Client
-from netfabric.lab.cluster import Lab
+from netfabric.lab.cluster import Lab, spawn_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -30,16 +29,13 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def _start_with_ip_netns_exec(lab: Lab) -> None:
-    """Restart node1's agent the way most people run a program in a netns."""
+    """Restart node1's agent the way most people run a program in a netns: inside its
+    machine, ``ip netns exec nf netfabric agent ...`` (``nf``: the name the agent gave its
+    host's netns when it first ran)."""
     agent = lab.agent("node1")
     lab.stop_agent(agent)
-    argv = lab.agent_argv(agent)
-    argv = ["ip", "netns", "exec", agent.netns, *argv[argv.index("--") + 1:]]
-    with open(os.path.join(agent.data_dir, "agent.log"), "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-    agent.pid = proc.pid   # Lab.down stops it (its process group)
-    proc.returncode = 0    # reaped by Lab.stop_agent, not by Popen's finaliser
+    agent.pid = spawn_in(agent.machine_pid, ["ip", "netns", "exec", "nf",
+                                             *lab.agent_argv(agent)], log=agent.log)
     lab.save()
     lab.wait_ready(agent)
 
@@ -47,7 +43,8 @@ def _start_with_ip_netns_exec(lab: Lab) -> None:
 def test_exec_enters_sandboxes_of_an_agent_in_a_private_mount_namespace(lab: Lab) -> None:
     _start_with_ip_netns_exec(lab)
     agent = lab.agent("node1")
-    assert os.readlink(f"/proc/{agent.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    assert (os.readlink(f"/proc/{agent.pid}/ns/mnt")
+            != os.readlink(f"/proc/{agent.machine_pid}/ns/mnt"))
     n1 = Client(agent.url)
     n1.create_network("br")
     n1.run("alpine_host", network="br")

@@ -82,11 +82,11 @@ def test_a_failed_init_leaves_no_cluster(lab: Lab) -> None:
     _ok(lab, "node1", ["netfabric", "leave", "--force"])
     # something else holds the cluster port: init must fail and leave nothing behind
     holder = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{node1.netns}", "--", sys.executable, "-c",
+        node1.enter([sys.executable, "-c",
          "import socket, sys, time\n"
          "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
          f"s.bind(({node1.address!r}, 2377)); s.listen(); print('up', flush=True)\n"
-         "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+         "time.sleep(120)\n"]), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
         proc = lab.run("node1", ["netfabric", "init", "--advertise-addr", node1.address])
