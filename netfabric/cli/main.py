@@ -65,7 +65,7 @@ def _cmd_lab_clean(args: argparse.Namespace) -> int:
 def _cmd_lab_hosts(args: argparse.Namespace) -> int:
     from netfabric.lab.topology import Topology
 
-    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix, machines=True) as topo:
+    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix) as topo:
         for h in topo.hosts:
             print(f"{h.name}\t{h.netns}\t{h.address}\tmtu {h.mtu}")
         for a in topo.hosts:
