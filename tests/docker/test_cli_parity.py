@@ -235,7 +235,8 @@ def test_node_ls_and_inspect(env: Env) -> None:
 
     agent = env.lab.agent("node1")
     Client(agent.url).init(agent.address)
-    assert env.docker("swarm", "init", "--advertise-addr", env.docker_d.host.address).code == 0
+    docker_host = env.lab.agent(env.docker_d.name)   # the dockerd's own machine
+    assert env.docker("swarm", "init", "--advertise-addr", docker_host.address).code == 0
     _same(env, "node", "ls", "--format",
           "{{.Self}}|{{.Status}}|{{.Availability}}|{{.ManagerStatus}}|{{.TLSStatus}}")
     _same(env, "node", "ls", "--filter", "role=manager", "--format", "{{if .Self}}me{{end}}")
