@@ -127,21 +127,20 @@ class Machine:
         if "/" in self.name or not self.name:
             raise InvalidArgument(f"bad machine name {self.name!r}")
         os.makedirs(self.root, exist_ok=True)
-        ready = os.path.join(self.root, "ready")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(ready)
         with open(self.resolv_conf, "w", encoding="utf-8") as f:
             f.write(resolv_conf)
-        lines = ["set -e", "mount -t tmpfs -o mode=755 tmpfs /run",
-                 "mkdir -p /run/netns /run/lock", "mount -t tmpfs -o mode=755 tmpfs /etc/netns",
-                 f"mount --bind {shlex.quote(self.resolv_conf)} /etc/resolv.conf"]
+        # bind mounts first: the machine's directory may itself be under /run
+        lines = ["set -e", f"mount --bind {shlex.quote(self.resolv_conf)} /etc/resolv.conf"]
         for path in PRIVATE_DIRS:
             os.makedirs(self.private_dir(path), exist_ok=True)
             os.makedirs(path, exist_ok=True)   # an empty mount point outside
             lines.append(f"mount --bind {shlex.quote(self.private_dir(path))} {path}")
         os.makedirs("/etc/netns", exist_ok=True)
-        lines += [f"echo {shlex.quote(self.hostname)} > /proc/sys/kernel/hostname",
-                  "ip link set lo up", f"touch {shlex.quote(ready)}",
+        lines += ["mount -t tmpfs -o mode=755 tmpfs /run", "mkdir -p /run/netns /run/lock",
+                  "mount -t tmpfs -o mode=755 tmpfs /etc/netns",
+                  f"echo {shlex.quote(self.hostname)} > /proc/sys/kernel/hostname",
+                  "ip link set lo up",
+                  # the mark appears once all of the above succeeded: the machine is ready
                   f"exec -a {shlex.quote(MACHINE_MARK + self.name)} tini -s -- sleep infinity"]
         argv = ["unshare", "--net", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
                 "--propagation", "private"]
@@ -158,7 +157,7 @@ class Machine:
             found = machine_pids(self.name)
             mine = [p for p in found if _cmdline(p).split(b"\0", 1)[0]
                     == (MACHINE_MARK + self.name).encode()]
-            if mine and os.path.exists(ready):
+            if mine:
                 self.pid = mine[0]
                 break
             if self._proc.poll() is not None or time.monotonic() > deadline:
