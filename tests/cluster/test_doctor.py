@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfabric import Client
+from netfabric.agent.daemon import DEFAULT_NETNS_PREFIX
 from netfabric.drivers.overlay import overlay_netns, vxlan_name
 from netfabric.lab.cluster import Lab
 
@@ -66,7 +67,7 @@ def _overlay(lab: Lab) -> tuple[str, str, dict[str, str]]:
     vni = Client(node1.url).inspect_network("obd1").vni
     assert vni is not None
     db = Client(lab.agent("node2").url).inspect_container("db").networks[0]
-    return (overlay_netns(node1.netns, vni), vxlan_name(vni),
+    return (overlay_netns(DEFAULT_NETNS_PREFIX, vni), vxlan_name(vni),
             {"ip": db.ipv4 or "", "mac": db.mac, "vtep": lab.agent("node2").address})
 
 

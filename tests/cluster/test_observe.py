@@ -125,7 +125,7 @@ def test_metrics_endpoint(lab: Lab) -> None:
 
 @pytest.fixture
 def prometheus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's prometheus in node1's netns, scraping both agents every second."""
+    """Debian's prometheus in node1's machine, scraping both agents every second."""
     work = str(tmp_path_factory.mktemp("obprom"))
     targets = ", ".join(f"'{a.address}:{METRICS_PORT}'" for a in lab.agents)
     with open(os.path.join(work, "prometheus.yml"), "w", encoding="utf-8") as f:
@@ -135,9 +135,9 @@ def prometheus(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     node1 = lab.agent("node1")
     with open(os.path.join(work, "prometheus.log"), "wb") as log:
         proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{node1.netns}", "--", "prometheus",
-             f"--config.file={work}/prometheus.yml", f"--storage.tsdb.path={work}/data",
-             f"--web.listen-address=127.0.0.1:{PROM_PORT}"],
+            node1.enter(["prometheus", f"--config.file={work}/prometheus.yml",
+                         f"--storage.tsdb.path={work}/data",
+                         f"--web.listen-address=127.0.0.1:{PROM_PORT}"]),
             stdout=log, stderr=log, start_new_session=True)
     try:
         yield f"http://127.0.0.1:{PROM_PORT}"
