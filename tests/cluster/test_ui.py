@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from netfabric.lab.cluster import Lab
+from netfabric.lab.cluster import AgentProc, Lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -32,7 +32,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 class Browser:
     """Chromium with the DevTools protocol on fds 3 (commands) and 4 (answers)."""
 
-    def __init__(self, netns: str, profile: str) -> None:
+    def __init__(self, host: AgentProc, profile: str) -> None:
         cmd_r, self._cmd = os.pipe()
         self._out, out_w = os.pipe()
 
@@ -41,8 +41,8 @@ class Browser:
             os.dup2(out_w, 4)
 
         self.proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{netns}", "--", "chromium", *FLAGS,
-             f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
+            host.enter(["chromium", *FLAGS, f"--user-data-dir={profile}",
+                        "--remote-debugging-pipe", "about:blank"]),
             pass_fds=(cmd_r, out_w, 3, 4), preexec_fn=fds, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
         os.close(cmd_r)
@@ -128,7 +128,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 @pytest.fixture
 def browser(lab: Lab) -> Iterator[Browser]:
     profile = tempfile.mkdtemp(prefix="obchrome-")
-    b = Browser(lab.agent("node1").netns, profile)
+    b = Browser(lab.agent("node1"), profile)
     try:
         yield b
     finally:
