@@ -371,6 +371,13 @@ class GossipCore:
         if ch in (Change.JOINED, Change.REVIVED):
             self._events.append(MemberJoined(msg.node, msg.addr, msg.incarnation))
             self._add_probe_target(msg.node)
+        if ch is Change.REVIVED and \
+                self.rng.random() < self.cfg.gossip_nodes / self.members.size():
+            # Its entries were dropped when it died, and ours on its side: swap them now
+            # (networkdb's bulk sync on rejoin) instead of waiting for a periodic push/pull,
+            # up to push_pull_interval after a healed partition. About gossip_nodes members
+            # do it per revival, so a large heal stays O(N) streams.
+            self._push_pull_node(msg.node)
         elif ch is Change.RECOVERED:
             self._suspicions.pop(msg.node, None)
             self._events.append(MemberAlive(msg.node, msg.incarnation))
