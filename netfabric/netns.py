@@ -113,7 +113,9 @@ def entered(name: str | None) -> Iterator[None]:
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
-            target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+            # a name under /run/netns, or a path (a machine's /proc/PID/ns/net)
+            target = os.open(name if name.startswith("/proc/") else netns_path(name),
+                             os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise DataplaneError(f"netns {name!r} does not exist") from exc
         except OSError as exc:

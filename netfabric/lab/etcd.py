@@ -111,7 +111,7 @@ class EtcdLab:
         log = open(os.path.join(self._dir, f"{host.name}.log"), "ab")  # noqa: SIM115
         try:
             self.procs[host.name] = subprocess.Popen(
-                ["ip", "netns", "exec", host.netns, *argv], stdout=log, stderr=log,
+                host.enter(argv), stdout=log, stderr=log,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
@@ -138,7 +138,7 @@ class EtcdLab:
                     return b'"true"' in resp.read()
             except (OSError, urllib.error.URLError):
                 return False
-        with entered(host.netns):
+        with entered(host.netns_path() if host.pid else host.netns):
             return probe()
 
     def wait_healthy(self, timeout: float = 30.0) -> None:

@@ -31,7 +31,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Lab, EtcdLab]]:
 
 
 def _rows(etcd: EtcdLab, cluster_id: str) -> list[str]:
-    with entered(etcd.hosts[0].netns), EtcdStore(etcd.url,
+    with entered(etcd.hosts[0].netns_path()), EtcdStore(etcd.url,
                                                 prefix=cluster_prefix(cluster_id)) as s:
         return [n.name for n in s.list_networks()]
 
