@@ -212,11 +212,16 @@ def walk_failure(walk: Walkthrough) -> None:
 
 
 def _site(lab: Lab, version: str) -> str:
-    """A directory with an index page saying ``version``: what an image is to Docker."""
-    path = os.path.join(lab.root, f"www-{version}")
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "index.html"), "w", encoding="utf-8") as f:
-        f.write(f"atsea {version}\n")
+    """A directory with an index page saying ``version``: what an image is to Docker.
+
+    Written into every machine's own ``/srv`` (a task may run on any of them; the lab's
+    directory may be under ``/run``, which each machine has private)."""
+    path = f"/srv/www-{version}"
+    for agent in lab.agents:
+        inside = agent.path(path)
+        os.makedirs(inside, exist_ok=True)
+        with open(os.path.join(inside, "index.html"), "w", encoding="utf-8") as f:
+            f.write(f"atsea {version}\n")
     return path
 
 

@@ -4,7 +4,6 @@ ping, getent and dig (each step checks its exit status and output; see lab/walkt
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,10 +21,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(params=["local", "lan"])
-def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """``local`` (fast failure detection) as the other multi-agent tests, and ``lan``, the
-    default of ``netfabric agent``: the kill -9 purge and the heal under the real timers."""
-    with Lab.up(3, state_dir=str(tmp_path), gossip_profile=request.param) as lab:
+    default of ``netfabric agent``: the kill -9 purge and the heal under the real timers.
+    The lab lives in the default lab directory, under ``/run``, as the demo's does (each
+    machine has a private ``/run``: a task must not be given a path from there)."""
+    with Lab.up(3, gossip_profile=request.param) as lab:
         yield lab
 
 
