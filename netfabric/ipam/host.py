@@ -40,6 +40,15 @@ __all__ = ["BlockSource", "HostAllocator", "HostStats"]
 _FREE, _USED, _UNAVAILABLE = 0, 1, 2
 
 
+def _refuse_reserved(g: Geometry, a: int, address: str) -> None:
+    """Raise for an address of the block that no one may take: outside the usable range,
+    or the network, gateway or broadcast address. Returns for any other unavailable one."""
+    if a < g.lo or a > g.hi:
+        raise AddressOutOfRange(f"{address} is {g.why_reserved(a)}")
+    if a in (g.net, g.gateway, g.broadcast):
+        raise AddressInUse(f"{address} is reserved: {g.why_reserved(a)}")
+
+
 class BlockSource(Protocol):
     """What a host needs from the manager (``Ipam`` implements it)."""
 
@@ -272,11 +281,7 @@ class HostAllocator:
         if state == _USED:
             raise AddressInUse(f"{address} is already allocated on host {self._host!r}")
         if state == _UNAVAILABLE:
-            g = b.geo
-            if a < g.lo or a > g.hi:
-                raise AddressOutOfRange(f"{address} is {g.why_reserved(a)}")
-            if a in (g.net, g.gateway, g.broadcast):
-                raise AddressInUse(f"{address} is reserved: {g.why_reserved(a)}")
+            _refuse_reserved(b.geo, a, address)
             raise AddressInUse(f"{address} is already allocated by the manager")
         b.state[j] = _USED  # a specific request does not move the serial cursor
         b.used += 1
@@ -304,11 +309,7 @@ class HostAllocator:
         if state == _USED:
             raise AddressInUse(f"{address} is already allocated on host {self._host!r}")
         if state == _UNAVAILABLE:
-            g = b.geo
-            if a < g.lo or a > g.hi:
-                raise AddressOutOfRange(f"{address} is {g.why_reserved(a)}")
-            if a in (g.net, g.gateway, g.broadcast):
-                raise AddressInUse(f"{address} is reserved: {g.why_reserved(a)}")
+            _refuse_reserved(b.geo, a, address)
             return True   # lent already (or held by the manager since the lease)
         b.state[j] = _UNAVAILABLE
         try:
