@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,24 +26,9 @@ from netfabric.services import (
     ServiceFabric,
 )
 from tests.conftest import HostsFactory
+from tests.kernel.http_client import HTTP_CLIENT
 
 INGRESS_IF = "nfingress0"
-_CLIENT = textwrap.dedent("""
-    import socket, sys, collections
-    addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    seen = collections.Counter()
-    for _ in range(n):
-        try:
-            with socket.create_connection((addr, port), timeout=1) as s:
-                s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-            seen[data.split(b"\\r\\n\\r\\n", 1)[-1].decode().strip() or "empty"] += 1
-        except OSError as exc:
-            seen[type(exc).__name__] += 1
-    print(dict(seen))
-""")
 
 
 def overlay(vni: int, name: str, base: str) -> Network:
@@ -127,7 +111,7 @@ class Cluster:
             f.apply()
 
     def get(self, ns: str, addr: str, port: int, n: int) -> dict[str, int]:
-        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _CLIENT, addr,
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", HTTP_CLIENT, addr,
                               str(port), str(n)], capture_output=True, text=True, timeout=120,
                              check=True).stdout
         return dict(json.loads(out.replace("'", '"')))

@@ -18,27 +18,11 @@ from netfabric.dataplane.services import CliNft, ServiceDatapath
 from netfabric.lab.topology import Host, Topology, wait_for
 from netfabric.services import LoadBalancer, Proto, Target, index, render_full
 from tests.conftest import HostsFactory
+from tests.kernel.http_client import HTTP_CLIENT
 
 VIP = "10.99.0.10"
 ALL_VIP = "10.99.0.11"
 UDP_PORT = 5300
-
-_HTTP_CLIENT = textwrap.dedent("""
-    import socket, sys, collections
-    addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    seen = collections.Counter()
-    for _ in range(n):
-        try:
-            with socket.create_connection((addr, port), timeout=1) as s:
-                s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-                data = b""
-                while chunk := s.recv(4096):
-                    data += chunk
-            seen[data.split(b"\\r\\n\\r\\n", 1)[-1].decode().strip() or "empty"] += 1
-        except OSError as exc:
-            seen[type(exc).__name__] += 1
-    print(dict(seen))
-""")
 
 _UDP_SERVER = textwrap.dedent("""
     import socket, sys
@@ -95,7 +79,7 @@ class Lab:
                                            stderr=subprocess.DEVNULL))
 
     def http(self, host: Host, addr: str, port: int, n: int) -> dict[str, int]:
-        out = self.topo.exec(host, [sys.executable, "-c", _HTTP_CLIENT, addr, str(port),
+        out = self.topo.exec(host, [sys.executable, "-c", HTTP_CLIENT, addr, str(port),
                                     str(n)], check=True, timeout=120).stdout
         return dict(json.loads(out.replace("'", '"')))
 
