@@ -311,7 +311,7 @@ class IpamBook:
 
 
 def _copy_rows(src: Store, dst: EtcdStore) -> None:
-    """Every network, subnet, block and holder row of ``src`` into ``dst``, row by row (a
+    """Every network, subnet, block, holder and object row of ``src`` into ``dst``, row by row (a
     large state would exceed etcd's operations per txn); on any failure the prefix is
     emptied again, so a later attempt copies everything."""
     snap = src.load()
@@ -324,6 +324,9 @@ def _copy_rows(src: Store, dst: EtcdStore) -> None:
             dst.put_block(b.network_id, b.subnet, b.index, b.owner, b.data)
         for h in snap.holders:
             dst.put_holder(h.network_id, h.subnet, h.address, h.holder)
+        for kind in src.object_kinds():
+            for key, value in src.list_objects(kind).items():
+                dst.put_object(kind, key, value)
     except BaseException:
         with contextlib.suppress(StoreError):
             dst.drop_all()

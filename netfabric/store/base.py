@@ -14,6 +14,10 @@ before it returns, so a store only needs to keep rows and hand them back at star
 - **holders**: the host an address handed out by the manager itself was allocated for
   (:class:`HolderRecord`), so that reclaiming a dead host frees it. Untagged addresses
   have no row.
+- **objects**: opaque values of the layers above IPAM by (kind, key): the service fabric's
+  definitions (``services``, ``runspecs``, ``tasks``), so that every manager sharing the
+  store sees them and a restarted one has them. A VIP and its service are written in one
+  transaction.
 
 Writes outside :meth:`Store.transaction` are durable when they return; inside it, when the
 outermost block exits without an exception (and rolled back otherwise).
@@ -139,6 +143,20 @@ class Store(Protocol):
 
     def delete_network(self, network_id: str) -> bool:
         """Remove one network record; False when there was none."""
+        ...
+
+    def put_object(self, kind: str, key: str, value: bytes) -> None: ...
+
+    def delete_object(self, kind: str, key: str) -> None:
+        """Remove one object; nothing when there is none."""
+        ...
+
+    def list_objects(self, kind: str) -> dict[str, bytes]:
+        """Every object of one kind, by key."""
+        ...
+
+    def object_kinds(self) -> list[str]:
+        """The kinds that have at least one object (to copy a store)."""
         ...
 
     def close(self) -> None: ...

@@ -6,6 +6,7 @@ Every row is one etcd key under a prefix (default ``/netfabric/``)::
     s/<network id>/<cidr>                subnet row
     b/<network id>/<cidr>/<index>        block row: owner and one byte per address
     h/<network id>/<cidr>/<address>      holder row
+    o/<kind>/<key>                       an object of a layer above IPAM (a service)
 
 **Compare-and-swap.** The store remembers the ``mod_revision`` of every key as it last read
 or wrote it. Each write (or each outermost :meth:`EtcdStore.transaction`, as one etcd txn)
@@ -389,6 +390,28 @@ class EtcdStore:
             return False
         self._write(self._key("n", network_id), None)
         return True
+
+    def put_object(self, kind: str, key: str, value: bytes) -> None:
+        self._write(self._key("o", kind, key), bytes(value))
+
+    def delete_object(self, kind: str, key: str) -> None:
+        self._write(self._key("o", kind, key), None)
+
+    def list_objects(self, kind: str) -> dict[str, bytes]:
+        prefix = self._key("o", kind, "")
+        rows = self._range(prefix)
+        with self._lock:
+            for key, _, rev in rows:
+                self._revs[key] = rev
+        return {key[len(prefix):]: value for key, value, _ in rows}
+
+    def object_kinds(self) -> list[str]:
+        prefix = self._key("o", "")
+        answer = self._post("/kv/range", {"key": _b64(prefix), "range_end": _range_end(prefix),
+                                          "keys_only": True})
+        kinds = {_unb64(kv["key"]).decode()[len(prefix):].partition("/")[0]
+                 for kv in answer.get("kvs", [])}
+        return sorted(kinds)
 
     def drop_all(self) -> None:
         """Delete every key under the prefix (an unfinished copy, a cluster removed)."""

@@ -27,6 +27,7 @@ class MemoryStore:
         self._blocks: dict[_BlockKey, _BlockRow] = {}
         self._networks: dict[str, Network] = {}
         self._holders: dict[tuple[str, str, str], str] = {}
+        self._objects: dict[tuple[str, str], bytes] = {}
         self._depth = 0
         self._undo: list[tuple[dict[object, object], object, object]] | None = None
 
@@ -121,6 +122,20 @@ class MemoryStore:
         self._remember(self._networks, network_id)  # type: ignore[arg-type]
         del self._networks[network_id]
         return True
+
+    def put_object(self, kind: str, key: str, value: bytes) -> None:
+        self._remember(self._objects, (kind, key))  # type: ignore[arg-type]
+        self._objects[(kind, key)] = bytes(value)
+
+    def delete_object(self, kind: str, key: str) -> None:
+        self._remember(self._objects, (kind, key))  # type: ignore[arg-type]
+        self._objects.pop((kind, key), None)
+
+    def list_objects(self, kind: str) -> dict[str, bytes]:
+        return {k: v for (t, k), v in sorted(self._objects.items()) if t == kind}
+
+    def object_kinds(self) -> list[str]:
+        return sorted({t for t, _ in self._objects})
 
     def close(self) -> None:
         """Nothing to release; the rows stay readable (a reopen of the same object)."""

@@ -37,12 +37,15 @@ from netfabric.store.base import (
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteStore"]
 
 APPLICATION_ID = 0x6E664E46  # "nfNF": marks a file as a netfabric store
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS = {
     # 1 -> 2: the host an address handed out by the manager was allocated for
     1: "CREATE TABLE holders (network_id TEXT NOT NULL, subnet TEXT NOT NULL, address TEXT "
        "NOT NULL, holder TEXT NOT NULL, PRIMARY KEY (network_id, subnet, address)) WITHOUT ROWID",
+    # 2 -> 3: the layers' objects above IPAM (service definitions)
+    2: "CREATE TABLE objects (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, "
+       "PRIMARY KEY (kind, key)) WITHOUT ROWID",
 }
 """The statement that brings a store of schema version N to N + 1."""
 
@@ -290,6 +293,32 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write store file {self._path}: {exc}") from exc
         return cur.rowcount > 0
+
+    def put_object(self, kind: str, key: str, value: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", (kind, key, bytes(value)))
+
+    def delete_object(self, kind: str, key: str) -> None:
+        self._write("DELETE FROM objects WHERE kind=? AND key=?", (kind, key))
+
+    def list_objects(self, kind: str) -> dict[str, bytes]:
+        try:
+            rows = self._db.execute("SELECT key, value FROM objects WHERE kind=? ORDER BY key",
+                                    (kind,)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._corrupt(f"unreadable ({exc})", exc)
+        out = {}
+        for key, value in rows:
+            if not (isinstance(key, str) and isinstance(value, bytes)):
+                self._corrupt(f"malformed object row {(kind, key)!r}")
+            out[key] = value
+        return out
+
+    def object_kinds(self) -> list[str]:
+        try:
+            rows = self._db.execute("SELECT DISTINCT kind FROM objects ORDER BY kind").fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._corrupt(f"unreadable ({exc})", exc)
+        return [str(k) for (k,) in rows]
 
     def close(self) -> None:
         if self._conn is not None:

@@ -28,6 +28,7 @@ from tests.unit.test_store import (  # the shared Store contract, run here again
     test_block_lease_cursor_survives_a_returned_block,
     test_cursor_survives_when_last_address_was_released,
     test_network_records,
+    test_objects,
     test_reopen_gives_back_exactly_the_same_state,
     test_transaction_rolls_back_on_error,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "test_block_lease_cursor_survives_a_returned_block",
     "test_cursor_survives_when_last_address_was_released",
     "test_network_records",
+    "test_objects",
     "test_reopen_gives_back_exactly_the_same_state",
     "test_transaction_rolls_back_on_error",
 ]

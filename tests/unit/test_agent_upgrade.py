@@ -33,6 +33,7 @@ def _old_data_dir(path: Path) -> None:
     store.close()
     conn = sqlite3.connect(path / STORE_FILE)
     conn.execute("DROP TABLE holders")          # what schema 2 added
+    conn.execute("DROP TABLE objects")          # what schema 3 added
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

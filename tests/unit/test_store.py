@@ -272,6 +272,7 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         ipam.request_subnet("n", cidr="10.0.0.0/24")
         ipam.allocate("n")
         store._db.execute("DROP TABLE holders")
+        store._db.execute("DROP TABLE objects")
         store._db.execute("PRAGMA user_version=1")
     with SqliteStore(path) as store:
         assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -280,6 +281,20 @@ def test_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         ipam.allocate("n", host_id="h1")
     with SqliteStore(path) as store:
         assert Ipam(store).allocated("n", host_id="h1") == ["10.0.0.3"]
+
+
+def test_schema_2_store_gains_objects_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteStore(path) as store:
+        Ipam(store).request_subnet("n", cidr="10.0.0.0/24")
+        store._db.execute("DROP TABLE objects")
+        store._db.execute("PRAGMA user_version=2")
+    with SqliteStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [s.cidr for s in Ipam(store).subnets()] == ["10.0.0.0/24"]
+        store.put_object("services", "web", b"v")
+    with SqliteStore(path) as store:
+        assert store.list_objects("services") == {"web": b"v"}
 
 
 def test_overlapping_stored_subnets_are_corrupt() -> None:
@@ -303,6 +318,31 @@ def test_network_records(make_store: Callable[[], Store]) -> None:
     assert store.delete_network("b2") is False
     store = make_store()
     assert store.list_networks() == [NET]
+
+
+def test_objects(make_store: Callable[[], Store]) -> None:
+    """Opaque (kind, key) values: kept across a reopen, written with IPAM rows atomically."""
+    store = make_store()
+    store.put_object("services", "web", b'{"name":"web"}')
+    store.put_object("services", "db", b"\x00raw")
+    store.put_object("tasks", "t1", b"1")
+    store.put_object("tasks", "t1", b"2")
+    store = make_store()
+    assert store.list_objects("services") == {"db": b"\x00raw", "web": b'{"name":"web"}'}
+    assert store.list_objects("tasks") == {"t1": b"2"}
+    assert store.list_objects("nothing") == {}
+    assert store.object_kinds() == ["services", "tasks"]
+    store.delete_object("services", "web")
+    store.delete_object("services", "never-was")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_subnet(SubnetRecord("a", "global", "10.0.0.0/24", "10.0.0.1", None, 26))
+        store.put_object("services", "half", b"x")
+        store.delete_object("tasks", "t1")
+        raise RuntimeError("abort")
+    store = make_store()
+    assert store.list_objects("services") == {"db": b"\x00raw"}
+    assert store.list_objects("tasks") == {"t1": b"2"}
+    assert store.load() == Snapshot()
 
 
 def test_network_record_dicts_round_trip() -> None:
