@@ -16,6 +16,8 @@ from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext
 from netfabric.agent.ifaddr import resolve_addr, resolve_hostport
+from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.agent.roster import MANAGERS_TABLE
 from netfabric.agent.rpc import JOIN, os_reason, split_addr
 from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
@@ -103,6 +105,27 @@ class ClusterService:
                                                      ctx.ledger.local_endpoints(net.id))]
         await ctx.mesh.start(secret=cluster.secret, seeds=sorted(set(seeds)),
                              networks=networks)
+        self.announce_role()
+
+    def announce_role(self) -> None:
+        """A manager announces its cluster address in the gossip table of managers (workers
+        learn of it at once: :mod:`netfabric.agent.roster`); any other node withdraws its
+        entry (a demoted manager). Call again whenever this node's role changes."""
+        ctx = self._ctx
+        cluster = ctx.ledger.state.cluster
+        if cluster is None:
+            return
+        if cluster.role is Role.MANAGER and ctx.address:
+            port = split_addr(cluster.listen)[1] if cluster.listen else ctx.config.cluster_port
+            ctx.mesh.set_record(MANAGERS_TABLE, ctx.node_id, f"{ctx.address}:{port}".encode())
+        else:
+            ctx.mesh.delete_record(MANAGERS_TABLE, ctx.node_id)
+            ctx.update_managers()
+
+    async def on_mesh_event(self, event: MeshEvent) -> None:
+        """A manager announced itself: a worker adds it to the managers it knows."""
+        if event.kind is MeshEventKind.RECORD_SET and event.table == MANAGERS_TABLE:
+            self._ctx.update_managers()
 
     async def _serve_new(self) -> None:
         """Serve the endpoint and gossip of the cluster just recorded (init, join); if

@@ -30,7 +30,8 @@ from netfabric.agent.ports import (
     NameService,
     RecordTable,
 )
-from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, NODE_CALLS, ManagerLink
+from netfabric.agent.roster import MANAGERS_TABLE, ManagerRoster, merge_managers
+from netfabric.agent.rpc import DEFAULT_CLUSTER_PORT, NODE_CALLS, AnswerHook, ManagerLink
 from netfabric.agent.state import ClusterRecord
 from netfabric.api.types import GossipInfo, Role
 from netfabric.errors import InvalidArgument, NotAManager, NotFound, NotInCluster
@@ -119,9 +120,10 @@ def check_ip(value: str | None, what: str) -> str | None:
         raise InvalidArgument(f"invalid {what} {value!r}: not an IP address") from exc
 
 
-def manager_link(managers: Sequence[str], secret: str | None) -> Link:
+def manager_link(managers: Sequence[str], secret: str | None, *,
+                 on_answer: AnswerHook | None = None) -> Link:
     """The real :class:`~netfabric.agent.ports.LinkFactory`: HTTP to the cluster endpoint."""
-    return ManagerLink(managers, secret=secret)
+    return ManagerLink(managers, secret=secret, on_answer=on_answer)
 
 
 class GatedMesh:
@@ -209,6 +211,7 @@ class AgentContext:
         self.names = names
         self.mesh = GatedMesh(mesh)
         self.lock = asyncio.Lock()
+        self.roster = ManagerRoster()
 
     async def thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Blocking work (kernel, SQLite) off the event loop."""
@@ -237,13 +240,35 @@ class AgentContext:
         return cluster
 
     def link(self) -> Link:
+        """The cluster's managers, the one that answered last first and those gossip says
+        are dead last (:mod:`netfabric.agent.roster`)."""
         cluster = self.ledger.state.cluster
         if cluster is None:
             raise NotInCluster(NOT_IN_CLUSTER)
-        return self.links(cluster.managers, cluster.secret)
+        dead = {m.address for m in self.mesh.members() if not m.alive}
+        return self.links(self.roster.order(cluster.managers, dead), cluster.secret,
+                          on_answer=self._manager_answered)
+
+    def _manager_answered(self, addr: str, managers: list[str] | None) -> None:
+        self.roster.answered(addr)
+        self.update_managers(managers)
+
+    def update_managers(self, answered: list[str] | None = None) -> None:
+        """A worker's list of managers: the one a manager's answer carried (``answered``:
+        it drops a demoted or removed manager) or else the one it had, plus every manager
+        announced in gossip (one that joined since). Kept across restarts. A manager's own
+        list is kept by the cluster service."""
+        cluster = self.ledger.state.cluster
+        if cluster is None or cluster.role is not Role.WORKER:
+            return
+        announced = [raw.decode(errors="replace")
+                     for raw in self.mesh.records(MANAGERS_TABLE).values()]
+        merged = merge_managers(answered or cluster.managers, announced)
+        if merged != cluster.managers:
+            self.ledger.set_managers(merged)
 
     async def call_manager(self, verb: str, args: dict[str, Any]) -> Any:
-        """An authenticated call to the cluster's manager."""
+        """An authenticated call to the cluster's managers, failing over among them."""
         return await self.link().call(verb, args)
 
     async def call_node(self, node_id: str, verb: str, args: dict[str, Any]) -> Any:

@@ -165,6 +165,7 @@ class AgentCore:
         """Recover: make the kernel, DNS and gossip match the persisted state, then serve."""
         ctx = self._ctx
         ctx.mesh.subscribe(self._peers.on_mesh_event)
+        ctx.mesh.subscribe(self._cluster.on_mesh_event)
         ctx.mesh.subscribe(self._services.on_mesh_event)
         ctx.mesh.subscribe(self._tasks.on_mesh_event)
         async with ctx.lock:

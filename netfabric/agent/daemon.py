@@ -37,6 +37,7 @@ from netfabric.agent.context import NODE_VERBS, AgentConfig, check_name
 from netfabric.agent.frontend import AgentFrontend
 from netfabric.agent.ifaddr import resolve_addr
 from netfabric.agent.ports import BlockBook, ManagerCall
+from netfabric.agent.roster import MANAGERS_HEADER
 from netfabric.agent.rpc import CLUSTER_PREFIX, MAC_HEADER, os_reason, split_addr, verify_mac
 from netfabric.agent.sdnotify import notify
 from netfabric.agent.server import Request, RpcServer
@@ -213,8 +214,15 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
                        request.headers.get(MAC_HEADER))
         return await core.handle_cluster(request.verb, request.args)
 
+    def managers_header() -> dict[str, str]:
+        """A manager's answers tell the asking node every manager (it fails over to them)."""
+        cluster = core.state.cluster
+        if cluster is None or core.role.value != "manager" or not cluster.managers:
+            return {}
+        return {MANAGERS_HEADER: ",".join(cluster.managers)}
+
     api = RpcServer(local)
-    cluster_server = RpcServer(cluster, prefix=CLUSTER_PREFIX)
+    cluster_server = RpcServer(cluster, prefix=CLUSTER_PREFIX, headers=managers_header)
 
     listening: list[str] = []
 

@@ -302,6 +302,8 @@ class FakeMesh:
         self.remote: dict[str, Endpoint] = {}
         self.joined: set[str] = set()
         self.alive: dict[str, bool] = {}
+        self.addresses: dict[str, str] = {}
+        """Members' underlay addresses (by node id), "" when not set."""
         self.listeners: list[Callable[[MeshEvent], Awaitable[None]]] = []
         self.left = False
         self.closed = False
@@ -329,7 +331,8 @@ class FakeMesh:
                 if e.network_id == network_id]
 
     def members(self) -> list[Member]:
-        return [Member(node_id=n, address="", alive=a) for n, a in self.alive.items()]
+        return [Member(node_id=n, address=self.addresses.get(n, ""), alive=a)
+                for n, a in self.alive.items()]
 
     def set_record(self, table: str, key: str, value: bytes) -> None:
         self.tables.setdefault(table, {})[key] = value
@@ -371,7 +374,8 @@ class FakeLinks:
     calls: list[tuple[str, dict[str, Any], tuple[str, ...], str | None]] = \
         field(default_factory=list)
 
-    def __call__(self, managers: Sequence[str], secret: str | None) -> Link:
+    def __call__(self, managers: Sequence[str], secret: str | None, *,
+                 on_answer: Callable[[str, list[str] | None], None] | None = None) -> Link:
         return _FakeLink(self, tuple(managers), secret)
 
 

@@ -57,6 +57,12 @@ class Ledger:
         self.state.nodes = {n.id: n for n in nodes}
         self._save()
 
+    def set_managers(self, managers: list[str]) -> None:
+        """The cluster's manager addresses as this node now knows them."""
+        assert self.state.cluster is not None
+        self.state.cluster.managers = list(managers)
+        self._save()
+
     def set_role_secret(self, role: str, secret: str) -> None:
         assert self.state.cluster is not None
         self.state.cluster.role_secrets[role] = secret

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 ENDPOINT_TABLE = "endpoints"
 RECORD_SCOPE = "_cluster"
 """The gossip scope of the cluster-wide tables (services, backends): every node joins it."""
-RECORD_TABLES = frozenset({"services", "backends", "runspecs", "tasks", "taskstates"})
+RECORD_TABLES = frozenset({"services", "backends", "runspecs", "tasks", "taskstates",
+                           "managers"})
 def _local() -> GossipConfig:
     """The gossip package's ``local`` profile with a faster broadcast round: on one machine
     a round costs microseconds, and names reach 20 hosts in ~3 rounds."""

@@ -185,9 +185,13 @@ class Link(Protocol):
         answers, the manager's error when it refuses."""
 
 
-LinkFactory = Callable[[Sequence[str], "str | None"], Link]
-"""Opens a :class:`Link` to managers at ``HOST:PORT``, signed with the cluster secret
-(``None``: unsigned, for ``join``)."""
+class LinkFactory(Protocol):
+    """Opens a :class:`Link` to managers at ``HOST:PORT``, tried in that order, signed with
+    the cluster secret (``None``: unsigned, for ``join``); ``on_answer`` is told which
+    manager answered and the list of managers its answer carried."""
+
+    def __call__(self, managers: Sequence[str], secret: str | None, *,
+                 on_answer: Callable[[str, list[str] | None], None] | None = None) -> Link: ...
 
 
 class NameService(Protocol):

@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from netfabric.agent.handshake import JoinOffer
 from netfabric.agent.ports import Allocation
+from netfabric.agent.roster import MANAGERS_HEADER, parse_managers
 from netfabric.agent.state import NodeRecord
 from netfabric.agent.tokens import request_mac
 from netfabric.api.httpio import request
 from netfabric.api.types import Role
 from netfabric.api.verbs import Args, Verb
 from netfabric.api.wire import encode_json, result_of
-from netfabric.errors import AuthError, InvalidArgument, ManagerUnreachable
+from netfabric.errors import (
+    AuthError,
+    InvalidArgument,
+    ManagerUnreachable,
+    NotAManager,
+    StoreUnavailable,
+)
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.values import BlockLease
 from netfabric.model import Network
@@ -49,6 +56,7 @@ __all__ = [
     "RELEASE_BLOCK",
     "UNLEND_ADDRESS",
     "AllocateArgs",
+    "AnswerHook",
     "JoinAnswer",
     "LeaseBlockArgs",
     "LeaveArgs",
@@ -76,6 +84,9 @@ CLUSTER_PREFIX = "/cluster/v1/"
 MAC_HEADER = "x-netfabric-mac"
 CALL_TIMEOUT = 10.0
 """Seconds one call to a manager may take."""
+CONNECT_TIMEOUT = 0.5
+"""Seconds a manager has to accept the connection: a dead or cut-off manager costs at most
+this before the next one is tried (a live one on a loaded host accepts in milliseconds)."""
 
 
 class JoinAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,41 +186,84 @@ def verify_mac(secret: str, verb: str, body: bytes, mac: str | None) -> None:
 
 
 async def _post(addr: str, verb: str, args: dict[str, Any], *, secret: str | None,
-                timeout: float) -> Any:
+                timeout: float, connect_timeout: float = CONNECT_TIMEOUT
+                ) -> tuple[Any, list[str] | None]:
+    """One call: its result, and the list of managers the answer carries (None if none)."""
     host, port = split_addr(addr)
     body = encode_json(args)
     headers = {MAC_HEADER: request_mac(secret, verb, body)} if secret else {}
     peer = f"manager at {host}:{port}"
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            async with asyncio.timeout(connect_timeout):
+                return await asyncio.open_connection(host, port)
+        except TimeoutError as exc:
+            raise ManagerUnreachable(f"cannot reach a manager at {host}:{port}: no connection "
+                                     f"in {connect_timeout:g}s") from exc
+
     try:
         async with asyncio.timeout(timeout):
-            response = await request(lambda: asyncio.open_connection(host, port), "POST",
-                                     f"{CLUSTER_PREFIX}{verb}", body, host=host,
-                                     headers=headers, peer=peer)
+            response = await request(connect, "POST", f"{CLUSTER_PREFIX}{verb}", body,
+                                     host=host, headers=headers, peer=peer)
     except TimeoutError as exc:
         raise ManagerUnreachable(f"{peer} did not answer in {timeout:g}s") from exc
     except OSError as exc:
         raise ManagerUnreachable(
             f"cannot reach a manager at {host}:{port}: {os_reason(exc)}") from exc
-    return result_of(response.status, response.body, peer=peer)
+    managers = parse_managers(response.headers.get(MANAGERS_HEADER))
+    return result_of(response.status, response.body, peer=peer), managers
+
+
+AnswerHook = Callable[[str, "list[str] | None"], None]
+"""Told which manager answered (``HOST:PORT``) and the list of managers its answer carried."""
+_NEXT_MANAGER = (ManagerUnreachable, NotAManager, StoreUnavailable)
+"""A manager that answers so cannot serve now (down, demoted, cut off from etcd): the next
+one may."""
 
 
 class ManagerLink:
-    """Calls the cluster's managers, trying each in turn until one answers."""
+    """Calls the cluster's managers in the order given until one serves the call.
+
+    A manager that cannot be reached, is no longer a manager, or has lost its store is
+    skipped; when none serves, :class:`ManagerUnreachable` names every manager tried and
+    why."""
 
     def __init__(self, managers: Sequence[str], *, secret: str | None,
-                 timeout: float = CALL_TIMEOUT) -> None:
+                 timeout: float = CALL_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT,
+                 on_answer: AnswerHook | None = None) -> None:
         if not managers:
             raise InvalidArgument("no manager address known")
         self.managers = list(managers)
         self.secret = secret
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.on_answer = on_answer
 
     async def call(self, verb: str, args: dict[str, Any]) -> Any:
-        last: ManagerUnreachable | None = None
+        failures: list[tuple[str, Exception]] = []
         for addr in self.managers:
             try:
-                return await _post(addr, verb, args, secret=self.secret, timeout=self.timeout)
-            except ManagerUnreachable as exc:
-                last = exc
-        assert last is not None
-        raise last
+                result, managers = await _post(addr, verb, args, secret=self.secret,
+                                               timeout=self.timeout,
+                                               connect_timeout=self.connect_timeout)
+            except _NEXT_MANAGER as exc:
+                failures.append((addr, exc))
+                continue
+            if self.on_answer is not None:
+                self.on_answer(addr, managers)
+            return result
+        if len(failures) == 1:
+            raise failures[0][1]
+        raise ManagerUnreachable(f"no manager could serve {verb}: " + "; ".join(
+            f"{addr}: {_reason(addr, exc)}" for addr, exc in failures))
+
+
+def _reason(addr: str, exc: Exception) -> str:
+    """``exc``'s words without the address the list already names."""
+    host, port = split_addr(addr)
+    text = str(exc)
+    for prefix in (f"cannot reach a manager at {host}:{port}: ", f"manager at {host}:{port} "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text

@@ -46,9 +46,11 @@ Dispatcher = Callable[[Request], Awaitable[Any]]
 class RpcServer:
     """Serves one dispatcher; :meth:`start_unix` / :meth:`start_tcp` may both be used."""
 
-    def __init__(self, dispatch: Dispatcher, *, prefix: str = "/v1/") -> None:
+    def __init__(self, dispatch: Dispatcher, *, prefix: str = "/v1/",
+                 headers: Callable[[], dict[str, str]] | None = None) -> None:
         self._dispatch = dispatch
         self._prefix = prefix
+        self._headers = headers
         self._servers: list[asyncio.Server] = []
         self._paths: list[str] = []
 
@@ -92,12 +94,16 @@ class RpcServer:
     async def _answer(self, http: HttpRequest, peer: str) -> HttpResponse:
         try:
             result = await self._dispatch(self._request(http, peer))
-            return HttpResponse(200, encode_json({"result": result}))
+            answer = HttpResponse(200, encode_json({"result": result}))
         except NetfabricError as exc:
-            return _error(exc)
+            answer = _error(exc)
         except Exception as exc:
             log.exception("API handler failed")
-            return _error(NetfabricError(f"internal agent error: {type(exc).__name__}: {exc}"))
+            answer = _error(NetfabricError(f"internal agent error: {type(exc).__name__}: {exc}"))
+        if self._headers is not None:   # on every answer, errors included
+            answer = HttpResponse(answer.status, answer.body, answer.content_type,
+                                  {**answer.headers, **self._headers()})
+        return answer
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername") or "local")
