@@ -31,7 +31,7 @@ from netfabric.errors import (
     NotInCluster,
 )
 from netfabric.model import Scope
-from netfabric.store.etcd import cluster_prefix, parse_etcd_url
+from netfabric.store.etcd import check_tls_files, cluster_prefix, parse_etcd_url, store_tls
 
 __all__ = ["ALREADY_IN_CLUSTER", "ClusterService"]
 
@@ -162,6 +162,9 @@ class ClusterService:
                                            ctx.config.cluster_port, "listen address")
         if store:
             parse_etcd_url(store)   # InvalidArgument before anything changes
+            tls = store_tls(store)
+            if tls is not None:
+                await ctx.thread(check_tls_files, tls)
         async with ctx.lock:
             state = ctx.ledger.state
             if state.cluster is not None:

@@ -162,9 +162,32 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_url(args: argparse.Namespace) -> str | None:
+    """``--store`` with ``--store-cacert/--store-cert/--store-key`` as its TLS parameters
+    (absolute paths: the agent on this host reads the files)."""
+    files = {flag: getattr(args, f"store_{flag}", None) for flag in ("cacert", "cert", "key")}
+    if not any(files.values()):
+        return args.store  # type: ignore[no-any-return]
+    if not args.store:
+        raise InvalidArgument("--store-cacert, --store-cert and --store-key need --store "
+                              "etcd://HOST:2379")
+    if not files["cacert"]:
+        raise InvalidArgument("--store-cert/--store-key need --store-cacert (the CA that "
+                              "signed the etcd members' certificates)")
+    from netfabric.store.etcd import EtcdTls, with_tls
+
+    def absolute(path: str | None) -> str | None:
+        return os.path.abspath(path) if path else None
+
+    tls = EtcdTls(ca=absolute(files["cacert"]) or "", cert=absolute(files["cert"]),
+                  key=absolute(files["key"]))
+    return with_tls(args.store, tls)
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     client = _client(args)
-    token = client.init(args.advertise_addr, listen_addr=args.listen_addr, store=args.store)
+    token = client.init(args.advertise_addr, listen_addr=args.listen_addr,
+                        store=_store_url(args))
     info = client.info()
     print(f"Swarm initialized: current node ({info.node_id}) is now a manager.\n\n"
           "To add a worker to this swarm, run the following command:\n\n"
@@ -750,6 +773,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--store", metavar="etcd://HOST:2379[,HOST:2379...]", default=None,
                    help="keep the cluster's networks and addresses in this etcd 3.4 cluster "
                    "(default: the embedded single-manager file)")
+    p.add_argument("--store-cacert", metavar="FILE", default=None,
+                   help="talk TLS to etcd, trusting the CA in this PEM file")
+    p.add_argument("--store-cert", metavar="FILE", default=None,
+                   help="client certificate (PEM) for etcd's --client-cert-auth")
+    p.add_argument("--store-key", metavar="FILE", default=None,
+                   help="the client certificate's private key (PEM)")
     p.set_defaults(func=_cmd_init)
 
     p = verb_parser(sub, "join", "join a cluster as a worker or manager",

@@ -34,6 +34,7 @@ tried in turn: a dead member costs one connection error, not the call.
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,13 +61,16 @@ from netfabric.store.base import (
     encode_network,
 )
 
-__all__ = ["EtcdStore", "EtcdTls", "Holding", "cluster_prefix", "parse_etcd_url",
-           "retry_on_conflict"]
+__all__ = ["TLS_PARAMS", "EtcdStore", "EtcdTls", "Holding", "check_tls_files",
+           "cluster_prefix", "parse_etcd_url", "retry_on_conflict", "store_tls", "with_tls"]
 
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "/netfabric/"
 DEFAULT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 1.0
+"""Seconds a member has to accept the connection: a member cut off costs this, not the read
+timeout, before the next is tried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +99,16 @@ def cluster_prefix(cluster_id: str) -> str:
     return f"{DEFAULT_PREFIX}{cluster_id}/"
 
 
+TLS_PARAMS = ("cacert", "cert", "key")
+"""The query parameters of a store url that name its TLS files (as libpq's ``sslrootcert``,
+``sslcert``, ``sslkey``): ``etcd://a:2379?cacert=/etc/etcd/ca.pem&cert=...&key=...``."""
+
+
 def parse_etcd_url(url: str) -> list[tuple[str, int]]:
-    """``etcd://a:2379,b:2379`` (or ``etcds://``) -> [(host, port), ...]; InvalidArgument
-    naming the url otherwise."""
+    """``etcd://a:2379,b:2379`` (or ``etcds://``, with an optional ``?cacert=...`` query:
+    :func:`store_tls`) -> [(host, port), ...]; InvalidArgument naming the url otherwise."""
     scheme, sep, rest = url.partition("://")
+    rest = rest.partition("?")[0]
     if not sep or scheme not in ("etcd", "etcds") or not rest:
         raise InvalidArgument(f"store url {url!r}: expected etcd://host:2379[,host:2379...]")
     out = []
@@ -112,6 +122,86 @@ def parse_etcd_url(url: str) -> list[tuple[str, int]]:
             raise InvalidArgument(f"store url {url!r}: empty host in {part!r}")
         out.append((host, port))
     return out
+
+
+def store_tls(url: str) -> EtcdTls | None:
+    """The client TLS a store url asks for (its ``cacert``, ``cert`` and ``key``
+    parameters), or None for plain HTTP. Only the names are checked here:
+    :func:`check_tls_files` reads the files."""
+    from urllib.parse import parse_qs
+
+    query = url.partition("?")[2]
+    if not query:
+        return None
+    try:
+        params = parse_qs(query, strict_parsing=True)
+    except ValueError as exc:
+        raise InvalidArgument(f"store url {url!r}: malformed query: {exc}") from None
+    unknown = sorted(set(params) - set(TLS_PARAMS))
+    if unknown:
+        raise InvalidArgument(f"store url {url!r}: unknown parameter {unknown[0]!r} (use "
+                              "cacert, cert, key)")
+    one = {k: v[-1] for k, v in params.items()}
+    if "cacert" not in one:
+        raise InvalidArgument(f"store url {url!r}: TLS needs cacert= (the CA that signed the "
+                              "etcd members' certificates)")
+    if ("cert" in one) != ("key" in one):
+        raise InvalidArgument(f"store url {url!r}: a client certificate needs both cert= "
+                              "and key=")
+    return EtcdTls(ca=one["cacert"], cert=one.get("cert"), key=one.get("key"))
+
+
+def with_tls(url: str, tls: EtcdTls | None) -> str:
+    """``url`` with its TLS parameters replaced by ``tls`` (none: plain)."""
+    from urllib.parse import urlencode
+
+    base = url.partition("?")[0]
+    if tls is None:
+        return base
+    params = {"cacert": tls.ca, **({"cert": tls.cert} if tls.cert else {}),
+              **({"key": tls.key} if tls.key else {})}
+    return f"{base}?{urlencode(params, safe='/')}"
+
+
+def check_tls_files(tls: EtcdTls) -> None:
+    """Read the CA, certificate and key as TLS would: InvalidArgument naming the file and
+    what is wrong with it (missing, unreadable, not PEM, key not matching the cert)."""
+    import ssl
+
+    for what, path in (("CA certificate", tls.ca), ("client certificate", tls.cert),
+                       ("client key", tls.key)):
+        if path is None:
+            continue
+        if not os.path.isabs(path):
+            raise InvalidArgument(f"etcd {what} {path!r}: give an absolute path")
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise InvalidArgument(f"etcd {what} {path}: {exc.strerror or exc}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=tls.ca)
+    except ssl.SSLError as exc:
+        raise InvalidArgument(f"etcd CA certificate {tls.ca}: not a PEM certificate "
+                              f"({exc.reason or exc})") from None
+    if tls.cert is not None:
+        try:
+            context.load_cert_chain(tls.cert, tls.key)
+        except ssl.SSLError as exc:
+            raise InvalidArgument(f"etcd client certificate {tls.cert} with key {tls.key}: "
+                                  f"not a PEM certificate and its matching key "
+                                  f"({exc.reason or exc})") from None
+
+
+def _ssl_reason(exc: Exception) -> str:
+    """The TLS alert or check that failed, from under requests' and urllib3's wrapping."""
+    import re
+
+    text = str(exc)
+    found = re.findall(r"\[SSL[^\]]*\] ([^(]+?) \(_ssl", text) or \
+        re.findall(r"(tlsv1 alert [a-z ]+|certificate verify failed[^'\")]*)", text)
+    return found[-1].strip() if found else text[-160:]
 
 
 def _b64(text: str | bytes) -> str:
@@ -152,7 +242,11 @@ class EtcdStore:
                  tls: EtcdTls | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         import requests  # a dependency of docker-py already; loaded only for etcd stores
 
-        self._endpoints = parse_etcd_url(url) if isinstance(url, str) else list(url)
+        if isinstance(url, str):
+            self._endpoints = parse_etcd_url(url)
+            tls = tls if tls is not None else store_tls(url)
+        else:
+            self._endpoints = list(url)
         if not self._endpoints:
             raise InvalidArgument("etcd store needs at least one endpoint")
         if not prefix.startswith("/") or not prefix.endswith("/"):
@@ -202,16 +296,33 @@ class EtcdStore:
                 # verify and cert per request: an environment's REQUESTS_CA_BUNDLE would
                 # otherwise win over the session's CA (requests merges it in first)
                 resp = self._session.post(self._url(index, path), json=body,
-                                          timeout=self._timeout, verify=self._session.verify,
+                                          timeout=(min(CONNECT_TIMEOUT_S, self._timeout),
+                                                   self._timeout), verify=self._session.verify,
                                           cert=self._session.cert)
+            except requests.exceptions.SSLError as exc:
+                errors.append(f"{self._endpoints[index][0]}: TLS handshake failed: "
+                              f"{_ssl_reason(exc)}")
+                continue
             except requests.RequestException as exc:
                 why = str(exc.args[0] if exc.args else exc)[-160:]
+                if self._scheme == "http" and "without response" in why:
+                    # etcd serving TLS hangs up on plain HTTP without a word
+                    why = ("it closed the connection without an answer: if it serves TLS, "
+                           "give the CA and a client certificate (--store-cacert, "
+                           "--store-cert, --store-key)")
+                    errors.append(f"{self._endpoints[index][0]}: {why}")
+                    continue
                 errors.append(f"{self._endpoints[index][0]}: {type(exc).__name__}: {why}")
                 continue
             if resp.status_code != 200:
                 text = resp.text.strip()[:200]
                 if resp.status_code == 503 or "no leader" in text or "timed out" in text:
                     errors.append(f"{self._endpoints[index][0]}: {text}")
+                    continue
+                if "HTTPS server" in text:
+                    errors.append(f"{self._endpoints[index][0]}: it speaks TLS: give the CA "
+                                  "and a client certificate (--store-cacert, --store-cert, "
+                                  "--store-key)")
                     continue
                 raise StoreError(f"etcd {self.location} refused {path}: "
                                  f"{resp.status_code} {text}")

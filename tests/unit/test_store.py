@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netfabric.errors import StoreCorrupt, StoreError
+from netfabric.errors import InvalidArgument, StoreCorrupt, StoreError
 from netfabric.ipam import HostAllocator, Ipam, IpamConfig, IPFamily
 from netfabric.model import Driver, Network, Scope, SubnetSpec
 from netfabric.store import (
@@ -452,3 +452,33 @@ def test_a_network_row_keeps_every_field_of_the_model(tmp_path: Path) -> None:
     again = SqliteStore(tmp_path / "s.sqlite")
     assert again.list_networks() == [full]
     again.close()
+
+
+def test_a_store_url_carries_its_tls_files() -> None:
+    from netfabric.store.etcd import EtcdTls, parse_etcd_url, store_tls, with_tls
+
+    url = with_tls("etcd://a:2379,b:2379", EtcdTls(ca="/e/ca.pem", cert="/e/c.pem",
+                                                    key="/e/c.key"))
+    assert url == "etcd://a:2379,b:2379?cacert=/e/ca.pem&cert=/e/c.pem&key=/e/c.key"
+    assert parse_etcd_url(url) == [("a", 2379), ("b", 2379)]
+    assert store_tls(url) == EtcdTls(ca="/e/ca.pem", cert="/e/c.pem", key="/e/c.key")
+    assert store_tls("etcd://a:2379") is None
+    assert with_tls(url, None) == "etcd://a:2379,b:2379"
+    for bad, words in (("etcd://a?cert=/c&key=/k", "needs cacert="),
+                       ("etcd://a?cacert=/ca&cert=/c", "both cert= and key="),
+                       ("etcd://a?cacert=/ca&sslmode=x", "unknown parameter 'sslmode'"),
+                       ("etcd://a?cacert", "malformed query")):
+        with pytest.raises(InvalidArgument, match=words):
+            store_tls(bad)
+
+
+def test_tls_files_are_checked_before_use(tmp_path: Path) -> None:
+    from netfabric.store.etcd import EtcdTls, check_tls_files
+
+    (tmp_path / "junk.pem").write_text("junk\n")
+    with pytest.raises(InvalidArgument, match="No such file"):
+        check_tls_files(EtcdTls(ca=str(tmp_path / "none.pem")))
+    with pytest.raises(InvalidArgument, match="not a PEM certificate"):
+        check_tls_files(EtcdTls(ca=str(tmp_path / "junk.pem")))
+    with pytest.raises(InvalidArgument, match="absolute path"):
+        check_tls_files(EtcdTls(ca="ca.pem"))

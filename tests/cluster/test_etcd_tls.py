@@ -1,0 +1,112 @@
+"""A manager on an etcd that requires TLS with client certificates (issue 16): ``init
+--store ... --store-cacert --store-cert --store-key`` works and survives a kill -9 of the
+agent; without the certificates, with a missing, unreadable or malformed file, or with the
+wrong CA, init refuses with one line naming etcd and leaves no cluster. etcd runs in its own
+machine (node2) with --client-cert-auth; the certificates are copied into the manager's own
+/etc/netfabric, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from netfabric import Client
+from netfabric.lab.cluster import Lab
+from netfabric.lab.etcd import EtcdLab, _make_pki
+from netfabric.netns import entered
+from netfabric.store.etcd import EtcdStore, cluster_prefix
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+PKI = "/etc/netfabric/etcd"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, EtcdLab]]:
+    with Lab.up(2, state_dir=str(tmp_path_factory.mktemp("fo")), start=False) as lab:
+        assert lab.topo is not None
+        node1 = lab.agent("node1")
+        lab.start_agent(node1)
+        lab.wait_ready(node1)
+        with EtcdLab([lab.topo.hosts[1]], tls=True).start() as etcd:
+            inside = os.path.join(lab.machine("node1").private_dir("/etc/netfabric"), "etcd")
+            os.makedirs(inside, mode=0o700)
+            tls = etcd.client_tls
+            for src in (tls.ca, tls.cert, tls.key):
+                assert src is not None
+                shutil.copy(src, inside)
+            other = tempfile.mkdtemp(prefix="fo-pki-")
+            try:   # a CA that did not sign the etcd member's certificate
+                _make_pki(other, [])
+                shutil.copy(os.path.join(other, "ca.pem"), os.path.join(inside, "other-ca.pem"))
+            finally:
+                shutil.rmtree(other)
+            with open(os.path.join(inside, "garbage.pem"), "w") as f:
+                f.write("not a certificate\n")
+            yield lab, etcd
+
+
+def _init(lab: Lab, etcd: EtcdLab, *flags: str) -> tuple[int, str]:
+    proc = lab.run("node1", ["netfabric", "init", "--advertise-addr", "eth0",
+                             "--store", etcd.url, *flags], timeout=60)
+    return proc.returncode, proc.stderr
+
+
+def _refused(lab: Lab, etcd: EtcdLab, *flags: str) -> str:
+    code, err = _init(lab, etcd, *flags)
+    assert code == 1, (flags, code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "etcd" in lines[0], err
+    assert Client(lab.agent("node1").url).info().cluster_id in ("", None), \
+        "a refused init left a cluster behind"
+    return lines[0]
+
+
+def test_init_without_certificates_is_refused_naming_etcd(lab: tuple[Lab, EtcdLab]) -> None:
+    lab_, etcd = lab
+    line = _refused(lab_, etcd)
+    assert "if it serves TLS" in line and "--store-cacert" in line, line
+    line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/ca.pem")
+    assert "TLS handshake failed" in line, line   # etcd asks for a client certificate
+    line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/other-ca.pem", "--store-cert",
+                    f"{PKI}/client.pem", "--store-key", f"{PKI}/client.key")
+    assert "TLS handshake failed: certificate verify failed" in line, line
+
+
+def test_bad_files_are_named(lab: tuple[Lab, EtcdLab]) -> None:
+    lab_, etcd = lab
+    line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/nope.pem")
+    assert line == f"Error: etcd CA certificate {PKI}/nope.pem: No such file or directory", line
+    line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/garbage.pem")
+    assert line.startswith(f"Error: etcd CA certificate {PKI}/garbage.pem: not a PEM "
+                           "certificate"), line
+    line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/ca.pem", "--store-cert",
+                    f"{PKI}/garbage.pem", "--store-key", f"{PKI}/client.key")
+    assert line.startswith(f"Error: etcd client certificate {PKI}/garbage.pem"), line
+    code, err = _init(lab_, etcd, "--store-cert", f"{PKI}/client.pem")
+    assert code == 1 and "need --store-cacert" in err, err
+
+
+def test_init_with_client_certificates(lab: tuple[Lab, EtcdLab]) -> None:
+    lab_, etcd = lab
+    code, err = _init(lab_, etcd, "--store-cacert", f"{PKI}/ca.pem", "--store-cert",
+                      f"{PKI}/client.pem", "--store-key", f"{PKI}/client.key")
+    assert code == 0, err
+    n1 = Client(lab_.agent("node1").url)
+    cid = n1.info().cluster_id
+    assert cid
+    n1.create_network("fo-tls", driver="overlay")
+    agent = lab_.agent("node1")
+    lab_.stop_agent(agent, sig=signal.SIGKILL)
+    lab_.start_agent(agent)
+    lab_.wait_ready(agent)   # reads its rows back from etcd, over TLS
+    n1.create_network("fo-tls2", driver="overlay")
+    assert {"fo-tls", "fo-tls2"} <= {n.name for n in n1.networks()}
+    with entered(etcd.hosts[0].netns_path()), \
+            EtcdStore(etcd.url, prefix=cluster_prefix(cid), tls=etcd.client_tls) as store:
+        assert {"fo-tls", "fo-tls2"} <= {n.name for n in store.list_networks()}
