@@ -197,6 +197,31 @@ class ClientConnection:
         """Bytes from the server; ``b""`` is the end of its stream."""
         self._conn.receive_data(data)
 
+    def next_part(self) -> tuple[int, bytes, bool] | None:
+        """For an answer read as it comes (a stream such as dockerd's ``/events``): once its
+        head has arrived, ``(status, body bytes received since the last call, ended)``;
+        ``None`` while more bytes are needed. Errors as :meth:`next_response`."""
+        data = bytearray()
+        while True:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise MalformedAnswer(f"{self._peer} sent a malformed HTTP answer: {exc}") \
+                    from None
+            if isinstance(event, h11.Response):
+                self._head = event
+            elif isinstance(event, h11.Data):
+                data += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert self._head is not None
+                return self._head.status_code, bytes(data), True
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                raise MalformedAnswer(f"{self._peer} closed the connection mid-answer")
+            else:   # NEED_DATA
+                if self._head is None:
+                    return None
+                return self._head.status_code, bytes(data), False
+
     def next_response(self) -> HttpResponse | None:
         """The complete response, ``None`` if more bytes are needed; a broken or cut-short
         answer is :class:`MalformedAnswer`."""

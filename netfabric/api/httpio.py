@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from netfabric.api.http import (
     ClientConnection,
@@ -22,8 +22,9 @@ from netfabric.api.http import (
     HttpResponse,
     ServerConnection,
 )
+from netfabric.errors import MalformedAnswer
 
-__all__ = ["Opener", "request", "request_blocking", "serve_connection"]
+__all__ = ["Opener", "request", "request_blocking", "serve_connection", "stream"]
 
 CHUNK = 65536
 
@@ -93,6 +94,38 @@ async def request(open_stream: Opener, method: str, target: str, body: bytes = b
             response = conn.next_response()
             if response is not None:
                 return response
+            conn.receive(await reader.read(CHUNK))
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def stream(open_stream: Opener, target: str, *, host: str = "netfabric",
+                 peer: str = "the server", max_error: int = 65536) -> AsyncIterator[bytes]:
+    """``GET target`` whose answer is a stream (dockerd's ``/events``): yields its body as it
+    arrives, and ends when the server ends the answer. A status other than 200 is
+    :class:`MalformedAnswer` with what the server said. Transport errors are the caller's."""
+    conn = ClientConnection(peer=peer)
+    reader, writer = await open_stream()
+    try:
+        writer.write(conn.request("GET", target, host=host))
+        await writer.drain()
+        error = bytearray()
+        while True:
+            part = conn.next_part()
+            if part is not None:
+                status, data, ended = part
+                if status != 200:
+                    error += data
+                    if ended or len(error) > max_error:
+                        text = error[:300].decode(errors="replace").strip()
+                        raise MalformedAnswer(f"{peer} answered {status} to GET {target}: "
+                                              f"{text}")
+                elif data:
+                    yield data
+                if ended:
+                    return
             conn.receive(await reader.read(CHUNK))
     finally:
         writer.close()

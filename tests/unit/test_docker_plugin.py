@@ -10,7 +10,7 @@ import asyncio
 import ipaddress
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,11 +143,30 @@ class FakeFabric:
 
 
 class FakeEngine:
-    """The names dockerd would list: network id -> name, endpoint id -> names."""
+    """The names dockerd would list: network id -> name, endpoint id -> names; and its
+    events stream: ``(network id, container id)`` put in :attr:`events`, the container's
+    ``(endpoint id, name)`` in :attr:`containers`."""
+
+    key = "fake-dockerd"
 
     def __init__(self) -> None:
         self.networks: dict[str, str] = {}
         self.endpoints: dict[str, tuple[str, ...]] = {}
+        self.containers: dict[str, tuple[str, str]] = {}
+        self.events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.streams = 0
+        """How many times the events stream was opened."""
+
+    def gone(self) -> bool:
+        return False
+
+    async def connect_events(self, since: float) -> AsyncIterator[tuple[str, str]]:
+        self.streams += 1
+        while True:
+            yield await self.events.get()
+
+    async def endpoint_of(self, network_id: str, container_id: str) -> tuple[str, str]:
+        return self.containers.get(container_id, ("", ""))
 
     async def network_name(self, network_id: str) -> str | None:
         return self.networks.get(network_id)
@@ -611,6 +630,57 @@ def test_names_lookup_retries_a_busy_dockerd(tmp_path: Path, fabric: FakeFabric)
         await h.run(NID, pool, EP1, names=("web1",))
         assert fabric.nets["n1"].names[EP1] == ("web1",)
         assert engine.failures == 0
+    run(go())
+
+
+class StartingEngine(FakeEngine):
+    """dockerd starting a container: inspecting it waits until the start completes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+
+    async def endpoint_names(self, network_id: str, endpoint_id: str) -> tuple[str, ...]:
+        await self.started.wait()
+        return await super().endpoint_names(network_id, endpoint_id)
+
+
+def test_connect_event_publishes_the_name_before_the_start_completes(
+        tmp_path: Path, fabric: FakeFabric) -> None:
+    """dockerd's connect event (sent while ``docker start`` runs) names the container at
+    once; its aliases follow when dockerd has started it. Without the events stream the
+    name would wait for the start."""
+    engine = StartingEngine()
+    plugin = DockerPlugin(fabric, StateFile(tmp_path / "s.json"), lambda pid: engine,
+                          names_wait_s=5.0)
+    h = Host(plugin=plugin, engine=engine, state=tmp_path / "s.json")
+    cid = "c" * 64
+
+    async def go() -> None:
+        pool = await h.create_network(NID, "n1")
+        addr = await h.ok("IpamDriver.RequestAddress",
+                          {"PoolID": pool, "Address": "", "Options": None})
+        await h.ok("NetworkDriver.CreateEndpoint", {
+            "NetworkID": NID, "EndpointID": EP1,
+            "Interface": {"Address": addr["Address"], "AddressIPv6": "", "MacAddress": ""}})
+        engine.endpoints[EP1] = ("web1", "cccccccccccc", "web")
+        await h.ok("NetworkDriver.Join", {"NetworkID": NID, "EndpointID": EP1,
+                                          "SandboxKey": "/run/docker/netns/abc", "Options": {}})
+        engine.containers[cid] = (EP1, "web1")
+        engine.events.put_nowait((NID2, "f" * 64))   # another network's: ignored
+        engine.events.put_nowait((NID, cid))
+        for _ in range(100):
+            if fabric.nets["n1"].names.get(EP1):
+                break
+            await asyncio.sleep(0.01)
+        assert fabric.nets["n1"].names.get(EP1) == ("web1",), "not named at the connect event"
+        engine.started.set()
+        await plugin.settle()
+        assert fabric.nets["n1"].names[EP1] == ("web1", "cccccccccccc", "web")
+        assert StateFile(h.state).load().endpoints[EP1].names == ("web1", "cccccccccccc",
+                                                                   "web")
+        assert engine.streams == 1
+        await plugin.aclose()
     run(go())
 
 

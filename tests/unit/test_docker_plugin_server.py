@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,57 @@ def test_engine_refuses_a_malformed_answer(tmp_path: Path) -> None:
         try:
             with pytest.raises(MalformedAnswer, match=r"dockerd API .* malformed .*\$\.Name"):
                 await DockerEngine(path).network_name("n1")
+        finally:
+            server.close()
+            await server.wait_closed()
+    asyncio.run(main())
+
+
+def test_engine_follows_connect_events(tmp_path: Path) -> None:
+    """dockerd's /events answer is a chunked stream of JSON lines (a line may span chunks):
+    the engine asks for network connect events since a time and yields each one as it comes;
+    a network's listing gives the container's endpoint and name."""
+    seen: list[str] = []
+    events = [{"Type": "network", "Action": "connect",
+               "Actor": {"ID": "n1", "Attributes": {"container": "c1", "name": "ov"}}},
+              {"Type": "network", "Action": "connect", "Actor": {"ID": "n1"}},   # no container
+              {"Type": "network", "Action": "connect",
+               "Actor": {"ID": "n2", "Attributes": {"container": "c2"}}}]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1].decode()
+        seen.append(target)
+        if target.startswith("/v1.41/networks/"):
+            body = json.dumps({"Name": "ov", "Containers": {
+                "c1": {"Name": "web1", "EndpointID": "e1"}}}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            data = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+            for piece in (data[:30], data[30:100], data[100:]):
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        path = str(tmp_path / "docker.sock")
+        server = await asyncio.start_unix_server(handle, path=path)
+        try:
+            engine = DockerEngine(path)
+            got = [e async for e in engine.connect_events(1700000000.5)]
+            assert got == [("n1", "c1"), ("n2", "c2")]
+            assert "since=1700000000.500000000" in seen[0]
+            assert "connect" in urllib.parse.unquote(seen[0])
+            assert await engine.endpoint_of("n1", "c1") == ("e1", "web1")
+            assert await engine.endpoint_of("n1", "c9") == ("", "")
+            assert not engine.gone()
+            assert DockerEngine(str(tmp_path / "none.sock")).gone()
+            with pytest.raises(AgentUnreachable, match="dockerd API"):
+                async for _ in DockerEngine(str(tmp_path / "none.sock")).connect_events(0):
+                    pass
         finally:
             server.close()
             await server.wait_closed()

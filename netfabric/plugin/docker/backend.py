@@ -11,7 +11,7 @@ Every method raises only :mod:`netfabric.errors`; the handlers turn those into `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +91,25 @@ class Fabric(Protocol):
 
 class Engine(Protocol):
     """The dockerd that called the plugin, for names the protocol does not carry."""
+
+    @property
+    def key(self) -> str:
+        """Which dockerd this is: the plugin keeps one events stream per key."""
+        ...
+
+    def gone(self) -> bool:
+        """True once this dockerd is gone for good (its events stream is not reopened)."""
+        ...
+
+    def connect_events(self, since: float) -> AsyncIterator[tuple[str, str]]:
+        """``(network id, container id)`` of each container joining a network, from the
+        Unix time ``since`` on, as dockerd reports them; ends when dockerd ends the stream."""
+        ...
+
+    async def endpoint_of(self, network_id: str, container_id: str) -> tuple[str, str]:
+        """``(endpoint id, container name)`` of a container on a network, without waiting
+        for the container to finish starting; ``("", "")`` while not listed."""
+        ...
 
     async def network_name(self, network_id: str) -> str | None:
         """The Docker network's name, or ``None`` while dockerd does not list it yet."""

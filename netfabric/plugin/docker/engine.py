@@ -9,14 +9,15 @@ mount namespace works too. A fixed socket path can be configured instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import msgspec
 
-from netfabric.api.httpio import request
+from netfabric.api.httpio import request, stream
 from netfabric.errors import AgentUnreachable, MalformedAnswer
 
 __all__ = ["DEFAULT_DOCKER_SOCKET", "DockerEngine", "docker_socket_of", "engine_factory"]
@@ -73,12 +74,74 @@ class _Container(msgspec.Struct):
     NetworkSettings: _Settings | None = None
 
 
+class _Actor(msgspec.Struct):
+    ID: str = ""
+    Attributes: dict[str, str] | None = None
+
+
+class _Event(msgspec.Struct):
+    Type: str = ""
+    Action: str = ""
+    Actor: _Actor | None = None
+
+
+CONNECT_FILTER: Final = json.dumps({"type": ["network"], "event": ["connect"]})
+
+
 class DockerEngine:
     """A minimal client of dockerd's API for network and container names."""
 
     def __init__(self, socket_path: str, *, timeout_s: float = TIMEOUT_S) -> None:
         self.socket_path = socket_path
         self.timeout_s = timeout_s
+
+    @property
+    def key(self) -> str:
+        """Which dockerd this is (its API socket): one events stream per dockerd."""
+        return self.socket_path
+
+    def gone(self) -> bool:
+        """True once the dockerd's socket has disappeared (it stopped; a new one is a new
+        engine)."""
+        return not os.path.exists(self.socket_path)
+
+    async def connect_events(self, since: float) -> AsyncIterator[tuple[str, str]]:
+        """``(network id, container id)`` of every network ``connect`` event dockerd logs
+        from ``since`` (a Unix time: dockerd replays the recent ones) on, as it sends them.
+        dockerd logs it while ``docker start`` runs, once the container's endpoint has
+        joined: before the start returns. Ends when dockerd ends the stream."""
+        query = urlencode({"since": f"{since:.9f}", "filters": CONNECT_FILTER})
+        peer = f"dockerd API at {self.socket_path}"
+        buf = b""
+        try:
+            async for data in stream(lambda: asyncio.open_unix_connection(self.socket_path),
+                                     f"/{API_VERSION}/events?{query}", host="docker",
+                                     peer=peer):
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        event = msgspec.json.decode(line, type=_Event)
+                    except msgspec.DecodeError as exc:
+                        raise MalformedAnswer(f"{peer} sent a malformed event: {exc}") from None
+                    attrs = (event.Actor.Attributes if event.Actor else None) or {}
+                    if (event.Type == "network" and event.Action == "connect"
+                            and event.Actor and attrs.get("container")):
+                        yield event.Actor.ID, attrs["container"]
+        except OSError as exc:
+            raise AgentUnreachable(f"{peer}: {exc.strerror or exc}") from exc
+
+    async def endpoint_of(self, network_id: str, container_id: str) -> tuple[str, str]:
+        """``(endpoint id, container name)`` of a container on a network, from the
+        network's listing (which dockerd answers while the container is still starting);
+        ``("", "")`` while not listed."""
+        net = await self._get(f"/networks/{quote(network_id)}", _Network)
+        info = (net.Containers or {}).get(container_id) if net is not None else None
+        if info is None:
+            return "", ""
+        return info.EndpointID, info.Name.lstrip("/")
 
     async def _get(self, path: str, kind: type[_T]) -> _T | None:
         """The answer to ``GET path`` as ``kind``; ``None`` for a status other than 200."""

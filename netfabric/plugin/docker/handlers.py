@@ -24,6 +24,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -59,7 +60,15 @@ NAMES_WAIT_S: Final = 60.0
 """How long the background lookup of a container's name and aliases keeps trying (seconds):
 dockerd answers a container inspect only once the container has started."""
 NAMES_POLL_MAX_S: Final = 0.05
-"""Longest pause between two lookups: the name is published at most this late (seconds)."""
+"""Longest pause between two lookups of a container's names (seconds)."""
+CONNECT_WAIT_S: Final = 2.0
+"""How long a joined endpoint's name lookup waits for dockerd's ``connect`` event before
+asking dockerd itself (the events stream may be down): seconds."""
+EVENTS_REPLAY_S: Final = 10.0
+"""An events stream (re)opened replays dockerd's events of the last seconds, so a container
+connected while it was down is still named."""
+EVENTS_RETRY_S: Final = 0.5
+"""Pause before reopening a broken events stream (seconds)."""
 _CONTENT_TYPE: Final = "application/vnd.docker.plugins.v1+json"
 
 
@@ -100,6 +109,12 @@ class DockerPlugin:
         self.names_wait_s = names_wait_s
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        """dockerd -> the task following its events stream."""
+        self._connected: dict[str, asyncio.Event] = {}
+        """Joined endpoint -> set once dockerd's connect event named it."""
+        self._published: dict[str, tuple[str, ...]] = {}
+        """Endpoint -> the names published for it."""
         self.restore_failures = 0
         """Endpoints :meth:`restore` could not take back (each one logged)."""
 
@@ -112,8 +127,10 @@ class DockerPlugin:
         except InvalidArgument as exc:
             status = 404 if verb not in s.VERBS else 200
             return Reply(status, _encode(s.ErrorResponse(str(exc))))
+        engine = self.engine_for(caller_pid)
+        self._follow(engine)
         try:
-            resp = await self.dispatch(verb, req, engine=self.engine_for(caller_pid))
+            resp = await self.dispatch(verb, req, engine=engine)
         except NetfabricError as exc:
             resp = s.ErrorResponse(str(exc) or type(exc).__name__)
         except Exception as exc:  # a bug: keep serving, say where to look
@@ -389,6 +406,7 @@ class DockerPlugin:
                     endpoint_id=ep.endpoint_id, network_id=ep.network_id, address=ep.address,
                     mac=ep.mac, ifname=att.ifname)
                 self._save()
+        self._connected[req.endpoint_id] = asyncio.Event()
         self._spawn(self._publish_names(fab.name, req.network_id, req.endpoint_id, engine))
         return s.JoinResponse(src_name=att.ifname, gateway=att.gateway)
 
@@ -398,6 +416,7 @@ class DockerPlugin:
             rec = self.state.networks.get(req.network_id)
             if ep is not None and rec is not None and rec.name:
                 await self.fabric.leave(rec.name, endpoint_id=req.endpoint_id)
+            self._published.pop(req.endpoint_id, None)
             if ep is not None and ep.ifname:   # no longer Docker's: not restored
                 self.state.endpoints[ep.endpoint_id] = replace(ep, ifname="")
                 self._save()
@@ -412,6 +431,7 @@ class DockerPlugin:
             if rec is not None and rec.name:
                 await self.fabric.detach(rec.name, endpoint_id=req.endpoint_id)
             del self.state.endpoints[req.endpoint_id]
+            self._published.pop(req.endpoint_id, None)
             self._save()
         return s.EmptyResponse()
 
@@ -440,6 +460,7 @@ class DockerPlugin:
                     if ep.names:
                         await self.fabric.set_names(rec.name, endpoint_id=ep.endpoint_id,
                                                     names=ep.names)
+                        self._published[ep.endpoint_id] = ep.names
                 except NetfabricError as exc:
                     self.restore_failures += 1
                     log.warning("docker plugin: endpoint %s (%s on %s) not restored: %s",
@@ -447,38 +468,101 @@ class DockerPlugin:
 
     # -- names for DNS ------------------------------------------------------------------------
 
+    def _follow(self, engine: Engine) -> None:
+        """Follow this dockerd's events stream, once per dockerd."""
+        task = self._watchers.get(engine.key)
+        if task is None or task.done():
+            self._watchers[engine.key] = asyncio.get_running_loop().create_task(
+                self._watch(engine))
+
+    async def _watch(self, engine: Engine) -> None:
+        """Name each container the moment dockerd connects it to one of our networks (its
+        ``connect`` event comes while ``docker start`` still runs), reopening a broken
+        stream, until that dockerd is gone."""
+        while True:
+            try:
+                async for network_id, container_id in engine.connect_events(
+                        time.time() - EVENTS_REPLAY_S):
+                    if network_id in self.state.networks:
+                        self._spawn(self._on_connect(engine, network_id, container_id))
+            except NetfabricError as exc:
+                log.debug("docker plugin: events stream of %s: %s", engine.key, exc)
+            if engine.gone():
+                self._watchers.pop(engine.key, None)
+                return
+            await asyncio.sleep(EVENTS_RETRY_S)
+
+    async def _on_connect(self, engine: Engine, network_id: str, container_id: str) -> None:
+        """Publish the connected container's name at once (its aliases follow from
+        :meth:`_publish_names` once dockerd has started it)."""
+        try:
+            endpoint_id, name = await engine.endpoint_of(network_id, container_id)
+        except NetfabricError as exc:
+            log.debug("docker plugin: container %s on %s: %s", container_id[:12],
+                      network_id[:12], exc)
+            return
+        rec = self.state.networks.get(network_id)
+        try:
+            if (name and rec is not None and rec.name and endpoint_id in self.state.endpoints
+                    and endpoint_id not in self._published):
+                await self._set_names(rec.name, endpoint_id, (name,))
+        finally:
+            connected = self._connected.get(endpoint_id)
+            if connected is not None:
+                connected.set()
+
+    async def _set_names(self, network: str, endpoint_id: str, names: tuple[str, ...]) -> None:
+        """Publish an endpoint's names (unless already) and keep them, so that a restarted
+        agent republishes them."""
+        if self._published.get(endpoint_id) == names:
+            return
+        await self.fabric.set_names(network, endpoint_id=endpoint_id, names=names)
+        self._published[endpoint_id] = names
+        async with self._lock:
+            ep = self.state.endpoints.get(endpoint_id)
+            if ep is not None and ep.names != names:
+                self.state.endpoints[endpoint_id] = replace(ep, names=names)
+                self._save()
+
     async def _publish_names(self, network: str, network_id: str, endpoint_id: str,
                              engine: Engine) -> None:
-        """Read the container's name and aliases from dockerd once it lists the endpoint
-        (just after Join returns) and publish them; retry (dockerd may be busy starting the
-        container) and give up with a warning after ``names_wait_s``."""
+        """Publish the container's name and aliases, read from dockerd once it has started
+        the container. Waits first for dockerd's connect event (:meth:`_on_connect` then
+        publishes the name at once), at most ``CONNECT_WAIT_S``; then asks dockerd,
+        retrying (dockerd may be busy starting the container), and gives up with a warning
+        after ``names_wait_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.names_wait_s
-        delay = 0.02
-        error: NetfabricError | None = None
-        while loop.time() < deadline:
-            try:
-                names = await engine.endpoint_names(network_id, endpoint_id)
-            except NetfabricError as exc:
-                names, error = (), exc
-            if endpoint_id not in self.state.endpoints:
-                return
-            if names:
+        connected = self._connected.get(endpoint_id)
+        try:
+            if connected is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(connected.wait(),
+                                           min(CONNECT_WAIT_S, self.names_wait_s))
+            delay = 0.02
+            error: NetfabricError | None = None
+            while True:
                 try:
-                    await self.fabric.set_names(network, endpoint_id=endpoint_id, names=names)
+                    names = await engine.endpoint_names(network_id, endpoint_id)
                 except NetfabricError as exc:
-                    log.warning("docker plugin: publishing %s: %s", names[0], exc)
+                    names, error = (), exc
+                if endpoint_id not in self.state.endpoints:
                     return
-                async with self._lock:   # kept, so that a restarted agent republishes them
-                    ep = self.state.endpoints.get(endpoint_id)
-                    if ep is not None and ep.names != names:
-                        self.state.endpoints[endpoint_id] = replace(ep, names=names)
-                        self._save()
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, NAMES_POLL_MAX_S)
-        log.warning("docker plugin: dockerd never listed endpoint %s (%s)", endpoint_id[:12],
-                    error or "not found")
+                if names:
+                    try:
+                        await self._set_names(network, endpoint_id, names)
+                    except NetfabricError as exc:
+                        log.warning("docker plugin: publishing %s: %s", names[0], exc)
+                    return
+                if loop.time() >= deadline:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, NAMES_POLL_MAX_S)
+            log.warning("docker plugin: dockerd never listed endpoint %s (%s)",
+                        endpoint_id[:12], error or "not found")
+        finally:
+            if self._connected.get(endpoint_id) is connected:
+                self._connected.pop(endpoint_id, None)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -491,8 +575,10 @@ class DockerPlugin:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Cancel background name lookups."""
-        for task in list(self._tasks):
+        """Stop following dockerd's events; cancel background name lookups."""
+        tasks = [*self._watchers.values(), *self._tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watchers.clear()
         self._tasks.clear()
