@@ -43,7 +43,7 @@ from netfabric.ipam.host import HostAllocator
 from netfabric.ipam.manager import Ipam
 from netfabric.ipam.pools import AddressSpace
 from netfabric.ipam.values import BlockLease
-from netfabric.model import Driver, Endpoint, Network, SubnetSpec
+from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 from netfabric.store.base import Store
 from netfabric.store.etcd import EtcdStore, retry_on_conflict
 from netfabric.store.sqlite import SqliteStore
@@ -154,16 +154,21 @@ CONFLICT_ATTEMPTS = 50
 
 
 class IpamBook:
-    """Subnets and addresses from the IPAM manager, persisted in ``DIR/ipam.sqlite``.
+    """Subnets and addresses from the IPAM manager: this host's own networks (bridge) in
+    ``DIR/ipam.sqlite``; the cluster's (overlay) there too on a one-manager cluster, or in
+    the shared store (etcd) that every manager of the cluster uses (:meth:`use_store`).
 
     Bridge networks take subnets from the local address space, overlays from the global
     one. Addresses are handed out by this node's IPAM (on a manager, for the whole cluster).
     SQLite connections belong to one thread, so every call runs on the book's own thread.
+    A host's local networks never go to the shared store: each host has its own ``bridge``.
     """
 
     def __init__(self, data_dir: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nf-ipam")
         self._store: Store | None = None
+        self._shared: Store | None = None
+        self.shared_ipam: Ipam | None = None
         self._data_dir = data_dir
         try:
             self.ipam = self._on_thread(lambda: self._open(data_dir))
@@ -182,21 +187,46 @@ class IpamBook:
             lambda: retry_on_conflict(fn, self._reload, attempts=CONFLICT_ATTEMPTS)).result()
 
     def _reload(self) -> None:
-        if self._store is not None:
-            self.ipam = Ipam(self._store, config=self.ipam.config)
+        if self._shared is not None and self.shared_ipam is not None:
+            self.shared_ipam = Ipam(self._shared, config=self.shared_ipam.config)
+
+    def reload(self) -> None:
+        """Re-read the shared store's rows (another manager changed them)."""
+        self._on_thread(self._reload)
+
+    def attach_shared(self, store: Store) -> None:
+        """Use ``store`` for the cluster's rows (tests; :meth:`use_store` opens etcd)."""
+        self._shared, self.shared_ipam = store, Ipam(store)
+
+    def _cluster_ipam(self, network_id: str) -> Ipam:
+        """The IPAM that holds ``network_id``: the shared one unless this host's own has
+        it (a local network), or has it too while no shared store is in use. A network
+        the shared view lacks may be another manager's newest: the view is re-read."""
+        if self.shared_ipam is None or network_id in self.ipam.networks():
+            return self.ipam
+        if network_id not in self.shared_ipam.networks():
+            self._reload()
+        assert self.shared_ipam is not None
+        return self.shared_ipam
+
+    def _for_driver(self, network: Network) -> Ipam:
+        if network.driver is Driver.BRIDGE or self.shared_ipam is None:
+            return self.ipam
+        return self.shared_ipam
 
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
                        ip_range: str | None) -> tuple[SubnetSpec, ...]:
         space = AddressSpace.LOCAL if network.driver is Driver.BRIDGE else AddressSpace.GLOBAL
         def run() -> tuple[SubnetSpec, ...]:
-            got = [self.ipam.request_subnet(network.id, space=space, cidr=subnet,
-                                            gateway=gateway, ip_range=ip_range)]
+            ipam = self._for_driver(network)
+            got = [ipam.request_subnet(network.id, space=space, cidr=subnet,
+                                       gateway=gateway, ip_range=ip_range)]
             if network.ipv6:
                 try:
-                    got.append(self.ipam.request_subnet(network.id, space=space,
-                                                        family=IPFamily.V6))
+                    got.append(ipam.request_subnet(network.id, space=space,
+                                                   family=IPFamily.V6))
                 except BaseException:
-                    self.ipam.release_network(network.id)
+                    ipam.release_network(network.id)
                     raise
             return tuple(SubnetSpec(cidr=g.cidr, gateway=g.gateway, ip_range=g.ip_range)
                          for g in got)
@@ -205,40 +235,63 @@ class IpamBook:
     def delete_network(self, network_id: str) -> None:
         def run() -> None:
             with contextlib.suppress(NotFound):
-                self.ipam.release_network(network_id)
+                self._cluster_ipam(network_id).release_network(network_id)
         self._on_thread(run)
 
     def load_networks(self) -> list[Network]:
-        return self._on_thread(lambda: self._rows().list_networks())
+        def run() -> list[Network]:
+            own = self._rows().list_networks()
+            if self._shared is None:
+                return own
+            return [n for n in own if n.scope == Scope.LOCAL] + \
+                [n for n in self._shared.list_networks() if n.scope == Scope.SWARM]
+        return self._on_thread(run)
+
+    def _table(self, network: Network) -> Store:
+        if network.scope == Scope.SWARM and self._shared is not None:
+            return self._shared
+        return self._rows()
 
     def save_network(self, network: Network) -> None:
-        self._on_thread(lambda: self._rows().put_network(network))
+        self._on_thread(lambda: self._table(network).put_network(network))
 
     def drop_network(self, network_id: str) -> None:
-        self._on_thread(lambda: self._rows().delete_network(network_id))
+        def run() -> None:
+            if self._shared is None or not self._shared.delete_network(network_id):
+                self._rows().delete_network(network_id)
+        self._on_thread(run)
 
     def use_store(self, url: str | None, prefix: str) -> None:
+        """The cluster's rows (overlay networks, their subnets, blocks, holders) go to the
+        etcd store at ``url`` under ``prefix`` (an empty one gets this host's cluster rows
+        first), or, with None, back to the embedded file."""
         self._on_thread(lambda: self._use_store(url, prefix))
 
     def _use_store(self, url: str | None, prefix: str) -> None:
-        old = self._rows()
-        new: Store
+        old = self._shared
         if url is None:
-            new = SqliteStore(os.path.join(self._data_dir, STORE_FILE))
-        else:
-            etcd = EtcdStore(url, prefix=prefix)
-            try:
-                if not etcd.load().subnets and not etcd.list_networks():
-                    _copy_rows(old, etcd)
-                self.ipam = Ipam(etcd)
-            except BaseException:
-                etcd.close()
-                raise
-            new = etcd
-        if url is None:
-            self.ipam = Ipam(new)
-        self._store = new
-        old.close()
+            self._shared, self.shared_ipam = None, None
+            if old is not None:
+                old.close()
+            self.ipam = Ipam(self._rows(), config=self.ipam.config)
+            return
+        etcd = EtcdStore(url, prefix=prefix)
+        try:
+            if not etcd.load().subnets and not etcd.list_networks():
+                _copy_rows(self._rows(), etcd, Scope.SWARM)
+            _move_local_rows(etcd, self._rows())
+            self._shared, self.shared_ipam = etcd, Ipam(etcd)
+            self.ipam = Ipam(self._rows(), config=self.ipam.config)
+        except BaseException:
+            etcd.close()
+            raise
+        if old is not None:
+            old.close()
+
+    def _cluster_rows(self) -> Store:
+        """Where cluster-wide rows live (service definitions...): the shared store on a
+        cluster on etcd, else this host's file."""
+        return self._shared if self._shared is not None else self._rows()
 
     def _rows(self) -> Store:
         if self._store is None:
@@ -248,14 +301,14 @@ class IpamBook:
     def allocate(self, network_id: str, *, node_id: str, ip: str | None,
                  lent_by: str | None = None) -> Allocation:
         def run() -> Allocation:
-            got = self.ipam.allocate(network_id, address=ip, host_id=node_id,
-                                     lent_by=lent_by)
+            ipam = self._cluster_ipam(network_id)
+            got = ipam.allocate(network_id, address=ip, host_id=node_id, lent_by=lent_by)
             v6 = None
-            if any(s.family is IPFamily.V6 for s in self.ipam.subnets(network_id)):
+            if any(s.family is IPFamily.V6 for s in ipam.subnets(network_id)):
                 try:
-                    v6 = self.ipam.allocate(network_id, family=IPFamily.V6, host_id=node_id).address
+                    v6 = ipam.allocate(network_id, family=IPFamily.V6, host_id=node_id).address
                 except BaseException:
-                    self.ipam.release(network_id, got.address)
+                    ipam.release(network_id, got.address)
                     raise
             return Allocation(ipv4=got.address, prefixlen=got.prefixlen, gateway=got.gateway,
                               ipv6=v6)
@@ -264,13 +317,13 @@ class IpamBook:
     def release(self, network_id: str, ip: str, *, node_id: str) -> None:
         def run() -> None:
             with contextlib.suppress(NotFound):
-                self.ipam.release(network_id, ip)
+                self._cluster_ipam(network_id).release(network_id, ip)
         self._on_thread(run)
 
     def block_owner(self, network_id: str, ip: str) -> str | None:
         def run() -> str | None:
             try:
-                return self.ipam.block_owner(network_id, ip)
+                return self._cluster_ipam(network_id).block_owner(network_id, ip)
             except (NotFound, AddressOutOfRange):
                 return None
         return self._on_thread(run)
@@ -278,52 +331,67 @@ class IpamBook:
     def allocated(self, network_id: str) -> set[str]:
         def run() -> set[str]:
             try:
-                return set(self.ipam.allocated(network_id))
+                return set(self._cluster_ipam(network_id).allocated(network_id))
             except NotFound:
                 return set()
         return self._on_thread(run)
 
     def release_node(self, node_id: str) -> None:
-        self._on_thread(lambda: self.ipam.reclaim_host(node_id))
+        self._on_thread(lambda: (self.shared_ipam or self.ipam).reclaim_host(node_id))
 
     def lease_block(self, network_id: str, host_id: str, *, address: str | None,
                     family: IPFamily) -> BlockLease:
-        return self._on_thread(lambda: self.ipam.lease_block(network_id, host_id,
-                                                             address=address, family=family))
+        return self._on_thread(lambda: self._cluster_ipam(network_id).lease_block(
+            network_id, host_id, address=address, family=family))
 
     def release_block(self, network_id: str, host_id: str, block: str) -> None:
-        self._on_thread(lambda: self.ipam.release_block(network_id, host_id, block))
+        self._on_thread(lambda: self._cluster_ipam(network_id).release_block(
+            network_id, host_id, block))
 
     def leased(self, network_id: str) -> list[BlockLease]:
         def run() -> list[BlockLease]:
             try:
-                return self.ipam.blocks(network_id=network_id)
+                return self._cluster_ipam(network_id).blocks(network_id=network_id)
             except NotFound:
                 return []
         return self._on_thread(run)
 
+    def block_owners(self) -> set[str]:
+        """Every host that leases a block or holds an address of the cluster's rows."""
+        def run() -> set[str]:
+            ipam = self.shared_ipam or self.ipam
+            owners = {b.host_id for b in ipam.blocks()}
+            return owners
+        return self._on_thread(run)
+
     def close(self) -> None:
-        store = self._store
-        if store is not None:
-            self._store = None
-            self._on_thread(store.close)
+        for attr in ("_shared", "_store"):
+            store = getattr(self, attr)
+            if store is not None:
+                setattr(self, attr, None)
+                self._pool.submit(store.close).result()
         self._pool.shutdown(wait=True)
 
 
-def _copy_rows(src: Store, dst: EtcdStore) -> None:
-    """Every network, subnet, block, holder and object row of ``src`` into ``dst``, row by row (a
-    large state would exceed etcd's operations per txn); on any failure the prefix is
-    emptied again, so a later attempt copies everything."""
+def _copy_rows(src: Store, dst: EtcdStore, scope: Scope) -> None:
+    """Every ``scope`` network of ``src``, with its subnet, block and holder rows, into
+    ``dst``, row by row (a large state would exceed etcd's operations per txn); on any
+    failure the prefix is emptied again, so a later attempt copies everything."""
     snap = src.load()
+    ids = {n.id for n in src.list_networks() if n.scope == scope}
     try:
         for n in src.list_networks():
-            dst.put_network(n)
+            if n.id in ids:
+                dst.put_network(n)
         for s in snap.subnets:
-            dst.put_subnet(s)
+            if s.network_id in ids:
+                dst.put_subnet(s)
         for b in snap.blocks:
-            dst.put_block(b.network_id, b.subnet, b.index, b.owner, b.data)
+            if b.network_id in ids:
+                dst.put_block(b.network_id, b.subnet, b.index, b.owner, b.data)
         for h in snap.holders:
-            dst.put_holder(h.network_id, h.subnet, h.address, h.holder)
+            if h.network_id in ids:
+                dst.put_holder(h.network_id, h.subnet, h.address, h.holder)
         for kind in src.object_kinds():
             for key, value in src.list_objects(kind).items():
                 dst.put_object(kind, key, value)
@@ -331,6 +399,34 @@ def _copy_rows(src: Store, dst: EtcdStore) -> None:
         with contextlib.suppress(StoreError):
             dst.drop_all()
         raise
+
+
+def _move_local_rows(shared: EtcdStore, own: Store) -> None:
+    """A one-manager etcd cluster of before local networks stayed on their host copied its
+    manager's bridge networks to etcd: they come back to this host's file (the only
+    manager such a cluster had) and leave etcd."""
+    local = [n for n in shared.list_networks() if n.scope == Scope.LOCAL]
+    if not local:
+        return
+    snap = shared.load()
+    mine = {n.id for n in own.list_networks()}
+    for net in local:
+        if net.id not in mine and all(n.name != net.name for n in own.list_networks()):
+            with own.transaction():
+                own.put_network(net)
+                for s in snap.subnets:
+                    if s.network_id == net.id:
+                        own.put_subnet(s)
+                for b in snap.blocks:
+                    if b.network_id == net.id:
+                        own.put_block(b.network_id, b.subnet, b.index, b.owner, b.data)
+                for h in snap.holders:
+                    if h.network_id == net.id:
+                        own.put_holder(h.network_id, h.subnet, h.address, h.holder)
+        for s in snap.subnets:
+            if s.network_id == net.id:
+                shared.delete_subnet(net.id, s.cidr)
+        shared.delete_network(net.id)
 
 
 class RemoteBlocks:

@@ -2,8 +2,10 @@
 
 A manager holds the cluster's secret, the join secrets and the node registry, and serves the
 cluster endpoint (:mod:`netfabric.agent.manager` answers it); a worker knows the managers'
-addresses and the secret. Gossip starts once the node is in a cluster, seeded from the
-registry and the managers.
+addresses and the secret. On a cluster whose managers share etcd (``init --store``), the
+registry and the join secrets are etcd's too, and several managers serve
+(:class:`~netfabric.agent.managerset.ManagerSet`); on the embedded store, one. Gossip
+starts once the node is in a cluster, seeded from the registry and the managers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext
 from netfabric.agent.ifaddr import resolve_addr, resolve_hostport
+from netfabric.agent.leadership import ManagerStatus
+from netfabric.agent.managerset import ManagerSet
 from netfabric.agent.ports import MeshEvent, MeshEventKind
 from netfabric.agent.roster import MANAGERS_TABLE
 from netfabric.agent.rpc import JOIN, os_reason, split_addr
@@ -33,12 +37,16 @@ from netfabric.errors import (
 from netfabric.model import Scope
 from netfabric.store.etcd import check_tls_files, cluster_prefix, parse_etcd_url, store_tls
 
-__all__ = ["ALREADY_IN_CLUSTER", "ClusterService"]
+__all__ = ["ALREADY_IN_CLUSTER", "SECOND_MANAGER_NEEDS_ETCD", "ClusterService"]
 
 log = logging.getLogger(__name__)
 
 ALREADY_IN_CLUSTER = ("This node is already part of a swarm. Use \"netfabric leave\" to leave "
                       "this swarm and join another one.")
+SECOND_MANAGER_NEEDS_ETCD = (
+    "a second manager needs --store etcd://...: this cluster keeps its state in the "
+    "embedded single-manager store (netfabric init --store etcd://HOST:2379 makes a "
+    "cluster several managers can serve); join this node as a worker")
 EndpointOpener = Callable[[str], Awaitable[None]]
 EndpointCloser = Callable[[], Awaitable[None]]
 
@@ -46,9 +54,11 @@ EndpointCloser = Callable[[], Awaitable[None]]
 class ClusterService:
     """This node's membership of a cluster."""
 
-    def __init__(self, ctx: AgentContext, addresses: AddressRouter) -> None:
+    def __init__(self, ctx: AgentContext, addresses: AddressRouter,
+                 managers: ManagerSet) -> None:
         self._ctx = ctx
         self._addresses = addresses
+        self._managers = managers
         self._open_endpoint: EndpointOpener | None = None
         self._close_endpoint: EndpointCloser | None = None
 
@@ -143,10 +153,26 @@ class ClusterService:
             raise
 
     async def resume(self) -> None:
-        """At start: a node in a cluster serves its endpoint and gossips again."""
-        if self._ctx.ledger.state.cluster is not None:
-            await self.start_cluster_endpoint()
-            await self.start_mesh()
+        """At start: a node in a cluster serves its endpoint and gossips again; a manager
+        of a cluster on etcd reads the registry and secrets there and follows them."""
+        cluster = self._ctx.ledger.state.cluster
+        if cluster is None:
+            return
+        if cluster.store and cluster.role is Role.MANAGER:
+            records = await self._managers.attach(cluster.store,
+                                                  cluster_prefix(cluster.cluster_id),
+                                                  cluster.secret)
+            nodes = await self._ctx.thread(records.load_nodes)
+            roles = await self._ctx.thread(records.load_roles)
+            async with self._ctx.lock:
+                me = self._ctx.ledger.state.nodes.get(self._ctx.node_id)
+                if me is not None and all(n.id != me.id for n in nodes):
+                    self._ctx.ledger.put_node(me)   # a row lost: this manager is back
+                    nodes.append(me)
+                self._ctx.ledger.sync_records(nodes, roles)
+        await self.start_cluster_endpoint()
+        await self.start_mesh()
+        await self._managers.start()
 
     # -- init, join, tokens -------------------------------------------------------------------
 
@@ -181,18 +207,30 @@ class ClusterService:
                 role_secrets={"worker": new_role_secret(), "manager": new_role_secret()},
                 listen=listen, store=store or "")
             me = NodeRecord(id=state.node_id, hostname=state.hostname, address=advertise_addr,
-                            gossip_port=ctx.config.gossip_port, role=Role.MANAGER)
-            if store:
-                await ctx.thread(ctx.book.use_store, store, cluster_prefix(cluster.cluster_id))
-                ctx.ledger.reload_networks()
-            ctx.ledger.set_cluster(cluster, [me])
+                            gossip_port=ctx.config.gossip_port, role=Role.MANAGER,
+                            manager_addr=cluster.managers[0])
             try:
+                if store:
+                    prefix = cluster_prefix(cluster.cluster_id)
+                    await ctx.thread(ctx.book.use_store, store, prefix)
+                    ctx.ledger.reload_networks()
+                    await self._managers.attach(store, prefix, cluster.secret)
+                ctx.ledger.set_cluster(cluster, [me])
                 await self._serve_new()
             except BaseException:
                 if store:   # back to the embedded file, as before the init
-                    await ctx.thread(ctx.book.use_store, None, "")
-                    ctx.ledger.reload_networks()
+                    await self._undo_store()
                 raise
+        await self._managers.start()
+
+    async def _undo_store(self) -> None:
+        ctx = self._ctx
+        await self._managers.stop()
+        with contextlib.suppress(Exception):
+            await ctx.thread(ctx.book.use_store, None, "")
+        ctx.ledger.reload_networks()
+        if ctx.ledger.state.cluster is not None:
+            ctx.ledger.clear_cluster()
 
     async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
         try:
@@ -202,12 +240,14 @@ class ClusterService:
         if role is Role.STANDALONE:
             raise InvalidArgument("unknown role 'standalone': use worker or manager")
         cluster = self._ctx.require_manager()
+        if role is Role.MANAGER and not cluster.store:
+            raise ClusterError(SECOND_MANAGER_NEEDS_ETCD)
         if rotate:
             async with self._ctx.lock:
                 self._ctx.ledger.set_role_secret(str(role), new_role_secret())
         return JoinToken(role=role, token=make_token(cluster.secret,
                                                      cluster.role_secrets[str(role)]),
-                         address=cluster.managers[0])
+                         address=self._own_address(cluster))
 
     async def join(self, token: str, remote: str) -> None:
         ctx = self._ctx
@@ -228,9 +268,50 @@ class ClusterService:
             secret = handshake.open_secret(answer.sealed, token=token, nonce=offer.nonce)
             role, managers, nodes = answer.role, answer.managers, answer.nodes
             cluster_id = answer.cluster_id
+            if role is Role.MANAGER:
+                await self._join_as_manager(answer.store, cluster_id, secret)
+                return
             ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
                                                  role=role, managers=managers), nodes)
             await self._serve_new()
+
+    async def _join_as_manager(self, store: str, cluster_id: str, secret: str) -> None:
+        """Become one more manager of a cluster on etcd: its records, rows and secrets are
+        read there; this node serves the cluster endpoint on its own address. The caller
+        holds the lock. A failure leaves no cluster behind."""
+        ctx = self._ctx
+        if not store:
+            raise ClusterError("the manager answered a manager join without the cluster's "
+                               "store: it runs an older netfabric; upgrade it first")
+        prefix = cluster_prefix(cluster_id)
+        state = ctx.ledger.state
+        listen = f"{ctx.address}:{ctx.config.cluster_port}"
+        try:
+            records = await self._managers.attach(store, prefix, secret)
+            roles = await ctx.thread(records.load_roles)
+            nodes = await ctx.thread(records.load_nodes)
+            await ctx.thread(ctx.book.use_store, store, prefix)
+            ctx.ledger.reload_networks()
+            me = NodeRecord(id=state.node_id, hostname=state.hostname, address=ctx.address,
+                            gossip_port=ctx.config.gossip_port, role=Role.MANAGER,
+                            manager_addr=listen)
+            ctx.ledger.set_cluster(
+                ClusterRecord(cluster_id=cluster_id, secret=secret, role=Role.MANAGER,
+                              managers=[listen], role_secrets=roles, listen=listen,
+                              store=store),
+                [n for n in nodes if n.id != me.id] + [me])
+            await self._serve_new()
+        except BaseException:
+            await self._undo_store()
+            raise
+        await self._managers.start()
+
+    def _own_address(self, cluster: ClusterRecord) -> str:
+        """Where this manager is joined (its own endpoint, not another manager's)."""
+        me = self._ctx.ledger.state.nodes.get(self._ctx.node_id)
+        if me is not None and me.manager_addr:
+            return me.manager_addr
+        return cluster.managers[0]
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -239,15 +320,22 @@ class ClusterService:
         ctx.require_manager()
         state = ctx.ledger.state
         alive = {m.node_id: m.alive for m in ctx.mesh.members()}
-        leader = state.node_id
+        shared = ctx.ledger.records is not None
         rows = []
         for n in state.nodes.values():
             up = n.id == state.node_id or alive.get(n.id, False)
+            reach, leader = "", n.id == state.node_id
+            if n.role is Role.MANAGER and shared:
+                status = self._managers.status(n.id, gossip_alive=alive.get(n.id))
+                leader = status is ManagerStatus.LEADER
+                reach = "unreachable" if status is ManagerStatus.UNREACHABLE else "reachable"
+            elif n.role is Role.MANAGER:
+                reach = "reachable" if up else "unreachable"
             rows.append(NodeInfo(
                 id=n.id, hostname=n.hostname, address=n.address,
                 status=NodeStatus.READY if up else NodeStatus.DOWN,
-                availability=n.availability, role=n.role, leader=n.id == leader,
-                is_self=n.id == state.node_id))
+                availability=n.availability, role=n.role, leader=leader,
+                is_self=n.id == state.node_id, reachability=reach))
         return sorted(rows, key=lambda r: (not r.is_self, r.hostname, r.id))
 
     def _find_node(self, ref: str) -> NodeRecord:
@@ -324,6 +412,7 @@ class ClusterService:
                     await ctx.call_manager("leave", {"node_id": ctx.node_id})
             await ctx.mesh.leave()
             await self.stop_cluster_endpoint()   # a later init or join opens its own
+            await self._managers.stop(forget_self=True)
             if cluster.store:   # this node's rows go back to the embedded file
                 await ctx.thread(ctx.book.use_store, None, "")
                 ctx.ledger.reload_networks()

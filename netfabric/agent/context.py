@@ -212,6 +212,9 @@ class AgentContext:
         self.mesh = GatedMesh(mesh)
         self.lock = asyncio.Lock()
         self.roster = ManagerRoster()
+        self.leader_id = ""
+        """The leading manager's node id, on a cluster whose managers share etcd
+        (:class:`~netfabric.agent.managerset.ManagerSet` keeps it)."""
 
     async def thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Blocking work (kernel, SQLite) off the event loop."""
@@ -230,6 +233,15 @@ class AgentContext:
     def address(self) -> str:
         """This node's underlay address (its VTEP), "" without --advertise-addr."""
         return self.config.advertise_addr or ""
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node runs the jobs that need one actor: the leader of several
+        managers on etcd; the only manager of a cluster on the embedded store."""
+        cluster = self.ledger.state.cluster
+        if cluster is None or cluster.role is not Role.MANAGER:
+            return False
+        return not cluster.store or self.leader_id == self.node_id
 
     def require_manager(self) -> ClusterRecord:
         cluster = self.ledger.state.cluster

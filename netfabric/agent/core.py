@@ -49,6 +49,7 @@ from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.frontend import AgentFrontend, Restorer
 from netfabric.agent.ledger import Ledger
 from netfabric.agent.manager import ManagerRpc
+from netfabric.agent.managerset import ManagerSet
 from netfabric.agent.metrics import NetworkUsage, Observation, dns_results
 from netfabric.agent.networks import DEFAULT_BRIDGE, NetworkRegistry
 from netfabric.agent.peers import PeerSync
@@ -63,7 +64,9 @@ from netfabric.agent.ports import (
     ManagerCall,
     Mesh,
     NameService,
+    RecordsFactory,
 )
+from netfabric.agent.records import open_etcd_records
 from netfabric.agent.services import ServiceRegistry
 from netfabric.agent.state import LocalState, to_network, to_record
 from netfabric.agent.tasks import TaskRunner
@@ -105,7 +108,8 @@ class AgentCore:
                  book: AddressBook, names: NameService, mesh: Mesh,
                  blocks: Callable[[ManagerCall], BlockBook] | None = None,
                  links: LinkFactory = manager_link,
-                 service_datapath: DatapathFactory | None = None) -> None:
+                 service_datapath: DatapathFactory | None = None,
+                 records: RecordsFactory | None = None) -> None:
         self.config = config
         if state.cluster is not None and state.cluster.store:
             # the cluster's rows live in etcd: read them there (StoreUnavailable names it)
@@ -113,7 +117,8 @@ class AgentCore:
         self._ctx = ctx = AgentContext(config, Ledger(state, config.data_dir, book), kernel=kernel,
                                        book=book, names=names, mesh=mesh, links=links)
         self._addresses = AddressRouter(ctx, blocks=blocks)
-        self._cluster = ClusterService(ctx, self._addresses)
+        self._managers = ManagerSet(ctx, records or open_etcd_records)
+        self._cluster = ClusterService(ctx, self._addresses, self._managers)
         self._networks = NetworkRegistry(ctx, self._addresses)
         self._manager = ManagerRpc(ctx, self._networks, self._addresses)
         self._peers = PeerSync(ctx)
@@ -123,6 +128,7 @@ class AgentCore:
         self._services = ServiceRegistry(ctx, self._networks, self._addresses,
                                          self._endpoints, self._peers, fabric=fabric)
         self._tasks = TaskRunner(ctx, self._services, self._endpoints)
+        self._managers.on_leader_change(self._tasks.schedule)
         self._restorers: list[Restorer] = []
 
     # -- who and where ------------------------------------------------------------------------
@@ -182,6 +188,7 @@ class AgentCore:
 
     async def close(self) -> None:
         ctx = self._ctx
+        await self._managers.stop()
         await self._addresses.close()
         await self._tasks.close()
         await self._services.close()

@@ -186,6 +186,12 @@ class FakeBook:
     def use_store(self, url: str | None, prefix: str) -> None:
         self.store_url = url
 
+    def reload(self) -> None:
+        pass
+
+    def block_owners(self) -> set[str]:
+        return {lease.host_id for leases in self.leases.values() for lease in leases}
+
     def release_node(self, node_id: str) -> None:
         self.released_nodes.append(node_id)
         for held in self.held.values():

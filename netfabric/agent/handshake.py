@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from netfabric.agent.tokens import cluster_digest, parse_token
 from netfabric.errors import InvalidArgument, InvalidToken
 
-__all__ = ["JoinOffer", "accept_offer", "make_offer", "open_secret", "seal_secret"]
+__all__ = [
+    "JoinOffer",
+    "accept_offer",
+    "make_offer",
+    "open_sealed",
+    "open_secret",
+    "seal",
+    "seal_secret",
+]
 
 
 class JoinOffer(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,3 +106,24 @@ def open_secret(sealed: str, *, token: str, nonce: str) -> str:
     if not hmac.compare_digest(cluster_digest(secret), parsed.digest):
         raise InvalidToken("the manager's cluster does not match the token: refusing to join")
     return secret
+
+
+def _cluster_key(cluster_secret: str) -> bytes:
+    return hashlib.sha256(b"netfabric-sealed:" + cluster_secret.encode()).digest()
+
+
+def seal(cluster_secret: str, text: str) -> str:
+    """``text`` sealed (AES-GCM) under a key derived from the cluster secret: what the
+    managers keep in a shared store (the role secrets), readable only by cluster members."""
+    iv = secrets.token_bytes(12)
+    return (iv + AESGCM(_cluster_key(cluster_secret)).encrypt(iv, text.encode(), None)).hex()
+
+
+def open_sealed(cluster_secret: str, sealed: str) -> str:
+    """The text :func:`seal` sealed; :class:`InvalidToken` when it is not this cluster's."""
+    try:
+        raw = bytes.fromhex(sealed)
+        return AESGCM(_cluster_key(cluster_secret)).decrypt(raw[:12], raw[12:], None).decode()
+    except (ValueError, InvalidTag, UnicodeDecodeError) as exc:
+        raise InvalidToken("a sealed cluster record does not open with this cluster's "
+                           "secret") from exc

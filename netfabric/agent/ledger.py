@@ -9,6 +9,12 @@ into them. Two places hold it:
 - the rest (identity, cluster, nodes, sandboxes) is :class:`~netfabric.agent.state.LocalState`,
   one JSON document (a crash leaves the old or the new one).
 
+On a cluster whose managers share etcd, the node registry and the role secrets are the
+cluster's (:class:`~netfabric.agent.ports.ClusterRecords`, attached with
+:meth:`Ledger.attach_records`): each change goes there first (refused whole when etcd is
+unavailable), then to the state file, which keeps this manager's copy; another manager's
+changes come back through :meth:`Ledger.sync_records`.
+
 A change touching both writes the network row first, so a crash in between leaves at most
 a network nobody uses yet. A state file from before networks moved to the store still lists
 them: they are moved into the store when the ledger opens (rows first, then the file
@@ -17,7 +23,9 @@ rewritten without them, so a crash in between moves them again).
 
 from __future__ import annotations
 
-from netfabric.agent.ports import NetworkTable
+from dataclasses import replace
+
+from netfabric.agent.ports import ClusterRecords, NetworkTable
 from netfabric.agent.state import (
     ClusterRecord,
     EndpointRecord,
@@ -26,10 +34,15 @@ from netfabric.agent.state import (
     SandboxRecord,
     to_network,
 )
-from netfabric.api.types import Availability
+from netfabric.api.types import Availability, Role
 from netfabric.model import Network, Scope
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "managers_of"]
+
+
+def managers_of(nodes: list[NodeRecord] | tuple[NodeRecord, ...]) -> list[str]:
+    """The cluster endpoints of the managers among ``nodes``, in a stable order."""
+    return sorted(n.manager_addr for n in nodes if n.role is Role.MANAGER and n.manager_addr)
 
 
 class Ledger:
@@ -45,14 +58,31 @@ class Ledger:
             state.networks.clear()
             self._save()
         self._networks = {n.id: n for n in table.load_networks()}
+        self._records: ClusterRecords | None = None
 
     def _save(self) -> None:
         self.state.save(self._data_dir)
 
     # -- cluster ------------------------------------------------------------------------------
 
+    @property
+    def records(self) -> ClusterRecords | None:
+        """The cluster's shared records (a cluster on etcd), or None."""
+        return self._records
+
+    def attach_records(self, records: ClusterRecords | None) -> None:
+        self._records = records
+
     def set_cluster(self, cluster: ClusterRecord, nodes: list[NodeRecord]) -> None:
-        """This node is now in ``cluster``, which has ``nodes``."""
+        """This node is now in ``cluster``, which has ``nodes``; on shared records, this
+        node's own row (and an init's role secrets) are written there first."""
+        if self._records is not None:
+            for n in nodes:
+                if n.id == self.state.node_id:
+                    self._records.save_node(n)
+            if cluster.role_secrets:
+                self._records.save_roles(dict(cluster.role_secrets))
+            cluster.managers = managers_of(nodes) or cluster.managers
         self.state.cluster = cluster
         self.state.nodes = {n.id: n for n in nodes}
         self._save()
@@ -65,22 +95,55 @@ class Ledger:
 
     def set_role_secret(self, role: str, secret: str) -> None:
         assert self.state.cluster is not None
+        if self._records is not None:
+            self._records.save_roles({**self.state.cluster.role_secrets, role: secret})
         self.state.cluster.role_secrets[role] = secret
         self._save()
 
     def put_node(self, node: NodeRecord) -> None:
+        if self._records is not None:
+            self._records.save_node(node)
         self.state.nodes[node.id] = node
+        self._sync_managers()
         self._save()
 
     def drop_node(self, node_id: str) -> NodeRecord | None:
+        if self._records is not None:
+            self._records.drop_node(node_id)
         node = self.state.nodes.pop(node_id, None)
         if node is not None:
+            self._sync_managers()
             self._save()
         return node
 
     def set_availability(self, node_id: str, availability: Availability) -> None:
-        self.state.nodes[node_id].availability = availability
+        self.put_node(replace(self.state.nodes[node_id], availability=availability))
+
+    def set_membership(self, cluster: ClusterRecord) -> None:
+        """This node's own role, store or endpoint changed (promote, demote)."""
+        self.state.cluster = cluster
+        self._sync_managers()
         self._save()
+
+    def sync_records(self, nodes: list[NodeRecord], roles: dict[str, str]) -> bool:
+        """The shared records as another manager left them; True if anything changed."""
+        cluster = self.state.cluster
+        fresh = {n.id: n for n in nodes}
+        changed = fresh != self.state.nodes
+        if cluster is not None and roles and cluster.role is Role.MANAGER and \
+                roles != cluster.role_secrets:
+            cluster.role_secrets = dict(roles)
+            changed = True
+        if changed:
+            self.state.nodes = fresh
+            self._sync_managers()
+            self._save()
+        return changed
+
+    def _sync_managers(self) -> None:
+        cluster = self.state.cluster
+        if cluster is not None and self._records is not None:
+            cluster.managers = managers_of(list(self.state.nodes.values())) or cluster.managers
 
     def clear_cluster(self) -> list[str]:
         """This node left its cluster: forget it, its nodes and its cluster networks.
@@ -90,6 +153,7 @@ class Ledger:
             self.drop_network(network_id)
         self.state.cluster = None
         self.state.nodes.clear()
+        self._records = None
         self._save()
         return gone
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
+from netfabric.agent.cluster import SECOND_MANAGER_NEEDS_ETCD
 from netfabric.agent.context import AgentContext, check_ip, check_name
 from netfabric.agent.networks import NetworkRegistry
 from netfabric.agent.rpc import (
@@ -21,6 +22,7 @@ from netfabric.agent.rpc import (
     NameArgs,
     ReleaseArgs,
     ReleaseBlockArgs,
+    split_addr,
 )
 from netfabric.agent.state import ClusterRecord, NodeRecord
 from netfabric.api.types import Role, to_wire
@@ -90,12 +92,10 @@ class ManagerRpc:
         ctx = self._ctx
         role, role_secret = handshake.accept_offer(offer, cluster_secret=cluster.secret,
                                                    role_secrets=cluster.role_secrets)
-        if role == Role.MANAGER:
-            # A second manager needs the store replicated (a distributed engine behind the
-            # Store protocol); two SQLite stores would allocate independently.
-            raise ClusterError(
-                "this cluster keeps its state in the embedded single-manager store: a second "
-                "manager is not supported; join this node as a worker")
+        if role == Role.MANAGER and not cluster.store:
+            # A second manager needs the store replicated (etcd behind the Store protocol);
+            # two SQLite stores would allocate independently.
+            raise ClusterError(SECOND_MANAGER_NEEDS_ETCD)
         check_name(offer.hostname, "host")
         check_ip(offer.address, "node address")
         async with ctx.lock:
@@ -105,11 +105,16 @@ class ManagerRpc:
                     # the same host re-joined with a new identity: its old blocks are free
                     ctx.ledger.drop_node(n.id)
                     await ctx.thread(ctx.book.release_node, n.id)
+            # a new manager serves on its address and this cluster's port (it writes its
+            # own row again once it serves)
+            manager_addr = f"{offer.address}:{split_addr(cluster.listen)[1]}" \
+                if role == Role.MANAGER else ""
             ctx.ledger.put_node(NodeRecord(
                 id=offer.node_id, hostname=offer.hostname, address=offer.address,
-                gossip_port=offer.gossip_port, role=Role(role)))
+                gossip_port=offer.gossip_port, role=Role(role), manager_addr=manager_addr))
         return JoinAnswer(
             sealed=handshake.seal_secret(cluster.secret, role_secret=role_secret,
                                          nonce=offer.nonce),
             role=Role(role), cluster_id=cluster.cluster_id, managers=list(cluster.managers),
-            nodes=list(ctx.ledger.state.nodes.values()))
+            nodes=list(ctx.ledger.state.nodes.values()),
+            store=cluster.store if role == Role.MANAGER else "")

@@ -59,12 +59,25 @@ class NetworkRegistry:
 
     def by_id(self, network_id: str) -> Network:
         net = self._ctx.ledger.network(network_id)
+        if net is None and self._ctx.ledger.records is not None:
+            self._ctx.ledger.reload_networks()   # another manager's newest?
+            net = self._ctx.ledger.network(network_id)
         if net is None:
             raise NotFound(f"network {network_id} not found")
         return net
 
     def find(self, ref: str) -> Network:
-        """A known network by ID, name or ID prefix."""
+        """A known network by ID, name or ID prefix (on a manager sharing etcd, one not
+        known yet is looked for there: another manager may have just made it)."""
+        try:
+            return self._find(ref)
+        except NotFound:
+            if self._ctx.ledger.records is None:
+                raise
+        self._ctx.ledger.reload_networks()
+        return self._find(ref)
+
+    def _find(self, ref: str) -> Network:
         nets = self._ctx.ledger.networks()
         for match in ([n for n in nets if n.id == ref], [n for n in nets if n.name == ref],
                       [n for n in nets if ref and n.id.startswith(ref)]):
@@ -238,6 +251,8 @@ class NetworkRegistry:
                 users += sorted({f"{e.sandbox} (node {e.node_id[:12]})"
                                  for e in ctx.mesh.endpoints(net.id)
                                  if e.node_id != ctx.node_id})
+            if ctx.ledger.records is not None:   # what the other managers handed out
+                await ctx.thread(ctx.book.reload)
             held = await ctx.thread(ctx.book.allocated, net.id)
             leases = await ctx.thread(ctx.book.leased, net.id)
             if leases and not users:

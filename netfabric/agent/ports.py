@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+from netfabric.agent.state import NodeRecord
 from netfabric.api.types import GossipInfo
 from netfabric.dataplane.resources import Resource
 from netfabric.dns.latency import LatencySnapshot
@@ -24,10 +25,12 @@ __all__ = [
     "AddressBook",
     "Allocation",
     "BlockBook",
+    "ClusterRecords",
     "DnsStats",
     "Kernel",
     "KernelInspect",
     "KernelStats",
+    "Lease",
     "Link",
     "LinkFactory",
     "ManagerCall",
@@ -39,6 +42,7 @@ __all__ = [
     "NameService",
     "NetworkTable",
     "RecordTable",
+    "RecordsFactory",
 ]
 
 
@@ -143,10 +147,58 @@ class AddressBook(NetworkTable, Protocol):
         node's rows there when the prefix is empty), or back in the embedded file
         (``None``). StoreUnavailable naming etcd when it cannot be reached."""
 
+    def reload(self) -> None:
+        """Re-read a shared store's rows (another manager changed them); no-op otherwise."""
+
+    def block_owners(self) -> set[str]:
+        """Every host that leases a block of the cluster's networks."""
+
     def leased(self, network_id: str) -> list[BlockLease]:
         """The blocks of a network leased to hosts."""
 
     def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """A key held under a TTL lease in the shared store (:meth:`ClusterRecords.hold`)."""
+
+    def refresh(self) -> bool:
+        """Keep it another TTL; False once it expired (someone else may hold it now)."""
+
+    def release(self) -> None: ...
+
+
+class ClusterRecords(Protocol):
+    """The cluster-wide records several managers share (a cluster on etcd): the node
+    registry, the role secrets (sealed with the cluster secret), leases for the leader
+    and each manager's liveness, and a watch of every change. Blocking calls."""
+
+    def load_nodes(self) -> list[NodeRecord]: ...
+
+    def save_node(self, node: NodeRecord) -> None: ...
+
+    def drop_node(self, node_id: str) -> None: ...
+
+    def load_roles(self) -> dict[str, str]:
+        """The role secrets (``worker``, ``manager``); empty if none were saved yet."""
+
+    def save_roles(self, roles: dict[str, str]) -> None: ...
+
+    def hold(self, name: str, value: str, ttl: int) -> Lease | None:
+        """Hold ``name`` for ``ttl`` seconds unless someone holds it (then None)."""
+
+    def leases(self) -> dict[str, str]:
+        """Who holds each held name now."""
+
+    def watch(self, callback: Callable[[str, bool], None]) -> Callable[[], None]:
+        """``callback(key, deleted)`` from another thread for every change; returns the
+        stopper."""
+
+    def close(self) -> None: ...
+
+
+RecordsFactory = Callable[[str, str, str], ClusterRecords]
+"""``(store url, prefix, cluster secret)`` -> the cluster's records there."""
 
 
 class BlockBook(Protocol):

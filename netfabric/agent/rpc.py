@@ -98,6 +98,9 @@ class JoinAnswer(msgspec.Struct, frozen=True, kw_only=True):
     cluster_id: str
     managers: list[str]
     nodes: list[NodeRecord]
+    store: str = ""
+    """To a new manager: the store every manager shares (``etcd://...``), opened under
+    the cluster's prefix; the role secrets are there, sealed with the cluster secret."""
 
 
 class NameArgs(Args, frozen=True):

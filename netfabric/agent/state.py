@@ -125,6 +125,8 @@ class NodeRecord:
     gossip_port: int
     role: Role
     availability: Availability = Availability.ACTIVE
+    manager_addr: str = ""
+    """A manager's cluster endpoint ``HOST:PORT`` (workers and managers call it)."""
 
 
 @dataclass(slots=True)

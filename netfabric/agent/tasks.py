@@ -28,7 +28,7 @@ from netfabric.agent.context import AgentContext
 from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.ports import MeshEvent, MeshEventKind
 from netfabric.agent.services import RUNSPECS, TASKS, TASKSTATES, ServiceRegistry
-from netfabric.api.types import Availability, Role
+from netfabric.api.types import Availability
 from netfabric.errors import InvalidArgument, NetfabricError, NotFound
 from netfabric.services.tasks import (
     ENDED,
@@ -146,7 +146,7 @@ class TaskRunner:
         while self._dirty:
             self._dirty = False
             try:
-                if self._ctx.role is Role.MANAGER:
+                if self._ctx.is_leader:   # one planner among several managers
                     self.plan()
                 await self.execute()
             except NetfabricError as exc:

