@@ -177,9 +177,11 @@ async def _serve(config: AgentConfig, args: argparse.Namespace) -> None:
     from netfabric.agent.adapters import HostBlocks, RemoteBlocks, build_layers
     from netfabric.agent.api import dispatch
     from netfabric.agent.core import AgentCore  # drivers, pyroute2: not for `netfabric --help`
+    from netfabric.host import before
 
     os.makedirs(config.data_dir, exist_ok=True)
     os.makedirs(os.path.dirname(config.socket), exist_ok=True)
+    before.record(config.data_dir)   # for `netfabric reset`, before anything is changed
     name_own_netns(config.host_netns)
     state = LocalState.load(config.data_dir, hostname=config.hostname)
     state.save(config.data_dir)

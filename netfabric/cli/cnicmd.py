@@ -15,13 +15,15 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
     conf, plugin = install(args.name or args.network, network=args.network,
                            conf_dir=args.conf_dir, bin_dir=args.bin_dir,
-                           version=args.cni_version, socket=args.socket)
+                           version=args.cni_version, socket=args.socket,
+                           record_dir=args.data_dir)
     print(f"wrote {conf}")
     print(f"wrote {plugin}")
     return 0
 
 
 def add_cni_commands(sub: Any) -> None:
+    from netfabric.agent.daemon import DEFAULT_DATA_DIR
     from netfabric.plugin.cni.install import BIN_DIR, CONF_DIR
 
     _, cnisub = group(sub, "cni", "the CNI plugin: podman and other CNI runtimes",
@@ -42,4 +44,7 @@ def add_cni_commands(sub: Any) -> None:
                    help="the conflist's cniVersion (default 1.0.0, podman 4.3's newest)")
     p.add_argument("--socket", default=None, metavar="PATH",
                    help="the agent's socket, when not /run/netfabric/agent.sock")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, metavar="DIR",
+                   help="where what was written is recorded for `netfabric reset` "
+                        f"(default {DEFAULT_DATA_DIR})")
     p.set_defaults(func=_cmd_install)

@@ -627,7 +627,8 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     done = Reset(data_dir=args.data_dir, socket=args.socket or DEFAULT_SOCKET,
                  netns_prefix=args.netns_prefix,
                  plugin_socket=args.docker_plugin or DOCKER_PLUGIN_SOCKET,
-                 resolv_conf=args.resolv_conf).run()
+                 resolv_conf=args.resolv_conf, cni_conf_dir=args.cni_conf_dir,
+                 cni_bin_dir=args.cni_bin_dir).run()
     for line in done:
         print(f"removed: {line}")
     if not done:
@@ -910,6 +911,8 @@ def add_commands(sub: Any) -> None:
 
     from netfabric.agent.daemon import DEFAULT_DATA_DIR, DEFAULT_NETNS_PREFIX, add_argument_flags
     from netfabric.host.docker import RESOLV_CONF
+    from netfabric.plugin.cni.install import BIN_DIR as CNI_BIN_DIR
+    from netfabric.plugin.cni.install import CONF_DIR as CNI_CONF_DIR
 
     p = verb_parser(sub, "docker", "make the local dockerd use netfabric",
                     examples=["netfabric docker setup", "netfabric docker setup --undo"],
@@ -948,6 +951,10 @@ def add_commands(sub: Any) -> None:
                         "netfabric.sock)")
     p.add_argument("--resolv-conf", default=RESOLV_CONF, metavar="PATH",
                    help=f"the host's resolver configuration (default {RESOLV_CONF})")
+    p.add_argument("--cni-conf-dir", default=CNI_CONF_DIR, metavar="DIR",
+                   help=f"where `netfabric cni install` wrote conflists (default {CNI_CONF_DIR})")
+    p.add_argument("--cni-bin-dir", default=CNI_BIN_DIR, metavar="DIR",
+                   help=f"where it wrote the plugin (default {CNI_BIN_DIR})")
     p.set_defaults(func=_cmd_reset)
 
 

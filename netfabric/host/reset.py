@@ -4,9 +4,11 @@ A running agent is stopped first (SIGTERM, then SIGKILL). Then: the resolv.conf 
 ``netfabric docker setup`` found it, every netns named PREFIX or PREFIX-... (sandboxes,
 overlays, the name of the host's own netns), the links the drivers make in the host netns
 (bridges ``nfb-``, veths ``nfbv``/``nfd``, VXLAN ``nfvx``), the nftables tables named
-``netfabric`` or ``netfabric-...``, and the files: each sandbox's /etc/netns directory, the
-state directory, the API and plugin sockets, the pid file. Each removal is reported; what is
-absent is skipped, so a second reset removes nothing.
+``netfabric`` or ``netfabric-...``, and the files: what ``netfabric cni install`` wrote (its
+conflists and plugin, and the directories it made), the forwarding sysctls as the agent
+found them on its first start (:mod:`netfabric.host.before`), each sandbox's /etc/netns
+directory, the state directory, the API and plugin sockets, the pid file. Each removal is
+reported; what is absent is skipped, so a second reset removes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from netfabric import netns as ns
 from netfabric.errors import NetfabricError
+from netfabric.host import before
 from netfabric.host.docker import RESOLV_CONF, DockerSetup
+from netfabric.plugin.cni.install import BIN_DIR, CONF_DIR, uninstall
 
 __all__ = ["LINK_PREFIXES", "NFT_TABLE", "Reset", "agent_pidfile"]
 
@@ -56,6 +60,8 @@ class Reset:
     netns_prefix: str
     plugin_socket: str
     resolv_conf: str = RESOLV_CONF
+    cni_conf_dir: str = CONF_DIR
+    cni_bin_dir: str = BIN_DIR
 
     def run(self) -> list[str]:
         """Remove it all; returns what was removed, one line each."""
@@ -64,6 +70,8 @@ class Reset:
         done += self.remove_netns()
         done += self.remove_links()
         done += self.remove_nft()
+        done += uninstall(self.data_dir, conf_dir=self.cni_conf_dir, bin_dir=self.cni_bin_dir)
+        done += before.restore(self.data_dir)
         done += self.remove_files()
         return done
 

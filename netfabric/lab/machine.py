@@ -39,7 +39,7 @@ MACHINE_MARK = "netfabric-machine:"
 """argv[0] of every machine's PID 1 starts with this, then the machine's full name."""
 
 PRIVATE_DIRS = ("/var/lib/netfabric", "/etc/netfabric", "/etc/docker", "/var/lib/docker",
-                "/srv")
+                "/srv", "/etc/cni", "/opt/cni")
 """Directories each machine has of its own (kept in its directory, across agent restarts)."""
 
 START_TIMEOUT_S = 10.0

@@ -151,8 +151,11 @@ def test_sigkill_of_the_test_process_leaves_nothing(tmp_path: Path) -> None:
 
 
 SNAPSHOT = ("ip -o link | cut -d: -f2 | sed 's/@.*//'; echo; ip netns list; echo; "
-            "nft list tables; echo; find /run /var/lib/netfabric /etc/docker /etc/netns | sort; "
-            "echo; cat /etc/resolv.conf")
+            "nft list tables; echo; find /run /var/lib/netfabric /etc/docker /etc/netns "
+            "/etc/cni /opt/cni | sort; echo; cat /etc/resolv.conf; echo; "
+            "sysctl net.ipv4.ip_forward net.ipv4.conf.all.forwarding")
+"""What reset must leave as it was: links, netns, nft tables, the files netfabric may write
+(state, sockets, /etc/netns, dockerd's and CNI's configuration), resolv.conf, sysctls."""
 
 
 def test_reset_leaves_the_machine_as_before_the_agent_first_ran(tmp_path: Path) -> None:
@@ -173,10 +176,12 @@ def test_reset_leaves_the_machine_as_before_the_agent_first_ran(tmp_path: Path) 
             _nf(lab, node, "run", "-d", "--network", "ov", "--name", f"c-{node}")
             _nf(lab, node, "run", "-d", "--network", "br", "--name", f"b-{node}")
             _nf(lab, node, "docker", "setup")
+            _nf(lab, node, "cni", "install", "ov")
         assert wait_for(lambda: lab.run("node2", ["netfabric", "exec", "c-node2", "ping", "-c1",
                                                   "-W1", "c-node1"]).returncode == 0, 15)
         during = lab.run("node2", ["sh", "-c", SNAPSHOT], check=True).stdout
         assert "nfb-" in during and "nf-ov" in during and "inet netfabric" in during
+        assert "/etc/cni/net.d/ov.conflist" in during and "/opt/cni/bin/netfabric" in during
         # node2: the agent runs (reset stops it); node1: it was killed first
         lab.stop_agent(lab.agent("node1"), sig=signal.SIGKILL)
         for node in ("node2", "node1"):
@@ -186,6 +191,8 @@ def test_reset_leaves_the_machine_as_before_the_agent_first_ran(tmp_path: Path) 
             assert "removed: netns nf-ov" in done and "removed: link nfb-" in done, done
             assert "removed: nftables table inet netfabric" in done, done
             assert "/etc/resolv.conf: restored" in done, done
+            assert "removed: file /etc/cni/net.d/ov.conflist" in done, done
+            assert "removed: file /opt/cni/bin/netfabric" in done, done
             assert ("removed: agent" in done) == (node == "node2"), done
             after = lab.run(node, ["sh", "-c", SNAPSHOT], check=True).stdout
             assert after == before[node], "\n".join(difflib.unified_diff(
