@@ -194,6 +194,22 @@ def check_tls_files(tls: EtcdTls) -> None:
                                   f"({exc.reason or exc})") from None
 
 
+_NO_QUORUM = ("no leader", "timed out", "deadline exceeded", "leader changed",
+              "not capable", "stopped")
+"""etcd's words for a member that cannot serve now (no leader, lost quorum, stopping): the
+next member may."""
+
+
+def _etcd_words(text: str) -> str:
+    """etcd's own error message out of its JSON body."""
+    try:
+        body = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text[:160]
+    return str(body.get("message") or body.get("error") or text)[:160] \
+        if isinstance(body, dict) else text[:160]
+
+
 def _ssl_reason(exc: Exception) -> str:
     """The TLS alert or check that failed, from under requests' and urllib3's wrapping."""
     import re
@@ -289,6 +305,7 @@ class EtcdStore:
         if self._closed:
             raise StoreError(f"store {self.location} is closed")
         errors = []
+        unconfirmed = False
         n = len(self._endpoints)
         for step in range(n):
             index = (self._current + step) % n
@@ -304,20 +321,17 @@ class EtcdStore:
                               f"{_ssl_reason(exc)}")
                 continue
             except requests.RequestException as exc:
-                why = str(exc.args[0] if exc.args else exc)[-160:]
-                if self._scheme == "http" and "without response" in why:
-                    # etcd serving TLS hangs up on plain HTTP without a word
-                    why = ("it closed the connection without an answer: if it serves TLS, "
-                           "give the CA and a client certificate (--store-cacert, "
-                           "--store-cert, --store-key)")
-                    errors.append(f"{self._endpoints[index][0]}: {why}")
-                    continue
-                errors.append(f"{self._endpoints[index][0]}: {type(exc).__name__}: {why}")
+                if isinstance(exc, requests.exceptions.ReadTimeout):
+                    unconfirmed = True   # sent: etcd may still commit it
+                why = self._request_reason(exc)
+                errors.append(f"{self._endpoints[index][0]}: {why}")
                 continue
             if resp.status_code != 200:
                 text = resp.text.strip()[:200]
-                if resp.status_code == 503 or "no leader" in text or "timed out" in text:
-                    errors.append(f"{self._endpoints[index][0]}: {text}")
+                if resp.status_code == 503 or any(w in text for w in _NO_QUORUM):
+                    if "deadline exceeded" in text or "timed out" in text:
+                        unconfirmed = True
+                    errors.append(f"{self._endpoints[index][0]}: {_etcd_words(text)}")
                     continue
                 if "HTTPS server" in text:
                     errors.append(f"{self._endpoints[index][0]}: it speaks TLS: give the CA "
@@ -329,8 +343,36 @@ class EtcdStore:
             self._current = index
             result: dict[str, Any] = resp.json()
             return result
+        outcome = ("nothing was changed" if not (unconfirmed and path == "/kv/txn") else
+                   "the change was not confirmed: etcd may still apply it, and a retry is "
+                   "safe (every write compares revisions)")
         raise StoreUnavailable(f"etcd {self.location} unavailable (no member answered with "
-                               f"quorum: {'; '.join(errors)}); nothing was changed")
+                               f"quorum: {'; '.join(errors)}); {outcome}")
+
+    def _request_reason(self, exc: Exception) -> str:
+        """Why a member did not answer, in a few words (not requests' and urllib3's
+        nested reprs)."""
+        import errno as _errno
+        import re
+
+        import requests
+
+        text = str(exc.args[0] if exc.args else exc)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return f"no connection in {min(CONNECT_TIMEOUT_S, self._timeout):g}s"
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return f"no answer in {self._timeout:g}s"
+        if "without response" in text:
+            if self._scheme == "http":   # etcd serving TLS hangs up on plain HTTP
+                return ("it closed the connection without an answer: if it serves TLS, "
+                        "give the CA and a client certificate (--store-cacert, "
+                        "--store-cert, --store-key)")
+            return "it closed the connection without an answer"
+        found = re.search(r"\[Errno (\d+)\]", text)
+        if found:
+            code = int(found.group(1))
+            return os.strerror(code) if code in _errno.errorcode else text[-160:]
+        return f"{type(exc).__name__}: {text[-160:]}"
 
     def _key(self, *parts: str) -> str:
         return self._prefix + "/".join(parts)
