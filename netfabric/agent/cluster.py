@@ -249,11 +249,19 @@ class ClusterService:
                                                      cluster.role_secrets[str(role)]),
                          address=self._own_address(cluster))
 
-    async def join(self, token: str, remote: str) -> None:
+    async def join(self, token: str, remote: str, *,
+                   advertise_addr: str | None = None) -> None:
         ctx = self._ctx
         if not isinstance(token, str) or not isinstance(remote, str):
             raise InvalidArgument("join needs a token and a manager address")
         host, port = split_addr(remote)
+        if advertise_addr is not None:
+            # as init: an interface name (e.g. eth0) is looked up here, on the agent's host;
+            # the node is reached at the agent's own address, which this must be
+            given = await ctx.thread(resolve_addr, advertise_addr, "advertise address")
+            if ctx.address and given != ctx.address:
+                raise InvalidArgument(f"advertise address {given} differs from the agent's "
+                                      f"--advertise-addr {ctx.address}")
         if not ctx.address:
             raise InvalidArgument("this agent has no --advertise-addr: restart it with one")
         async with ctx.lock:

@@ -347,8 +347,9 @@ class AgentCore:
     async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
         return await self._cluster.join_token(role, rotate=rotate)
 
-    async def join(self, token: str, remote: str) -> ClusterInfo:
-        await self._cluster.join(token, remote)
+    async def join(self, token: str, remote: str,
+                   advertise_addr: str | None = None) -> ClusterInfo:
+        await self._cluster.join(token, remote, advertise_addr=advertise_addr)
         return await self.info()
 
     async def nodes(self) -> list[NodeInfo]:

@@ -110,6 +110,7 @@ class _Init(Args, frozen=True):
 class _Join(Args, frozen=True):
     token: str
     remote: str
+    advertise_addr: str | None = None
 
 
 class _JoinToken(Args, frozen=True):

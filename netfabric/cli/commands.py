@@ -198,7 +198,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_join(args: argparse.Namespace) -> int:
-    info = _client(args).join(args.token, args.remote)
+    info = _client(args).join(args.token, args.remote, advertise_addr=args.advertise_addr)
     print(f"This node joined a swarm as a {info.role}.")
     return 0
 
@@ -786,8 +786,14 @@ def add_commands(sub: Any) -> None:
     p = verb_parser(sub, "join", "join a cluster as a worker or manager",
                     description="Join the cluster a manager at ADDR runs, with a token "
                     "from `netfabric join-token worker` on that manager.",
-                    examples=["netfabric join --token SWMTKN-1-... 198.51.100.1:2377"])
+                    examples=["netfabric join --token SWMTKN-1-... 198.51.100.1:2377",
+                              "netfabric join --advertise-addr eth0 --token SWMTKN-1-... "
+                              "198.51.100.1"])
     p.add_argument("--token", required=True, help="SWMTKN-1-... token from a manager")
+    p.add_argument("--advertise-addr", default=None, metavar="IP|IFACE",
+                   help="address other nodes reach this node at: an IP address or an "
+                        "interface name with one IPv4 address, e.g. eth0 (looked up on the "
+                        "agent's host; it must be the agent's own --advertise-addr)")
     p.add_argument("remote", metavar="ADDR[:PORT]", help="a manager (port 2377 by default)")
     p.set_defaults(func=_cmd_join)
 

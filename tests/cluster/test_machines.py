@@ -110,6 +110,19 @@ def test_advertise_addr_takes_an_interface_name(lab3: Lab) -> None:
     out = _nf(lab3, "node1", "init", "--advertise-addr", "eth0", "--listen-addr", "eth0:2377")
     assert Client(lab3.agent("node1").url).info().managers == (
         f"{lab3.agent('node1').address}:2377",)
+    # join takes one too: an interface name, checked against the agent's own address
+    token = next(w for w in out.split() if w.startswith("SWMTKN-"))
+    manager = lab3.agent("node1").address
+    for iface, why in (("nfd0", "interface nfd0 has no IPv4 address"),
+                       ("nfd1", "more than one IPv4 address"),
+                       ("lo", "differs from the agent's --advertise-addr")):
+        out = _nf(lab3, "node3", "join", "--advertise-addr", iface, "--token", token, manager,
+                  ok=False)
+        assert why in out and "Traceback" not in out, out
+    assert "interface name" in lab3.run("node2", ["netfabric", "join", "--help"]).stdout
+    _nf(lab3, "node2", "join", "--advertise-addr", "eth0", "--token", token, manager)
+    info = Client(lab3.agent("node2").url).info()
+    assert info.role == "worker" and info.advertise_addr == lab3.agent("node2").address
 
 
 BUILDER = """
