@@ -8,8 +8,8 @@ loaded machine inflates far less than wall time:
 - ``import_ms``: ``python -c "import netfabric"``;
 - ``help_ms``: ``netfabric --help``;
 - ``info_ms``: ``netfabric info`` against a real agent in a one-host lab (entered with
-  ``ip netns exec``, so the figure includes that process too);
-- ``info_netns_only_ms``: ``ip netns exec NS true`` alone, to subtract;
+  nsenter, so the figure includes that process too);
+- ``info_machine_only_ms``: entering the agent's machine to run ``true``, to subtract;
 - ``python_ms``: ``python -c pass``, the interpreter's own floor.
 
     sudo .venv/bin/python bench/cli_bench.py --json [--runs 30] [--venv OTHER/.venv]
@@ -21,7 +21,6 @@ figure under the same load); the lab's agent is always this checkout's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -31,8 +30,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench.benchlib import emit, load_average, run_main
 from netfabric.lab.cluster import Lab
-from netfabric.lab.topology import exit_on_sigterm
 
 
 def _median_ms(argv: list[str], runs: int,
@@ -56,7 +55,6 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--venv", help="time this virtualenv's python and netfabric")
     args = parser.parse_args()
-    exit_on_sigterm()
     py = os.path.join(args.venv, "bin", "python") if args.venv else sys.executable
     cli = os.path.join(os.path.dirname(py), "netfabric")
     out: dict[str, float | str] = {}
@@ -68,20 +66,14 @@ def main() -> int:
     measure("import", [py, "-c", "import netfabric"])
     measure("help", [cli, "--help"])
     with Lab.up(1) as lab:
-        agent = lab.agents[0]
-        env = {**os.environ, "NETFABRIC_HOST": agent.url}
-        ns = ["ip", "netns", "exec", agent.netns]
-        measure("info_netns_only", [*ns, "true"])
-        measure("info", [*ns, cli, "info"], env)
-    with open("/proc/loadavg", encoding="ascii") as f:
-        out["loadavg"] = " ".join(f.read().split()[:3])
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:>20}: {value}")
+        agent = lab.agents[0]   # `info` inside its machine, on the default socket
+        env = {k: v for k, v in os.environ.items() if k != "NETFABRIC_HOST"}
+        measure("info_machine_only", agent.enter(["true"]))
+        measure("info", agent.enter([cli, "info"]), env)
+    out["load_average_1m"] = load_average()
+    emit(out, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

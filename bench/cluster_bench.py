@@ -26,7 +26,6 @@ cost of the polling itself (an ``ip netns exec getent`` process) is visible.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -38,9 +37,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench.benchlib import emit, load_average, run_main
 from netfabric import Client
 from netfabric.lab.cluster import AgentProc, Lab
-from netfabric.lab.topology import exit_on_sigterm
 from netfabric.lab.walkthrough import form_cluster
 
 POLL_TIMEOUT_S = 10.0
@@ -209,16 +208,11 @@ def main() -> int:
                 result[f"kill9_to_purged_min_s{sfx}"] = round(min(purges), 2)
                 result[f"kill9_to_purged_max_s{sfx}"] = round(max(purges), 2)
                 result[f"kills{sfx}"] = len(purges)
-        result["load_avg_1m"] = round(os.getloadavg()[0], 1)
+        result["load_avg_1m"] = load_average()
         result["samples"] = args.samples
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:28} {value}")
+    emit(result, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    sys.exit(main())
+    run_main(main)

@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.benchlib import emit, run_main
 from netfabric.client import Client
 from netfabric.lab.cluster import Lab
 from netfabric.lab.podman import REFERENCE_PLUGINS, Podman, plugin_socket
@@ -170,13 +171,9 @@ def main() -> int:
         **lat,
         "loadavg_before": " ".join(load_before), "loadavg_after": " ".join(load_after),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for k, v in result.items():
-            print(f"{k:32} {v}")
+    emit(result, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)

@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyroute2 import IPRoute, NetNS
 from pyroute2 import netns as pyroute2_netns
 
+from bench.benchlib import emit, load_average, run_main
 from netfabric.drivers.overlay import BRIDGE_NF_SYSCTLS, OverlayDriver
-from netfabric.lab.topology import Host, Topology, exit_on_sigterm
+from netfabric.lab.topology import Host, Topology
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 
 IPERF_PORT = 5201
@@ -317,14 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.update(bench_throughput(mtu, args.seconds, args.rounds, gro=args.gro))
         result["ratio_vs_hand"] = min(float(str(result["ratio_vs_hand_1500"])),
                                       float(str(result["ratio_vs_hand_9000"])))
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        for key, value in result.items():
-            print(f"{key:32} {value}")
+    result["load_average_1m"] = load_average()
+    emit(result, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    raise SystemExit(main())
+    run_main(main)

@@ -31,8 +31,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from netfabric.lab.topology import Topology, exit_on_sigterm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.benchlib import emit, load_average, run_main
+from netfabric.lab.topology import Topology
 
 NAMES = 1000
 
@@ -215,7 +219,7 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int, rounds: int,
             "miss_names": miss_names,
             "clients": clients,
             "seconds": seconds,
-            "load_avg_1m": round(os.getloadavg()[0], 1),
+            "load_avg_1m": load_average(),
             "server_counters_before_miss_runs": before,
             "server_counters": stats,
         }
@@ -244,14 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = bench(mode=args.mode, cache=args.cache, seconds=args.seconds,
                    clients=args.clients, rounds=args.rounds, miss_names=args.miss_names)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    emit(result, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    raise SystemExit(main())
+    run_main(main)

@@ -20,7 +20,6 @@ pinger reaches the new container by name:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -30,8 +29,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench.benchlib import emit, load_average, run_main
 from netfabric.lab.dockerd import IMAGE, Dockerd, DockerLab, busybox_rootfs_tar
-from netfabric.lab.topology import exit_on_sigterm
 
 NF = ("-d", "netfabric", "--ipam-driver", "netfabric")
 WAIT_TIMEOUT_S = 30.0
@@ -93,16 +92,11 @@ def main() -> int:
         "samples": args.samples,
         "netfabric_ms": [round(v, 1) for v in nf],
         "docker_bridge_ms": [round(v, 1) for v in br],
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "load_average_1m": load_average(),
     }
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key}: {value}")
+    emit(out, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    sys.exit(main())
+    run_main(main)

@@ -32,7 +32,6 @@ import bisect
 import collections
 import gc
 import ipaddress
-import json
 import os
 import sqlite3
 import statistics
@@ -41,7 +40,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.benchlib import alloc_rate, emit, run_main
 from netfabric.errors import PoolExhausted
 from netfabric.ipam import HostAllocator, Ipam
 from netfabric.store import Durability, MemoryStore, SqliteStore
@@ -124,12 +127,7 @@ def churn_naive(*, trials: int, ops: int) -> tuple[float, float]:
 def persisted_ours(n: int, durability: Durability, tmp: str) -> float:
     path = tempfile.mktemp(suffix=".db", dir=tmp)
     with SqliteStore(path, durability=durability) as store:
-        ipam = Ipam(store)
-        ipam.request_subnet("n", cidr="10.128.0.0/16")
-        t0 = time.perf_counter()
-        for _ in range(n):
-            ipam.allocate("n")
-        return n / (time.perf_counter() - t0)
+        return alloc_rate(store, n, "10.128.0.0/16")
 
 
 def persisted_host(n: int, tmp: str) -> float:
@@ -305,7 +303,7 @@ def rss(kind: str) -> float:
 # ------------------------------------------------------------------------ main
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
@@ -370,12 +368,9 @@ def main() -> None:
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))
         os.rmdir(tmp)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:40} {value}")
+    emit(out, args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -40,9 +40,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.benchlib import emit, load_average, run_main
 from netfabric.dataplane.services import CliNft, ServiceDatapath
 from netfabric.drivers.overlay import OverlayDriver
-from netfabric.lab.topology import Host, Topology, exit_on_sigterm
+from netfabric.lab.topology import Host, Topology
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 from netfabric.services import LoadBalancer, Proto, Target
 
@@ -93,10 +94,6 @@ def sh(argv: Sequence[str]) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
     return proc.stdout
-
-
-def loadavg() -> str:
-    return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
 
 @dataclass
@@ -319,20 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--iperf-seconds", type=float, default=3.0)
     ap.add_argument("--skip-datapath", action="store_true")
     args = ap.parse_args(argv)
-    result: dict[str, object] = {"loadavg_start": loadavg()}
+    result: dict[str, object] = {"loadavg_start": load_average()}
     result.update(bench_control(args.services, args.changes, cli=False))
     result.update(bench_control(args.services, max(3, args.changes // 4), cli=True))
     if not args.skip_datapath:
         result.update(bench_datapath(args.seconds, args.rounds, args.iperf_seconds))
-    result["loadavg_end"] = loadavg()
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        for key, value in result.items():
-            print(f"{key:34} {value}")
+    result["loadavg_end"] = load_average()
+    emit(result, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    raise SystemExit(main())
+    run_main(main)

@@ -27,12 +27,16 @@ lab is removed at the end, also on failure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.benchlib import alloc_rate, emit, load_average, run_main
 from netfabric.errors import StoreConflict, StoreUnavailable
 from netfabric.ipam import HostAllocator, Ipam
 from netfabric.ipam.shared import SharedIpam
@@ -46,22 +50,12 @@ from netfabric.store.etcd import EtcdStore, retry_on_conflict
 def sqlite_rate(n: int) -> float:
     with tempfile.TemporaryDirectory(prefix="ha-bench-") as d, \
             SqliteStore(os.path.join(d, "s.db")) as store:
-        ipam = Ipam(store)
-        ipam.request_subnet("n", cidr="10.9.0.0/16")
-        t0 = time.perf_counter()
-        for _ in range(n):
-            ipam.allocate("n")
-        return n / (time.perf_counter() - t0)
+        return alloc_rate(store, n)
 
 
 def etcd_rate(url: str, n: int) -> float:
     with EtcdStore(url, prefix="/bench-single/") as store:
-        ipam = Ipam(store)
-        ipam.request_subnet("n", cidr="10.9.0.0/16")
-        t0 = time.perf_counter()
-        for _ in range(n):
-            ipam.allocate("n")
-        return n / (time.perf_counter() - t0)
+        return alloc_rate(store, n)
 
 
 def contended(lab: EtcdLab, per_manager: int, managers: int = 3) -> dict[str, float]:
@@ -182,7 +176,7 @@ def etcd_failover(lab: EtcdLab) -> float:
                 raise RuntimeError("etcd did not recover within 30 s")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--members", type=int, default=3, help="etcd members (1 or 3)")
@@ -199,14 +193,10 @@ def main() -> None:
         out.update(affinity(lab, args.per_manager))
         out["etcd_failover_s"] = etcd_failover(lab) if args.members >= 3 else None
     out["failover_s"] = None
-    with open("/proc/loadavg") as f:
-        out["loadavg"] = f.read().split()[:3]
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:32} {v:.1f}" if isinstance(v, float) else f"{k:32} {v}")
+    out["load_average_1m"] = load_average()
+    emit(out, args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -65,9 +65,9 @@ def _cmd_lab_clean(args: argparse.Namespace) -> int:
 def _cmd_lab_hosts(args: argparse.Namespace) -> int:
     from netfabric.lab.topology import Topology
 
-    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix) as topo:
-        for h in topo.hosts:
-            print(f"{h.name}\t{h.netns}\t{h.address}\tmtu {h.mtu}")
+    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix, machines=True) as topo:
+        for h in topo.hosts:   # each a machine: its own network, mount, UTS, PID namespaces
+            print(f"{h.name}\t{h.netns}\tpid {h.pid}\t{h.address}\tmtu {h.mtu}")
         for a in topo.hosts:
             for b in topo.hosts:
                 if a is not b:
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                     examples=["netfabric lab clean nf3a9f1c"])
     p.add_argument("prefix", nargs="?", help="name prefix, e.g. nf3a9f1c (default: all of ours)")
     p.set_defaults(func=_cmd_lab_clean)
-    p = verb_parser(labsub, "ping", "build N hosts, ping each pair over the underlay, remove",
+    p = verb_parser(labsub, "ping", "build N machines, ping each pair over the underlay, remove",
                     examples=["netfabric lab ping --hosts 2"])
     p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")

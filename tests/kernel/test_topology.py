@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from netfabric.errors import LabError
+from netfabric.lab.machine import machine_pids
 from netfabric.lab.topology import Topology, clean, list_netns, new_prefix
 from tests.conftest import HostsFactory
 
@@ -112,30 +113,39 @@ def test_build_failure_rolls_back() -> None:
     assert [ns for ns in list_netns() if ns.startswith(topo.prefix)] == []
 
 
-def _children(pid: int) -> list[str]:
-    """The command names of ``pid``'s children."""
+def _descendants(pid: int) -> list[str]:
+    """The command names of ``pid``'s children, their children, and so on (read from
+    /proc/PID/task/*/children: quick enough to see a short-lived ping)."""
     out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
             try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    stat = f.read()
+                with open(f"/proc/{kid}/comm", encoding="ascii", errors="replace") as f:
+                    out.append(f.read().strip())
             except OSError:
                 continue
-            comm, rest = stat.split(" (", 1)[1].rsplit(") ", 1)
-            if int(rest.split()[1]) == pid:
-                out.append(comm)
+            out += _descendants(kid)
     return out
 
 
-LAB_NETNS = 5   # `lab ping --hosts 4`: four hosts and the switch
+LAB_MACHINES = 5   # `lab ping --hosts 4`: four machines and the switch
 
 
 @pytest.mark.parametrize("phase", ["build", "pings", "teardown"])
 def test_sigterm_to_a_lab_command_leaves_nothing(phase: str) -> None:
     """SIGTERM during the build, the pings or the teardown: the command stops by its handler
-    (exit 143) and nothing is left. The command is frozen (SIGSTOP) the moment its phase is
-    seen, so the signal lands in that phase and not after the command has finished."""
+    (exit 143) and nothing is left: no machine, no netns. The command is frozen (SIGSTOP)
+    the moment its phase is seen, so the signal lands in that phase and not after the
+    command has finished."""
     for _attempt in range(3):
         prefix = new_prefix()
         proc = subprocess.Popen([sys.executable, "-m", "netfabric.cli.main", "lab", "ping",
@@ -146,11 +156,11 @@ def test_sigterm_to_a_lab_command_leaves_nothing(phase: str) -> None:
             peak = 0
             while proc.poll() is None:
                 assert time.monotonic() < deadline, f"never saw the {phase} phase"
-                count = sum(ns.startswith(prefix) for ns in list_netns())
+                count = len(machine_pids(prefix))
                 peak = max(peak, count)
-                if (phase == "build" and 0 < count < LAB_NETNS) or \
-                        (phase == "pings" and "ping" in _children(proc.pid)) or \
-                        (phase == "teardown" and peak == LAB_NETNS and 0 < count < peak):
+                if (phase == "build" and 0 < count < LAB_MACHINES) or \
+                        (phase == "pings" and "ping" in _descendants(proc.pid)) or \
+                        (phase == "teardown" and peak == LAB_MACHINES and 0 < count < peak):
                     proc.send_signal(signal.SIGSTOP)
                     break
                 time.sleep(0.002)
@@ -159,6 +169,7 @@ def test_sigterm_to_a_lab_command_leaves_nothing(phase: str) -> None:
             proc.send_signal(signal.SIGTERM)
             proc.send_signal(signal.SIGCONT)
             assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+            assert machine_pids(prefix) == []
             assert [ns for ns in list_netns() if ns.startswith(prefix)] == []
             return
         finally:
