@@ -130,7 +130,8 @@ class Client:
     Typed methods, one per verb of :mod:`netfabric.api.verbs` (signature and result type
     are the verb's; all raise :class:`netfabric.NetfabricError` subclasses, an answer that
     does not fit the verb :class:`netfabric.MalformedAnswer`): ``info``, ``init``,
-    ``join``, ``join_token``, ``nodes``, ``update_node``, ``remove_node``, ``leave``,
+    ``join``, ``join_token``, ``nodes``, ``update_node``, ``remove_node``,
+    ``promote_node``, ``demote_node``, ``leave``,
     ``create_network``,
     ``remove_network``, ``networks``, ``inspect_network``, ``run``, ``remove_container``,
     ``containers``, ``inspect_container``, ``connect``, ``disconnect``, ``create_service``,
@@ -179,6 +180,8 @@ class Client:
     nodes = _SyncVerb(verbs.NODES)
     update_node = _SyncVerb(verbs.UPDATE_NODE)
     remove_node = _SyncVerb(verbs.REMOVE_NODE)
+    promote_node = _SyncVerb(verbs.PROMOTE_NODE)
+    demote_node = _SyncVerb(verbs.DEMOTE_NODE)
     leave = _SyncVerb(verbs.LEAVE)
     create_network = _SyncVerb(verbs.CREATE_NETWORK)
     remove_network = _SyncVerb(verbs.REMOVE_NETWORK)
@@ -247,6 +250,8 @@ class AsyncClient:
     nodes = _AsyncVerb(verbs.NODES)
     update_node = _AsyncVerb(verbs.UPDATE_NODE)
     remove_node = _AsyncVerb(verbs.REMOVE_NODE)
+    promote_node = _AsyncVerb(verbs.PROMOTE_NODE)
+    demote_node = _AsyncVerb(verbs.DEMOTE_NODE)
     leave = _AsyncVerb(verbs.LEAVE)
     create_network = _AsyncVerb(verbs.CREATE_NETWORK)
     remove_network = _AsyncVerb(verbs.REMOVE_NETWORK)

@@ -13,16 +13,25 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from netfabric.agent import handshake
 from netfabric.agent.addresses import AddressRouter
 from netfabric.agent.context import AgentContext
 from netfabric.agent.ifaddr import resolve_addr, resolve_hostport
 from netfabric.agent.leadership import ManagerStatus
+from netfabric.agent.ledger import managers_of
 from netfabric.agent.managerset import ManagerSet
 from netfabric.agent.ports import MeshEvent, MeshEventKind
 from netfabric.agent.roster import MANAGERS_TABLE
-from netfabric.agent.rpc import JOIN, os_reason, split_addr
+from netfabric.agent.rpc import (
+    BECOME_MANAGER,
+    BECOME_WORKER,
+    JOIN,
+    BecomeManagerArgs,
+    os_reason,
+    split_addr,
+)
 from netfabric.agent.state import ClusterRecord, NodeRecord, new_id
 from netfabric.agent.tokens import make_token, new_cluster_secret, new_role_secret
 from netfabric.api.types import Availability, JoinToken, NodeInfo, NodeStatus, Role
@@ -37,7 +46,11 @@ from netfabric.errors import (
 from netfabric.model import Scope
 from netfabric.store.etcd import check_tls_files, cluster_prefix, parse_etcd_url, store_tls
 
-__all__ = ["ALREADY_IN_CLUSTER", "SECOND_MANAGER_NEEDS_ETCD", "ClusterService"]
+__all__ = ["ALREADY_IN_CLUSTER", "ROLE_VERBS", "SECOND_MANAGER_NEEDS_ETCD", "ClusterService"]
+
+ROLE_VERBS = frozenset({BECOME_MANAGER.name, BECOME_WORKER.name})
+"""The node verbs a manager calls to promote or demote this node."""
+LAST_MANAGER = "attempting to demote the last manager of the swarm"
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +72,7 @@ class ClusterService:
         self._ctx = ctx
         self._addresses = addresses
         self._managers = managers
+        managers.on_demoted(self.become_worker)
         self._open_endpoint: EndpointOpener | None = None
         self._close_endpoint: EndpointCloser | None = None
 
@@ -369,6 +383,140 @@ class ClusterService:
             rec = self._find_node(node)
             self._ctx.ledger.set_availability(rec.id, avail)
         return next(n for n in await self.nodes() if n.id == rec.id)
+
+    # -- promote, demote ------------------------------------------------------------------------
+
+    async def promote_node(self, node: str) -> NodeInfo:
+        """Docker's ``node promote``: the node's registry row says manager, then the node is
+        told (over its authenticated node endpoint) to open the store and serve; if it
+        cannot be told, the row is put back and nothing changed."""
+        ctx = self._ctx
+        cluster = ctx.require_manager()
+        if not cluster.store:
+            raise ClusterError(SECOND_MANAGER_NEEDS_ETCD)
+        async with ctx.lock:
+            rec = self._find_node(node)
+            if rec.role is Role.MANAGER:
+                return await self._info(rec.id)
+            port = split_addr(cluster.listen)[1] if cluster.listen else ctx.config.cluster_port
+            ctx.ledger.put_node(replace(rec, role=Role.MANAGER,
+                                        manager_addr=f"{rec.address}:{port}"))
+        try:
+            if rec.id == ctx.node_id:   # pragma: no cover - a manager is never a worker
+                raise ClusterError("this node is already a manager")
+            await ctx.call_node(rec.id, BECOME_MANAGER.name, {"store": cluster.store})
+        except NetfabricError as exc:
+            async with ctx.lock:
+                with contextlib.suppress(NetfabricError):
+                    ctx.ledger.put_node(rec)
+            raise ClusterError(f"node {rec.hostname} could not be promoted: {exc}") from exc
+        await self._managers.sync({"nodes"})
+        return await self._info(rec.id)
+
+    async def demote_node(self, node: str) -> NodeInfo:
+        """Docker's ``node demote``: the node's registry row says worker (the last manager
+        is refused), then the node is told; a node that is down turns worker when it is
+        back (it reads its row at start)."""
+        ctx = self._ctx
+        ctx.require_manager()
+        async with ctx.lock:
+            rec = self._find_node(node)
+            if rec.role is not Role.MANAGER:
+                return await self._info(rec.id)
+            managers = [n for n in ctx.ledger.state.nodes.values() if n.role is Role.MANAGER]
+            if len(managers) <= 1:
+                raise ClusterError(LAST_MANAGER)
+            ctx.ledger.put_node(replace(rec, role=Role.WORKER, manager_addr=""))
+        if rec.id == ctx.node_id:
+            await self.become_worker()
+            return NodeInfo(id=rec.id, hostname=rec.hostname, address=rec.address,
+                            status=NodeStatus.READY, availability=rec.availability,
+                            role=Role.WORKER, is_self=True)
+        try:
+            await ctx.call_node(rec.id, BECOME_WORKER.name, {})
+        except NetfabricError as exc:   # it turns worker when it is back
+            log.warning("node %s demoted while unreachable: %s", rec.hostname, exc)
+        return await self._info(rec.id)
+
+    async def _info(self, node_id: str) -> NodeInfo:
+        return next(n for n in await self.nodes() if n.id == node_id)
+
+    async def role_verb(self, verb: str, raw: dict[str, object]) -> bool:
+        """A manager's call to promote or demote this node."""
+        if verb == BECOME_MANAGER.name:
+            args = BECOME_MANAGER.parse(raw)
+            assert isinstance(args, BecomeManagerArgs)
+            await self.become_manager(args.store)
+        else:
+            BECOME_WORKER.parse(raw)
+            await self.become_worker()
+        return True
+
+    async def become_manager(self, store: str) -> None:
+        """This worker becomes one more manager: it opens the cluster's store, checks that
+        the registry there makes it a manager (a call with the cluster's MAC alone does
+        not), and serves every cluster verb on its endpoint."""
+        ctx = self._ctx
+        parse_etcd_url(store)
+        async with ctx.lock:
+            cluster = ctx.ledger.state.cluster
+            if cluster is None:
+                raise NotInCluster("This node is not part of a swarm")
+            if cluster.role is Role.MANAGER:
+                return
+            prefix = cluster_prefix(cluster.cluster_id)
+            try:
+                records = await self._managers.attach(store, prefix, cluster.secret)
+                nodes = await ctx.thread(records.load_nodes)
+                roles = await ctx.thread(records.load_roles)
+                me = next((n for n in nodes if n.id == ctx.node_id), None)
+                if me is None or me.role is not Role.MANAGER or not me.manager_addr:
+                    raise ClusterError("the cluster's registry does not make this node a "
+                                       "manager: refusing")
+                await ctx.thread(ctx.book.use_store, store, prefix)
+            except BaseException:
+                await self._managers.stop()
+                raise
+            ctx.ledger.reload_networks()
+            ctx.ledger.set_membership(replace(
+                cluster, role=Role.MANAGER, store=store, listen=me.manager_addr,
+                role_secrets=roles, managers=managers_of(nodes)))
+            ctx.ledger.sync_records(nodes, roles)
+            swarm = [n.id for n in ctx.ledger.networks() if n.scope == Scope.SWARM]
+        await self.start_cluster_endpoint()
+        for network_id in swarm:
+            ctx.mesh.join_network(network_id)
+        self.announce_role()
+        await self._managers.start()
+        log.info("promoted: this node is a manager")
+
+    async def become_worker(self) -> None:
+        """This manager becomes a worker: it stops following the store (its leases go, so
+        another manager leads at once), keeps the cluster networks its containers use and
+        asks the managers from now on."""
+        ctx = self._ctx
+        async with ctx.lock:
+            cluster = ctx.ledger.state.cluster
+            if cluster is None or cluster.role is not Role.MANAGER:
+                return
+            others = [n for n in ctx.ledger.state.nodes.values() if n.id != ctx.node_id]
+            kept = [n for n in ctx.ledger.networks()
+                    if n.scope == Scope.SWARM and ctx.ledger.local_endpoints(n.id)]
+            dropped = [n.id for n in ctx.ledger.networks()
+                       if n.scope == Scope.SWARM and n not in kept]
+            await self._managers.stop()
+            await ctx.thread(ctx.book.use_store, None, "")
+            ctx.ledger.reload_networks()
+            for net in kept:
+                ctx.ledger.remember_network(net)
+            ctx.ledger.set_membership(replace(
+                cluster, role=Role.WORKER, store="", listen="", role_secrets={},
+                managers=managers_of(others) or cluster.managers))
+        await self.start_cluster_endpoint()
+        for network_id in dropped:
+            ctx.mesh.leave_network(network_id)
+        self.announce_role()
+        log.info("demoted: this node is a worker")
 
     async def remove_node(self, node: str, *, force: bool = False) -> None:
         """Docker's ``node rm``: forget a node that is gone for good and give back its

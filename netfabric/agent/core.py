@@ -33,7 +33,7 @@ import msgspec
 
 from netfabric import __version__
 from netfabric.agent.addresses import BLOCKS_MIN_PREFIX, RETRY_INTERVAL, AddressRouter
-from netfabric.agent.cluster import ClusterService
+from netfabric.agent.cluster import ROLE_VERBS, ClusterService
 from netfabric.agent.context import (
     NODE_VERBS,
     NOT_A_MANAGER,
@@ -207,6 +207,8 @@ class AgentCore:
     async def handle_cluster(self, verb: str, args: dict[str, Any]) -> Any:
         """One authenticated (except ``join``) call from a node to this manager, or from
         the manager to this node (:data:`~netfabric.agent.context.NODE_VERBS`)."""
+        if verb in ROLE_VERBS:
+            return await self._cluster.role_verb(verb, args)
         if verb in NODE_VERBS:
             return await self._addresses.node_verb(verb, args)
         return await self._manager.handle(verb, args)
@@ -363,6 +365,16 @@ class AgentCore:
     async def remove_node(self, node: str, *, force: bool = False) -> None:
         await self._cluster.remove_node(node, force=force)
         self._tasks.schedule()   # its tasks move to the nodes left
+
+    async def promote_node(self, node: str) -> NodeInfo:
+        info = await self._cluster.promote_node(node)
+        self._tasks.schedule()
+        return info
+
+    async def demote_node(self, node: str) -> NodeInfo:
+        info = await self._cluster.demote_node(node)
+        self._tasks.schedule()
+        return info
 
     async def leave(self, *, force: bool = False) -> None:
         await self._cluster.check_leave(force=force, busy=self._endpoints.cluster_users)

@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from netfabric.agent.context import AgentContext
 from netfabric.agent.leadership import (
@@ -33,6 +34,7 @@ from netfabric.agent.leadership import (
     orphans,
 )
 from netfabric.agent.ports import ClusterRecords, Lease, RecordsFactory
+from netfabric.api.types import Role
 from netfabric.errors import NetfabricError
 from netfabric.model import Scope
 
@@ -69,6 +71,8 @@ class ManagerSet:
         self.leases: dict[str, str] = {}
         """Who holds each lease, as last read (leader, managers' liveness)."""
         self._listeners: list[Callable[[], None]] = []
+        self._on_demoted: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self._demoting: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -78,6 +82,11 @@ class ManagerSet:
 
     def on_leader_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
+
+    def on_demoted(self, demote: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """What to run when the registry says this manager is a worker now (demoted by
+        another manager, maybe while it was down)."""
+        self._on_demoted = demote
 
     async def attach(self, url: str, prefix: str, secret: str) -> ClusterRecords:
         """Open the cluster's records at ``url`` and make the ledger write through them."""
@@ -102,6 +111,7 @@ class ManagerSet:
             log.warning("cannot watch the cluster's store: %s", exc)
         self._tasks = [asyncio.create_task(self._sync_loop(), name="nf-manager-sync"),
                        asyncio.create_task(self._lease_loop(), name="nf-manager-leases")]
+        self._mark("nodes")   # demoted while down? the registry says so
 
     async def stop(self, *, forget_self: bool = False) -> None:
         """Stop following; give the leases up (another manager leads at once); with
@@ -172,6 +182,11 @@ class ManagerSet:
             roles = await ctx.thread(records.load_roles)
             async with ctx.lock:
                 ctx.ledger.sync_records(nodes, roles)
+            me = ctx.ledger.state.nodes.get(ctx.node_id)
+            if me is not None and me.role is Role.WORKER and ctx.role is Role.MANAGER and \
+                    self._on_demoted is not None and \
+                    (self._demoting is None or self._demoting.done()):
+                self._demoting = asyncio.create_task(self._on_demoted())
         if dirty & _NETWORK_KINDS:
             await ctx.thread(ctx.book.reload)
             async with ctx.lock:

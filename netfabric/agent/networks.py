@@ -8,6 +8,7 @@ has no endpoint on it, as the network may have been removed meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import replace
@@ -23,6 +24,7 @@ from netfabric.errors import (
     AlreadyExists,
     InUse,
     InvalidArgument,
+    NetfabricError,
     NotAManager,
     NotFound,
     NotInCluster,
@@ -219,10 +221,14 @@ class NetworkRegistry:
         try:
             if scope == Scope.LOCAL:
                 await ctx.thread(ctx.kernel.ensure_network, net)
+            ctx.ledger.put_network(net)   # etcd may refuse it: no subnet is left behind
         except BaseException:
-            await ctx.thread(ctx.book.delete_network, net.id)
+            with contextlib.suppress(NetfabricError):
+                await ctx.thread(ctx.book.delete_network, net.id)
+            if scope == Scope.LOCAL:
+                with contextlib.suppress(NetfabricError):
+                    await ctx.thread(ctx.kernel.delete_network, net)
             raise
-        ctx.ledger.put_network(net)
         if scope == Scope.SWARM:
             ctx.mesh.join_network(net.id)
         return net

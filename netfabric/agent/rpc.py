@@ -42,6 +42,8 @@ from netfabric.model import Network
 
 __all__ = [
     "ALLOCATE",
+    "BECOME_MANAGER",
+    "BECOME_WORKER",
     "CLUSTER_PREFIX",
     "CLUSTER_VERBS",
     "DEFAULT_CLUSTER_PORT",
@@ -57,6 +59,8 @@ __all__ = [
     "UNLEND_ADDRESS",
     "AllocateArgs",
     "AnswerHook",
+    "BecomeManagerArgs",
+    "BecomeWorkerArgs",
     "JoinAnswer",
     "LeaseBlockArgs",
     "LeaveArgs",
@@ -136,6 +140,16 @@ class LeaveArgs(Args, frozen=True):
     node_id: str
 
 
+class BecomeManagerArgs(Args, frozen=True):
+    store: str
+    """The store every manager shares (``etcd://...``); nothing secret: the role secrets
+    are there, sealed with the cluster secret."""
+
+
+class BecomeWorkerArgs(Args, frozen=True):
+    pass
+
+
 class LendArgs(Args, frozen=True):
     network_id: str
     ip: str
@@ -161,7 +175,13 @@ LEND_ADDRESS = Verb("lend_address", LendArgs, bool,
                     "The manager asks the host whose block holds ``ip`` to lend it.")
 UNLEND_ADDRESS = Verb("unlend_address", LendArgs, bool,
                       "The manager tells that host the address is free again.")
-NODE_CALLS: dict[str, Verb[..., Any]] = {v.name: v for v in (LEND_ADDRESS, UNLEND_ADDRESS)}
+BECOME_MANAGER = Verb("become_manager", BecomeManagerArgs, bool,
+                      "A manager promoted this node (its registry row says manager): it "
+                      "opens the store and serves as a manager.")
+BECOME_WORKER = Verb("become_worker", BecomeWorkerArgs, bool,
+                     "A manager demoted this node (its registry row says worker).")
+NODE_CALLS: dict[str, Verb[..., Any]] = {v.name: v for v in (
+    LEND_ADDRESS, UNLEND_ADDRESS, BECOME_MANAGER, BECOME_WORKER)}
 """Every verb the manager calls on a node's cluster endpoint, by name."""
 
 

@@ -123,6 +123,10 @@ class _UpdateNode(Args, frozen=True):
     availability: str
 
 
+class _NodeRef(Args, frozen=True):
+    node: str
+
+
 class _RemoveNode(Args, frozen=True):
     node: str
     force: bool = False
@@ -244,6 +248,10 @@ UPDATE_NODE = Verb("update_node", _UpdateNode, NodeInfo, "Set a node's availabil
 REMOVE_NODE = Verb("remove_node", _RemoveNode, _NoneType,
                    "Remove a node that is down for good (``force``: even if up); its address "
                    "blocks and addresses are given back.")
+PROMOTE_NODE = Verb("promote_node", _NodeRef, NodeInfo,
+                    "Make a worker a manager (a cluster on etcd); it serves at once.")
+DEMOTE_NODE = Verb("demote_node", _NodeRef, NodeInfo,
+                   "Make a manager a worker; the last manager is refused.")
 LEAVE = Verb("leave", _Leave, _NoneType, "Leave the cluster.")
 CREATE_NETWORK = Verb("create_network", _CreateNetwork, NetworkInfo, "Create a network.")
 REMOVE_NETWORK = Verb("remove_network", _Name, _NoneType, "Remove a network.")
@@ -274,7 +282,8 @@ REMOVE_BACKEND = Verb("remove_backend", _Backend, _NoneType,
                       "Take it out of ``service`` everywhere; stop its task after this returns.")
 
 VERBS: dict[str, Verb[..., Any]] = {v.name: v for v in (
-    INFO, INIT, JOIN, JOIN_TOKEN, NODES, UPDATE_NODE, REMOVE_NODE, LEAVE, CREATE_NETWORK,
+    INFO, INIT, JOIN, JOIN_TOKEN, NODES, UPDATE_NODE, REMOVE_NODE, PROMOTE_NODE, DEMOTE_NODE,
+    LEAVE, CREATE_NETWORK,
     REMOVE_NETWORK,
     NETWORKS, INSPECT_NETWORK, RUN, REMOVE_CONTAINER, CONTAINERS, INSPECT_CONTAINER, CONNECT,
     DISCONNECT, CREATE_SERVICE, REMOVE_SERVICE, SERVICES, INSPECT_SERVICE, ADD_BACKEND,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netfabric.api.types import ContainerInfo, GossipInfo, NetworkInfo, NodeInfo, to_wire
+from netfabric.api.types import ContainerInfo, GossipInfo, NetworkInfo, NodeInfo, Role, to_wire
 from netfabric.cli.filters import (
     CONTAINER_KEYS,
     NETWORK_KEYS,
@@ -277,6 +277,30 @@ def _cmd_node_rm(args: argparse.Namespace) -> int:
     for node in args.nodes:
         client.remove_node(node, force=args.force)
         print(node)
+    return 0
+
+
+def _cmd_node_promote(args: argparse.Namespace) -> int:
+    client = _client(args)
+    for ref in args.nodes:
+        before = _find_node(client.nodes(), ref)
+        if before.role is Role.MANAGER:
+            print(f"Node {ref} is already a manager.")
+            continue
+        client.promote_node(ref)
+        print(f"Node {ref} promoted to a manager in the swarm.")
+    return 0
+
+
+def _cmd_node_demote(args: argparse.Namespace) -> int:
+    client = _client(args)
+    for ref in args.nodes:
+        before = _find_node(client.nodes(), ref)
+        if before.role is not Role.MANAGER:
+            print(f"Node {ref} is already a worker.")
+            continue
+        client.demote_node(ref)
+        print(f"Manager {ref} demoted in the swarm.")
     return 0
 
 
@@ -823,6 +847,14 @@ def add_commands(sub: Any) -> None:
     _inspect_args(p, what="NODE")
     p.add_argument("--pretty", action="store_true", help="human-friendly text, not JSON")
     p.set_defaults(func=_cmd_node_inspect)
+    p = verb_parser(nsub, "promote", "make workers managers (a cluster on etcd: init --store)",
+                    examples=["netfabric node promote node3"])
+    p.add_argument("nodes", nargs="+", metavar="NODE", help="node ID or hostname")
+    p.set_defaults(func=_cmd_node_promote)
+    p = verb_parser(nsub, "demote", "make managers workers (never the last manager)",
+                    examples=["netfabric node demote node3"])
+    p.add_argument("nodes", nargs="+", metavar="NODE", help="node ID or hostname")
+    p.set_defaults(func=_cmd_node_demote)
     p = verb_parser(nsub, "update", "change a node's availability",
                     examples=["netfabric node update --availability drain node2"])
     p.add_argument("--availability", required=True, choices=["active", "pause", "drain"],

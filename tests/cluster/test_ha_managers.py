@@ -31,7 +31,7 @@ LEASE_TTL = 3.0
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, EtcdLab]]:
     tmp: Path = tmp_path_factory.mktemp("mgr-ha")
     with Lab.up(5, state_dir=str(tmp), names=["node1", "node2", "node3", "node4", "etcd1"],
                 start=False) as lab:
@@ -55,7 +55,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             assert w is not None
             join = lab.run("node3", ["netfabric", "join", "--token", w.group(1), w.group(2)])
             assert join.returncode == 0, join.stdout + join.stderr
-            yield lab
+            yield lab, etcd
+
+
+@pytest.fixture
+def lab(cluster: tuple[Lab, EtcdLab]) -> Lab:
+    return cluster[0]
+
+
+@pytest.fixture
+def etcd(cluster: tuple[Lab, EtcdLab]) -> EtcdLab:
+    return cluster[1]
 
 
 def _client(lab: Lab, name: str) -> Client:
@@ -120,6 +130,44 @@ def test_node_ls_shows_one_leader_and_reachable_managers_on_every_manager(lab: L
     assert '"ManagerStatus":"Leader"' in js.stdout.replace(" ", ""), js.stdout
 
 
+def test_promote_a_worker_then_demote_it_back(lab: Lab) -> None:
+    n1, n3 = _client(lab, "node1"), _client(lab, "node3")
+    up = lab.run("node1", ["netfabric", "node", "promote", "node3"])
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "Node node3 promoted to a manager in the swarm." in up.stdout
+    assert str(n3.info().role) == "manager"
+    assert wait_for(lambda: sorted(_ls(lab, "node2").values()) ==
+                    ["Leader", "Reachable", "Reachable"], 5), _ls(lab, "node2")
+    assert sorted(_ls(lab, "node3").values()) == ["Leader", "Reachable", "Reachable"]
+    # it serves as a manager on its own host: a network made there is everyone's
+    n3.create_network("on3", driver="overlay", attachable=True)
+    assert wait_for(lambda: "on3" in {n.name for n in n1.networks()}, 1.0, 0.02)
+    assert n3.run("m3", network="on3").networks[0].ipv4 != \
+        n1.run("m1", network="on3").networks[0].ipv4
+    assert len(n1.info().managers) == 3
+
+    down = lab.run("node2", ["netfabric", "node", "demote", "node3"])
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "Manager node3 demoted in the swarm." in down.stdout
+    assert wait_for(lambda: str(n3.info().role) == "worker", 5)
+    assert wait_for(lambda: sorted(_ls(lab, "node1").values()) == ["", "Leader", "Reachable"],
+                    5), _ls(lab, "node1")
+    assert n3.run("w3", network="on3").networks[0].ipv4   # a worker again, through a manager
+    again = lab.run("node1", ["netfabric", "node", "demote", "node3"])
+    assert again.returncode == 0 and "Node node3 is already a worker." in again.stdout
+
+    # the last manager is never demoted
+    assert lab.run("node1", ["netfabric", "node", "demote", "node2"]).returncode == 0
+    assert wait_for(lambda: str(_client(lab, "node2").info().role) == "worker", 5)
+    last = lab.run("node1", ["netfabric", "node", "demote", "node1"])
+    assert last.returncode != 0
+    assert "attempting to demote the last manager of the swarm" in last.stderr, last.stderr
+    assert str(n1.info().role) == "manager"
+    assert lab.run("node1", ["netfabric", "node", "promote", "node2"]).returncode == 0
+    assert wait_for(lambda: sorted(_ls(lab, "node2").values()) == ["", "Leader", "Reachable"],
+                    5), _ls(lab, "node2")
+
+
 def test_the_leader_moves_within_the_lease_ttl_after_kill_9(lab: Lab) -> None:
     leader = next(h for h, s in _ls(lab, "node1").items() if s == "Leader")
     other = "node2" if leader == "node1" else "node1"
@@ -140,6 +188,28 @@ def test_the_leader_moves_within_the_lease_ttl_after_kill_9(lab: Lab) -> None:
     lab.wait_ready(lab.agent(leader))
     assert wait_for(lambda: sorted(_ls(lab, leader).values()) == ["", "Leader", "Reachable"]
                     and "after" in {n.name for n in _client(lab, leader).networks()}, 10)
+
+
+def test_a_manager_cut_off_from_etcd_refuses_changes_naming_etcd(lab: Lab,
+                                                                 etcd: EtcdLab) -> None:
+    host = etcd.hosts[0]
+    etcd.kill(host)
+    try:
+        for argv in (["network", "create", "-d", "overlay", "cut"],
+                     ["node", "update", "--availability", "drain", "node3"],
+                     ["join-token", "--rotate", "worker"]):
+            out = lab.run("node2", ["netfabric", *argv], timeout=90)
+            assert out.returncode != 0, (argv, out.stdout)
+            lines = out.stderr.strip().splitlines()
+            assert len(lines) == 1 and "etcd" in lines[0], (argv, out.stderr)
+    finally:
+        etcd.start_member(host)
+        etcd.wait_healthy()
+    n1 = _client(lab, "node1")
+    assert "cut" not in {n.name for n in n1.networks()}
+    assert {str(n.availability) for n in n1.nodes()} == {"active"}
+    assert wait_for(lambda: sorted(_ls(lab, "node1").values()) == ["", "Leader", "Reachable"],
+                    10), _ls(lab, "node1")
 
 
 def test_a_cluster_on_sqlite_still_refuses_a_second_manager(lab: Lab) -> None:

@@ -107,7 +107,8 @@ def test_every_verb_is_a_client_method() -> None:
 
     client_verbs = {"run", "remove_container", "containers", "inspect_container", "connect",
                     "disconnect", "info", "init", "join", "join_token", "nodes",
-                    "update_node", "remove_node", "leave", "create_network", "remove_network",
+                    "update_node", "remove_node", "promote_node", "demote_node", "leave",
+                    "create_network", "remove_network",
                     "networks",
                     "inspect_network", "create_service", "remove_service", "services",
                     "inspect_service", "add_backend", "remove_backend", "scale_service",

@@ -138,7 +138,8 @@ def test_node_calls_check_their_arguments() -> None:
     assert isinstance(args, LendArgs) and args.ip == "10.0.0.70"
     with pytest.raises(InvalidArgument, match="unlend_address: missing argument 'ip'"):
         UNLEND_ADDRESS.parse({"network_id": "n1"})
-    assert set(NODE_CALLS) == {"lend_address", "unlend_address"}
+    assert set(NODE_CALLS) == {"lend_address", "unlend_address", "become_manager",
+                               "become_worker"}
 
 
 def test_service_and_task_entries_keep_their_shape_and_name_the_field() -> None:
