@@ -15,8 +15,16 @@
   contend only when leasing a /26; ``allocs_per_s_etcd_3managers_affinity`` aggregate.
 - ``etcd_failover_s``: with ``--members 3``, one allocator writing in a loop; ``kill -9`` of
   the etcd leader; time until the next allocation succeeds.
-- ``failover_s`` (manager failover) is ``null``: several managers (join/promote) are not
-  built yet.
+- ``failover_s``: agents in lab machines (etcd in its own machine, managers ``m1`` and
+  ``m2``, worker ``w1``): ``kill -9`` of the manager the worker talks to, then at once the
+  worker's next network change that needs a manager: ``run`` of a container on a network
+  new to the worker (``get_network``, then a block lease: both served by a manager only),
+  through the library client as an orchestrator would. Time from the kill until that
+  ``run`` returns; median of ``--failover-runs`` (default 5), alternating which manager is
+  killed (the one that answered last: the worker asks it first). Beside it, same run:
+  ``failover_baseline_s``, the same ``run`` with every manager up; ``failover_cut_s``,
+  the same failover when the manager's machine is cut off at the switch instead (a dead
+  host: its connection attempts go unanswered, so the 0.5 s connect timeout is paid).
 
 The bench thread enters the first lab host's netns (etcd never runs in the root netns); the
 lab is removed at the end, also on failure.
@@ -176,6 +184,90 @@ def etcd_failover(lab: EtcdLab) -> float:
                 raise RuntimeError("etcd did not recover within 30 s")
 
 
+def manager_failover(runs: int) -> dict[str, object]:
+    """``failover_s`` and its same-run baseline (see the module docstring)."""
+    import re
+    import signal
+    import statistics
+
+    from netfabric import Client
+    from netfabric.lab.cluster import Lab
+
+    def nf(lab: Lab, host: str, *argv: str) -> str:
+        proc = lab.run(host, ["netfabric", *argv], timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} on {host}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    with tempfile.TemporaryDirectory(prefix="fo-bench-") as tmp, \
+            Lab.up(4, state_dir=tmp, names=["m1", "m2", "w1", "etcd1"], start=False) as lab:
+        assert lab.topo is not None
+        for name in ("m1", "m2", "w1"):
+            lab.start_agent(lab.agent(name))
+        for name in ("m1", "m2", "w1"):
+            lab.wait_ready(lab.agent(name))
+        with EtcdLab([lab.topo.host("etcd1")], name="fobench").start() as etcd:
+            init = nf(lab, "m1", "init", "--advertise-addr", "eth0", "--store", etcd.url)
+            worker = re.search(r"netfabric join --token (\S+) (\S+)", init)
+            manager = re.search(r"netfabric join --token (\S+) (\S+)",
+                                nf(lab, "m1", "join-token", "manager"))
+            assert worker is not None and manager is not None
+            nf(lab, "m2", "join", "--token", manager.group(1), manager.group(2))
+            nf(lab, "w1", "join", "--token", worker.group(1), worker.group(2))
+            w1 = Client(lab.agent("w1").url, timeout=60)
+            managers = {"m1": Client(lab.agent("m1").url), "m2": Client(lab.agent("m2").url)}
+            baseline, took = [], []
+            # The worker asks the manager that answered last first; its first call goes to
+            # the first it knows (m1: lower address), and after each failover it stays with
+            # the survivor: so the one to kill alternates m1, m2, m1...
+            talks_to = "m1"
+            for i in range(runs):
+                for name, client in managers.items():
+                    client.create_network(f"fo-warm{i}-{name}", driver="overlay",
+                                          attachable=True)
+                w1.run(f"fo-warm{i}", network=f"fo-warm{i}-{talks_to}")   # sets "last"
+                t0 = time.perf_counter()
+                w1.run(f"fo-base{i}", network=f"fo-warm{i}-"
+                       f"{'m2' if talks_to == 'm1' else 'm1'}")
+                baseline.append(time.perf_counter() - t0)
+                survivor = "m2" if talks_to == "m1" else "m1"
+                managers[survivor].create_network(f"fo-net{i}", driver="overlay",
+                                                  attachable=True)
+                victim = lab.agent(talks_to)
+                t0 = time.perf_counter()
+                lab.stop_agent(victim, sig=signal.SIGKILL)
+                w1.run(f"fo-run{i}", network=f"fo-net{i}")
+                took.append(time.perf_counter() - t0)
+                lab.start_agent(victim)
+                lab.wait_ready(victim)
+                talks_to = survivor
+            # the same, but the manager's machine is cut off at the switch (a host that
+            # died, not a process): its SYNs go unanswered, so the connect timeout is paid
+            cut = []
+            for i in range(runs):
+                survivor = "m2" if talks_to == "m1" else "m1"
+                managers[talks_to].create_network(f"fo-cwarm{i}", driver="overlay",
+                                                  attachable=True)
+                w1.run(f"fo-cwarm{i}", network=f"fo-cwarm{i}")
+                managers[survivor].create_network(f"fo-cnet{i}", driver="overlay",
+                                                  attachable=True)
+                host = lab.topo.host(talks_to)
+                t0 = time.perf_counter()
+                lab.topo.set_link(host, up=False)
+                try:
+                    w1.run(f"fo-crun{i}", network=f"fo-cnet{i}")
+                    cut.append(time.perf_counter() - t0)
+                finally:
+                    lab.topo.set_link(host, up=True)
+                time.sleep(1.0)   # the healed manager is gossip-alive again
+                talks_to = survivor
+    return {"failover_s": statistics.median(took),
+            "failover_runs_s": [round(t, 3) for t in took],
+            "failover_baseline_s": statistics.median(baseline),
+            "failover_cut_s": statistics.median(cut),
+            "failover_cut_runs_s": [round(t, 3) for t in cut]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -183,6 +275,8 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=1000, help="allocations per single run")
     parser.add_argument("--per-manager", type=int, default=300,
                         help="allocations per manager in the contended run")
+    parser.add_argument("--failover-runs", type=int, default=5,
+                        help="manager kill -9 runs for failover_s (median)")
     args = parser.parse_args()
     out: dict[str, object] = {"members": args.members}
     out["allocs_per_s_sqlite"] = sqlite_rate(args.n)
@@ -192,7 +286,7 @@ def main() -> int:
         out.update(contended(lab, args.per_manager))
         out.update(affinity(lab, args.per_manager))
         out["etcd_failover_s"] = etcd_failover(lab) if args.members >= 3 else None
-    out["failover_s"] = None
+    out.update(manager_failover(args.failover_runs))
     out["load_average_1m"] = load_average()
     emit(out, args.json)
     return 0

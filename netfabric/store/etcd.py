@@ -3,6 +3,7 @@
 Every row is one etcd key under a prefix (default ``/netfabric/``)::
 
     n/<network id>                       network record (canonical JSON)
+    p/<address space>                    the last subnet taken from that space (CAS unit)
     s/<network id>/<cidr>                subnet row
     b/<network id>/<cidr>/<index>        block row: owner and one byte per address
     h/<network id>/<cidr>/<address>      holder row
@@ -486,9 +487,15 @@ class EtcdStore:
                 self._revs[key] = revision
 
     def put_subnet(self, record: SubnetRecord) -> None:
+        """The subnet row, with the address space's pool key (``p/<space>``) in the same
+        txn: two managers that each picked a subnet from what they last read write one key
+        in common, so the later one loses the compare-and-swap and picks again (subnet
+        rows of different networks share no key, and would overlap unnoticed)."""
         value = msgspec.json.encode(_Subnet(record.space, record.gateway, record.ip_range,
                                             record.block_prefix))
-        self._write(self._key("s", record.network_id, record.cidr), value)
+        with self.transaction():
+            self._write(self._key("p", record.space), record.cidr.encode())
+            self._write(self._key("s", record.network_id, record.cidr), value)
 
     def delete_subnet(self, network_id: str, cidr: str) -> None:
         with self.transaction():
