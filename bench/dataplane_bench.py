@@ -14,8 +14,10 @@ underlay; at underlay MTU 1500 and 9000. ``--gro`` turns GRO on for the simulate
 NICs (veths have it off by default, physical NICs on); ``--gro both`` (the default)
 measures both in the same topology and takes the headline figures from GRO off.
 
-Everything runs in namespaces with a fresh ``nf`` prefix, removed at exit whatever happens;
-traffic flows only between them.
+Each simulated host is a lab machine (its own network, mount and PID namespaces, as a host
+of its own); the driver runs inside it, in a process of this script started there, as the
+agent would (the machine's netns named ``nf``, sandboxes under the machine's /run/netns).
+Everything is removed at exit whatever happens; traffic flows only between the machines.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyroute2 import IPRoute, NetNS
 from pyroute2 import netns as pyroute2_netns
 
-from bench.benchlib import emit, load_average, run_main
+from bench.benchlib import emit, held_inside, hold, inside, iperf, load_average, run_main
 from netfabric.drivers.overlay import BRIDGE_NF_SYSCTLS, OverlayDriver
 from netfabric.lab.topology import Host, Topology
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
+from netfabric.netns import name_own_netns
 
-IPERF_PORT = 5201
+HOST_NETNS = "nf"
+"""The name the driver's process gives its machine's netns, as the agent does."""
 
 
 def sh(argv: Sequence[str], *, check: bool = True) -> str:
@@ -70,60 +74,71 @@ def endpoint(net: Network, i: int, host: Host, subnet: str = "10.40") -> Endpoin
 # ---------------------------------------------------------------- attach latency
 
 def bench_attach(n: int) -> dict[str, float]:
-    with Topology.build(1) as topo:
+    """The attach figures, measured inside a one-machine lab."""
+    with Topology.build(1, machines=True) as topo:
         (h1,) = topo.hosts
-        net = overlay_net(4242)
-        with OverlayDriver(host_netns=h1.netns, advertise_addr=h1.address) as drv:
-            # The network's netns, bridge and vxlan come with the first endpoint: not timed.
-            warm = f"{topo.prefix}-w"
-            drv.kernel.ensure_netns(warm)
-            drv.attach(net, endpoint(net, 0, h1), sandbox_netns=warm)
-            ov = drv.netns_of(net.id)
-            assert ov is not None
-            ours: list[float] = []
-            for i in range(1, n + 1):
-                sb = f"{topo.prefix}-a{i}"
-                t0 = time.perf_counter()
-                drv.kernel.ensure_netns(sb)
-                drv.attach(net, endpoint(net, i, h1), sandbox_netns=sb)
-                ours.append((time.perf_counter() - t0) * 1e3)
+        result: dict[str, float] = inside(topo.machine(h1), __file__,
+                                          ["--inside-attach", str(n), h1.address])
+        return result
+
+
+def attach_inside(n: int, address: str) -> dict[str, float]:
+    """In the machine: the driver's attaches against the three baselines."""
+    name_own_netns(HOST_NETNS)
+    h1 = Host(name="h1", netns=HOST_NETNS, address=address, index=1, mtu=1500)
+    prefix = "nfb"
+    net = overlay_net(4242)
+    with OverlayDriver(host_netns=h1.netns, advertise_addr=h1.address) as drv:
+        # The network's netns, bridge and vxlan come with the first endpoint: not timed.
+        warm = f"{prefix}-w"
+        drv.kernel.ensure_netns(warm)
+        drv.attach(net, endpoint(net, 0, h1), sandbox_netns=warm)
+        ov = drv.netns_of(net.id)
+        assert ov is not None
+        ours: list[float] = []
+        for i in range(1, n + 1):
+            sb = f"{prefix}-a{i}"
             t0 = time.perf_counter()
-            noop = drv.reconcile()  # everything in place: a full read-back finds nothing to do
-            reconcile_ms = (time.perf_counter() - t0) * 1e3
-            assert noop == 0, f"reconcile after attach ran {noop} ops"
-            cli: list[float] = []
-            for i in range(1, n + 1):
-                sb, veth = f"{topo.prefix}-b{i}", f"vb{i}"
-                ep = endpoint(net, n + i, h1)
-                t0 = time.perf_counter()
-                sh(["ip", "netns", "add", sb])
-                sh(["ip", "-n", ov, "link", "add", veth, "mtu", "1450", "type", "veth", "peer",
-                    "name", "eth0", "mtu", "1450", "address", ep.mac, "netns", sb])
-                sh(["ip", "-n", ov, "link", "set", veth, "master", "br0", "up"])
-                sh(["ip", "-n", sb, "addr", "add", f"{ep.ipv4}/16", "dev", "eth0"])
-                sh(["ip", "-n", sb, "link", "set", "eth0", "up"])
-                sh(["ip", "-n", sb, "route", "add", "default", "via", "10.40.0.1"])
-                cli.append((time.perf_counter() - t0) * 1e3)
-            batch: list[float] = []
-            for i in range(1, n + 1):
-                sb, veth = f"{topo.prefix}-c{i}", f"vc{i}"
-                ep = endpoint(net, 2 * n + i, h1)
-                t0 = time.perf_counter()
-                sh(["ip", "netns", "add", sb])
-                ip_batch(ov, [f"link add {veth} mtu 1450 type veth peer name eth0 mtu 1450 "
-                              f"address {ep.mac} netns {sb}",
-                              f"link set {veth} master br0 up"])
-                ip_batch(sb, [f"addr add {ep.ipv4}/16 dev eth0", "link set eth0 up",
-                              "route add default via 10.40.0.1"])
-                batch.append((time.perf_counter() - t0) * 1e3)
-        # pyroute2's NetNS forks a helper, which can deadlock in this (threaded) process: the
-        # pyroute2 user's program is its own process, started once, not timed.
-        child = subprocess.run([sys.executable, __file__, "--pyroute2-child", ov,
-                                topo.prefix, str(n)], capture_output=True, text=True,
-                               timeout=600, check=False)
-        if child.returncode != 0:
-            raise RuntimeError(f"pyroute2 baseline failed: {child.stderr[-2000:]}")
-        pyroute = [float(v) for v in json.loads(child.stdout)]
+            drv.kernel.ensure_netns(sb)
+            drv.attach(net, endpoint(net, i, h1), sandbox_netns=sb)
+            ours.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        noop = drv.reconcile()  # everything in place: a full read-back finds nothing to do
+        reconcile_ms = (time.perf_counter() - t0) * 1e3
+        assert noop == 0, f"reconcile after attach ran {noop} ops"
+        cli: list[float] = []
+        for i in range(1, n + 1):
+            sb, veth = f"{prefix}-b{i}", f"vb{i}"
+            ep = endpoint(net, n + i, h1)
+            t0 = time.perf_counter()
+            sh(["ip", "netns", "add", sb])
+            sh(["ip", "-n", ov, "link", "add", veth, "mtu", "1450", "type", "veth", "peer",
+                "name", "eth0", "mtu", "1450", "address", ep.mac, "netns", sb])
+            sh(["ip", "-n", ov, "link", "set", veth, "master", "br0", "up"])
+            sh(["ip", "-n", sb, "addr", "add", f"{ep.ipv4}/16", "dev", "eth0"])
+            sh(["ip", "-n", sb, "link", "set", "eth0", "up"])
+            sh(["ip", "-n", sb, "route", "add", "default", "via", "10.40.0.1"])
+            cli.append((time.perf_counter() - t0) * 1e3)
+        batch: list[float] = []
+        for i in range(1, n + 1):
+            sb, veth = f"{prefix}-c{i}", f"vc{i}"
+            ep = endpoint(net, 2 * n + i, h1)
+            t0 = time.perf_counter()
+            sh(["ip", "netns", "add", sb])
+            ip_batch(ov, [f"link add {veth} mtu 1450 type veth peer name eth0 mtu 1450 "
+                          f"address {ep.mac} netns {sb}",
+                          f"link set {veth} master br0 up"])
+            ip_batch(sb, [f"addr add {ep.ipv4}/16 dev eth0", "link set eth0 up",
+                          "route add default via 10.40.0.1"])
+            batch.append((time.perf_counter() - t0) * 1e3)
+    # pyroute2's NetNS forks a helper, which can deadlock in this (threaded) process: the
+    # pyroute2 user's program is its own process, started once, not timed.
+    child = subprocess.run([sys.executable, __file__, "--pyroute2-child", ov,
+                            prefix, str(n)], capture_output=True, text=True,
+                           timeout=600, check=False)
+    if child.returncode != 0:
+        raise RuntimeError(f"pyroute2 baseline failed: {child.stderr[-2000:]}")
+    pyroute = [float(v) for v in json.loads(child.stdout)]
     ours_med, cli_med = statistics.median(ours), statistics.median(cli)
     batch_med, pyroute_med = statistics.median(batch), statistics.median(pyroute)
     return {
@@ -187,86 +202,78 @@ def pyroute2_attach(ovh: NetNS, br0: int, sb: str, veth: str, ep: Endpoint) -> N
 
 # ---------------------------------------------------------------- throughput
 
+SANDBOX = "nfsb"
+"""netfabric's sandbox in each machine of the throughput lab."""
+HAND_OVERLAY, HAND_SANDBOX = "nfhv", "nfhs"
+"""The hand-plumbed overlay's netns and sandbox in each machine."""
 def set_gro(topo: Topology, *, on: bool) -> None:
     state = "on" if on else "off"
     for h in topo.hosts:
-        sh(["ip", "netns", "exec", h.netns, "ethtool", "-K", "eth0", "gro", state])
-        sh(["ip", "netns", "exec", topo.switch_netns, "ethtool", "-K", f"p-{h.name}", "gro",
-            state])
+        topo.machine(h).run(["ethtool", "-K", "eth0", "gro", state], check=True)
+        topo.on_switch(["ethtool", "-K", f"p-{h.name}", "gro", state])
 
 
-def iperf(server_ns: str, client_ns: str, dst: str, seconds: float) -> float:
-    """Gbit/s received, one TCP stream."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p",
-                               str(IPERF_PORT)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            if f":{IPERF_PORT}" in sh(["ip", "netns", "exec", server_ns, "ss", "-ltn"]):
-                break
-            time.sleep(0.05)
-        out = sh(["ip", "netns", "exec", client_ns, "iperf3", "-c", dst, "-p", str(IPERF_PORT),
-                  "-t", str(seconds), "-J"])
-    finally:
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
+def hand_plumbed_half(i: int, address: str, peer: str, mtu: int, vni: int) -> None:
+    """In a machine: its half of the same kernel VXLAN as netfabric's, made with ``ip`` only
+    (sandbox address 10.41.0.I; the other half is 10.41.0.(5 - I))."""
+    ov, sb, inner = HAND_OVERLAY, HAND_SANDBOX, str(mtu - 50)
+    sh(["ip", "netns", "add", ov])
+    sh(["ip", "netns", "add", sb])
+    # As netfabric does (OverlayDriver: BRIDGE_NF_SYSCTLS): br0's frames skip the
+    # netns' iptables hooks that br_netfilter would run.
+    for path in BRIDGE_NF_SYSCTLS:
+        if Path("/proc/sys", path).exists():
+            sh(["ip", "netns", "exec", ov, "sysctl", "-qw", f"{path.replace('/', '.')}=0"])
+    sh(["ip", "-n", ov, "link", "add", "br0", "mtu", inner, "type", "bridge"])
+    sh(["ip", "-n", ov, "link", "set", "br0", "up"])
+    sh(["ip", "link", "add", "hvx", "mtu", inner, "type", "vxlan", "id", str(vni), "local",
+        address, "dstport", "4789", "nolearning", "proxy"])
+    sh(["ip", "link", "set", "hvx", "netns", ov])
+    sh(["ip", "-n", ov, "link", "set", "hvx", "master", "br0", "up"])
+    sh(["ip", "-n", ov, "link", "add", "hv", "mtu", inner, "type", "veth", "peer", "name",
+        "eth0", "mtu", inner, "address", f"02:42:0a:29:00:0{i}", "netns", sb])
+    sh(["ip", "-n", ov, "link", "set", "hv", "master", "br0", "up"])
+    sh(["ip", "-n", sb, "addr", "add", f"10.41.0.{i}/24", "dev", "eth0"])
+    sh(["ip", "-n", sb, "link", "set", "eth0", "up"])
+    other = 5 - i
+    sh(["bridge", "-n", ov, "fdb", "append", f"02:42:0a:29:00:0{other}", "dev", "hvx",
+        "dst", peer, "self", "permanent"])
+    sh(["ip", "-n", ov, "neigh", "add", f"10.41.0.{other}", "lladdr",
+        f"02:42:0a:29:00:0{other}", "dev", "hvx", "nud", "permanent"])
 
 
-def hand_plumbed(topo: Topology, vni: int) -> tuple[str, str, str]:
-    """The same kernel VXLAN as netfabric's, made with ``ip`` only; returns the two
-    sandboxes and the server's overlay address."""
-    h1, h2 = topo.hosts
-    mtu = str(topo.mtu - 50)
-    boxes = []
-    for i, (h, peer) in enumerate(((h1, h2), (h2, h1)), start=2):
-        ov, sb = f"{h.netns}-hv", f"{topo.prefix}-hs{i}"
-        sh(["ip", "netns", "add", ov])
-        sh(["ip", "netns", "add", sb])
-        # As netfabric does (OverlayDriver: BRIDGE_NF_SYSCTLS): br0's frames skip the
-        # netns' iptables hooks that br_netfilter would run.
-        for path in BRIDGE_NF_SYSCTLS:
-            if Path("/proc/sys", path).exists():
-                sh(["ip", "netns", "exec", ov, "sysctl", "-qw", f"{path.replace('/', '.')}=0"])
-        sh(["ip", "-n", ov, "link", "add", "br0", "mtu", mtu, "type", "bridge"])
-        sh(["ip", "-n", ov, "link", "set", "br0", "up"])
-        sh(["ip", "-n", h.netns, "link", "add", "hvx", "mtu", mtu, "type", "vxlan", "id",
-            str(vni), "local", h.address, "dstport", "4789", "nolearning", "proxy"])
-        sh(["ip", "-n", h.netns, "link", "set", "hvx", "netns", ov])
-        sh(["ip", "-n", ov, "link", "set", "hvx", "master", "br0", "up"])
-        sh(["ip", "-n", ov, "link", "add", "hv", "mtu", mtu, "type", "veth", "peer", "name",
-            "eth0", "mtu", mtu, "address", f"02:42:0a:29:00:0{i}", "netns", sb])
-        sh(["ip", "-n", ov, "link", "set", "hv", "master", "br0", "up"])
-        sh(["ip", "-n", sb, "addr", "add", f"10.41.0.{i}/24", "dev", "eth0"])
-        sh(["ip", "-n", sb, "link", "set", "eth0", "up"])
-        other = 5 - i
-        sh(["bridge", "-n", ov, "fdb", "append", f"02:42:0a:29:00:0{other}", "dev", "hvx",
-            "dst", peer.address, "self", "permanent"])
-        sh(["ip", "-n", ov, "neigh", "add", f"10.41.0.{other}", "lladdr",
-            f"02:42:0a:29:00:0{other}", "dev", "hvx", "nud", "permanent"])
-        boxes.append(sb)
-    return boxes[0], boxes[1], "10.41.0.3"
+def _throughput_endpoints(address1: str, address2: str, mtu: int) -> tuple[Network,
+                                                                         list[Endpoint]]:
+    net = overlay_net(4343, "10.42")
+    hosts = [Host(name=f"h{i}", netns="", address=a, index=i, mtu=mtu)
+             for i, a in ((1, address1), (2, address2))]
+    return net, [endpoint(net, i + 1, h, "10.42") for i, h in enumerate(hosts)]
+
+
+def half_inside(index: int, address: str, peer: str, mtu: int) -> None:
+    """In machine h<index>: netfabric's endpoint (the driver, as the agent runs it) and the
+    hand-plumbed half, kept until stdin closes."""
+    name_own_netns(HOST_NETNS)
+    a1, a2 = (address, peer) if index == 1 else (peer, address)
+    net, eps = _throughput_endpoints(a1, a2, mtu)
+    with OverlayDriver(host_netns=HOST_NETNS, advertise_addr=address) as d:
+        d.kernel.ensure_netns(SANDBOX)
+        d.attach(net, eps[index - 1], sandbox_netns=SANDBOX)
+        d.set_peers(net.id, eps)
+        hand_plumbed_half(index + 1, address, peer, mtu, 4344)
+        hold()
 
 
 def bench_throughput(mtu: int, seconds: float, rounds: int, *, gro: str) -> dict[str, float]:
     """Median-of-``rounds`` Gbit/s for the three paths; with ``gro="both"`` first with the
     underlay's GRO off (the veth default), then on, in the same topology."""
-    with Topology.build(2, mtu=mtu) as topo:
+    with Topology.build(2, mtu=mtu, machines=True) as topo:
         h1, h2 = topo.hosts
-        net = overlay_net(4343, "10.42")
-        d1 = OverlayDriver(host_netns=h1.netns, advertise_addr=h1.address)
-        d2 = OverlayDriver(host_netns=h2.netns, advertise_addr=h2.address)
-        try:
-            eps = [endpoint(net, 1, h1, "10.42"), endpoint(net, 2, h2, "10.42")]
-            s1, s2 = f"{topo.prefix}-n1", f"{topo.prefix}-n2"
-            for d, ep, sb in ((d1, eps[0], s1), (d2, eps[1], s2)):
-                d.kernel.ensure_netns(sb)
-                d.attach(net, ep, sandbox_netns=sb)
-                d.set_peers(net.id, eps)
-            hs1, hs2, hdst = hand_plumbed(topo, 4344)
+        m1, m2 = topo.machine(h1), topo.machine(h2)
+        parts = [(m, ["--inside-half", str(i), h.address, peer.address, str(mtu)])
+                 for i, (m, h, peer) in enumerate(((m1, h1, h2), (m2, h2, h1)), start=1)]
+        with held_inside(__file__, parts):
+            _, eps = _throughput_endpoints(h1.address, h2.address, mtu)
             out: dict[str, float] = {}
             # Headline figures come from the last setting: GRO off, the veth default, which
             # measured better for the overlay (GRO on puts veths on their NAPI path).
@@ -275,9 +282,11 @@ def bench_throughput(mtu: int, seconds: float, rounds: int, *, gro: str) -> dict
                 set_gro(topo, on=setting == "on")
                 runs: dict[str, list[float]] = {"overlay": [], "hand": [], "underlay": []}
                 for _ in range(rounds):  # interleaved, so load drift hits all three alike
-                    runs["overlay"].append(iperf(s2, s1, str(eps[1].ipv4), seconds))
-                    runs["hand"].append(iperf(hs2, hs1, hdst, seconds))
-                    runs["underlay"].append(iperf(h2.netns, h1.netns, h2.address, seconds))
+                    runs["overlay"].append(iperf((m2, SANDBOX), (m1, SANDBOX),
+                                                 str(eps[1].ipv4), seconds))
+                    runs["hand"].append(iperf((m2, HAND_SANDBOX), (m1, HAND_SANDBOX),
+                                              "10.41.0.3", seconds))
+                    runs["underlay"].append(iperf((m2, None), (m1, None), h2.address, seconds))
                 med = {k: statistics.median(v) for k, v in runs.items()}
                 tag = f"{mtu}_gro_{setting}"
                 out[f"overlay_gbps_{tag}"] = round(med["overlay"], 2)
@@ -291,9 +300,6 @@ def bench_throughput(mtu: int, seconds: float, rounds: int, *, gro: str) -> dict
             out[f"overlay_over_underlay_{mtu}"] = out[
                 f"overlay_over_underlay_{mtu}_gro_{headline}"]
             return out
-        finally:
-            d1.close()
-            d2.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,7 +312,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="GRO on the simulated underlay NICs (both: headline from off)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--pyroute2-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--inside-attach", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--inside-half", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.inside_attach:
+        count, address = args.inside_attach
+        print(json.dumps(attach_inside(int(count), address)))
+        return 0
+    if args.inside_half:
+        index, address, peer, mtu = args.inside_half
+        half_inside(int(index), address, peer, int(mtu))
+        return 0
     if args.pyroute2_child:
         ov, prefix, count = args.pyroute2_child
         pyroute2_child(ov, prefix, int(count))

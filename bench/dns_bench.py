@@ -1,7 +1,8 @@
 """DNS benchmark: dnsperf against our server and against dnsmasq, same names, same run.
 
-Both servers run inside project network namespaces: ours as ``python -m
-netfabric.dns.runner`` inside simulated host h1, serving 127.0.0.11:53 in sandbox s1; dnsmasq
+Both servers run inside one lab machine (its own network, mount and PID namespaces, as a
+host of its own): ours as ``python -m netfabric.dns.runner`` in the machine, serving
+127.0.0.11:53 in sandbox s1 (a netns under the machine's /run/netns); dnsmasq
 in sandbox s2 on 127.0.0.11:53 with the same 1000 names from a hosts file. dnsperf runs
 inside each sandbox (UDP, ``-c 4``), first flat out for ``qps``, then at half of our
 maximum rate with ``-v`` to read every query's latency for ``p99_ms_at_half_load``. The
@@ -36,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.benchlib import emit, load_average, run_main
+from netfabric.lab.machine import Machine
 from netfabric.lab.topology import Topology
 
 NAMES = 1000
@@ -57,7 +59,7 @@ def _address(i: int) -> str:
     return f"10.{80 + block // 256}.{block % 256}.{i % 250 + 1}"
 
 
-def _dnsperf(netns: str, datafile: str, *, clients: int, seconds: float,
+def _dnsperf(m: Machine, netns: str, datafile: str, *, clients: int, seconds: float,
              qps_limit: int | None = None, verbose: bool = False) -> tuple[float, list[float]]:
     argv = ["ip", "netns", "exec", netns, "dnsperf", "-s", "127.0.0.11", "-d", datafile,
             "-c", str(clients), "-l", str(seconds), "-q", "200", "-t", "2"]
@@ -65,7 +67,7 @@ def _dnsperf(netns: str, datafile: str, *, clients: int, seconds: float,
         argv += ["-Q", str(qps_limit)]
     if verbose:
         argv += ["-v"]
-    proc = _run(argv, timeout=seconds + 30)
+    proc = _run(m.argv(argv), timeout=seconds + 30)
     match = re.search(r"Queries per second:\s+([\d.]+)", proc.stdout)
     if match is None:
         raise RuntimeError(f"dnsperf failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
@@ -92,11 +94,11 @@ def _p99_ms(latencies: list[float]) -> float:
 
 
 class _Runner:
-    def __init__(self, netns: str, args: Sequence[str]) -> None:
+    def __init__(self, m: Machine, args: Sequence[str]) -> None:
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "netfabric.dns.runner",
-             "--no-upstream", *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            m.argv([sys.executable, "-m", "netfabric.dns.runner", "--no-upstream", *args]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=str(Path(__file__).resolve().parents[1]))
         assert self.proc.stdout is not None
         if json.loads(self.proc.stdout.readline()) != {"ready": True}:
             raise RuntimeError("DNS runner did not start")
@@ -122,19 +124,20 @@ class _Runner:
         self.proc.stdout.close()
 
 
-def _rounds(s1: str, s2: str, datafile: str, *, clients: int, seconds: float,
+def _rounds(m: Machine, s1: str, s2: str, datafile: str, *, clients: int, seconds: float,
             rounds: int) -> tuple[list[float], list[float]]:
     ours_qps: list[float] = []
     theirs_qps: list[float] = []
     for _ in range(rounds):  # interleaved, so load from elsewhere hits both alike
-        ours_qps.append(_dnsperf(s1, datafile, clients=clients, seconds=seconds)[0])
-        theirs_qps.append(_dnsperf(s2, datafile, clients=clients, seconds=seconds)[0])
+        ours_qps.append(_dnsperf(m, s1, datafile, clients=clients, seconds=seconds)[0])
+        theirs_qps.append(_dnsperf(m, s2, datafile, clients=clients, seconds=seconds)[0])
     return ours_qps, theirs_qps
 
 
 def bench(*, mode: str, cache: bool, seconds: float, clients: int, rounds: int,
           miss_names: int) -> dict[str, object]:
-    topo = Topology.build(1)
+    topo = Topology.build(1, machines=True)
+    m = topo.machine(topo.hosts[0])
     tmp = tempfile.mkdtemp(prefix="nf-dns-bench-")
     dnsmasq: subprocess.Popen[bytes] | None = None
     ours: _Runner | None = None
@@ -142,8 +145,8 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int, rounds: int,
     try:
         s1, s2 = f"{topo.prefix}-s1", f"{topo.prefix}-s2"
         for ns in (s1, s2):
-            _must(["ip", "netns", "add", ns])
-            _must(["ip", "-n", ns, "link", "set", "lo", "up"])
+            _must(m.argv(["ip", "netns", "add", ns]))
+            _must(m.argv(["ip", "-n", ns, "link", "set", "lo", "up"]))
         datafile = os.path.join(tmp, "queries")
         missfile = os.path.join(tmp, "queries-miss")
         hostsfile = os.path.join(tmp, "hosts")
@@ -158,16 +161,16 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int, rounds: int,
         os.chmod(tmp, 0o755)
         for f in (hostsfile, datafile, missfile):
             os.chmod(f, 0o644)
-        dnsmasq = subprocess.Popen(
+        dnsmasq = subprocess.Popen(m.argv(
             ["ip", "netns", "exec", s2, "dnsmasq", "--keep-in-foreground",
              "--conf-file=/dev/null", "--no-resolv", "--no-hosts", f"--addn-hosts={hostsfile}",
              "--listen-address=127.0.0.11", "--bind-interfaces", "--pid-file", "--port=53",
-             "--local-ttl=2", "--cache-size=10000", "--log-facility=/dev/null"],
+             "--local-ttl=2", "--cache-size=10000", "--log-facility=/dev/null"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         args = ["--mode", mode, "--seed", "1"]
         if not cache:
             args += ["--cache-entries", "0"]
-        ours = _Runner(topo.host("h1").netns, args)
+        ours = _Runner(m, args)
         cmds: list[dict[str, object]] = [
             {"op": "set_endpoint", "network": "bench", "name": f"name{i}", "ipv4": _address(i)}
             for i in range(total)]
@@ -177,25 +180,25 @@ def bench(*, mode: str, cache: bool, seconds: float, clients: int, rounds: int,
         last = f"name{total - 1}"
         for ns in (s1, s2):  # both up and answering every name before measuring
             deadline = time.monotonic() + 30
-            while _address(total - 1) not in _run(["ip", "netns", "exec", ns, "dig",
-                                                   "@127.0.0.11", "+short", "+time=1",
-                                                   "+tries=1", last]).stdout:
+            while _address(total - 1) not in _run(m.argv([
+                    "ip", "netns", "exec", ns, "dig", "@127.0.0.11", "+short", "+time=1",
+                    "+tries=1", last])).stdout:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no DNS answer in {ns}")
                 time.sleep(0.1)
         for ns in (s1, s2):  # the same warm-up for both servers
-            _dnsperf(ns, datafile, clients=clients, seconds=1)
-        ours_qps, theirs_qps = _rounds(s1, s2, datafile, clients=clients, seconds=seconds,
+            _dnsperf(m, ns, datafile, clients=clients, seconds=1)
+        ours_qps, theirs_qps = _rounds(m, s1, s2, datafile, clients=clients, seconds=seconds,
                                        rounds=rounds)
         qps = statistics.median(ours_qps)
         dnsmasq_qps = statistics.median(theirs_qps)
         half = max(1, int(qps / 2))
-        _, lat = _dnsperf(s1, datafile, clients=clients, seconds=min(seconds, 3),
+        _, lat = _dnsperf(m, s1, datafile, clients=clients, seconds=min(seconds, 3),
                           qps_limit=half, verbose=True)
-        _, mq_lat = _dnsperf(s2, datafile, clients=clients, seconds=min(seconds, 3),
+        _, mq_lat = _dnsperf(m, s2, datafile, clients=clients, seconds=min(seconds, 3),
                              qps_limit=half, verbose=True)
         before = ours.call_many([{"op": "stats"}])[0]["result"]
-        miss_ours, miss_theirs = _rounds(s1, s2, missfile, clients=clients, seconds=seconds,
+        miss_ours, miss_theirs = _rounds(m, s1, s2, missfile, clients=clients, seconds=seconds,
                                          rounds=rounds)
         stats = ours.call_many([{"op": "stats"}])[0]["result"]
         miss_qps, miss_dnsmasq_qps = statistics.median(miss_ours), statistics.median(miss_theirs)

@@ -22,7 +22,10 @@ stream per path (through a one-target service, as iperf3 opens two connections).
 Control plane: a table holding 1,000 services of 3 targets each; the time to add one more
 service, and to change one target of one service, each a median of ``--changes`` runs.
 
-Everything lives in namespaces with a fresh ``nf`` prefix, removed at exit whatever happens.
+Each simulated host is a lab machine (its own network, mount and PID namespaces); the
+drivers and service tables run inside them, in processes of this script started there, as
+the agent would (each machine's netns named ``nf``, sandboxes under its /run/netns).
+Everything is removed at exit whatever happens.
 """
 
 from __future__ import annotations
@@ -35,22 +38,39 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.benchlib import emit, load_average, run_main
+from bench.benchlib import (
+    IPERF_PORT,
+    Place,
+    emit,
+    held_inside,
+    hold,
+    inside,
+    iperf,
+    load_average,
+    place_argv,
+    run_main,
+    sh,
+    wait_listening,
+)
 from netfabric.dataplane.services import CliNft, ServiceDatapath
 from netfabric.drivers.overlay import OverlayDriver
 from netfabric.lab.topology import Host, Topology
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
+from netfabric.netns import name_own_netns
 from netfabric.services import LoadBalancer, Proto, Target
 
 SUBNET = "10.43.0"
 VIP, BULK_VIP = f"{SUBNET}.250", f"{SUBNET}.251"
-WEB_PORT, MESH_PORT, IPERF_PORT, MESH_IPERF_PORT = 80, 8080, 5201, 8201
+WEB_PORT, MESH_PORT, MESH_IPERF_PORT = 80, 8080, 8201
 TASKS = 3
+HOST_NETNS = "nf"
+"""The name each in-machine process gives its machine's netns, as the agent does."""
+CLIENT_NS = "nfcl"
+"""The client sandbox, in h1's machine; the tasks' are nft0, nft1... in h2's."""
 
 _SERVER = textwrap.dedent("""
     import socket, sys, threading
@@ -89,157 +109,128 @@ _CLIENT = textwrap.dedent("""
 """)
 
 
-def sh(argv: Sequence[str]) -> str:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-@dataclass
-class Lab:
-    topo: Topology
-    client_ns: str
-    tasks: list[tuple[str, str]]  # (sandbox, address)
-    mesh: Host
-    procs: list[subprocess.Popen[bytes]]
-    datapaths: list[ServiceDatapath]
-    drivers: list[OverlayDriver]
-
-    def close(self) -> None:
-        for dp in self.datapaths:
-            dp.close()
-        for p in self.procs:
-            p.kill()
-            p.wait()
-        for d in self.drivers:
-            d.close()
-
-
 def endpoint(net: Network, octet: int, host: Host, sandbox: str) -> Endpoint:
     return Endpoint(id=f"{net.id}e{octet}", network_id=net.id, sandbox=sandbox,
                     node_id=host.name, mac=f"02:42:0a:2b:00:{octet:02x}",
                     ipv4=f"{SUBNET}.{octet}", prefixlen=24, vtep=host.address)
 
 
-def build(topo: Topology) -> Lab:
-    h1, h2, h3 = topo.hosts
+def task_sandbox(i: int) -> str:
+    return f"nft{i}"
+
+
+def plan(addresses: Sequence[str]) -> tuple[Network, list[tuple[int, Endpoint, str, str]]]:
+    """The overlay and where each endpoint goes: (host index, endpoint, netns, ifname): the
+    client on h1, the tasks on h2, the mesh node's ingress leg in h3's own netns."""
+    hosts = [Host(name=f"h{i + 1}", netns=HOST_NETNS, address=a, index=i + 1, mtu=1500)
+             for i, a in enumerate(addresses)]
     net = Network(id="svbench00000001", name="svbench", driver=Driver.OVERLAY,
                   scope=Scope.SWARM, subnets=(SubnetSpec(f"{SUBNET}.0/24", f"{SUBNET}.1"),),
                   vni=4343)
-    drivers = {h.name: OverlayDriver(host_netns=h.netns, advertise_addr=h.address)
-               for h in topo.hosts}
-    lab = Lab(topo, f"{topo.prefix}-cl", [], h3, [], [], list(drivers.values()))
-    try:
-        eps = []
-        placements: list[tuple[Host, Endpoint, str, str]] = [
-            (h1, endpoint(net, 10, h1, "client"), lab.client_ns, "eth0"),
-            (h3, endpoint(net, 3, h3, "ingress"), h3.netns, "nfingress0")]
-        for i in range(TASKS):
-            sb = f"{topo.prefix}-t{i}"
-            ep = endpoint(net, 20 + i, h2, f"task{i}")
-            placements.append((h2, ep, sb, "eth0"))
-            lab.tasks.append((sb, str(ep.ipv4)))
-        for host, ep, sb, ifname in placements:
-            d = drivers[host.name]
-            if sb != host.netns:
-                d.kernel.ensure_netns(sb)
-            d.attach(net, ep, sandbox_netns=sb, ifname=ifname)
-            if sb == host.netns:
-                # The driver parks a leg in the host netns unconfigured (as for Docker's
-                # Join); the mesh node configures its ingress leg itself.
-                sh(["ip", "-n", sb, "addr", "add", f"{ep.ipv4}/24", "dev", ifname])
-                sh(["ip", "-n", sb, "link", "set", ifname, "up"])
-            eps.append(ep)
-        for d in drivers.values():
-            d.set_peers(net.id, eps)
-        for sb, _ in lab.tasks:
-            lab.procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", sb, sys.executable, "-c", _SERVER, str(WEB_PORT)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        first = lab.tasks[0][1]
-        targets = tuple(Target(ip, WEB_PORT) for _, ip in lab.tasks)
-        client = ServiceDatapath(lab.client_ns)
-        lab.datapaths.append(client)
-        client.sync([
-            LoadBalancer("web/tcp/80", Proto.TCP, WEB_PORT, targets, vips=(VIP,)),
-            LoadBalancer("bulk/tcp/5201", Proto.TCP, IPERF_PORT,
-                         (Target(first, IPERF_PORT),), vips=(BULK_VIP,))])
-        mesh = ServiceDatapath(h3.netns)
-        lab.datapaths.append(mesh)
-        mesh.sync([
-            LoadBalancer("web/tcp/8080", Proto.TCP, MESH_PORT, targets, published=True,
-                         masquerade=True),
-            LoadBalancer("bulk/tcp/8201", Proto.TCP, MESH_IPERF_PORT,
-                         (Target(first, IPERF_PORT),), published=True, masquerade=True)])
-        for sb, ip in lab.tasks:
-            wait_listening(sb, WEB_PORT)
-            rate(lab.client_ns, ip, WEB_PORT, 0.2)
-        return lab
-    except BaseException:
-        lab.close()
-        raise
+    out = [(0, endpoint(net, 10, hosts[0], "client"), CLIENT_NS, "eth0"),
+           (2, endpoint(net, 3, hosts[2], "ingress"), HOST_NETNS, "nfingress0")]
+    out += [(1, endpoint(net, 20 + i, hosts[1], f"task{i}"), task_sandbox(i), "eth0")
+            for i in range(TASKS)]
+    return net, out
 
 
-def wait_listening(ns: str, port: int) -> None:
-    for _ in range(100):
-        if f":{port} " in sh(["ip", "netns", "exec", ns, "ss", "-ltnH"]):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port} in {ns}")
+def task_addresses() -> list[str]:
+    return [f"{SUBNET}.{20 + i}" for i in range(TASKS)]
 
 
-def rate(ns: str, addr: str, port: int, seconds: float) -> float:
-    out = sh(["ip", "netns", "exec", ns, sys.executable, "-c", _CLIENT, addr, str(port),
-              str(seconds)]).split()
+def host_inside(index: int, addresses: Sequence[str]) -> None:
+    """In machine h<index+1>: its endpoints through the driver (as the agent makes them),
+    the task servers (h2), the client's service table (h1) or the mesh's (h3); kept until
+    stdin closes."""
+    name_own_netns(HOST_NETNS)
+    net, placements = plan(addresses)
+    procs: list[subprocess.Popen[bytes]] = []
+    datapaths: list[ServiceDatapath] = []
+    with OverlayDriver(host_netns=HOST_NETNS, advertise_addr=addresses[index]) as d:
+        try:
+            for host, ep, sb, ifname in placements:
+                if host != index:
+                    continue
+                if sb != HOST_NETNS:
+                    d.kernel.ensure_netns(sb)
+                d.attach(net, ep, sandbox_netns=sb, ifname=ifname)
+                if sb == HOST_NETNS:
+                    # The driver parks a leg in the host netns unconfigured (as for Docker's
+                    # Join); the mesh node configures its ingress leg itself.
+                    sh(["ip", "addr", "add", f"{ep.ipv4}/24", "dev", ifname])
+                    sh(["ip", "link", "set", ifname, "up"])
+            d.set_peers(net.id, [ep for _, ep, _, _ in placements])
+            tasks = task_addresses()
+            targets = tuple(Target(ip, WEB_PORT) for ip in tasks)
+            if index == 1:
+                for i in range(TASKS):
+                    procs.append(subprocess.Popen(
+                        ["ip", "netns", "exec", task_sandbox(i), sys.executable, "-c",
+                         _SERVER, str(WEB_PORT)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            elif index == 0:
+                client = ServiceDatapath(CLIENT_NS)
+                datapaths.append(client)
+                client.sync([
+                    LoadBalancer("web/tcp/80", Proto.TCP, WEB_PORT, targets, vips=(VIP,)),
+                    LoadBalancer("bulk/tcp/5201", Proto.TCP, IPERF_PORT,
+                                 (Target(tasks[0], IPERF_PORT),), vips=(BULK_VIP,))])
+            else:
+                mesh = ServiceDatapath(HOST_NETNS)
+                datapaths.append(mesh)
+                mesh.sync([
+                    LoadBalancer("web/tcp/8080", Proto.TCP, MESH_PORT, targets,
+                                 published=True, masquerade=True),
+                    LoadBalancer("bulk/tcp/8201", Proto.TCP, MESH_IPERF_PORT,
+                                 (Target(tasks[0], IPERF_PORT),), published=True,
+                                 masquerade=True)])
+            hold()
+        finally:
+            for dp in datapaths:
+                dp.close()
+            for p in procs:
+                p.kill()
+                p.wait()
+
+
+def rate(place: Place, addr: str, port: int, seconds: float) -> float:
+    out = sh(place_argv(place, [sys.executable, "-c", _CLIENT, addr, str(port),
+                                str(seconds)])).split()
     if int(out[1]):
-        raise RuntimeError(f"{out[1]} failed connections to {addr}:{port} from {ns}")
+        raise RuntimeError(f"{out[1]} failed connections to {addr}:{port} from {place[1]}")
     return float(out[0])
 
 
-def iperf(server_ns: str, client_ns: str, dst: str, port: int, seconds: float) -> float:
-    """Gbit/s received, one TCP stream."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p",
-                               str(IPERF_PORT)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_listening(server_ns, IPERF_PORT)
-        out = sh(["ip", "netns", "exec", client_ns, "iperf3", "-c", dst, "-p", str(port),
-                  "-t", str(seconds), "-J"])
-    finally:
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
-
-
 def bench_datapath(seconds: float, rounds: int, iperf_seconds: float) -> dict[str, object]:
-    with Topology.build(3) as topo:
-        lab = build(topo)
-        try:
-            h1 = topo.hosts[0]
-            paths = {"direct": (lab.client_ns, lab.tasks[0][1], WEB_PORT),
-                     "vip": (lab.client_ns, VIP, WEB_PORT),
-                     "mesh": (h1.netns, lab.mesh.address, MESH_PORT)}
+    with Topology.build(3, machines=True) as topo:
+        machines = [topo.machine(h) for h in topo.hosts]
+        addresses = [h.address for h in topo.hosts]
+        parts = [(m, ["--inside-host", str(i), *addresses]) for i, m in enumerate(machines)]
+        with held_inside(__file__, parts):
+            client: Place = (machines[0], CLIENT_NS)
+            h1: Place = (machines[0], None)
+            tasks = task_addresses()
+            task0: Place = (machines[1], task_sandbox(0))
+            for i, ip in enumerate(tasks):
+                wait_listening((machines[1], task_sandbox(i)), WEB_PORT)
+                rate(client, ip, WEB_PORT, 0.2)
+            paths = {"direct": (client, tasks[0], WEB_PORT),
+                     "vip": (client, VIP, WEB_PORT),
+                     "mesh": (h1, addresses[2], MESH_PORT)}
             cps: dict[str, list[float]] = {k: [] for k in paths}
             order = list(paths)
             for r in range(rounds):
                 # Rotate which path goes first, so none always runs in the same slot.
                 for name in order[r % 3:] + order[:r % 3]:
-                    ns, addr, port = paths[name]
-                    cps[name].append(rate(ns, addr, port, seconds))
-            task0 = lab.tasks[0]
-            bulk = {"direct": (lab.client_ns, task0[1], IPERF_PORT),
-                    "vip": (lab.client_ns, BULK_VIP, IPERF_PORT),
-                    "mesh": (h1.netns, lab.mesh.address, MESH_IPERF_PORT)}
+                    place, addr, port = paths[name]
+                    cps[name].append(rate(place, addr, port, seconds))
+            bulk = {"direct": (client, tasks[0], IPERF_PORT),
+                    "vip": (client, BULK_VIP, IPERF_PORT),
+                    "mesh": (h1, addresses[2], MESH_IPERF_PORT)}
             gbit: dict[str, list[float]] = {k: [] for k in bulk}
             for _ in range(max(1, rounds // 2)):
-                for name, (ns, addr, port) in bulk.items():
-                    gbit[name].append(iperf(task0[0], ns, addr, port, iperf_seconds))
-        finally:
-            lab.close()
+                for name, (place, addr, port) in bulk.items():
+                    gbit[name].append(iperf(task0, place, addr, iperf_seconds, port=port))
     med = {k: statistics.median(v) for k, v in cps.items()}
     gmed = {k: statistics.median(v) for k, v in gbit.items()}
     # Each round runs the three paths back to back: the ratio within a round cancels the
@@ -268,36 +259,45 @@ def service(i: int, targets: int = 3) -> LoadBalancer:
 
 
 def bench_control(n: int, changes: int, *, cli: bool) -> dict[str, float]:
+    """The control-plane figures, measured inside a one-machine lab."""
+    with Topology.build(1, machines=True) as topo:
+        result: dict[str, float] = inside(
+            topo.machine(topo.hosts[0]), __file__,
+            ["--inside-control", str(n), str(changes), "cli" if cli else "lib"])
+        return result
+
+
+def control_inside(n: int, changes: int, *, cli: bool) -> dict[str, float]:
     suffix = "_cli" if cli else ""
-    with Topology.build(1) as topo:
-        ns = topo.hosts[0].netns
-        dp = ServiceDatapath(ns, table="svbench", runner=CliNft(ns) if cli else None)
-        try:
-            state = {i: service(i) for i in range(n)}
+    name_own_netns(HOST_NETNS)
+    ns = HOST_NETNS
+    dp = ServiceDatapath(ns, table="svbench", runner=CliNft(ns) if cli else None)
+    try:
+        state = {i: service(i) for i in range(n)}
+        t0 = time.perf_counter()
+        dp.sync(state.values())
+        full_ms = (time.perf_counter() - t0) * 1e3
+        adds, edits = [], []
+        for k in range(changes):
+            state[n + k] = service(n + k)
             t0 = time.perf_counter()
             dp.sync(state.values())
-            full_ms = (time.perf_counter() - t0) * 1e3
-            adds, edits = [], []
-            for k in range(changes):
-                state[n + k] = service(n + k)
-                t0 = time.perf_counter()
-                dp.sync(state.values())
-                adds.append((time.perf_counter() - t0) * 1e3)
-                del state[n + k]
-                dp.sync(state.values())
-            for k in range(changes):
-                i = (k * 37) % n
-                old = state[i]
-                state[i] = LoadBalancer(old.key, old.proto, old.port,
-                                        (*old.targets[:-1], Target(f"10.99.0.{k + 1}", 8080)),
-                                        vips=old.vips)
-                t0 = time.perf_counter()
-                dp.sync(state.values())
-                edits.append((time.perf_counter() - t0) * 1e3)
-            assert dp.full_syncs == 1, "a change fell back to a full rewrite"
-            rules = len(dp.listing().splitlines())
-        finally:
-            dp.close()
+            adds.append((time.perf_counter() - t0) * 1e3)
+            del state[n + k]
+            dp.sync(state.values())
+        for k in range(changes):
+            i = (k * 37) % n
+            old = state[i]
+            state[i] = LoadBalancer(old.key, old.proto, old.port,
+                                    (*old.targets[:-1], Target(f"10.99.0.{k + 1}", 8080)),
+                                    vips=old.vips)
+            t0 = time.perf_counter()
+            dp.sync(state.values())
+            edits.append((time.perf_counter() - t0) * 1e3)
+        assert dp.full_syncs == 1, "a change fell back to a full rewrite"
+        rules = len(dp.listing().splitlines())
+    finally:
+        dp.close()
     return {f"full_sync_ms_at_{n}{suffix}": round(full_ms, 1),
             f"add_service_ms_at_{n}{suffix}": round(statistics.median(adds), 2),
             f"add_service_ms_at_{n}_max{suffix}": round(max(adds), 2),
@@ -315,7 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--iperf-seconds", type=float, default=3.0)
     ap.add_argument("--skip-datapath", action="store_true")
+    ap.add_argument("--inside-host", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--inside-control", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.inside_host:
+        host_inside(int(args.inside_host[0]), args.inside_host[1:])
+        return 0
+    if args.inside_control:
+        n, changes, how = args.inside_control
+        print(json.dumps(control_inside(int(n), int(changes), cli=how == "cli")))
+        return 0
     result: dict[str, object] = {"loadavg_start": load_average()}
     result.update(bench_control(args.services, args.changes, cli=False))
     result.update(bench_control(args.services, max(3, args.changes // 4), cli=True))

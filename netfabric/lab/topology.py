@@ -221,6 +221,13 @@ class Topology:
         except KeyError:
             raise LabError(f"host {host.name} is not a machine") from None
 
+    def on_switch(self, argv: Sequence[str]) -> None:
+        """Run a program in the switch's netns (e.g. ``ethtool`` on a host's port)."""
+        if self.machines:
+            _run(["nsenter", "-t", str(self._machine[self.switch_netns].pid), "-n", *argv])
+        else:
+            _run(["ip", "netns", "exec", self.switch_netns, *argv])
+
     def _sw(self, argv: Sequence[str]) -> None:
         if self.machines:   # its netns only: `netns PID` names a PID as seen from here
             _run(["nsenter", "-t", str(self._machine[self.switch_netns].pid), "-n", "ip", *argv])
