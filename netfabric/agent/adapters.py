@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -363,6 +363,47 @@ class IpamBook:
             owners = {b.host_id for b in ipam.blocks()}
             return owners
         return self._on_thread(run)
+
+    def objects(self, kinds: Sequence[str]) -> dict[str, dict[str, bytes]]:
+        return self._on_thread(lambda: {k: self._cluster_rows().list_objects(k)
+                                        for k in kinds})
+
+    def write_objects(self, writes: Sequence[tuple[str, str, bytes | None]], *,
+                      release: Sequence[tuple[str, str]] = ()) -> None:
+        def run() -> None:
+            store = self._cluster_rows()
+            with self._undoing(), store.transaction():
+                for network_id, ip in release:
+                    with contextlib.suppress(NotFound):
+                        self._cluster_ipam(network_id).release(network_id, ip)
+                for kind, key, value in writes:
+                    if value is None:
+                        store.delete_object(kind, key)
+                    else:
+                        store.put_object(kind, key, value)
+        self._on_thread(run)
+
+    def allocate_object(self, kind: str, key: str, network_ids: Sequence[str],
+                        make: Callable[[tuple[str, ...]], bytes]) -> bytes:
+        def run() -> bytes:
+            store = self._cluster_rows()
+            with self._undoing(), store.transaction():
+                ips = tuple(self._cluster_ipam(n).allocate(n).address for n in network_ids)
+                value = make(ips)
+                store.put_object(kind, key, value)
+            return value
+        return self._on_thread(run)
+
+    @contextlib.contextmanager
+    def _undoing(self) -> Iterator[None]:
+        """Around a store transaction that also changes the IPAM: on failure the rows roll
+        back, so the IPAMs' memory is read again from them."""
+        try:
+            yield
+        except BaseException:
+            self._reload()
+            self.ipam = Ipam(self._rows(), config=self.ipam.config)
+            raise
 
     def close(self) -> None:
         for attr in ("_shared", "_store"):

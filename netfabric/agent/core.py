@@ -461,18 +461,18 @@ class AgentCore:
                                                    endpoint_mode=endpoint_mode,
                                                    publish=publish)
         if spec is not None:
-            self._tasks.set_spec(spec)
+            await self._tasks.set_spec(spec)
         return info
 
     async def scale_service(self, name: str, replicas: int) -> None:
-        self._tasks.update(name, replicas=replicas, command=(), failure_action=None,
+        await self._tasks.update(name, replicas=replicas, command=(), failure_action=None,
                            rollback=False)
 
     async def update_service(self, name: str, *, replicas: int | None = None,
                              command: Sequence[str] = (), failure_action: str | None = None,
                              rollback: bool = False) -> dict[str, Any]:
         """Scale, roll out a new command one task at a time, or roll back."""
-        self._tasks.update(name, replicas=replicas, command=tuple(command),
+        await self._tasks.update(name, replicas=replicas, command=tuple(command),
                            failure_action=failure_action, rollback=rollback)
         return await self.inspect_service(name)
 
@@ -481,7 +481,7 @@ class AgentCore:
 
     async def remove_service(self, name: str) -> None:
         self._ctx.require_manager()
-        self._tasks.drop_spec(name)
+        await self._tasks.drop_spec(name)
         await self._services.remove_service(name)
 
     async def services(self) -> list[dict[str, Any]]:

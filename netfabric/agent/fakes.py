@@ -123,6 +123,8 @@ class FakeBook:
         self.store_url: str | None = None
         self.rows: dict[str, Network] = {}
         """the network table"""
+        self.objects_rows: dict[str, dict[str, bytes]] = {}
+        """the store's objects: kind -> key -> value"""
         self._next = 0
         self.closed = False
 
@@ -213,6 +215,26 @@ class FakeBook:
 
     def leased(self, network_id: str) -> list[BlockLease]:
         return list(self.leases.get(network_id, []))
+
+    def objects(self, kinds: Sequence[str]) -> dict[str, dict[str, bytes]]:
+        return {k: dict(self.objects_rows.get(k, {})) for k in kinds}
+
+    def write_objects(self, writes: Sequence[tuple[str, str, bytes | None]], *,
+                      release: Sequence[tuple[str, str]] = ()) -> None:
+        for network_id, ip in release:
+            self.release(network_id, ip, node_id="")
+        for kind, key, value in writes:
+            if value is None:
+                self.objects_rows.get(kind, {}).pop(key, None)
+            else:
+                self.objects_rows.setdefault(kind, {})[key] = value
+
+    def allocate_object(self, kind: str, key: str, network_ids: Sequence[str],
+                        make: Callable[[tuple[str, ...]], bytes]) -> bytes:
+        ips = tuple(self.allocate(n, node_id="", ip=None).ipv4 for n in network_ids)
+        value = make(ips)
+        self.objects_rows.setdefault(kind, {})[key] = value
+        return value
 
     def close(self) -> None:
         self.closed = True

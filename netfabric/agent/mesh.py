@@ -35,7 +35,7 @@ ENDPOINT_TABLE = "endpoints"
 RECORD_SCOPE = "_cluster"
 """The gossip scope of the cluster-wide tables (services, backends): every node joins it."""
 RECORD_TABLES = frozenset({"services", "backends", "runspecs", "tasks", "taskstates",
-                           "managers"})
+                           "managers", "svcmarks"})
 def _local() -> GossipConfig:
     """The gossip package's ``local`` profile with a faster broadcast round: on one machine
     a round costs microseconds, and names reach 20 hosts in ~3 rounds."""
@@ -161,9 +161,19 @@ class GossipMesh:
         self._require().set_entry(table, RECORD_SCOPE, key, value)
 
     def delete_record(self, table: str, key: str) -> None:
+        """Delete an entry, another node's too (a definition another manager announced):
+        it is taken over first, then deleted."""
         self._check_table(table)
+        node = self._require()
         with contextlib.suppress(NotFound):
-            self._require().delete_entry(table, RECORD_SCOPE, key)
+            try:
+                node.delete_entry(table, RECORD_SCOPE, key)
+            except InvalidArgument:   # owned by another node
+                value = node.entries(table, RECORD_SCOPE).get(key)
+                if value is None:
+                    return
+                node.set_entry(table, RECORD_SCOPE, key, value)
+                node.delete_entry(table, RECORD_SCOPE, key)
 
     def records(self, table: str) -> dict[str, bytes]:
         self._check_table(table)

@@ -156,6 +156,19 @@ class AddressBook(NetworkTable, Protocol):
     def leased(self, network_id: str) -> list[BlockLease]:
         """The blocks of a network leased to hosts."""
 
+    def objects(self, kinds: Sequence[str]) -> dict[str, dict[str, bytes]]:
+        """The store's objects of each kind (service definitions), by key."""
+
+    def write_objects(self, writes: Sequence[tuple[str, str, bytes | None]], *,
+                      release: Sequence[tuple[str, str]] = ()) -> None:
+        """Put (or, ``None``, delete) objects and give back ``(network, address)`` pairs, all
+        in one transaction: all of it is durable, or none."""
+
+    def allocate_object(self, kind: str, key: str, network_ids: Sequence[str],
+                        make: Callable[[tuple[str, ...]], bytes]) -> bytes:
+        """One IPv4 address per network (held for no node: a VIP) and the object
+        ``make(addresses)`` under ``(kind, key)``, in one transaction; returns the value."""
+
     def close(self) -> None: ...
 
 

@@ -1,10 +1,17 @@
-"""Services in the agent: definitions from a manager, backends from any node, over gossip.
+"""Services in the agent: definitions from the managers' Store, backends from any node, over gossip.
 
 A manager creates a service (name, networks, endpoint mode, published ports): it takes one
-VIP per network from that network's IPAM (VIP mode) and writes the definition to the
-cluster-wide gossip table ``services``. Any node adds a local sandbox as a backend of a
-service: the entry (in table ``backends``) is owned by that node, so it goes from every node
-when the backend is removed, and within the failure-detection time when the node dies.
+VIP per network from that network's IPAM (VIP mode) and writes the definition as a row of
+the Store, in the same transaction (on etcd every manager sees it; on SQLite the one
+manager keeps it across restarts), then into the cluster-wide gossip table ``services``.
+Every manager republishes the Store's definitions (services, run specs, tasks) into gossip,
+and every node keeps a definition in force when the manager that announced it dies
+(:mod:`netfabric.services.definitions`): a manager's ``kill -9`` withdraws no VIP, name or
+task anywhere, and a restarted manager announces its Store again.
+
+Any node adds a local sandbox as a backend of a service: the entry (in table ``backends``)
+is owned by that node, so it goes from every node when the backend is removed, and within
+the failure-detection time when the node dies.
 
 Every node turns the two tables into kernel state with a
 :class:`~netfabric.services.ServiceFabric` (a VIP load balancer in each local sandbox on a
@@ -56,6 +63,7 @@ from netfabric.services import (
     ServiceFabric,
     parse_publish,
 )
+from netfabric.services.definitions import MARKS, TABLES, Kept, digest, republish
 
 __all__ = ["BACKENDS", "SERVICES", "ServiceRegistry", "decode_backend", "decode_service",
            "encode_backend", "encode_service"]
@@ -67,12 +75,18 @@ BACKENDS = "backends"
 RUNSPECS = "runspecs"
 TASKS = "tasks"
 TASKSTATES = "taskstates"
-MANAGER_TABLES = (SERVICES, RUNSPECS, TASKS)
-KEPT = (SERVICES, BACKENDS, RUNSPECS, TASKS)
+MANAGER_TABLES = TABLES
+"""Definitions: rows of the managers' Store, republished into gossip by every manager."""
+KEPT_PREFIX = "kept:"
 STATE_FILE = "services.json"
-"""In the data dir: the definitions this node announced as a manager, and the backends it
-announced, so that both are announced again after a restart (gossip forgets a restarted
-node's entries)."""
+"""In the data dir: the backends this node announced (announced again after a restart:
+gossip forgets a restarted node's entries), and the definitions it keeps in force
+(``kept:TABLE``), so that a node restarted while no manager answers still has them.
+A file of before definitions moved to the Store also lists a manager's definitions under
+their table names: they are moved into the Store at start."""
+REPUBLISH_S = 5.0
+"""A manager republishes the Store into gossip this often, and at once after a change or a
+definition gone with its node."""
 INGRESS = "ingress"
 INGRESS_IF = "nfingress0"
 
@@ -145,6 +159,11 @@ class ServiceRegistry:
         self._task: asyncio.Task[None] | None = None
         self._dirty = False
         self._dns: dict[tuple[str, str], tuple[object, ...]] = {}
+        self._saved = self._load()
+        self._kept = Kept({t[len(KEPT_PREFIX):]: {k: v.encode() for k, v in rows.items()}
+                           for t, rows in self._saved.items() if t.startswith(KEPT_PREFIX)})
+        self._republisher: asyncio.Task[None] | None = None
+        self._republish_soon = asyncio.Event()
 
     def fabric(self) -> ServiceFabric:
         if self._fabric is None:
@@ -161,15 +180,18 @@ class ServiceRegistry:
         try:
             with open(self._path(), "rb") as f:
                 raw = _SAVED.decode(f.read())
-            return {t: dict(raw.get(t, {})) for t in KEPT}
+            return {t: dict(rows) for t, rows in raw.items()}
         except FileNotFoundError:
-            return {t: {} for t in KEPT}
+            return {}
         except (OSError, msgspec.DecodeError) as exc:
             log.warning("ignoring unreadable %s: %s", self._path(), exc)
-            return {t: {} for t in KEPT}
+            return {}
 
-    def announce(self, table: str, key: str, value: bytes | None) -> None:
-        self._announce(table, key, value)
+    def _write(self) -> None:
+        tmp = f"{self._path()}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(_ENCODER.encode(self._saved))
+        os.replace(tmp, self._path())
 
     def _announce(self, table: str, key: str, value: bytes | None) -> None:
         """Set (or, ``None``, delete) one of this node's entries, and remember it."""
@@ -177,27 +199,22 @@ class ServiceRegistry:
             self._ctx.mesh.delete_record(table, key)
         else:
             self._ctx.mesh.set_record(table, key, value)
-        saved = self._load()
+        rows = self._saved.setdefault(table, {})
         if value is None:
-            saved[table].pop(key, None)
+            rows.pop(key, None)
         else:
-            saved[table][key] = value.decode()
-        tmp = f"{self._path()}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(_ENCODER.encode(saved))
-        os.replace(tmp, self._path())
+            rows[key] = value.decode()
+        self._write()
 
     async def resume(self) -> None:
-        """After a restart: announce again what this node had announced (a manager's
-        definitions; the backends whose sandbox is still here), then sync."""
+        """After a restart: announce again the backends whose sandbox is still here; a
+        manager moves the definitions of an older state file into the Store and
+        republishes the Store; then sync."""
         ctx = self._ctx
-        saved = self._load()
         if ctx.role is Role.MANAGER:
-            for table in MANAGER_TABLES:
-                for key, value in saved[table].items():
-                    ctx.mesh.set_record(table, key, value.encode())
+            await self._upgrade()
         names = {sb.name for sb in ctx.ledger.state.sandboxes.values()}
-        for key, value in saved[BACKENDS].items():
+        for key, value in dict(self._saved.get(BACKENDS, {})).items():
             try:
                 backend = decode_backend(value.encode())
             except InvalidArgument:
@@ -206,13 +223,102 @@ class ServiceRegistry:
                 ctx.mesh.set_record(BACKENDS, key, value.encode())
             else:
                 self._announce(BACKENDS, key, None)
+        if ctx.role is Role.MANAGER:
+            try:
+                await self.republish()
+            except NetfabricError as exc:
+                log.warning("cannot republish the service definitions: %s", exc)
+        if self._republisher is None:
+            self._republisher = asyncio.get_running_loop().create_task(self._republish_loop())
         self.schedule()
+
+    async def _upgrade(self) -> None:
+        """Definitions a manager announced before they lived in the Store (its state file
+        lists them) go into the Store, unless it has them; rows first, then the file
+        without them, so a crash in between moves them again."""
+        old = {t: self._saved[t] for t in MANAGER_TABLES if self._saved.get(t)}
+        if not old:
+            return
+        ctx = self._ctx
+        stored = await ctx.thread(ctx.book.objects, MANAGER_TABLES)
+        writes: list[tuple[str, str, bytes | None]] = [
+            (t, k, v.encode()) for t, rows in old.items() for k, v in rows.items()
+            if k not in stored.get(t, {})]
+        await ctx.thread(ctx.book.write_objects, writes)
+        for t in old:
+            del self._saved[t]
+        self._write()
+        log.info("moved %d service definitions from %s into the store", len(writes),
+                 self._path())
+
+    # -- definitions: the Store, republished; kept in force on every node --------------------
+
+    async def define(self, writes: Sequence[tuple[str, str, bytes | None]]) -> None:
+        """Put (or, ``None``, delete) definitions: into the Store, then into gossip."""
+        ctx = self._ctx
+        ctx.require_manager()
+        await ctx.thread(ctx.book.write_objects, writes)
+        for table, key, value in writes:
+            if value is None:
+                ctx.mesh.delete_record(table, key)
+            else:
+                ctx.mesh.set_record(table, key, value)
+        self._republish_soon.set()
+
+    def records(self, table: str) -> dict[str, bytes]:
+        """A table as in force here: for a definition table, the live entries and those
+        kept since their manager died."""
+        live = self._ctx.mesh.records(table)
+        return self._kept.view(table, live) if table in MANAGER_TABLES else live
+
+    async def republish(self) -> None:
+        """A manager: make gossip hold exactly the Store's definitions, then say so (its
+        mark). Live entries are read before the Store (see :func:`republish`)."""
+        ctx = self._ctx
+        if ctx.role is not Role.MANAGER:
+            return
+        live = {t: ctx.mesh.records(t) for t in MANAGER_TABLES}
+        stored = await ctx.thread(ctx.book.objects, MANAGER_TABLES)
+        sets, deletes = republish(stored, live)
+        for table, key, value in sets:
+            ctx.mesh.set_record(table, key, value)
+        for table, key in deletes:
+            ctx.mesh.delete_record(table, key)
+        mark = digest(stored)
+        if ctx.mesh.records(MARKS).get(ctx.node_id) != mark:
+            ctx.mesh.set_record(MARKS, ctx.node_id, mark)
+        if sets or deletes:
+            log.info("republished %d definitions, withdrew %d", len(sets), len(deletes))
+
+    async def _republish_loop(self) -> None:
+        while True:
+            # (asyncio.timeout, not wait_for: a cancel that meets a set event is never lost)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPUBLISH_S):
+                    await self._republish_soon.wait()
+            self._republish_soon.clear()
+            try:
+                await self.republish()
+            except NetfabricError as exc:
+                log.warning("cannot republish the service definitions: %s", exc)
+
+    def _observe(self) -> None:
+        """Take the live definitions and the live managers' marks into what is kept."""
+        mesh = self._ctx.mesh
+        live = {t: mesh.records(t) for t in MANAGER_TABLES}
+        if self._kept.observe(live, mesh.records(MARKS).values()):
+            self._save_kept()
+
+    def _save_kept(self) -> None:
+        for table, rows in self._kept.saved().items():
+            self._saved[KEPT_PREFIX + table] = {k: v.decode() for k, v in rows.items()}
+        self._write()
 
     # -- tables ---------------------------------------------------------------------------
 
     def _services(self) -> dict[str, Service]:
         out: dict[str, Service] = {}
-        for key, raw in self._ctx.mesh.records(SERVICES).items():
+        for key, raw in self.records(SERVICES).items():
             try:
                 svc = decode_service(raw)
             except InvalidArgument as exc:
@@ -254,8 +360,17 @@ class ServiceRegistry:
     # -- sync -----------------------------------------------------------------------------
 
     async def on_mesh_event(self, event: MeshEvent) -> None:
+        if event.kind is MeshEventKind.RECORD_GONE and event.table in MANAGER_TABLES:
+            alive = {m.node_id for m in self._ctx.mesh.members() if m.alive}
+            if event.node_id in alive or event.node_id == self._ctx.node_id:
+                if self._kept.removed(event.table, event.key):   # deleted, not died
+                    self._save_kept()
+            else:
+                self._republish_soon.set()   # gone with its manager: another says it again
+        if event.kind is MeshEventKind.NODE_DOWN:
+            self._republish_soon.set()
         if event.kind in (MeshEventKind.RECORD_SET, MeshEventKind.RECORD_GONE) and \
-                event.table in (SERVICES, BACKENDS):
+                event.table in (SERVICES, BACKENDS, MARKS, *MANAGER_TABLES):
             self.schedule()
         for listener in self.listeners:
             await listener(event)
@@ -282,6 +397,7 @@ class ServiceRegistry:
 
     async def _sync(self) -> None:
         ctx = self._ctx
+        self._observe()
         fabric = self.fabric()
         services = self._services()
         backends = {(b.service, b.id): b for b in map(self._reachable, self._backends())}
@@ -384,7 +500,8 @@ class ServiceRegistry:
         if ports:
             await self._ingress_network()
         async with ctx.lock:
-            if name in self._services():
+            stored = await ctx.thread(ctx.book.objects, (SERVICES,))
+            if name in stored[SERVICES]:
                 raise AlreadyExists(f"service {name} already exists")
             nets = []
             for ref in networks:
@@ -393,30 +510,32 @@ class ServiceRegistry:
                     raise InvalidArgument(f"network {net.name} is not an overlay network: "
                                           "services need cluster-wide networks")
                 nets.append(net)
-            vips: list[tuple[str, str]] = []
-            try:
-                if mode is EndpointMode.VIP:
-                    for net in nets:
-                        alloc = await self._addresses.allocate(net, None)
-                        vips.append((net.id, alloc.ipv4))
-                svc = Service(name, tuple(n.id for n in nets), mode, tuple(vips), ports)
-            except BaseException:
-                for net_id, ip in vips:
-                    await self._addresses.release(self._networks.by_id(net_id), ip)
-                raise
-            self._announce(SERVICES, name, encode_service(svc))
+            net_ids = tuple(n.id for n in nets)
+            vip_nets = net_ids if mode is EndpointMode.VIP else ()
+
+            def make(ips: tuple[str, ...]) -> bytes:
+                return encode_service(Service(name, net_ids, mode, tuple(zip(vip_nets, ips,
+                                                                             strict=True)),
+                                              ports))
+            # The VIPs and the row in one transaction: a crash leaves both or neither.
+            value = await ctx.thread(ctx.book.allocate_object, SERVICES, name, vip_nets, make)
+            ctx.mesh.set_record(SERVICES, name, value)
+            self._republish_soon.set()
         await self.sync()
-        return self._info(svc)
+        return self._info(decode_service(value))
 
     async def remove_service(self, name: str) -> None:
         ctx = self._ctx
         ctx.require_manager()
         async with ctx.lock:
-            svc = self._service(name)
-            self._announce(SERVICES, name, None)
-            for net_id, ip in svc.vips:
-                with contextlib.suppress(NotFound):
-                    await self._addresses.release(self._networks.by_id(net_id), ip)
+            raw = (await ctx.thread(ctx.book.objects, (SERVICES,)))[SERVICES].get(name)
+            svc = self._service(name) if raw is None else decode_service(raw)
+            # The row and its VIPs go in one transaction, then the gossip entry.
+            await ctx.thread(ctx.book.write_objects, [(SERVICES, name, None)],
+                             release=svc.vips)
+            ctx.mesh.delete_record(SERVICES, name)
+            self._kept.removed(SERVICES, name)
+            self._republish_soon.set()
         await self.sync()
 
     async def services(self) -> list[dict[str, Any]]:
@@ -486,6 +605,9 @@ class ServiceRegistry:
         }
 
     async def close(self) -> None:
+        if self._republisher is not None:
+            self._republisher.cancel()
+            await asyncio.gather(self._republisher, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -53,6 +53,9 @@ SETTLE_S = 0.5
 LEAVE_S = 0.5
 """After a task leaves its service, time for the other nodes to apply that before it stops."""
 STOP_S = 5.0
+PLAN_GRACE_S = 5.0
+"""After its start, the planner takes no node for dead this long (the nodes are still being
+heard of): a restarted manager moves no task off a live worker."""
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -105,12 +108,13 @@ class TaskRunner:
         self._busy: set[str] = set()
         self._job: asyncio.Task[None] | None = None
         self._dirty = False
+        self._since = time.monotonic()
 
     # -- tables -----------------------------------------------------------------------------
 
     def _decode_all(self, table: str, decode: Any) -> list[Any]:
         out = []
-        for key, raw in self._ctx.mesh.records(table).items():
+        for key, raw in self._services.records(table).items():
             try:
                 out.append(decode(raw))
             except InvalidArgument as exc:
@@ -147,27 +151,32 @@ class TaskRunner:
             self._dirty = False
             try:
                 if self._ctx.is_leader:   # one planner among several managers
-                    self.plan()
+                    await self.plan()
                 await self.execute()
             except NetfabricError as exc:
                 log.warning("task runner: %s", exc)
 
     # -- manager: plan ------------------------------------------------------------------------
 
-    def plan(self) -> None:
+    async def plan(self) -> None:
         ctx = self._ctx
         state = ctx.ledger.state
         alive = {m.node_id for m in ctx.mesh.members() if m.alive} | {state.node_id}
+        if time.monotonic() - self._since < PLAN_GRACE_S:
+            # Just started: the other nodes are not heard of yet; none is taken for dead.
+            alive |= set(state.nodes)
+            asyncio.get_running_loop().call_later(
+                PLAN_GRACE_S - (time.monotonic() - self._since), self.schedule)
         nodes = [NodeSlot(n.id, n.hostname, n.id in alive,
                           n.availability is Availability.ACTIVE) for n in state.nodes.values()]
         plan = plan_tasks(self.specs(), self.tasks().values(), self.states(), nodes,
                           new_id=lambda: secrets.token_hex(13), now=time.time())
-        for t in plan.upserts:
-            self._services.announce(TASKS, t.id, encode_task(t))
-        for tid in plan.deletes:
-            self._services.announce(TASKS, tid, None)
-        for spec in plan.specs:
-            self._services.announce(RUNSPECS, spec.service, encode_spec(spec))
+        writes: list[tuple[str, str, bytes | None]] = [
+            (TASKS, t.id, encode_task(t)) for t in plan.upserts]
+        writes += [(TASKS, tid, None) for tid in plan.deletes]
+        writes += [(RUNSPECS, spec.service, encode_spec(spec)) for spec in plan.specs]
+        if writes:
+            await self._services.define(writes)
 
     # -- node: run ----------------------------------------------------------------------------
 
@@ -299,12 +308,12 @@ class TaskRunner:
 
     # -- verbs (manager) --------------------------------------------------------------------
 
-    def set_spec(self, spec: RunSpec) -> None:
+    async def set_spec(self, spec: RunSpec) -> None:
         self._ctx.require_manager()
-        self._services.announce(RUNSPECS, spec.service, encode_spec(spec))
+        await self._services.define([(RUNSPECS, spec.service, encode_spec(spec))])
         self.schedule()
 
-    def update(self, service: str, *, replicas: int | None, command: tuple[str, ...],
+    async def update(self, service: str, *, replicas: int | None, command: tuple[str, ...],
                failure_action: str | None, rollback: bool) -> RunSpec:
         """Scale, roll out a new command (one slot at a time), or roll back to the previous
         one; returns the new spec."""
@@ -332,12 +341,12 @@ class TaskRunner:
             spec = replace(spec, command=command, previous=spec.command,
                            update=UpdateState.UPDATING, updated=time.time(),
                            message="update in progress")
-        self.set_spec(spec)
+        await self.set_spec(spec)
         return spec
 
-    def drop_spec(self, service: str) -> None:
+    async def drop_spec(self, service: str) -> None:
         if service in self.specs():
-            self._services.announce(RUNSPECS, service, None)
+            await self._services.define([(RUNSPECS, service, None)])
             self.schedule()
 
     def ps(self, service: str) -> list[dict[str, Any]]:

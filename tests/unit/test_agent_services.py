@@ -4,6 +4,7 @@ balancers; a remote backend is balanced to only once its FDB/neighbour entries e
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from netfabric.agent.state import EndpointRecord, SandboxRecord
 from netfabric.api.types import Role
 from netfabric.model import Driver, Endpoint, Network, Scope, SubnetSpec
 from netfabric.services import Backend, LoadBalancer, NodeView, Service, ServiceFabric
+from netfabric.services.definitions import MARKS, digest
 
 NET = Network(id="ov1", name="ov", driver=Driver.OVERLAY, scope=Scope.SWARM,
               subnets=(SubnetSpec(cidr="10.8.0.0/24", gateway="10.8.0.1"),))
@@ -96,3 +98,99 @@ def test_remote_backends_join_the_vip_once_programmed(tmp_path: Path) -> None:
         await services.close()
     asyncio.run(go())
     assert tables.synced == {}   # closing removed every table
+
+
+def _registry(layers: FakeLayers, path: Path, role: Role) -> tuple[ServiceRegistry, Tables]:
+    ctx = layers.context(str(path), role=role)
+    addresses = AddressRouter(ctx)
+    networks = NetworkRegistry(ctx, addresses)
+    peers = PeerSync(ctx)
+    endpoints = Endpoints(ctx, networks, addresses, peers)
+    tables = Tables()
+    fabric = ServiceFabric(NodeView(ctx.node_id, {}, "nfst-h1"), datapath=tables.factory)
+    services = ServiceRegistry(ctx, networks, addresses, endpoints, peers, fabric=fabric)
+    layers.mesh.subscribe(services.on_mesh_event)
+    return services, tables
+
+
+WEB = encode_service(Service("web", (NET.id,), vips=((NET.id, "10.8.0.250"),)))
+
+
+def test_a_worker_keeps_a_dead_managers_services_across_its_own_restart(
+        tmp_path: Path) -> None:
+    """The manager dies: gossip drops its entries, the worker keeps the VIP (and keeps it
+    after a restart of its own); a live node's deletion removes it at once."""
+    layers = FakeLayers()
+
+    async def go() -> None:
+        services, _ = _registry(layers, tmp_path, Role.WORKER)
+        await services._ctx.mesh.start(secret="s", seeds=[])
+        layers.mesh.alive["mgr"] = True
+        layers.mesh.set_record(SERVICES, "web", WEB)
+        await services.sync()
+        assert services.service("web").vips == ((NET.id, "10.8.0.250"),)
+        layers.mesh.alive["mgr"] = False           # declared dead: its entries dropped
+        layers.mesh.delete_record(SERVICES, "web")
+        await layers.mesh.emit(MeshEvent(MeshEventKind.RECORD_GONE, "mgr", table=SERVICES,
+                                         key="web"))
+        await services.sync()
+        assert services.service("web").vips == ((NET.id, "10.8.0.250"),)
+        await services.close()
+        # The worker restarts while no manager answers: the kept definition is read back.
+        layers.mesh.listeners.clear()
+        again, _ = _registry(layers, tmp_path, Role.WORKER)
+        await again._ctx.mesh.start(secret="s", seeds=[])
+        await again.sync()
+        assert await _infos(again) == ["web"]
+        # The manager is back and deletes it (a tombstone from a live node): gone.
+        layers.mesh.alive["mgr"] = True
+        await layers.mesh.emit(MeshEvent(MeshEventKind.RECORD_GONE, "mgr", table=SERVICES,
+                                         key="web"))
+        await again.sync()
+        assert await _infos(again) == []
+        await again.close()
+    asyncio.run(go())
+
+
+async def _infos(services: ServiceRegistry) -> list[str]:
+    return sorted(services.records(SERVICES))
+
+
+def test_a_manager_writes_the_store_republishes_it_and_upgrades_an_old_file(
+        tmp_path: Path) -> None:
+    """create_service writes the row with its VIP; a restarted manager (gossip empty)
+    announces the Store again with its mark; a state file of before the Store moves in."""
+    layers = FakeLayers()
+    old = {"services": {"db": '{"name":"db","networks":[],"mode":"dnsrr","vips":[],'
+                              '"ports":[]}'}, "backends": {}}
+    (tmp_path / "services.json").write_text(json.dumps(old))
+
+    async def go() -> None:
+        services, _ = _registry(layers, tmp_path, Role.MANAGER)
+        ctx = services._ctx
+        await ctx.mesh.start(secret="s", seeds=[])
+        ctx.ledger.put_network(NET)
+        layers.book.create_network(NET, subnet="10.8.0.0/24", gateway=None, ip_range=None)
+        await services.resume()
+        assert set(layers.book.objects_rows["services"]) == {"db"}
+        assert "services" not in json.loads((tmp_path / "services.json").read_text())
+        info = await services.create_service("web", networks=["ov"])
+        vip = info["vips"][0]["addr"]
+        assert vip in layers.book.allocated(NET.id)
+        assert set(layers.book.objects_rows["services"]) == {"db", "web"}
+        # kill -9: gossip forgets everything; the restarted manager says it all again.
+        layers.mesh.tables.clear()
+        await services.republish()
+        assert set(layers.mesh.records(SERVICES)) == {"db", "web"}
+        assert layers.mesh.records(MARKS) == {
+            ctx.node_id: digest({"services": layers.book.objects_rows["services"]})}
+        # A stray entry (deleted in the Store meanwhile) is withdrawn.
+        layers.mesh.set_record(SERVICES, "stray", WEB)
+        await services.republish()
+        assert set(layers.mesh.records(SERVICES)) == {"db", "web"}
+        await services.remove_service("web")
+        assert vip not in layers.book.allocated(NET.id)
+        assert set(layers.book.objects_rows["services"]) == {"db"}
+        assert set(layers.mesh.records(SERVICES)) == {"db"}
+        await services.close()
+    asyncio.run(go())
