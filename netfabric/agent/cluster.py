@@ -22,7 +22,7 @@ from netfabric.agent.ifaddr import resolve_addr, resolve_hostport
 from netfabric.agent.leadership import ManagerStatus
 from netfabric.agent.ledger import managers_of
 from netfabric.agent.managerset import ManagerSet
-from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.agent.ports import ClusterRecords, MeshEvent, MeshEventKind
 from netfabric.agent.roster import MANAGERS_TABLE
 from netfabric.agent.rpc import (
     BECOME_MANAGER,
@@ -88,6 +88,25 @@ class ClusterService:
     async def stop_cluster_endpoint(self) -> None:
         if self._close_endpoint is not None:
             await self._close_endpoint()
+
+    async def _upgrade_records(self, records: ClusterRecords, nodes: list[NodeRecord],
+                               roles: dict[str, str]) -> None:
+        """A cluster on etcd made before the registry and the role secrets moved there
+        (one manager, its state file held them): they go to etcd now, this manager's row
+        with its cluster endpoint. ``nodes`` and ``roles`` are completed in place."""
+        ctx = self._ctx
+        cluster = ctx.ledger.state.cluster
+        assert cluster is not None
+        if not roles and cluster.role_secrets:
+            await ctx.thread(records.save_roles, dict(cluster.role_secrets))
+            roles.update(cluster.role_secrets)
+        have, empty = {n.id for n in nodes}, not nodes
+        for n in list(ctx.ledger.state.nodes.values()):
+            if n.id == ctx.node_id and not n.manager_addr:
+                n = replace(n, manager_addr=self._own_address(cluster))
+            if n.id not in have and (empty or n.id == ctx.node_id):
+                await ctx.thread(records.save_node, n)   # (or this row was lost: back)
+                nodes.append(n)
 
     async def start_cluster_endpoint(self) -> None:
         """Serve the cluster endpoint: a manager's on its ``listen`` address; a worker's on
@@ -179,10 +198,7 @@ class ClusterService:
             nodes = await self._ctx.thread(records.load_nodes)
             roles = await self._ctx.thread(records.load_roles)
             async with self._ctx.lock:
-                me = self._ctx.ledger.state.nodes.get(self._ctx.node_id)
-                if me is not None and all(n.id != me.id for n in nodes):
-                    self._ctx.ledger.put_node(me)   # a row lost: this manager is back
-                    nodes.append(me)
+                await self._upgrade_records(records, nodes, roles)
                 self._ctx.ledger.sync_records(nodes, roles)
         await self.start_cluster_endpoint()
         await self.start_mesh()

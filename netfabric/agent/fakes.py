@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from netfabric.agent.ports import Allocation, BlockBook, Link, ManagerCall, Member, MeshEvent
-from netfabric.agent.state import STATE_FILE
+from netfabric.agent.state import STATE_FILE, NodeRecord
 from netfabric.api.types import GossipInfo, Role
 from netfabric.errors import AddressInUse, AgentUnreachable, NotFound, PoolExhausted
 from netfabric.ipam.addr import IPFamily
@@ -451,6 +451,86 @@ class _FakeServiceTable:
         self._owner.synced.pop(self._netns, None)
 
 
+class FakeLease:
+    def __init__(self, records: FakeRecords, name: str) -> None:
+        self._records, self.name = records, name
+
+    def refresh(self) -> bool:
+        return self._records.held.get(self.name, (None, self))[1] is self
+
+    def release(self) -> None:
+        if self.refresh():
+            self._records.expire(self.name)
+
+
+class FakeRecords:
+    """The cluster's shared records (etcd) in memory, one instance shared by the managers
+    of a test; :meth:`expire` ends a lease as etcd does when its holder stops refreshing.
+    ``fail`` set: every call raises it (etcd unreachable)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeRecord] = {}
+        self.roles: dict[str, str] = {}
+        self.held: dict[str, tuple[str, FakeLease]] = {}
+        self.watchers: list[Callable[[str, bool], None]] = []
+        self.fail: Exception | None = None
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    def _changed(self, key: str, deleted: bool = False) -> None:
+        for watcher in list(self.watchers):
+            watcher(key, deleted)
+
+    def load_nodes(self) -> list[NodeRecord]:
+        self._check()
+        return list(self.nodes.values())
+
+    def save_node(self, node: NodeRecord) -> None:
+        self._check()
+        self.nodes[node.id] = node
+        self._changed(f"nodes/{node.id}")
+
+    def drop_node(self, node_id: str) -> None:
+        self._check()
+        self.nodes.pop(node_id, None)
+        self._changed(f"nodes/{node_id}", True)
+
+    def load_roles(self) -> dict[str, str]:
+        self._check()
+        return dict(self.roles)
+
+    def save_roles(self, roles: dict[str, str]) -> None:
+        self._check()
+        self.roles = dict(roles)
+        self._changed("cluster/roles")
+
+    def hold(self, name: str, value: str, ttl: int) -> FakeLease | None:
+        self._check()
+        if name in self.held:
+            return None
+        lease = FakeLease(self, name)
+        self.held[name] = (value, lease)
+        self._changed(f"leases/{name}")
+        return lease
+
+    def expire(self, name: str) -> None:
+        if self.held.pop(name, None) is not None:
+            self._changed(f"leases/{name}", True)
+
+    def leases(self) -> dict[str, str]:
+        self._check()
+        return {name: value for name, (value, _) in self.held.items()}
+
+    def watch(self, callback: Callable[[str, bool], None]) -> Callable[[], None]:
+        self.watchers.append(callback)
+        return lambda: self.watchers.remove(callback) if callback in self.watchers else None
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class FakeLayers:
     """One fake of each seam."""
@@ -462,6 +542,11 @@ class FakeLayers:
     links: FakeLinks = field(default_factory=FakeLinks)
     services: FakeServiceTables = field(default_factory=FakeServiceTables)
     blocks: FakeBlocks | None = None
+    records: FakeRecords = field(default_factory=FakeRecords)
+    """Shared by the managers of a test: pass one instance to each FakeLayers."""
+
+    def records_factory(self, url: str, prefix: str, secret: str) -> FakeRecords:
+        return self.records
 
     def blocks_factory(self, call: ManagerCall) -> BlockBook:
         if self.blocks is None:
@@ -482,7 +567,8 @@ class FakeLayers:
                              advertise_addr=advertise_addr)
         return AgentCore(config, state, kernel=self.kernel, book=self.book, names=self.names,
                          mesh=self.mesh, blocks=self.blocks_factory, links=self.links,
-                         service_datapath=self.services.factory)
+                         service_datapath=self.services.factory,
+                         records=self.records_factory)
 
     def context(self, data_dir: str, *, role: Role = Role.STANDALONE,
                 advertise_addr: str | None = "198.51.100.1") -> AgentContext:

@@ -245,13 +245,16 @@ class ManagerSet:
             self._leader = None
 
     async def _leader_jobs(self) -> None:
-        """Blocks leased to hosts that left the registry (a node removed while its manager
-        died mid-way, a crash between the registry and the IPAM) go back to the pool."""
-        ctx = self._ctx
         now = time.monotonic()
-        if now - self._last_reclaim < RECLAIM_INTERVAL:
-            return
-        self._last_reclaim = now
+        if now - self._last_reclaim >= RECLAIM_INTERVAL:
+            self._last_reclaim = now
+            await self.reclaim_orphans()
+
+    async def reclaim_orphans(self) -> None:
+        """The leader's job: blocks leased to hosts that left the registry (a node removed
+        while its manager died mid-way, a crash between the registry and the IPAM) go back
+        to the pool, once two passes in a row found them so."""
+        ctx = self._ctx
         owners = await ctx.thread(ctx.book.block_owners)
         reclaim, self._orphans = orphans(owners, ctx.ledger.state.nodes, self._orphans)
         for host in sorted(reclaim):
