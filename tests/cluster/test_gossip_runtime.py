@@ -1,4 +1,4 @@
-"""Ten gossip runtime nodes as processes, each in its own host netns, over UDP and TCP."""
+"""Ten gossip runtime nodes as processes, each in its own machine, over UDP and TCP."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class NodeProc:
-    """One ``python -m netfabric.gossip.node`` inside a host netns, JSON lines on stdio."""
+    """One ``python -m netfabric.gossip.node`` inside a machine, JSON lines on stdio (killing
+    it kills the node: the machine's entry makes the node die with it)."""
 
     def __init__(self, host: Host, *args: str) -> None:
         self.host = host
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, sys.executable, "-m", "netfabric.gossip.node",
-             "--bind", host.address, "--secret", "test cluster secret", "--profile", "local",
-             *args],
+            host.enter([sys.executable, "-m", "netfabric.gossip.node", "--bind", host.address,
+                        "--secret", "test cluster secret", "--profile", "local", *args]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True, cwd=REPO)
 
@@ -88,7 +88,7 @@ def procs() -> Iterator[list[NodeProc]]:
 @pytest.mark.slow
 def test_ten_processes_converge_and_detect_a_kill(hosts: HostsFactory,
                                                    procs: list[NodeProc]) -> None:
-    topo = hosts(10)
+    topo = hosts(10, machines=True)
     seed = f"{topo.hosts[0].address}:7946"
     for i, host in enumerate(topo.hosts):
         procs.append(NodeProc(host, "--node-id", f"node{i}", "--network", "net1",

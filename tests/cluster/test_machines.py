@@ -125,6 +125,22 @@ def test_advertise_addr_takes_an_interface_name(lab3: Lab) -> None:
     assert info.role == "worker" and info.advertise_addr == lab3.agent("node2").address
 
 
+def test_netns_prefix_and_no_docker_plugin_are_settings(tmp_path: Path) -> None:
+    """``--netns-prefix`` names every netns the agent makes (its host netns too), and
+    ``--docker-plugin none`` serves no plugin socket; reset takes the same prefix."""
+    args = ("--advertise-addr", "eth0", "--netns-prefix", "nfhs", "--docker-plugin", "none")
+    with Lab.up(1, state_dir=str(tmp_path), agent_args=args) as lab:
+        _nf(lab, "node1", "network", "create", "br")
+        _nf(lab, "node1", "run", "-d", "--network", "br", "--name", "c1")
+        names = lab.netns("node1")
+        assert "nfhs" in names and len(names) > 1, names
+        assert all(n == "nfhs" or n.startswith("nfhs-") for n in names), names
+        assert not os.path.exists(lab.agent("node1").path("/run/docker/plugins/netfabric.sock"))
+        done = _nf(lab, "node1", "reset", "--force", "--netns-prefix", "nfhs")
+        assert "removed: netns nfhs" in done, done
+        assert lab.netns("node1") == []
+
+
 BUILDER = """
 import sys, time
 from netfabric.lab.cluster import Lab
