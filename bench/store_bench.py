@@ -280,8 +280,9 @@ def main() -> int:
     args = parser.parse_args()
     out: dict[str, object] = {"members": args.members}
     out["allocs_per_s_sqlite"] = sqlite_rate(args.n)
-    with Topology.build(args.members, prefix="nfhab" + os.urandom(2).hex()) as topo, \
-            EtcdLab(topo.hosts).start() as lab, entered(topo.hosts[0].netns):
+    with Topology.build(args.members, prefix="nfhab" + os.urandom(2).hex(),
+                        machines=True) as topo, \
+            EtcdLab(topo.hosts).start() as lab, entered(topo.hosts[0].netns_path()):
         out["allocs_per_s_etcd"] = etcd_rate(lab.url, args.n)
         out.update(contended(lab, args.per_manager))
         out.update(affinity(lab, args.per_manager))
