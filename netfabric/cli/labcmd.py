@@ -1,17 +1,62 @@
-"""``netfabric lab up|down|exec|walkthrough``: the lab's commands over :mod:`netfabric.lab`."""
+"""``netfabric lab ...``: the lab's commands over :mod:`netfabric.lab` (the only module
+outside ``netfabric/lab/`` that imports it: nothing else may know it runs in a lab)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from typing import Any
 
 from netfabric.cli.commands import verb_parser
 from netfabric.errors import InvalidArgument, LabError
 
 __all__ = ["add_lab_commands"]
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _stoppable(func: Command) -> Command:
+    """A lab command stopped by SIGTERM still removes what it built."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from netfabric.lab.topology import exit_on_sigterm
+
+        exit_on_sigterm()
+        return func(args)
+
+    return run
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from netfabric.lab.topology import NETNS_TAG, clean
+
+    removed = clean(args.prefix or NETNS_TAG)
+    for ns in removed:
+        print(f"removed netns {ns}")
+    if not removed:
+        print("nothing to clean")
+    return 0
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    from netfabric.lab.topology import Topology
+
+    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix, machines=True) as topo:
+        for h in topo.hosts:   # each a machine: its own network, mount, UTS, PID namespaces
+            print(f"{h.name}\t{h.netns}\tpid {h.pid}\t{h.address}\tmtu {h.mtu}")
+        for a in topo.hosts:
+            for b in topo.hosts:
+                if a is not b:
+                    proc = topo.exec(a, ["ping", "-c1", "-W1", b.address])
+                    status = "ok" if proc.returncode == 0 else "FAILED"
+                    print(f"{a.name} -> {b.name} ({b.address}): {status}")
+    return 0
 
 
 def labs_up(state_dir: str) -> list[str]:
@@ -87,6 +132,16 @@ def _cmd_walkthrough(args: argparse.Namespace) -> int:
 
 
 def add_lab_commands(labsub: Any) -> None:
+    p = verb_parser(labsub, "clean", "remove every netfabric netns (or those with PREFIX)",
+                    examples=["netfabric lab clean nf3a9f1c"])
+    p.add_argument("prefix", nargs="?", help="name prefix, e.g. nf3a9f1c (default: all of ours)")
+    p.set_defaults(func=_stoppable(_cmd_clean))
+    p = verb_parser(labsub, "ping", "build N machines, ping each pair over the underlay, remove",
+                    examples=["netfabric lab ping --hosts 2"])
+    p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
+    p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
+    p.add_argument("--prefix", help="name prefix, 'nf' + up to 7 chars (default: random)")
+    p.set_defaults(func=_stoppable(_cmd_ping))
     p = verb_parser(labsub, "up", "build N simulated hosts and start an agent on each",
                     examples=["netfabric lab up --hosts 3 --join"],
                     description="Build N simulated machines (own network, mount, UTS and PID "
@@ -99,11 +154,11 @@ def add_lab_commands(labsub: Any) -> None:
                    help="also init a cluster on node1 and join the others as workers")
     p.add_argument("--another", action="store_true",
                    help="start a lab even though one is up (then name each with --prefix)")
-    p.set_defaults(func=_cmd_up)
+    p.set_defaults(func=_stoppable(_cmd_up))
     p = verb_parser(labsub, "down", "stop the agents and remove every trace of the lab",
                     examples=["netfabric lab down", "netfabric lab down nf3a9f1c"])
     p.add_argument("prefix", nargs="?", help="which lab (needed only when several are up)")
-    p.set_defaults(func=_cmd_down)
+    p.set_defaults(func=_stoppable(_cmd_down))
     p = verb_parser(labsub, "exec", "run a command on a host, against its agent",
                     examples=["netfabric lab exec node1 -- netfabric node ls",
                               "netfabric lab exec node2 -- sh -c 'netfabric ps -q | wc -l'"],
@@ -114,7 +169,7 @@ def add_lab_commands(labsub: Any) -> None:
     p.add_argument("hostname", metavar="HOSTNAME", help="node1, node2, ...")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...",
                    help="the command; `netfabric` in it (or on PATH) is this netfabric")
-    p.set_defaults(func=_cmd_exec)
+    p.set_defaults(func=_stoppable(_cmd_exec))
     p = verb_parser(labsub, "walkthrough",
                     "replay the seed lab's networking on 3 hosts, step by step",
                     examples=["netfabric lab walkthrough", "netfabric lab walkthrough --keep"],
@@ -124,4 +179,4 @@ def add_lab_commands(labsub: Any) -> None:
                     "with its output; the lab is removed at the end.")
     p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
     p.add_argument("--keep", action="store_true", help="leave the lab up at the end")
-    p.set_defaults(func=_cmd_walkthrough)
+    p.set_defaults(func=_stoppable(_cmd_walkthrough))

@@ -51,32 +51,6 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_lab_clean(args: argparse.Namespace) -> int:
-    from netfabric.lab.topology import NETNS_TAG, clean
-
-    removed = clean(args.prefix or NETNS_TAG)
-    for ns in removed:
-        print(f"removed netns {ns}")
-    if not removed:
-        print("nothing to clean")
-    return 0
-
-
-def _cmd_lab_hosts(args: argparse.Namespace) -> int:
-    from netfabric.lab.topology import Topology
-
-    with Topology.build(args.hosts, mtu=args.mtu, prefix=args.prefix, machines=True) as topo:
-        for h in topo.hosts:   # each a machine: its own network, mount, UTS, PID namespaces
-            print(f"{h.name}\t{h.netns}\tpid {h.pid}\t{h.address}\tmtu {h.mtu}")
-        for a in topo.hosts:
-            for b in topo.hosts:
-                if a is not b:
-                    proc = topo.exec(a, ["ping", "-c1", "-W1", b.address])
-                    status = "ok" if proc.returncode == 0 else "FAILED"
-                    print(f"{a.name} -> {b.name} ({b.address}): {status}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="netfabric",
@@ -97,18 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb_parser(sub, "version", "print the version", examples=["netfabric version"])
     p.set_defaults(func=_cmd_version)
 
-    _, labsub = group(sub, "lab", "simulated hosts (network namespaces) on this machine",
+    _, labsub = group(sub, "lab", "simulated hosts (machines) on this computer",
                       "lab_command")
-    p = verb_parser(labsub, "clean", "remove every netfabric netns (or those with PREFIX)",
-                    examples=["netfabric lab clean nf3a9f1c"])
-    p.add_argument("prefix", nargs="?", help="name prefix, e.g. nf3a9f1c (default: all of ours)")
-    p.set_defaults(func=_cmd_lab_clean)
-    p = verb_parser(labsub, "ping", "build N machines, ping each pair over the underlay, remove",
-                    examples=["netfabric lab ping --hosts 2"])
-    p.add_argument("--hosts", type=int, default=3, help="number of hosts (default 3)")
-    p.add_argument("--mtu", type=int, default=1500, help="underlay MTU (default 1500)")
-    p.add_argument("--prefix", help="netns name prefix, 'nf' + up to 7 chars (default: random)")
-    p.set_defaults(func=_cmd_lab_hosts)
     add_lab_commands(labsub)
     add_commands(sub)
     add_service_commands(sub)
@@ -166,10 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{message}\n\nUsage:  {_usage(verb)}\n\n"
               f"Run '{verb.prog} --help' for more information", file=sys.stderr)
         return code
-    if args.command == "lab":
-        from netfabric.lab.topology import exit_on_sigterm
-
-        exit_on_sigterm()  # a stopped lab command still removes what it built
     try:
         rc: int = args.func(args)
         sys.stdout.flush()
