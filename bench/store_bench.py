@@ -20,8 +20,8 @@
   worker's next network change that needs a manager: ``run`` of a container on a network
   new to the worker (``get_network``, then a block lease: both served by a manager only),
   through the library client as an orchestrator would. Time from the kill until that
-  ``run`` returns; median of ``--failover-runs`` (default 5), alternating which manager is
-  killed (the one that answered last: the worker asks it first). Beside it, same run:
+  ``run`` returns; median of ``--failover-runs`` (default 5); the manager killed is the one
+  the worker's ``info`` lists first (the one it asks first). Beside it, same run:
   ``failover_baseline_s``, the same ``run`` with every manager up; ``failover_cut_s``,
   the same failover when the manager's machine is cut off at the switch instead (a dead
   host: its connection attempts go unanswered, so the 0.5 s connect timeout is paid).
@@ -217,19 +217,23 @@ def manager_failover(runs: int) -> dict[str, object]:
             w1 = Client(lab.agent("w1").url, timeout=60)
             managers = {"m1": Client(lab.agent("m1").url), "m2": Client(lab.agent("m2").url)}
             baseline, took = [], []
-            # The worker asks the manager that answered last first; its first call goes to
-            # the first it knows (m1: lower address), and after each failover it stays with
-            # the survivor: so the one to kill alternates m1, m2, m1...
+            by_addr = {lab.agent(m).address: m for m in managers}
+
+            def talking_to() -> str:
+                """The manager the worker asks first (`info` lists it first)."""
+                return by_addr[w1.info().managers[0].rpartition(":")[0]]
+
             talks_to = "m1"
             for i in range(runs):
                 for name, client in managers.items():
                     client.create_network(f"fo-warm{i}-{name}", driver="overlay",
                                           attachable=True)
-                w1.run(f"fo-warm{i}", network=f"fo-warm{i}-{talks_to}")   # sets "last"
+                w1.run(f"fo-warm{i}", network=f"fo-warm{i}-{talks_to}")
                 t0 = time.perf_counter()
                 w1.run(f"fo-base{i}", network=f"fo-warm{i}-"
                        f"{'m2' if talks_to == 'm1' else 'm1'}")
                 baseline.append(time.perf_counter() - t0)
+                talks_to = talking_to()
                 survivor = "m2" if talks_to == "m1" else "m1"
                 managers[survivor].create_network(f"fo-net{i}", driver="overlay",
                                                   attachable=True)
@@ -249,6 +253,8 @@ def manager_failover(runs: int) -> dict[str, object]:
                 managers[talks_to].create_network(f"fo-cwarm{i}", driver="overlay",
                                                   attachable=True)
                 w1.run(f"fo-cwarm{i}", network=f"fo-cwarm{i}")
+                talks_to = talking_to()
+                survivor = "m2" if talks_to == "m1" else "m1"
                 managers[survivor].create_network(f"fo-cnet{i}", driver="overlay",
                                                   attachable=True)
                 host = lab.topo.host(talks_to)

@@ -257,9 +257,17 @@ class AgentContext:
         cluster = self.ledger.state.cluster
         if cluster is None:
             raise NotInCluster(NOT_IN_CLUSTER)
-        dead = {m.address for m in self.mesh.members() if not m.alive}
-        return self.links(self.roster.order(cluster.managers, dead), cluster.secret,
+        return self.links(self.manager_order(), cluster.secret,
                           on_answer=self._manager_answered)
+
+    def manager_order(self) -> list[str]:
+        """The managers in the order this node asks them next: the one that answered last
+        first, those gossip says are dead last."""
+        cluster = self.ledger.state.cluster
+        if cluster is None:
+            return []
+        dead = {m.address for m in self.mesh.members() if not m.alive}
+        return self.roster.order(cluster.managers, dead)
 
     def _manager_answered(self, addr: str, managers: list[str] | None) -> None:
         self.roster.answered(addr)

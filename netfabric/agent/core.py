@@ -222,7 +222,7 @@ class AgentCore:
         return ClusterInfo(
             node_id=state.node_id, hostname=state.hostname, role=self.role,
             advertise_addr=self.address, cluster_id=cluster.cluster_id if cluster else "",
-            managers=tuple(cluster.managers) if cluster else (),
+            managers=tuple(ctx.manager_order()),
             nodes=len(ctx.mesh.members()) if ctx.mesh.started else 1,
             networks=len(await self.networks()), containers=len(state.sandboxes),
             version=__version__, gossip=ctx.mesh.stats(), ui_url=self.ui_url,

@@ -204,6 +204,8 @@ class ClusterInfo(Value, frozen=True, kw_only=True):
     advertise_addr: str = ""
     cluster_id: str = ""
     managers: tuple[str, ...] = ()
+    """In the order this node asks them: the one that answered last first (the manager it
+    talks to), those gossip says are dead last."""
     nodes: int = 0
     networks: int = 0
     containers: int = 0
