@@ -16,6 +16,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from netfabric.agent.context import AgentConfig
@@ -219,23 +220,31 @@ class IpamBook:
         space = AddressSpace.LOCAL if network.driver is Driver.BRIDGE else AddressSpace.GLOBAL
         def run() -> tuple[SubnetSpec, ...]:
             ipam = self._for_driver(network)
-            got = [ipam.request_subnet(network.id, space=space, cidr=subnet,
-                                       gateway=gateway, ip_range=ip_range)]
-            if network.ipv6:
-                try:
+            # subnets and the network's row in one transaction (one etcd txn): a store
+            # that refuses it keeps neither
+            with self._undoing(), ipam.store.transaction():
+                got = [ipam.request_subnet(network.id, space=space, cidr=subnet,
+                                           gateway=gateway, ip_range=ip_range)]
+                if network.ipv6:
                     got.append(ipam.request_subnet(network.id, space=space,
                                                    family=IPFamily.V6))
-                except BaseException:
-                    ipam.release_network(network.id)
-                    raise
-            return tuple(SubnetSpec(cidr=g.cidr, gateway=g.gateway, ip_range=g.ip_range)
-                         for g in got)
+                specs = tuple(SubnetSpec(cidr=g.cidr, gateway=g.gateway, ip_range=g.ip_range)
+                              for g in got)
+                ipam.store.put_network(replace(network, subnets=specs))
+            return specs
         return self._on_thread(run)
 
     def delete_network(self, network_id: str) -> None:
         def run() -> None:
-            with contextlib.suppress(NotFound):
-                self._cluster_ipam(network_id).release_network(network_id)
+            ipam = self._cluster_ipam(network_id)
+            with self._undoing(), ipam.store.transaction():
+                with contextlib.suppress(NotFound):
+                    ipam.release_network(network_id)
+                gone = ipam.store.delete_network(network_id)
+            if not gone:   # a row without subnets, in the other store
+                for store in (self._shared, self._store):
+                    if store is not None and store is not ipam.store:
+                        store.delete_network(network_id)
         self._on_thread(run)
 
     def load_networks(self) -> list[Network]:
@@ -401,8 +410,9 @@ class IpamBook:
         try:
             yield
         except BaseException:
-            self._reload()
             self.ipam = Ipam(self._rows(), config=self.ipam.config)
+            with contextlib.suppress(NetfabricError):   # unreachable: the next re-read
+                self._reload()
             raise
 
     def close(self) -> None:

@@ -525,6 +525,9 @@ class ClusterService:
             ctx.ledger.reload_networks()
             for net in kept:
                 ctx.ledger.remember_network(net)
+            for net in ctx.ledger.networks():   # rows of before init --store: stale
+                if net.scope == Scope.SWARM and net not in kept:
+                    ctx.ledger.drop_network(net.id)
             ctx.ledger.set_membership(replace(
                 cluster, role=Role.WORKER, store="", listen="", role_secrets={},
                 managers=managers_of(others) or cluster.managers))

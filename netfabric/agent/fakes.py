@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from netfabric.agent.ports import Allocation, BlockBook, Link, ManagerCall, Member, MeshEvent
@@ -142,11 +142,13 @@ class FakeBook:
             self.v6[network.id] = f"fd99:{self._next}::/64"
             out.append(SubnetSpec(cidr=self.v6[network.id],
                                   gateway=f"fd99:{self._next}::1"))
+        self.rows[network.id] = replace(network, subnets=tuple(out))
         return tuple(out)
 
     def delete_network(self, network_id: str) -> None:
         self.subnets.pop(network_id, None)
         self.held.pop(network_id, None)
+        self.rows.pop(network_id, None)
 
     def load_networks(self) -> list[Network]:
         return list(self.rows.values())

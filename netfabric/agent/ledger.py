@@ -180,6 +180,14 @@ class Ledger:
         self._table.save_network(network)
         self._networks[network.id] = network
 
+    def cache_network(self, network: Network) -> None:
+        """A network whose row the address book has just written (with its subnets)."""
+        self._networks[network.id] = network
+
+    def forget_network(self, network_id: str) -> None:
+        """A network whose row the address book has just dropped (with its subnets)."""
+        self._networks.pop(network_id, None)
+
     def remember_network(self, network: Network) -> None:
         """Keep a cluster network new to this worker (so it restarts without a manager)."""
         if network.id not in self._networks:

@@ -209,26 +209,25 @@ class NetworkRegistry:
                       attachable=attachable, internal=internal, ipv6=ipv6, mtu=mtu,
                       options=tuple(sorted(options.items())), created=time.time(),
                       labels=labels)
-        subnets = await ctx.thread(ctx.book.create_network, net, subnet=subnet,
-                                   gateway=gateway, ip_range=ip_range)
-        vni = None
         if driver is Driver.OVERLAY:
             used = {n.vni for n in ctx.ledger.networks()}
             vni = 4096 + secrets.randbelow(1 << 23)
             while vni in used:
                 vni = 4096 + secrets.randbelow(1 << 23)
-        net = replace(net, subnets=subnets, vni=vni)
+            net = replace(net, vni=vni)
+        # subnets and row in one transaction: a store that refuses it (etcd without
+        # quorum) keeps neither, so no half-made network is left
+        subnets = await ctx.thread(ctx.book.create_network, net, subnet=subnet,
+                                   gateway=gateway, ip_range=ip_range)
+        net = replace(net, subnets=subnets)
         try:
             if scope == Scope.LOCAL:
                 await ctx.thread(ctx.kernel.ensure_network, net)
-            ctx.ledger.put_network(net)   # etcd may refuse it: no subnet is left behind
         except BaseException:
             with contextlib.suppress(NetfabricError):
                 await ctx.thread(ctx.book.delete_network, net.id)
-            if scope == Scope.LOCAL:
-                with contextlib.suppress(NetfabricError):
-                    await ctx.thread(ctx.kernel.delete_network, net)
             raise
+        ctx.ledger.cache_network(net)
         if scope == Scope.SWARM:
             ctx.mesh.join_network(net.id)
         return net
@@ -272,8 +271,8 @@ class NetworkRegistry:
                             f"has active endpoints: {who}")
             if net.scope == Scope.LOCAL:
                 await ctx.thread(ctx.kernel.delete_network, net)
-            await ctx.thread(ctx.book.delete_network, net.id)
-            ctx.ledger.drop_network(net.id)
+            await ctx.thread(ctx.book.delete_network, net.id)   # subnets and row at once
+            ctx.ledger.forget_network(net.id)
             if net.scope == Scope.SWARM:
                 ctx.mesh.leave_network(net.id)
 

@@ -114,9 +114,11 @@ class AddressBook(NetworkTable, Protocol):
 
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
                        ip_range: str | None) -> tuple[SubnetSpec, ...]:
-        """The network's subnets: IPv4, plus an IPv6 /64 when ``network.ipv6``."""
+        """The network's subnets: IPv4, plus an IPv6 /64 when ``network.ipv6``; the
+        network's row (with them) is written in the same transaction."""
 
-    def delete_network(self, network_id: str) -> None: ...
+    def delete_network(self, network_id: str) -> None:
+        """Give the network's subnets back and drop its row, in one transaction."""
 
     def allocate(self, network_id: str, *, node_id: str, ip: str | None,
                  lent_by: str | None = None) -> Allocation:
