@@ -103,19 +103,24 @@ async def request(open_stream: Opener, method: str, target: str, body: bytes = b
 
 async def stream(open_stream: Opener, target: str, *, host: str = "netfabric",
                  peer: str = "the server", max_error: int = 65536) -> AsyncIterator[bytes]:
-    """``GET target`` whose answer is a stream (dockerd's ``/events``): yields its body as it
-    arrives, and ends when the server ends the answer. A status other than 200 is
-    :class:`MalformedAnswer` with what the server said. Transport errors are the caller's."""
+    """``GET target`` whose answer is a stream (dockerd's ``/events``): yields ``b""`` once
+    the server has accepted it (a 200 head), then its body as it arrives, and ends when the
+    server ends the answer. A status other than 200 is :class:`MalformedAnswer` with what
+    the server said. Transport errors are the caller's."""
     conn = ClientConnection(peer=peer)
     reader, writer = await open_stream()
     try:
         writer.write(conn.request("GET", target, host=host))
         await writer.drain()
         error = bytearray()
+        accepted = False
         while True:
             part = conn.next_part()
             if part is not None:
                 status, data, ended = part
+                if status == 200 and not accepted:
+                    accepted = True
+                    yield b""
                 if status != 200:
                     error += data
                     if ended or len(error) > max_error:

@@ -162,6 +162,7 @@ class FakeEngine:
 
     async def connect_events(self, since: float) -> AsyncIterator[tuple[str, str]]:
         self.streams += 1
+        yield "", ""   # subscribed
         while True:
             yield await self.events.get()
 
@@ -680,6 +681,36 @@ def test_connect_event_publishes_the_name_before_the_start_completes(
         assert StateFile(h.state).load().endpoints[EP1].names == ("web1", "cccccccccccc",
                                                                    "web")
         assert engine.streams == 1
+        await plugin.aclose()
+    run(go())
+
+
+class NoEventsEngine(FakeEngine):
+    """A dockerd whose events stream cannot be opened."""
+
+    async def connect_events(self, since: float) -> AsyncIterator[tuple[str, str]]:
+        self.streams += 1
+        raise AgentUnreachable("dockerd API: no events")
+        yield "", ""   # pragma: no cover (an async generator)
+
+
+def test_without_the_events_stream_names_come_from_dockerd_at_once(
+        tmp_path: Path, fabric: FakeFabric) -> None:
+    """No events stream open: the name lookup asks dockerd straight away (as before the
+    stream), rather than waiting for a connect event that cannot come."""
+    engine = NoEventsEngine()
+    plugin = DockerPlugin(fabric, StateFile(tmp_path / "s.json"), lambda pid: engine,
+                          names_wait_s=5.0)
+    h = Host(plugin=plugin, engine=engine, state=tmp_path / "s.json")
+
+    async def go() -> None:
+        pool = await h.create_network(NID, "n1")
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await h.run(NID, pool, EP1, names=("web1", "web"))
+        assert fabric.nets["n1"].names[EP1] == ("web1", "web")
+        assert loop.time() - t0 < 1.0, "waited for a connect event with no stream open"
+        assert engine.streams >= 1
         await plugin.aclose()
     run(go())
 

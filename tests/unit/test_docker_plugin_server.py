@@ -275,7 +275,7 @@ def test_engine_follows_connect_events(tmp_path: Path) -> None:
         try:
             engine = DockerEngine(path)
             got = [e async for e in engine.connect_events(1700000000.5)]
-            assert got == [("n1", "c1"), ("n2", "c2")]
+            assert got == [("", ""), ("n1", "c1"), ("n2", "c2")]
             assert "since=1700000000.500000000" in seen[0]
             assert "connect" in urllib.parse.unquote(seen[0])
             assert await engine.endpoint_of("n1", "c1") == ("e1", "web1")

@@ -103,7 +103,8 @@ class Engine(Protocol):
 
     def connect_events(self, since: float) -> AsyncIterator[tuple[str, str]]:
         """``(network id, container id)`` of each container joining a network, from the
-        Unix time ``since`` on, as dockerd reports them; ends when dockerd ends the stream."""
+        Unix time ``since`` on, as dockerd reports them, after a first ``("", "")`` once the
+        stream is open; ends when dockerd ends the stream."""
         ...
 
     async def endpoint_of(self, network_id: str, container_id: str) -> tuple[str, str]:

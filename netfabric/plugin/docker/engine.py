@@ -109,7 +109,8 @@ class DockerEngine:
         """``(network id, container id)`` of every network ``connect`` event dockerd logs
         from ``since`` (a Unix time: dockerd replays the recent ones) on, as it sends them.
         dockerd logs it while ``docker start`` runs, once the container's endpoint has
-        joined: before the start returns. Ends when dockerd ends the stream."""
+        joined: before the start returns. First ``("", "")``, once dockerd has accepted the
+        subscription. Ends when dockerd ends the stream."""
         query = urlencode({"since": f"{since:.9f}", "filters": CONNECT_FILTER})
         peer = f"dockerd API at {self.socket_path}"
         buf = b""
@@ -117,6 +118,9 @@ class DockerEngine:
             async for data in stream(lambda: asyncio.open_unix_connection(self.socket_path),
                                      f"/{API_VERSION}/events?{query}", host="docker",
                                      peer=peer):
+                if not data:
+                    yield "", ""   # subscribed
+                    continue
                 buf += data
                 *lines, buf = buf.split(b"\n")
                 for line in lines:

@@ -111,6 +111,8 @@ class DockerPlugin:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         """dockerd -> the task following its events stream."""
+        self._streaming: set[str] = set()
+        """The dockerds whose events stream is open now."""
         self._connected: dict[str, asyncio.Event] = {}
         """Joined endpoint -> set once dockerd's connect event named it."""
         self._published: dict[str, tuple[str, ...]] = {}
@@ -483,10 +485,14 @@ class DockerPlugin:
             try:
                 async for network_id, container_id in engine.connect_events(
                         time.time() - EVENTS_REPLAY_S):
-                    if network_id in self.state.networks:
+                    if not network_id:
+                        self._streaming.add(engine.key)
+                    elif network_id in self.state.networks:
                         self._spawn(self._on_connect(engine, network_id, container_id))
             except NetfabricError as exc:
                 log.debug("docker plugin: events stream of %s: %s", engine.key, exc)
+            finally:
+                self._streaming.discard(engine.key)
             if engine.gone():
                 self._watchers.pop(engine.key, None)
                 return
@@ -527,15 +533,16 @@ class DockerPlugin:
     async def _publish_names(self, network: str, network_id: str, endpoint_id: str,
                              engine: Engine) -> None:
         """Publish the container's name and aliases, read from dockerd once it has started
-        the container. Waits first for dockerd's connect event (:meth:`_on_connect` then
-        publishes the name at once), at most ``CONNECT_WAIT_S``; then asks dockerd,
+        the container. While dockerd's events stream is open, waits first for its connect
+        event (:meth:`_on_connect` then publishes the name at once), at most
+        ``CONNECT_WAIT_S``; then asks dockerd,
         retrying (dockerd may be busy starting the container), and gives up with a warning
         after ``names_wait_s``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.names_wait_s
         connected = self._connected.get(endpoint_id)
         try:
-            if connected is not None:
+            if connected is not None and engine.key in self._streaming:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(connected.wait(),
                                            min(CONNECT_WAIT_S, self.names_wait_s))
