@@ -45,7 +45,7 @@ from netfabric.agent.context import AgentContext, check_name
 from netfabric.agent.endpoints import Endpoints
 from netfabric.agent.networks import NetworkRegistry
 from netfabric.agent.peers import PeerSync
-from netfabric.agent.ports import MeshEvent, MeshEventKind
+from netfabric.agent.ports import Allocation, MeshEvent, MeshEventKind
 from netfabric.api.types import Role
 from netfabric.dataplane.services import configure_leg
 from netfabric.dns.records import Records, ServiceMode
@@ -89,6 +89,9 @@ REPUBLISH_S = 5.0
 definition gone with its node."""
 INGRESS = "ingress"
 INGRESS_IF = "nfingress0"
+LEG = "leg"
+"""In the state file: this node's ingress leg (network id -> its address), so that a
+restarted agent plugs the same leg back, not a second address beside the first."""
 
 
 class _ServiceEntry(msgspec.Struct, frozen=True):
@@ -440,7 +443,13 @@ class ServiceRegistry:
         if self._leg is not None:
             return self._leg.network_id
         net = await self._networks.resolve(INGRESS)
-        alloc = await self._addresses.allocate(net, None)
+        kept = self._saved.get(LEG, {}).get(net.id)
+        if kept is not None:
+            # The leg of before a restart: same address (still allocated here), same MAC.
+            ip, _, plen = kept.partition("/")
+            alloc = Allocation(ipv4=ip, prefixlen=int(plen), gateway=None)
+        else:
+            alloc = await self._addresses.allocate(net, None)
         ep = Endpoint(id=f"ingress-{ctx.node_id}", network_id=net.id,
                       sandbox=f"ingress-{ctx.ledger.state.hostname}", node_id=ctx.node_id,
                       mac=address_mac(alloc.ipv4), ipv4=alloc.ipv4, prefixlen=alloc.prefixlen,
@@ -449,10 +458,14 @@ class ServiceRegistry:
         try:
             await self._endpoints.attach_external(net, ep, netns_path=f"/run/netns/{host}",
                                                   ifname=INGRESS_IF, gateway=None)
-            await ctx.thread(configure_leg, host, INGRESS_IF, f"{alloc.ipv4}/{alloc.prefixlen}")
+            await ctx.thread(configure_leg, host, INGRESS_IF, f"{alloc.ipv4}/{alloc.prefixlen}",
+                             ep.mac)
         except BaseException:
-            await self._addresses.release(net, alloc.ipv4)
+            if kept is None:
+                await self._addresses.release(net, alloc.ipv4)
             raise
+        self._saved[LEG] = {net.id: f"{alloc.ipv4}/{alloc.prefixlen}"}
+        self._write()
         self._endpoints.publish(net, ep)
         self._leg = ep
         return net.id

@@ -269,12 +269,24 @@ class ServiceDatapath:
             self._applied = None
 
 
-def configure_leg(netns: str | None, ifname: str, cidr: str) -> None:
+def configure_leg(netns: str | None, ifname: str, cidr: str, mac: str | None = None) -> None:
     """Give a node's leg on the ingress network (parked unconfigured in its host netns by
-    the overlay driver) its address, and bring it up; idempotent."""
+    the overlay driver) its address (and only it: a stray one would be the source of the
+    masqueraded connections), its MAC, and bring it up; idempotent."""
     prefix = ["ip", "-n", netns] if netns and netns_exists(netns) else ["ip"]
-    for argv in ([*prefix, "addr", "replace", cidr, "dev", ifname],
-                 [*prefix, "link", "set", ifname, "up"]):
+    steps = [[*prefix, "addr", "replace", cidr, "dev", ifname]]
+    if mac is not None:
+        steps.append([*prefix, "link", "set", ifname, "address", mac])
+    steps.append([*prefix, "link", "set", ifname, "up"])
+    shown = subprocess.run([*prefix, "-4", "-o", "addr", "show", "dev", ifname],
+                           capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+    for line in shown.stdout.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            have = fields[fields.index("inet") + 1]
+            if have != cidr:
+                steps.insert(1, [*prefix, "addr", "del", have, "dev", ifname])
+    for argv in steps:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT,
                                   check=False)
