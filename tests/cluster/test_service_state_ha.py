@@ -3,7 +3,8 @@ etcd in a machine of its own, managers ``node1`` (A) and ``node2`` (B), worker `
 
 A service created through A lives in etcd and in every node's gossip. ``kill -9`` of A: the
 service still resolves on the worker (name -> VIP, ``tasks.NAME``), its VIP and published port
-still answer there, ``service ls`` on B lists it, and B changes it (scale) once it leads."""
+still answer there, ``service ls`` on B lists it, and B changes it (scale) once it leads.
+A restarted A sees B's change; B removes it, and it is gone from every node for good."""
 
 from __future__ import annotations
 
@@ -98,4 +99,15 @@ def test_a_service_outlives_the_manager_that_created_it(lab: tuple[Lab, Path]) -
     assert poll(lambda: len(_running(cb, "web")) == 2, timeout=40), cb.service_ps("web")
     assert poll(lambda: len(dig(c3, "tasks.web")) == 2, timeout=10)
     assert [wget(c3, "http://web:8080/") for _ in range(5)] == ["web"] * 5
+    # A comes back: it lists what B changed; removed through B (A announced the entry),
+    # the service leaves every node and A's republishing never brings it back.
+    lab_.start_agent(a)
+    lab_.wait_ready(a)
+    assert poll(lambda: len(_running(ca, "web")) == 2, timeout=20), ca.service_ps("web")
+    cb.remove_service("web")
+    assert poll(lambda: dig(c3, "web") == [] and dig(c3, "tasks.web") == [], timeout=10)
+    assert poll(lambda: not any(c.name.startswith("web.") for c in cw.containers()),
+                timeout=30)
+    time.sleep(6.0)                                      # past a republish by each manager
+    assert ca.services() == [] and cb.services() == [] and dig(c3, "web") == []
     cw.remove_container("c3", force=True)
