@@ -188,7 +188,8 @@ class ManagerSet:
                     (self._demoting is None or self._demoting.done()):
                 self._demoting = asyncio.create_task(self._on_demoted())
         if dirty & _NETWORK_KINDS:
-            await ctx.thread(ctx.book.reload)
+            if "s" in dirty:   # a subnet came or went; blocks need no re-read (CAS)
+                await ctx.thread(ctx.book.reload)
             async with ctx.lock:
                 before = {n.id for n in ctx.ledger.networks() if n.scope == Scope.SWARM}
                 await ctx.thread(ctx.ledger.reload_networks)

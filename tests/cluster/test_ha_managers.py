@@ -86,6 +86,14 @@ def test_a_second_manager_joins_and_serves_every_cluster_verb(lab: Lab) -> None:
     assert roles == {"node1": "manager", "node2": "manager", "node3": "worker"}
     assert wait_for(lambda: {n.hostname for n in n2.nodes()} == set(roles), 2)
     assert len(n1.info().managers) == 2
+    drained = lab.run("node2", ["netfabric", "node", "update", "--availability", "drain",
+                                "node3"])
+    assert drained.returncode == 0, drained.stderr
+    assert wait_for(lambda: {n.hostname: str(n.availability) for n in n1.nodes()}["node3"]
+                    == "drain", 1.0, 0.02), "node2's drain not seen on node1 within 1 s"
+    n1.update_node("node3", availability="active")
+    assert wait_for(lambda: {n.hostname: str(n.availability) for n in n2.nodes()}["node3"]
+                    == "active", 1.0, 0.02)
 
     n2.create_network("ovb", driver="overlay", attachable=True)
     start = time.monotonic()
@@ -207,13 +215,17 @@ def test_a_manager_without_etcd_quorum_refuses_changes_naming_etcd(lab: Lab,
             assert out.returncode != 0, (argv, out.stdout)
             lines = out.stderr.strip().splitlines()
             assert len(lines) == 1 and "etcd" in lines[0], (argv, out.stderr)
+        n2 = _client(lab, "node2")   # its view, read while etcd is still down
+        assert "cut" not in {n.name for n in n2.networks()}
+        assert {str(n.availability) for n in n2.nodes()} == {"active"}
     finally:
         for host in gone:
             etcd.start_member(host)
         etcd.wait_healthy()
-    n1 = _client(lab, "node1")
-    assert "cut" not in {n.name for n in n1.networks()}
-    assert {str(n.availability) for n in n1.nodes()} == {"active"}
+    for name in ("node2", "node1"):   # the refusing manager changed nothing either
+        client = _client(lab, name)
+        assert "cut" not in {n.name for n in client.networks()}
+        assert {str(n.availability) for n in client.nodes()} == {"active"}
     assert wait_for(lambda: sorted(_ls(lab, "node1").values()) == ["", "Leader", "Reachable"],
                     10), _ls(lab, "node1")
 
@@ -225,3 +237,12 @@ def test_a_cluster_on_sqlite_still_refuses_a_second_manager(lab: Lab) -> None:
     assert tok.returncode != 0
     assert "a second manager needs --store etcd://" in tok.stderr, tok.stdout + tok.stderr
     assert len(tok.stderr.strip().splitlines()) == 1, tok.stderr
+
+
+def test_a_worker_that_leaves_is_gone_from_every_manager(lab: Lab) -> None:
+    out = lab.run("node3", ["netfabric", "leave", "--force"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    def gone(name: str) -> bool:
+        return "node3" not in {n.hostname for n in _client(lab, name).nodes()}
+    for name in ("node1", "node2"):
+        assert wait_for(lambda: gone(name), 1.0, 0.02), name  # noqa: B023
