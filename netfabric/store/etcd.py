@@ -272,6 +272,10 @@ class EtcdStore:
         self._scheme = "https" if tls is not None else "http"
         self._session = requests.Session()
         self._session.trust_env = False  # no proxy, no CA bundle from the environment
+        # clientv3's WithRequireLeader through the gateway: a member that has lost its
+        # leader (cut off from the quorum) answers "no leader" at once instead of holding
+        # the request until its own timeout, and the next member is tried
+        self._session.headers["Grpc-Metadata-hasleader"] = "true"
         if tls is not None:
             self._session.verify = tls.ca
             if tls.cert is not None:

@@ -2,8 +2,8 @@
 beside their agent (stacked etcd, as kubeadm lays it out); node1 is the manager. Its
 underlay is cut at the switch: it still reaches its own etcd member, which has lost the
 quorum. ``network create`` on it is refused with one line naming etcd, within a bound, and
-leaves nothing in etcd; after the heal it changes the cluster again and sees what was done
-meanwhile."""
+leaves nothing in etcd; meanwhile node2, a second manager on the majority side, creates a
+network; after the heal node1 changes the cluster again and sees what node2 did."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from netfabric import Client
 from netfabric.lab.cluster import Lab
 from netfabric.lab.etcd import EtcdLab
+from netfabric.lab.topology import wait_for
 from netfabric.netns import entered
 from netfabric.store.base import Snapshot
 from netfabric.store.etcd import EtcdStore, cluster_prefix
@@ -37,10 +38,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, EtcdLab
             assert init.returncode == 0, init.stderr
             token = re.search(r"netfabric join --token (\S+) (\S+)", init.stdout)
             assert token is not None
-            for node in ("node2", "node3"):
-                join = lab.run(node, ["netfabric", "join", "--token", token.group(1),
-                                      token.group(2)])
-                assert join.returncode == 0, join.stderr
+            join = lab.run("node3", ["netfabric", "join", "--token", token.group(1),
+                                     token.group(2)])
+            assert join.returncode == 0, join.stderr
+            tok = lab.run("node1", ["netfabric", "join-token", "manager"])
+            manager = re.search(r"netfabric join --token (\S+) (\S+)", tok.stdout)
+            assert manager is not None, tok.stdout + tok.stderr
+            join = lab.run("node2", ["netfabric", "join", "--token", manager.group(1),
+                                     manager.group(2)])
+            assert join.returncode == 0, join.stderr
             yield lab, etcd
 
 
@@ -64,6 +70,7 @@ def test_a_manager_cut_off_from_quorum_refuses_and_catches_up(
     node1 = lab_.topo.hosts[0]
     lab_.topo.set_link(node1, up=False)
     healed = False
+    healed_at = 0.0
     try:
         time.sleep(2.5)   # past etcd's election timeout: node1's member knows it is alone
         start = time.monotonic()
@@ -82,8 +89,12 @@ def test_a_manager_cut_off_from_quorum_refuses_and_catches_up(
         # the majority side holds nothing of it either
         names, rows = _rows(etcd, 1, cid)
         assert names == names_before and rows == rows_before, "a half-made network"
+        # the majority side goes on: node2, a manager, creates a network meanwhile
+        Client(lab_.agent("node2").url).create_network("fo-meanwhile", driver="overlay",
+                                                       attachable=True)
         lab_.topo.set_link(node1, up=True)
         healed = True
+        healed_at = time.monotonic()
     finally:
         if not healed:
             lab_.topo.set_link(node1, up=True)
@@ -95,6 +106,12 @@ def test_a_manager_cut_off_from_quorum_refuses_and_catches_up(
             break
         assert time.monotonic() < deadline, f"still refused after the heal: {proc.stderr}"
         time.sleep(0.5)
+    assert wait_for(lambda: "fo-meanwhile" in {n.name for n in n1.networks()}, 10, 0.1), \
+        "node1 does not see the network node2 made during the cut"
+    print(f"node1 lists node2's network {time.monotonic() - healed_at:.1f}s after the heal")
     assert {"fo-before", "fo-after"} <= {n.name for n in n1.networks()}
     assert "fo-cut" not in {n.name for n in n1.networks()}
-    assert {"fo-before", "fo-after"} <= _rows(etcd, 2, cid)[0]
+    assert {"fo-before", "fo-after", "fo-meanwhile"} <= _rows(etcd, 2, cid)[0]
+    # and node1 serves it: a worker attached through node1 gets an address in it
+    n3 = Client(lab_.agent("node3").url)
+    assert n3.run("fo-w", network="fo-meanwhile").networks[0].ipv4
