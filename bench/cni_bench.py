@@ -59,7 +59,7 @@ def _exec_plugin(plugin: str, env: dict[str, str], conf: bytes) -> float:
 
 def plugin_latency(lab: Lab, pm: Podman, n: int) -> dict[str, float]:
     agent = lab.agents[0]
-    nf_plugin = os.path.join(pm.bin_dir, "netfabric")
+    nf_plugin = os.path.join(pm.bin_dir, "netfabric")   # in the machine
     ref_plugin = os.path.join(REFERENCE_PLUGINS, "bridge")
     nf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "nfb", "type": "netfabric",
                           "network": "nfb"}
@@ -80,8 +80,9 @@ def plugin_latency(lab: Lab, pm: Podman, n: int) -> dict[str, float]:
     for i in range(n):
         for label, plugin, conf in (("", nf_plugin, nf_conf), ("bridge_", ref_plugin,
                                                                ref_conf)):
+            here = pm.host_path(plugin) if plugin == nf_plugin else plugin
             out[label + "version"].append(_exec_plugin(
-                plugin, {**base, "CNI_COMMAND": "VERSION"}, conf))
+                here, {**base, "CNI_COMMAND": "VERSION"}, conf))
             ns = f"{lab.prefix}-cb{i}{label[:1]}"
             subprocess.run(on_host(["ip", "netns", "add", ns]), check=True)
             try:

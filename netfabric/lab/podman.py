@@ -1,11 +1,13 @@
 """Real podman 4.3 on its CNI backend inside a simulated host, on netfabric's CNI plugin.
 
-Every podman command runs on the host (``Lab.exec_argv``) with all of podman's state in one
-per-host directory: storage root, run root, tmp dir, containers.conf
-(``network_backend = "cni"``, the plugin dirs, lowered ``default_ulimits``: the sandbox
-lacks CAP_SYS_RESOURCE), the CNI config dir and the CNI bin dir where ``netfabric cni
-install`` put the conflist and the plugin (pointed at this host's agent socket).
-``CONTAINERS_CONF`` is exported, so conmon's cleanup process finds the plugin too.
+Every podman command runs on the host (``Lab.exec_argv``). Its CNI side is on podman's
+defaults, as on a real host: ``netfabric cni install`` run in the machine puts the conflist
+in the machine's own ``/etc/cni/net.d`` and the plugin in its ``/opt/cni/bin`` (both
+private to each machine), where podman looks by default. The rest of podman's state is in
+one per-host directory: storage root, run root, tmp dir and a containers.conf with what
+this VM needs (``network_backend = "cni"``, ``cgroupfs`` and file events: no systemd;
+lowered ``default_ulimits``: the sandbox lacks CAP_SYS_RESOURCE). ``CONTAINERS_CONF`` is
+exported, so conmon's cleanup process reads it too.
 
 podman names its netns ``/run/netns/netns-<uuid>``, where the agent must see them: on a
 host that is a netns of the VM, podman shares the VM's mount namespace with the agent; on a
@@ -21,13 +23,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import ClassVar, Final
 
 from netfabric.errors import LabError
 from netfabric.lab.cluster import AgentProc, Lab
 from netfabric.lab.dockerd import IMAGE, busybox_rootfs_tar
-from netfabric.plugin.cni.install import install
+from netfabric.plugin.cni.install import BIN_DIR, CONF_DIR
 
 __all__ = ["REFERENCE_PLUGINS", "Podman", "plugin_socket", "podman_missing"]
 
@@ -57,14 +59,17 @@ class Podman:
     lab: Lab
     agent: AgentProc
     base: str
+    conflists: list[str] = field(default_factory=list)
+    """The conflists this podman's networks added (removed by :meth:`close`)."""
 
-    @property
-    def conf_dir(self) -> str:
-        return os.path.join(self.base, "net.d")
+    conf_dir: ClassVar[str] = CONF_DIR
+    """podman's default CNI config dir, inside the machine."""
+    bin_dir: ClassVar[str] = BIN_DIR
+    """The CNI plugin dir ``netfabric cni install`` writes (one of podman's defaults)."""
 
-    @property
-    def bin_dir(self) -> str:
-        return os.path.join(self.base, "bin")
+    def host_path(self, inside: str) -> str:
+        """Where, from here, the machine's file ``inside`` is."""
+        return self.agent.path(inside)
 
     @property
     def containers_conf(self) -> str:
@@ -86,8 +91,6 @@ class Podman:
                         'default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
                         "[network]\n"
                         'network_backend = "cni"\n'
-                        f'cni_plugin_dirs = ["{pm.bin_dir}", "{REFERENCE_PLUGINS}"]\n'
-                        f'network_config_dir = "{pm.conf_dir}"\n'
                         "[engine]\n"
                         'cgroup_manager = "cgroupfs"\n'
                         'events_logger = "file"\n'
@@ -103,13 +106,21 @@ class Podman:
         return pm
 
     def add_network(self, network: str, *, name: str | None = None) -> None:
-        install(name or network, network=network, conf_dir=self.conf_dir,
-                bin_dir=self.bin_dir, socket=plugin_socket(self.agent))
+        """``netfabric cni install [--name NAME] NETWORK`` in the machine, as a user does."""
+        argv = ["netfabric", "cni", "install", *(["--name", name] if name else [])]
+        socket = plugin_socket(self.agent)
+        if socket:
+            argv += ["--socket", socket]
+        self.lab.run(self.agent.name, [*argv, network], check=True)
+        self.conflists.append(name or network)
 
     def add_conflist(self, name: str, conflist: dict[str, object]) -> None:
-        os.makedirs(self.conf_dir, exist_ok=True)
-        with open(os.path.join(self.conf_dir, f"{name}.conflist"), "w", encoding="utf-8") as f:
+        """Another CNI network for podman (e.g. the reference bridge plugin's)."""
+        path = self.host_path(os.path.join(self.conf_dir, f"{name}.conflist"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
             json.dump(conflist, f)
+        self.conflists.append(name)
 
     def argv(self, args: Sequence[str]) -> list[str]:
         return self.lab.exec_argv(self.agent, [
@@ -147,3 +158,7 @@ class Podman:
         with contextlib.suppress(OSError):
             subprocess.run(["umount", "-R", root], capture_output=True, check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+        for name in self.conflists:
+            with contextlib.suppress(OSError):
+                os.unlink(self.host_path(os.path.join(self.conf_dir, f"{name}.conflist")))
+        self.conflists.clear()
