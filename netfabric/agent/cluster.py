@@ -44,7 +44,14 @@ from netfabric.errors import (
     NotInCluster,
 )
 from netfabric.model import Scope
-from netfabric.store.etcd import check_tls_files, cluster_prefix, parse_etcd_url, store_tls
+from netfabric.store.etcd import (
+    EtcdTls,
+    check_tls_files,
+    cluster_prefix,
+    parse_etcd_url,
+    store_tls,
+    with_tls,
+)
 
 __all__ = ["ALREADY_IN_CLUSTER", "ROLE_VERBS", "SECOND_MANAGER_NEEDS_ETCD", "ClusterService"]
 
@@ -279,11 +286,16 @@ class ClusterService:
                                                      cluster.role_secrets[str(role)]),
                          address=self._own_address(cluster))
 
-    async def join(self, token: str, remote: str, *,
-                   advertise_addr: str | None = None) -> None:
+    async def join(self, token: str, remote: str, *, advertise_addr: str | None = None,
+                   tls: EtcdTls | None = None) -> None:
+        """Join the cluster of the manager at ``remote``. ``tls``: this host's files
+        for the cluster's etcd (a manager's join; by default the paths the cluster's store
+        url names)."""
         ctx = self._ctx
         if not isinstance(token, str) or not isinstance(remote, str):
             raise InvalidArgument("join needs a token and a manager address")
+        if tls is not None:
+            await ctx.thread(check_tls_files, tls)   # before the manager hears of us
         host, port = split_addr(remote)
         if advertise_addr is not None:
             # as init: an interface name (e.g. eth0) is looked up here, on the agent's host;
@@ -307,7 +319,17 @@ class ClusterService:
             role, managers, nodes = answer.role, answer.managers, answer.nodes
             cluster_id = answer.cluster_id
             if role is Role.MANAGER:
-                await self._join_as_manager(answer.store, cluster_id, secret)
+                store = answer.store
+                if store and tls is not None:
+                    store = with_tls(store, tls)
+                elif store and (theirs := store_tls(store)) is not None:
+                    try:
+                        await ctx.thread(check_tls_files, theirs)
+                    except InvalidArgument as exc:
+                        raise InvalidArgument(
+                            f"{exc} (the cluster's etcd needs TLS: give this host's files "
+                            "with --store-cacert, --store-cert, --store-key)") from None
+                await self._join_as_manager(store, cluster_id, secret)
                 return
             ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
                                                  role=role, managers=managers), nodes)

@@ -85,7 +85,7 @@ from netfabric.model import Endpoint, Network, Scope
 from netfabric.services import NodeView, ServiceFabric
 from netfabric.services.runtime import DatapathFactory
 from netfabric.services.tasks import RunSpec
-from netfabric.store.etcd import cluster_prefix
+from netfabric.store.etcd import EtcdTls, cluster_prefix
 
 __all__ = [
     "BLOCKS_MIN_PREFIX",
@@ -349,9 +349,16 @@ class AgentCore:
     async def join_token(self, role: Role | str, *, rotate: bool = False) -> JoinToken:
         return await self._cluster.join_token(role, rotate=rotate)
 
-    async def join(self, token: str, remote: str,
-                   advertise_addr: str | None = None) -> ClusterInfo:
-        await self._cluster.join(token, remote, advertise_addr=advertise_addr)
+    async def join(self, token: str, remote: str, advertise_addr: str | None = None,
+                   store_cacert: str | None = None, store_cert: str | None = None,
+                   store_key: str | None = None) -> ClusterInfo:
+        tls = None
+        if store_cacert or store_cert or store_key:
+            if not store_cacert:
+                raise InvalidArgument("--store-cert/--store-key need --store-cacert (the CA "
+                                      "that signed the etcd members' certificates)")
+            tls = EtcdTls(ca=store_cacert, cert=store_cert, key=store_key)
+        await self._cluster.join(token, remote, advertise_addr=advertise_addr, tls=tls)
         return await self.info()
 
     async def nodes(self) -> list[NodeInfo]:

@@ -111,6 +111,9 @@ class _Join(Args, frozen=True):
     token: str
     remote: str
     advertise_addr: str | None = None
+    store_cacert: str | None = None
+    store_cert: str | None = None
+    store_key: str | None = None
 
 
 class _JoinToken(Args, frozen=True):

@@ -198,7 +198,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_join(args: argparse.Namespace) -> int:
-    info = _client(args).join(args.token, args.remote, advertise_addr=args.advertise_addr)
+    files = {f"store_{flag}": os.path.abspath(path) for flag in ("cacert", "cert", "key")
+             if (path := getattr(args, f"store_{flag}", None))}
+    info = _client(args).join(args.token, args.remote, advertise_addr=args.advertise_addr,
+                              **files)
     print(f"This node joined a swarm as a {info.role}.")
     return 0
 
@@ -819,6 +822,14 @@ def add_commands(sub: Any) -> None:
                         "interface name with one IPv4 address, e.g. eth0 (looked up on the "
                         "agent's host; it must be the agent's own --advertise-addr)")
     p.add_argument("remote", metavar="ADDR[:PORT]", help="a manager (port 2377 by default)")
+    p.add_argument("--store-cacert", metavar="FILE", default=None,
+                   help="joining as a manager of a cluster on an etcd with TLS: this host's "
+                        "copy of the CA (default: the paths the cluster's first manager "
+                        "gave at init)")
+    p.add_argument("--store-cert", metavar="FILE", default=None,
+                   help="this host's client certificate for etcd (PEM)")
+    p.add_argument("--store-key", metavar="FILE", default=None,
+                   help="its private key (PEM)")
     p.set_defaults(func=_cmd_join)
 
     p = verb_parser(sub, "join-token", "print (or rotate) a join token (managers)",

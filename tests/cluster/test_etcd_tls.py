@@ -3,11 +3,14 @@
 agent; without the certificates, with a missing, unreadable or malformed file, or with the
 wrong CA, init refuses with one line naming etcd and leaves no cluster. etcd runs in its own
 machine (node2) with --client-cert-auth; the certificates are copied into the manager's own
-/etc/netfabric, as an operator would."""
+/etc/netfabric, as an operator would. A second manager (node3) keeps its copies at other
+paths: its ``join`` names them with the same flags, and without them it is refused in one
+line saying so."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -18,6 +21,7 @@ import pytest
 from netfabric import Client
 from netfabric.lab.cluster import Lab
 from netfabric.lab.etcd import EtcdLab, _make_pki
+from netfabric.lab.topology import wait_for
 from netfabric.netns import entered
 from netfabric.store.etcd import EtcdStore, cluster_prefix
 
@@ -28,18 +32,24 @@ PKI = "/etc/netfabric/etcd"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, EtcdLab]]:
-    with Lab.up(2, state_dir=str(tmp_path_factory.mktemp("fo")), start=False) as lab:
+    with Lab.up(3, state_dir=str(tmp_path_factory.mktemp("fo")), start=False) as lab:
         assert lab.topo is not None
-        node1 = lab.agent("node1")
-        lab.start_agent(node1)
-        lab.wait_ready(node1)
+        for name in ("node1", "node3"):
+            lab.start_agent(lab.agent(name))
+        for name in ("node1", "node3"):
+            lab.wait_ready(lab.agent(name))
         with EtcdLab([lab.topo.hosts[1]], tls=True).start() as etcd:
             inside = os.path.join(lab.machine("node1").private_dir("/etc/netfabric"), "etcd")
             os.makedirs(inside, mode=0o700)
             tls = etcd.client_tls
+            # node3 keeps its copies elsewhere: its join names them
+            elsewhere = os.path.join(lab.machine("node3").private_dir("/etc/netfabric"),
+                                     "pki")
+            os.makedirs(elsewhere, mode=0o700)
             for src in (tls.ca, tls.cert, tls.key):
                 assert src is not None
                 shutil.copy(src, inside)
+                shutil.copy(src, elsewhere)
             other = tempfile.mkdtemp(prefix="fo-pki-")
             try:   # a CA that did not sign the etcd member's certificate
                 _make_pki(other, [])
@@ -110,3 +120,31 @@ def test_init_with_client_certificates(lab: tuple[Lab, EtcdLab]) -> None:
     with entered(etcd.hosts[0].netns_path()), \
             EtcdStore(etcd.url, prefix=cluster_prefix(cid), tls=etcd.client_tls) as store:
         assert {"fo-tls", "fo-tls2"} <= {n.name for n in store.list_networks()}
+
+
+def test_a_second_manager_joins_with_its_own_certificate_paths(
+        lab: tuple[Lab, EtcdLab]) -> None:
+    lab_, _ = lab
+    tok = lab_.run("node1", ["netfabric", "join-token", "manager"])
+    m = re.search(r"netfabric join --token (\S+) (\S+)", tok.stdout)
+    assert m is not None, tok.stdout + tok.stderr
+    join = ["netfabric", "join", "--token", m.group(1), m.group(2)]
+    proc = lab_.run("node3", join)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (
+        f"Error: etcd CA certificate {PKI}/ca.pem: No such file or directory (the cluster's "
+        "etcd needs TLS: give this host's files with --store-cacert, --store-cert, "
+        "--store-key)"), proc.stderr
+    own = "/etc/netfabric/pki"
+    proc = lab_.run("node3", [*join, "--store-cacert", f"{own}/ca.pem", "--store-cert",
+                              f"{own}/client.pem", "--store-key", f"{own}/client.key"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "joined a swarm as a manager" in proc.stdout
+    n1, n3 = Client(lab_.agent("node1").url), Client(lab_.agent("node3").url)
+    n3.create_network("fo-tls3", driver="overlay")
+    assert wait_for(lambda: "fo-tls3" in {n.name for n in n1.networks()}, 5)
+    agent = lab_.agent("node3")   # restarted, it reopens etcd with its own files
+    lab_.stop_agent(agent, sig=signal.SIGKILL)
+    lab_.start_agent(agent)
+    lab_.wait_ready(agent)
+    assert {"fo-tls", "fo-tls3"} <= {n.name for n in n3.networks()}
