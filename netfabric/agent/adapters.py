@@ -38,6 +38,7 @@ from netfabric.errors import (
     NetfabricError,
     NotFound,
     StoreError,
+    StoreUnavailable,
 )
 from netfabric.ipam.addr import IPFamily
 from netfabric.ipam.host import HostAllocator
@@ -170,6 +171,7 @@ class IpamBook:
         self._store: Store | None = None
         self._shared: Store | None = None
         self.shared_ipam: Ipam | None = None
+        self._stale = False
         self._data_dir = data_dir
         try:
             self.ipam = self._on_thread(lambda: self._open(data_dir))
@@ -190,6 +192,14 @@ class IpamBook:
     def _reload(self) -> None:
         if self._shared is not None and self.shared_ipam is not None:
             self.shared_ipam = Ipam(self._shared, config=self.shared_ipam.config)
+            self._stale = False
+
+    def _fresh_shared(self) -> Ipam | None:
+        """The shared IPAM view, re-read first if a write etcd could not confirm left it
+        unsure."""
+        if self._stale:
+            self._reload()
+        return self.shared_ipam
 
     def reload(self) -> None:
         """Re-read the shared store's rows (another manager changed them)."""
@@ -205,7 +215,7 @@ class IpamBook:
         the shared view lacks may be another manager's newest: the view is re-read."""
         if self.shared_ipam is None or network_id in self.ipam.networks():
             return self.ipam
-        if network_id not in self.shared_ipam.networks():
+        if network_id not in self.shared_ipam.networks() or self._stale:
             self._reload()
         assert self.shared_ipam is not None
         return self.shared_ipam
@@ -213,7 +223,7 @@ class IpamBook:
     def _for_driver(self, network: Network) -> Ipam:
         if network.driver is Driver.BRIDGE or self.shared_ipam is None:
             return self.ipam
-        return self.shared_ipam
+        return self._fresh_shared() or self.ipam
 
     def create_network(self, network: Network, *, subnet: str | None, gateway: str | None,
                        ip_range: str | None) -> tuple[SubnetSpec, ...]:
@@ -409,10 +419,13 @@ class IpamBook:
         back, so the IPAMs' memory is read again from them."""
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self.ipam = Ipam(self._rows(), config=self.ipam.config)
-            with contextlib.suppress(NetfabricError):   # unreachable: the next re-read
-                self._reload()
+            if isinstance(exc, StoreUnavailable):   # re-read at the next use, not now
+                self._stale = True
+            else:
+                with contextlib.suppress(NetfabricError):
+                    self._reload()
             raise
 
     def close(self) -> None:

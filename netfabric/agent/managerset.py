@@ -37,6 +37,7 @@ from netfabric.agent.ports import ClusterRecords, Lease, RecordsFactory
 from netfabric.api.types import Role
 from netfabric.errors import NetfabricError
 from netfabric.model import Scope
+from netfabric.store.etcd import RESYNC
 
 __all__ = ["RESYNC_INTERVAL", "ManagerSet"]
 
@@ -153,9 +154,12 @@ class ManagerSet:
     # -- following the others --------------------------------------------------------------------
 
     def _mark(self, kind: str) -> None:
-        self._dirty.add(kind)
+        if kind == RESYNC:   # the watch (re)opened: changes may have gone unseen
+            self._dirty.update(("nodes", "cluster", "n", "s", "leases"))
+        else:
+            self._dirty.add(kind)
         self._wake.set()
-        if kind == "leases":
+        if kind in ("leases", RESYNC):
             self._elect.set()   # a lease went (or came): look again at once
 
     async def _sync_loop(self) -> None:

@@ -35,6 +35,8 @@ tried in turn: a dead member costs one connection error, not the call.
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -62,12 +64,18 @@ from netfabric.store.base import (
     encode_network,
 )
 
-__all__ = ["TLS_PARAMS", "EtcdStore", "EtcdTls", "Holding", "check_tls_files",
+__all__ = ["RESYNC", "TLS_PARAMS", "EtcdStore", "EtcdTls", "Holding", "check_tls_files",
            "cluster_prefix", "parse_etcd_url", "retry_on_conflict", "store_tls", "with_tls"]
 
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "/netfabric/"
+RESYNC = "*"
+"""The key :meth:`EtcdStore.watch` reports when its stream (re)opens: re-read everything."""
+WATCH_IDLE_S = 30.0
+"""Seconds a watch stream may stay silent (etcd sends progress on an idle watch) before it
+is opened again, on the next member."""
+WATCH_RETRY_S = 0.5
 DEFAULT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 1.0
 """Seconds a member has to accept the connection: a member cut off costs this, not the read
@@ -623,39 +631,61 @@ class EtcdStore:
 
     def watch(self, callback: Callable[[str, bool], None]) -> Callable[[], None]:
         """Call ``callback(key, deleted)`` (key without the prefix) for every change under
-        the prefix, from a thread of its own; returns a function that stops the watch."""
-        import etcd3gw
+        the prefix, from a thread of its own; returns a function that stops the watch.
+
+        The stream (etcd's ``/v3/watch`` over the HTTP gateway) is opened again on the next
+        member when it breaks (a member killed or cut off; a silent one is given up after
+        :data:`WATCH_IDLE_S`), and each (re)opening is told as ``callback(RESYNC, False)``:
+        changes made while no stream was open are not replayed, so the caller re-reads.
+        """
         import requests
 
-        session = requests.Session()  # the stream holds its own connection
-        session.trust_env = False
-        session.verify, session.cert = self._session.verify, self._session.cert
-        host, port = self._endpoints[self._current]
-        client = etcd3gw.Etcd3Client(host=host, port=port, protocol=self._scheme,
-                                     session=session, api_path="/v3/")
         plen = len(self._prefix)
-
-        def event(ev: dict[str, Any]) -> None:
-            key = ev["kv"]["key"]
-            key = key.decode() if isinstance(key, bytes) else str(key)
-            callback(key[plen:], ev.get("type") == "DELETE")
-
-        _events, cancel = client.watch_prefix(self._prefix)
-        # etcd3gw's iterator is fed by its own thread; forward from another daemon thread.
         stop = threading.Event()
+        live: list[requests.Response] = []
+        body: dict[str, Any] = {"create_request": {
+            "key": _b64(self._prefix), "range_end": _range_end(self._prefix),
+            "progress_notify": True}}
 
-        def pump() -> None:
-            for ev in _events:
-                if stop.is_set():
+        def stream(index: int) -> None:
+            session = requests.Session()   # the stream holds its own connection
+            session.trust_env = False
+            try:
+                resp = session.post(self._url(index, "/watch"), json=body, stream=True,
+                                    timeout=(self._timeout, WATCH_IDLE_S),
+                                    verify=self._session.verify, cert=self._session.cert)
+                live[:] = [resp]
+                if resp.status_code != 200:
                     return
-                event(ev)  # type: ignore[arg-type]
+                for line in resp.iter_lines():
+                    if stop.is_set():
+                        return
+                    if not line.strip():
+                        continue
+                    result = json.loads(line).get("result", {})
+                    if result.get("created"):
+                        callback(RESYNC, False)   # open: what happened before, re-read
+                    for ev in result.get("events", ()):
+                        key = _unb64(ev["kv"]["key"]).decode()
+                        callback(key[plen:], ev.get("type") == "DELETE")
+            finally:
+                session.close()
 
-        threading.Thread(target=pump, name="etcd-watch", daemon=True).start()
+        def run() -> None:
+            index = self._current
+            while not stop.is_set():
+                with contextlib.suppress(Exception):   # broken, refused, silent: next one
+                    stream(index)
+                index = (index + 1) % len(self._endpoints)
+                stop.wait(WATCH_RETRY_S)
+
+        threading.Thread(target=run, name="etcd-watch", daemon=True).start()
 
         def stopper() -> None:
             stop.set()
-            cancel()
-            session.close()
+            for resp in live:
+                with contextlib.suppress(Exception):
+                    resp.close()
 
         self._watchers.append(stopper)
         return stopper
