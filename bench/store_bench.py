@@ -186,87 +186,67 @@ def etcd_failover(lab: EtcdLab) -> float:
 
 def manager_failover(runs: int) -> dict[str, object]:
     """``failover_s`` and its same-run baseline (see the module docstring)."""
-    import re
     import signal
     import statistics
 
     from netfabric import Client
-    from netfabric.lab.cluster import Lab
-
-    def nf(lab: Lab, host: str, *argv: str) -> str:
-        proc = lab.run(host, ["netfabric", *argv], timeout=60)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} on {host}: {proc.stderr.strip()}")
-        return proc.stdout
+    from netfabric.lab.ha import ha_cluster
 
     with tempfile.TemporaryDirectory(prefix="fo-bench-") as tmp, \
-            Lab.up(4, state_dir=tmp, names=["m1", "m2", "w1", "etcd1"], start=False) as lab:
-        assert lab.topo is not None
-        for name in ("m1", "m2", "w1"):
-            lab.start_agent(lab.agent(name))
-        for name in ("m1", "m2", "w1"):
-            lab.wait_ready(lab.agent(name))
-        with EtcdLab([lab.topo.host("etcd1")], name="fobench").start() as etcd:
-            init = nf(lab, "m1", "init", "--advertise-addr", "eth0", "--store", etcd.url)
-            worker = re.search(r"netfabric join --token (\S+) (\S+)", init)
-            manager = re.search(r"netfabric join --token (\S+) (\S+)",
-                                nf(lab, "m1", "join-token", "manager"))
-            assert worker is not None and manager is not None
-            nf(lab, "m2", "join", "--token", manager.group(1), manager.group(2))
-            nf(lab, "w1", "join", "--token", worker.group(1), worker.group(2))
-            w1 = Client(lab.agent("w1").url, timeout=60)
-            managers = {"m1": Client(lab.agent("m1").url), "m2": Client(lab.agent("m2").url)}
-            baseline, took = [], []
-            by_addr = {lab.agent(m).address: m for m in managers}
+            ha_cluster(tmp, managers=["m1", "m2"], workers=["w1"], name="fobench") as (lab, _):
+        w1 = Client(lab.agent("w1").url, timeout=60)
+        managers = {"m1": Client(lab.agent("m1").url), "m2": Client(lab.agent("m2").url)}
+        baseline, took = [], []
+        by_addr = {lab.agent(m).address: m for m in managers}
 
-            def talking_to() -> str:
-                """The manager the worker asks first (`info` lists it first)."""
-                return by_addr[w1.info().managers[0].rpartition(":")[0]]
+        def talking_to() -> str:
+            """The manager the worker asks first (`info` lists it first)."""
+            return by_addr[w1.info().managers[0].rpartition(":")[0]]
 
-            talks_to = "m1"
-            for i in range(runs):
-                for name, client in managers.items():
-                    client.create_network(f"fo-warm{i}-{name}", driver="overlay",
-                                          attachable=True)
-                w1.run(f"fo-warm{i}", network=f"fo-warm{i}-{talks_to}")
-                t0 = time.perf_counter()
-                w1.run(f"fo-base{i}", network=f"fo-warm{i}-"
-                       f"{'m2' if talks_to == 'm1' else 'm1'}")
-                baseline.append(time.perf_counter() - t0)
-                talks_to = talking_to()
-                survivor = "m2" if talks_to == "m1" else "m1"
-                managers[survivor].create_network(f"fo-net{i}", driver="overlay",
-                                                  attachable=True)
-                victim = lab.agent(talks_to)
-                t0 = time.perf_counter()
-                lab.stop_agent(victim, sig=signal.SIGKILL)
-                w1.run(f"fo-run{i}", network=f"fo-net{i}")
-                took.append(time.perf_counter() - t0)
-                lab.start_agent(victim)
-                lab.wait_ready(victim)
-                talks_to = survivor
-            # the same, but the manager's machine is cut off at the switch (a host that
-            # died, not a process): its SYNs go unanswered, so the connect timeout is paid
-            cut = []
-            for i in range(runs):
-                survivor = "m2" if talks_to == "m1" else "m1"
-                managers[talks_to].create_network(f"fo-cwarm{i}", driver="overlay",
-                                                  attachable=True)
-                w1.run(f"fo-cwarm{i}", network=f"fo-cwarm{i}")
-                talks_to = talking_to()
-                survivor = "m2" if talks_to == "m1" else "m1"
-                managers[survivor].create_network(f"fo-cnet{i}", driver="overlay",
-                                                  attachable=True)
-                host = lab.topo.host(talks_to)
-                t0 = time.perf_counter()
-                lab.topo.set_link(host, up=False)
-                try:
-                    w1.run(f"fo-crun{i}", network=f"fo-cnet{i}")
-                    cut.append(time.perf_counter() - t0)
-                finally:
-                    lab.topo.set_link(host, up=True)
-                time.sleep(1.0)   # the healed manager is gossip-alive again
-                talks_to = survivor
+        talks_to = "m1"
+        for i in range(runs):
+            for name, client in managers.items():
+                client.create_network(f"fo-warm{i}-{name}", driver="overlay",
+                                      attachable=True)
+            w1.run(f"fo-warm{i}", network=f"fo-warm{i}-{talks_to}")
+            t0 = time.perf_counter()
+            w1.run(f"fo-base{i}", network=f"fo-warm{i}-"
+                   f"{'m2' if talks_to == 'm1' else 'm1'}")
+            baseline.append(time.perf_counter() - t0)
+            talks_to = talking_to()
+            survivor = "m2" if talks_to == "m1" else "m1"
+            managers[survivor].create_network(f"fo-net{i}", driver="overlay",
+                                              attachable=True)
+            victim = lab.agent(talks_to)
+            t0 = time.perf_counter()
+            lab.stop_agent(victim, sig=signal.SIGKILL)
+            w1.run(f"fo-run{i}", network=f"fo-net{i}")
+            took.append(time.perf_counter() - t0)
+            lab.start_agent(victim)
+            lab.wait_ready(victim)
+            talks_to = survivor
+        # the same, but the manager's machine is cut off at the switch (a host that
+        # died, not a process): its SYNs go unanswered, so the connect timeout is paid
+        cut = []
+        for i in range(runs):
+            survivor = "m2" if talks_to == "m1" else "m1"
+            managers[talks_to].create_network(f"fo-cwarm{i}", driver="overlay",
+                                              attachable=True)
+            w1.run(f"fo-cwarm{i}", network=f"fo-cwarm{i}")
+            talks_to = talking_to()
+            survivor = "m2" if talks_to == "m1" else "m1"
+            managers[survivor].create_network(f"fo-cnet{i}", driver="overlay",
+                                              attachable=True)
+            host = lab.topo.host(talks_to)
+            t0 = time.perf_counter()
+            lab.topo.set_link(host, up=False)
+            try:
+                w1.run(f"fo-crun{i}", network=f"fo-cnet{i}")
+                cut.append(time.perf_counter() - t0)
+            finally:
+                lab.topo.set_link(host, up=True)
+            time.sleep(1.0)   # the healed manager is gossip-alive again
+            talks_to = survivor
     return {"failover_s": statistics.median(took),
             "failover_runs_s": [round(t, 3) for t in took],
             "failover_baseline_s": statistics.median(baseline),

@@ -13,7 +13,6 @@ The choice logic itself: tests/unit/test_manager_failover.py."""
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfabric.lab.cluster import Lab
-from netfabric.lab.etcd import EtcdLab
+from netfabric.lab.ha import ha_cluster
 from netfabric.lab.topology import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -33,23 +32,10 @@ FAILOVER_BOUND_S = 3.0
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with Lab.up(4, state_dir=str(tmp_path_factory.mktemp("fo")),
-                names=["node1", "node2", "node3", "etcd1"], start=False) as lab:
-        assert lab.topo is not None
-        for name in ("node1", "node2", "node3"):
-            lab.start_agent(lab.agent(name))
-        for name in ("node1", "node2", "node3"):
-            lab.wait_ready(lab.agent(name))
-        with EtcdLab([lab.topo.host("etcd1")], name="fofail").start() as etcd:
-            init = nf(lab, "node1", "init", "--advertise-addr", "eth0", "--store", etcd.url)
-            worker = re.search(r"netfabric join --token (\S+) (\S+)", init)
-            assert worker is not None
-            nf(lab, "node3", "join", "--token", worker.group(1), worker.group(2))
-            tok = re.search(r"netfabric join --token (\S+) (\S+)",
-                            nf(lab, "node1", "join-token", "manager"))
-            assert tok is not None
-            nf(lab, "node2", "join", "--token", tok.group(1), tok.group(2))
-            yield lab
+    # node3 joins before node2: it can only hear of node2 from gossip
+    with ha_cluster(str(tmp_path_factory.mktemp("fo")), managers=["node1", "node2"],
+                    workers=["node3"], joins=["node3", "node2"], name="fofail") as (lab, _):
+        yield lab
 
 
 def nf(lab: Lab, host: str, *argv: str, code: int = 0) -> str:
