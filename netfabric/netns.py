@@ -45,6 +45,7 @@ __all__ = [
     "name_own_netns",
     "netlink_socket",
     "netns_exists",
+    "netns_file",
     "netns_path",
     "read_sysctl",
     "run_in_netns",
@@ -100,8 +101,14 @@ def _is_netns(path: str) -> bool:
         return False
 
 
+def netns_file(name: str) -> str:
+    """The file of netns ``name``: a name under /run/netns, or an absolute path (a
+    machine's /proc/PID/ns/net, a netns Docker or a CNI runtime made)."""
+    return name if name.startswith("/") else netns_path(name)
+
+
 def netns_exists(name: str) -> bool:
-    return _is_netns(netns_path(name))
+    return _is_netns(netns_file(name))
 
 
 @contextlib.contextmanager
@@ -113,9 +120,7 @@ def entered(name: str | None) -> Iterator[None]:
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
-            # a name under /run/netns, or a path (a machine's /proc/PID/ns/net)
-            target = os.open(name if name.startswith("/proc/") else netns_path(name),
-                             os.O_RDONLY | os.O_CLOEXEC)
+            target = os.open(netns_file(name), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise DataplaneError(f"netns {name!r} does not exist") from exc
         except OSError as exc:

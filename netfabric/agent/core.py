@@ -559,6 +559,12 @@ class AgentCore:
     async def close_names(self, netns: str) -> None:
         await self._ctx.names.close_sandbox(netns)
 
+    async def open_services(self, netns_path: str, networks: frozenset[str]) -> None:
+        await self._services.open_sandbox(netns_path, networks)
+
+    async def close_services(self, netns_path: str) -> None:
+        await self._services.close_sandbox(netns_path)
+
 
 def _implements_frontend(core: AgentCore) -> AgentFrontend:
     return core   # mypy checks that AgentCore is an AgentFrontend

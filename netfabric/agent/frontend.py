@@ -179,3 +179,11 @@ class AgentFrontend(Protocol):
 
     async def close_names(self, netns: str) -> None:
         """Stop serving DNS in a netns."""
+
+    async def open_services(self, netns_path: str, networks: frozenset[str]) -> None:
+        """Give a netns made by someone else (a Docker or CNI container's) the VIP load
+        balancers of the services on ``networks`` (or update its set), as netfabric's own
+        sandboxes have: its connections to a VIP reach the service's tasks."""
+
+    async def close_services(self, netns_path: str) -> None:
+        """Take them out again (before the netns goes: its table holds it open)."""

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -52,6 +53,7 @@ from netfabric.dns.records import Records, ServiceMode
 from netfabric.drivers.common import address_mac
 from netfabric.errors import AlreadyExists, InvalidArgument, NetfabricError, NotFound
 from netfabric.model import Driver, Endpoint, Network, Scope
+from netfabric.netns import netns_exists
 from netfabric.services import (
     Backend,
     EndpointMode,
@@ -84,6 +86,10 @@ gossip forgets a restarted node's entries), and the definitions it keeps in forc
 (``kept:TABLE``), so that a node restarted while no manager answers still has them.
 A file of before definitions moved to the Store also lists a manager's definitions under
 their table names: they are moved into the Store at start."""
+ADOPT_WAIT_S = 30.0
+"""How long a netns adopted from Docker may take to appear (Docker's Join comes before the
+container's netns is mounted at its SandboxKey)."""
+ADOPT_POLL_S = 0.1
 REPUBLISH_S = 5.0
 """A manager republishes the Store into gossip this often, and at once after a change or a
 definition gone with its node."""
@@ -166,6 +172,10 @@ class ServiceRegistry:
         self._kept = Kept({t[len(KEPT_PREFIX):]: {k: v.encode() for k, v in rows.items()}
                            for t, rows in self._saved.items() if t.startswith(KEPT_PREFIX)})
         self._republisher: asyncio.Task[None] | None = None
+        self._adopted: dict[str, frozenset[str]] = {}
+        """Netns made by others (Docker, CNI) by path, and their networks."""
+        self._pending: dict[str, float] = {}
+        """Adopted netns not seen mounted yet, and since when they are waited for."""
         self._republish_soon = asyncio.Event()
 
     def fabric(self) -> ServiceFabric:
@@ -416,6 +426,16 @@ class ServiceRegistry:
             fabric.set_backend(b)
         local = {sb.netns: frozenset(ep.network_id for ep in sb.endpoints)
                  for sb in ctx.ledger.state.sandboxes.values() if not sb.external}
+        for path, nets in list(self._adopted.items()):
+            since = self._pending.get(path)
+            if netns_exists(path):
+                local[path] = nets
+                self._pending.pop(path, None)
+            elif since is None or time.monotonic() - since > ADOPT_WAIT_S:
+                del self._adopted[path]   # gone without a word, or never came: forget it
+                self._pending.pop(path, None)
+            else:   # not mounted yet (Docker mounts it after Join): look again soon
+                asyncio.get_running_loop().call_later(ADOPT_POLL_S, self.schedule)
         for netns in set(fabric.view.sandboxes) - set(local):
             await ctx.thread(fabric.remove_sandbox, netns)
         for netns, nets in local.items():
@@ -427,6 +447,24 @@ class ServiceRegistry:
                 log.warning("no leg on the ingress network: %s", exc)
         await ctx.thread(fabric.apply)
         self._sync_dns(fabric)
+
+    async def open_sandbox(self, netns_path: str, networks: frozenset[str]) -> None:
+        """A netns made by others (a Docker or CNI container's) gets the VIP load
+        balancers of ``networks``'s services."""
+        if not netns_path.startswith("/"):
+            raise InvalidArgument(f"netns path {netns_path!r} is not absolute")
+        if networks:
+            if netns_path not in self._adopted:
+                self._pending[netns_path] = time.monotonic()
+            self._adopted[netns_path] = frozenset(networks)
+        else:
+            self._adopted.pop(netns_path, None)
+        await self.sync()
+
+    async def close_sandbox(self, netns_path: str) -> None:
+        self._pending.pop(netns_path, None)
+        if self._adopted.pop(netns_path, None) is not None:
+            await self.sync()
 
     def _reachable(self, b: Backend) -> Backend:
         """``b`` with only the addresses this node can reach now: a remote task's address

@@ -33,7 +33,7 @@ from netfabric.errors import DataplaneError
 from netfabric.netns import (
     entered,
     netns_exists,
-    netns_path,
+    netns_file,
     read_sysctl,
     write_sysctl,
 )
@@ -129,7 +129,7 @@ class CliNft:
     """``nft -f -`` in netns ``netns`` through ``nsenter``: one process per script."""
 
     def __init__(self, netns: str | None) -> None:
-        self._prefix = ["nsenter", f"--net={netns_path(netns)}"] if netns else []
+        self._prefix = ["nsenter", f"--net={netns_file(netns)}"] if netns else []
         self._netns = netns
 
     def run(self, script: str) -> str:
@@ -166,7 +166,7 @@ def flush_udp_conntrack(netns: str | None, lb: LoadBalancer, target: Target) -> 
                  "--reply-port-src", str(target.port)]
     else:
         return
-    prefix = ["nsenter", f"--net={netns_path(netns)}"] if netns else []
+    prefix = ["nsenter", f"--net={netns_file(netns)}"] if netns else []
     filters = [["--orig-dst", vip] for vip in lb.vips]
     if lb.published:
         filters.append([])

@@ -3,8 +3,9 @@
 Two hosts in one cluster: a podman container on node1 and a netfabric container on node2,
 on one overlay, ping each other by name both ways (podman's CNI backend has no DNS: the
 names come from netfabric's resolver, which the plugin serves in the pod and hands podman
-as the result's nameserver). Then ``podman restart``, ``network disconnect/connect``,
-``rm -f`` and ``-p 8080:80`` (on a bridge network): each leaves nothing behind.
+as the result's nameserver), and the pod reaches a service's VIP by address and name.
+Then ``podman restart``, ``network disconnect/connect``, ``rm -f`` and ``-p 8080:80`` (on
+a bridge network): each leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from netfabric import Client
+from netfabric.errors import LabError
 from netfabric.lab.cluster import Lab
 from netfabric.lab.podman import Podman
 from netfabric.lab.walkthrough import form_cluster
@@ -85,6 +87,28 @@ def test_podman_and_netfabric_containers_ping_by_name(lab: tuple[Lab, Podman]) -
     # the short id podman gives as an alias resolves too
     short = pm.ok(["inspect", "-f", "{{.Id}}", "pa"]).strip()[:12]
     assert _ping_from_sandbox(lab_, "node2", "nb", short)
+
+    # a service's VIP on ovl answers in the pod too (its netns gets the VIP tables), by
+    # address and by name; its task is nb on node2
+    n1 = Client(lab_.agent("node1").url)
+    vip = n1.create_service("pweb", networks=["ovl"])["vips"][0]["addr"]
+    with tempfile.TemporaryDirectory(prefix="cnweb-") as root:
+        Path(root, "index.html").write_text("nb\n")
+        nb = n2.inspect_container("nb").netns
+        assert _on(lab_, "node2", "ip", "netns", "exec", nb, "busybox", "httpd", "-p", "80",
+                   "-h", root).returncode == 0
+        n2.add_backend("pweb", "nb")
+
+        def fetch(url: str) -> str:
+            try:
+                return pm.run(["exec", "pa", "wget", "-q", "-O", "-", url], timeout=10
+                              ).stdout.strip()
+            except LabError:
+                return "TIMEOUT"
+        _eventually(lambda: fetch(f"http://{vip}/") == "nb", "pa does not reach pweb's VIP")
+        assert fetch("http://pweb/") == "nb"
+        n1.remove_service("pweb")
+        _on(lab_, "node2", "ip", "netns", "exec", nb, "pkill", "httpd")
 
     # restart: DEL then ADD; the name still resolves on the other host
     pm.ok(["restart", "-t", "0", "pa"])

@@ -121,7 +121,7 @@ class FakeFabric:
         self._net(network).used.discard(address)
 
     async def attach(self, network: str, *, endpoint_id: str, address: str,
-                     mac: str) -> Attachment:
+                     mac: str, sandbox_key: str = "") -> Attachment:
         n = self._net(network)
         self.calls.append(f"attach {network} {address} {mac}")
         n.endpoints[endpoint_id] = (address, mac)

@@ -283,12 +283,16 @@ class CniService:
                         vtep=self.agent.address, aliases=rec.aliases)
 
     async def _names(self, sandbox: str) -> None:
-        """Serve 127.0.0.11 in ``sandbox`` for the networks its attachments are on (or stop)."""
+        """Serve 127.0.0.11 and the services' VIPs in ``sandbox`` for the networks its
+        attachments are on (or stop)."""
         nets = frozenset(r.network_id for r in self.records.values() if r.sandbox == sandbox)
-        if nets and self.probe.exists(NETNS_DIR + sandbox):
-            await self.agent.open_names(sandbox, NETNS_DIR + sandbox, nets)
+        path = NETNS_DIR + sandbox
+        if nets and self.probe.exists(path):
+            await self.agent.open_names(sandbox, path, nets)
+            await self.agent.open_services(path, nets)
         else:
             await self.agent.close_names(sandbox)
+            await self.agent.close_services(path)
 
     async def _ports(self, net: Network) -> None:
         """Program the DNAT of every attachment with port mappings (the whole table)."""

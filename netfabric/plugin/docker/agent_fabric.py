@@ -66,6 +66,8 @@ class _DockerEndpoint:
     endpoint: Endpoint
     ifname: str
     published: bool = True
+    sandbox_key: str = ""
+    """The container's netns (Join's SandboxKey): it gets the services' VIP tables."""
 
 
 def _view(net: Network) -> FabricNetwork:
@@ -146,7 +148,7 @@ class AgentFabric:
     # -- endpoints ----------------------------------------------------------------------------
 
     async def attach(self, network: str, *, endpoint_id: str, address: str,
-                     mac: str) -> Attachment:
+                     mac: str, sandbox_key: str = "") -> Attachment:
         agent = self.agent
         net = await agent.resolve_network(network)
         view = _view(net)
@@ -156,9 +158,10 @@ class AgentFabric:
         ifname = docker_ifname(endpoint_id)
         await agent.attach_endpoint(net, ep, netns_path=self.host_netns_path, ifname=ifname,
                                     gateway=view.gateway)
-        self._eps[endpoint_id] = _DockerEndpoint(net, ep, ifname)
+        self._eps[endpoint_id] = _DockerEndpoint(net, ep, ifname, sandbox_key=sandbox_key)
         agent.publish(net, ep)
         await self._update_dns()
+        await self._update_services(sandbox_key)
         return Attachment(ifname=ifname, gateway=view.gateway)
 
     async def set_names(self, network: str, *, endpoint_id: str,
@@ -175,7 +178,8 @@ class AgentFabric:
         d = self._eps.get(endpoint_id)
         if d is not None and d.published:
             self.agent.withdraw(d.network, d.endpoint)
-            self._eps[endpoint_id] = replace(d, published=False)
+            self._eps[endpoint_id] = replace(d, published=False, sandbox_key="")
+            await self._update_services(d.sandbox_key)
 
     async def detach(self, network: str, *, endpoint_id: str) -> None:
         d = self._eps.pop(endpoint_id, None)
@@ -183,9 +187,22 @@ class AgentFabric:
             return
         if d.published:
             self.agent.withdraw(d.network, d.endpoint)
+        await self._update_services(d.sandbox_key)
         await self.agent.detach_endpoint(d.network, d.endpoint,
                                          netns_path=self.host_netns_path, ifname=d.ifname)
         await self._update_dns()
+
+    async def _update_services(self, sandbox_key: str) -> None:
+        """The container netns ``sandbox_key`` balances to the services of the networks it
+        still has an endpoint on (none: its tables go, before Docker removes the netns)."""
+        if not sandbox_key:
+            return
+        nets = frozenset(d.network.id for d in self._eps.values()
+                         if d.sandbox_key == sandbox_key)
+        if nets:
+            await self.agent.open_services(sandbox_key, nets)
+        else:
+            await self.agent.close_services(sandbox_key)
 
     # -- DNS ----------------------------------------------------------------------------------
 

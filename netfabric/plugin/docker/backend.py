@@ -70,9 +70,11 @@ class Fabric(Protocol):
         ...
 
     async def attach(self, network: str, *, endpoint_id: str, address: str,
-                     mac: str) -> Attachment:
+                     mac: str, sandbox_key: str = "") -> Attachment:
         """Wire the endpoint into the network and publish it; leave the host end of a veth,
-        down and unaddressed, in this host's netns for Docker to move into the sandbox."""
+        down and unaddressed, in this host's netns for Docker to move into the sandbox.
+        ``sandbox_key``: the container's netns (Join's SandboxKey), given the VIP load
+        balancers of the network's services."""
         ...
 
     async def set_names(self, network: str, *, endpoint_id: str,

@@ -402,7 +402,7 @@ class DockerPlugin:
         address = str(ipaddress.ip_interface(ep.address).ip)
         async with self._lock:
             att = await self.fabric.attach(fab.name, endpoint_id=ep.endpoint_id, address=address,
-                                           mac=ep.mac)
+                                           mac=ep.mac, sandbox_key=req.sandbox_key)
             if ep.endpoint_id in self.state.endpoints:
                 self.state.endpoints[ep.endpoint_id] = EndpointRecord(
                     endpoint_id=ep.endpoint_id, network_id=ep.network_id, address=ep.address,
