@@ -6,7 +6,8 @@ lab: etcd in a machine of its own (``etcd1``), managers ``node1`` and ``node2``,
 - when the manager it talks to is killed, its next change that needs a manager is served by
   the other one within a bound;
 - while no manager answers, it keeps handing out addresses from the blocks it leased, and
-  what needs a manager fails fast with one line naming every manager tried.
+  what needs a manager fails fast with one line naming every manager tried;
+- a demoted manager leaves its list at the next answer, a promoted one joins it.
 
 The choice logic itself: tests/unit/test_manager_failover.py."""
 
@@ -110,3 +111,13 @@ def test_a_worker_allocates_from_its_blocks_while_no_manager_answers(lab: Lab) -
     held = json.loads(nf(lab, "node2", "network", "inspect", "-f", "{{json .Containers}}",
                          "fo-d"))
     assert [c["Name"] for c in held.values()] == ["fo-d1"], held
+
+
+def test_a_demoted_manager_is_dropped_and_a_promoted_one_learned(lab: Lab) -> None:
+    nf(lab, "node1", "node", "demote", "node2")
+    nf(lab, "node1", "network", "create", "-d", "overlay", "--attachable", "fo-e")
+    nf(lab, "node3", "run", "-d", "--network", "fo-e", "--name", "fo-e1")  # a manager answers
+    assert wait_for(lambda: _known(lab, "node3") == [M1], 5), _known(lab, "node3")
+    nf(lab, "node1", "node", "promote", "node2")
+    assert wait_for(lambda: sorted(_known(lab, "node3")) == [M1, M2], 10), \
+        _known(lab, "node3")
