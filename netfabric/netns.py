@@ -47,6 +47,7 @@ __all__ = [
     "netns_exists",
     "netns_file",
     "netns_path",
+    "netns_pids",
     "read_sysctl",
     "run_in_netns",
     "run_in_netns_async",
@@ -109,6 +110,25 @@ def netns_file(name: str) -> str:
 
 def netns_exists(name: str) -> bool:
     return _is_netns(netns_file(name))
+
+
+def netns_pids(name: str) -> list[int]:
+    """The processes whose network namespace is netns ``name`` (none if it is gone)."""
+    try:
+        target = os.stat(netns_file(name))
+    except OSError:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            out.append(int(entry))
+    return sorted(out)
 
 
 @contextlib.contextmanager

@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import signal
 import time
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -30,6 +32,7 @@ from netfabric.agent.ports import MeshEvent, MeshEventKind
 from netfabric.agent.services import RUNSPECS, TASKS, TASKSTATES, ServiceRegistry
 from netfabric.api.types import Availability
 from netfabric.errors import InvalidArgument, NetfabricError, NotFound
+from netfabric.netns import netns_pids
 from netfabric.services.tasks import (
     ENDED,
     Desired,
@@ -103,7 +106,7 @@ class TaskRunner:
         self._ctx = ctx
         self._services = services
         self._endpoints = endpoints
-        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._procs: dict[str, _Proc] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._busy: set[str] = set()
         self._job: asyncio.Task[None] | None = None
@@ -206,11 +209,44 @@ class TaskRunner:
     def container_name(t: Task) -> str:
         return f"{t.service}.{t.slot}.{t.id[:12]}"
 
+    async def _adopt(self, t: Task, name: str) -> bool:
+        """Take back a task whose process still runs in its sandbox (started before this
+        agent restarted): watched, a backend again, reported running; not started twice."""
+        sb = self._ctx.ledger.state.sandboxes.get(name)
+        if sb is None:
+            return False
+        pids = await self._ctx.thread(netns_pids, sb.netns_path)
+        if not pids:
+            return False
+        try:
+            proc = _Adopted(pids)
+        except OSError:
+            return False
+        self._procs[t.id] = proc
+        await self._services.add_backend(t.service, name)
+        self._report(t, State.RUNNING)
+        self._watchers[t.id] = asyncio.get_running_loop().create_task(self._watch(t, proc))
+        log.info("task %s: took back its running process %s", name,
+                 " ".join(map(str, pids)))
+        return True
+
+    async def _kill_leftovers(self, name: str) -> None:
+        """Whatever still runs in a sandbox about to be made again (nothing is orphaned)."""
+        sb = self._ctx.ledger.state.sandboxes.get(name)
+        if sb is None:
+            return
+        for pid in await self._ctx.thread(netns_pids, sb.netns_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     async def _start(self, t: Task) -> None:
         self._busy.add(t.id)
         name = self.container_name(t)
         try:
+            if await self._adopt(t, name):
+                return
             self._report(t, State.STARTING)
+            await self._kill_leftovers(name)
             svc = self._services.service(t.service)
             nets = [await self._services.network_name(n) for n in svc.networks]
             if not nets:
@@ -245,7 +281,7 @@ class TaskRunner:
             self._busy.discard(t.id)
         self.schedule()
 
-    async def _watch(self, t: Task, proc: asyncio.subprocess.Process) -> None:
+    async def _watch(self, t: Task, proc: _Proc) -> None:
         code = await proc.wait()
         if t.id in self._busy:       # being stopped on purpose
             return
@@ -253,8 +289,12 @@ class TaskRunner:
         try:
             self._procs.pop(t.id, None)
             await self._cleanup(self.container_name(t))
-            self._report(t, State.FAILED if code else State.COMPLETE,
-                         f"task: non-zero exit ({code})" if code else "")
+            if isinstance(proc, _Adopted):
+                self._report(t, State.FAILED, "task: exited (started before the agent "
+                             "restarted: its exit code is unknown)")
+            else:
+                self._report(t, State.FAILED if code else State.COMPLETE,
+                             f"task: non-zero exit ({code})" if code else "")
         finally:
             self._busy.discard(t.id)
         self.schedule()
@@ -366,6 +406,67 @@ class TaskRunner:
                          "since": st.since if st else t.created,
                          "error": st.error if st else "", "command": list(t.command)})
         return rows
+
+
+class _Proc(Protocol):
+    """A task's process: one this agent started, or one it took back after a restart."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class _Adopted:
+    """The processes of a task started before this agent restarted: not its children, so
+    watched through pidfds; done when the last one exits (its exit code unknown: -1)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self._fds: dict[int, int] = {}
+        try:
+            for pid in pids:
+                self._fds[pid] = os.pidfd_open(pid)
+        except OSError:
+            self._close()
+            raise
+        self.returncode: int | None = None
+        self._done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for pid, fd in self._fds.items():
+            loop.add_reader(fd, self._exited, pid)
+
+    def _exited(self, pid: int) -> None:
+        fd = self._fds.pop(pid, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+        if not self._fds:
+            self.returncode = -1
+            self._done.set()
+
+    def _close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    async def wait(self) -> int:
+        await self._done.wait()
+        return -1
+
+    def _signal(self, sig: signal.Signals) -> None:
+        for fd in list(self._fds.values()):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
 
 
 class _Exited(Exception):

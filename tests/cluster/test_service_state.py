@@ -7,11 +7,13 @@ store, two workers), with real clients (busybox wget, dig):
 - ``kill -9`` and restart of a worker agent while a task runs on it: its published port
   answers again within a few seconds of the agent being back (a restarted agent plugged a
   second address into its ingress leg, under the first one's MAC: every reply to a
-  masqueraded connection was lost), and so does every other node's.
+  masqueraded connection was lost), and so does every other node's; the agent takes its
+  running task back (same process, none orphaned) and still replaces it when it dies.
 """
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfabric import Client
-from netfabric.lab.cluster import Lab
+from netfabric.lab.cluster import AgentProc, Lab
 from netfabric.lab.walkthrough import form_cluster
 from tests.cluster.test_services import _HOSTS, dig, poll, wget
 
@@ -135,6 +137,8 @@ def test_a_restarted_worker_agent_serves_its_published_port_within_seconds(lab: 
     assert {str(t["node"]) for t in _running(n1, "web")} == {"node2", "node3"}
     port_url = f"http://{node3.address}:8080/"
     assert poll(lambda: wget(node2.netns, port_url) == "web")
+    tasks, pids = _tasks_on_workers(lab), _httpd_pids(node3)
+    assert len(pids) == 1, pids
     lab.stop_agent(node3)                             # kill -9, its task keeps running
     lab.start_agent(node3)
     lab.wait_ready(node3)
@@ -155,3 +159,19 @@ def test_a_restarted_worker_agent_serves_its_published_port_within_seconds(lab: 
     assert [wget(c3, "http://web:8080/") for _ in range(10)] == ["web"] * 10
     Client(node3.url).remove_container("c3", force=True)
     assert poll(lambda: len(_running(n1, "web")) == 2, timeout=30), n1.service_ps("web")
+    # The restarted agent took its running task back: same task, same process, none left
+    # behind (it used to start the task again beside the old, orphaned, process).
+    assert _tasks_on_workers(lab) == tasks
+    assert _httpd_pids(node3) == pids
+    # and still watches it: the task's process dies, the task is replaced
+    assert subprocess.run(node3.enter(["kill", "-KILL", *pids]), check=False).returncode == 0
+    assert poll(lambda: _tasks_on_workers(lab) != tasks and
+                len(_running(n1, "web")) == 2, timeout=30), n1.service_ps("web")
+    assert len(_httpd_pids(node3)) <= 1
+
+
+def _httpd_pids(agent: AgentProc) -> list[str]:
+    """The task processes running in a machine."""
+    out = subprocess.run(agent.enter(["pgrep", "-f", "busybox httpd -f"]), capture_output=True,
+                         text=True, check=False).stdout
+    return sorted(out.split())
