@@ -17,13 +17,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from netfabric import Client
 from netfabric.lab.cluster import AgentProc, Lab
 from netfabric.lab.walkthrough import form_cluster
-from tests.cluster.test_services import _HOSTS, dig, poll, wget
+from tests.cluster.test_services import _HOSTS, _running, dig, poll, wget
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -43,21 +44,22 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         _HOSTS[:] = lab.agents
         n1 = Client(lab.agents[0].url)
         n1.update_node("node1", availability="drain")   # the tasks run on the workers
-        root = state / "www"
-        root.mkdir()
-        (root / "index.html").write_text("web\n")
-        n1.create_network("app", driver="overlay", attachable=True)
-        n1.create_service("web", networks=["app"], publish=["8080:8080"], replicas=2,
-                          command=["busybox", "httpd", "-f", "-p", "8080", "-h", str(root)])
+        web_service(n1, state, replicas=2)
         try:
             yield lab
         finally:
             _HOSTS.clear()
 
 
-def _running(client: Client, name: str) -> list[dict[str, object]]:
-    return [t for t in client.service_ps(name)
-            if t["desired"] == "running" and t["state"] == "running"]
+def web_service(client: Client, state: Path, *, replicas: int) -> None:
+    """Network ``app`` and service ``web`` (``busybox httpd`` answering "web" on 8080,
+    published on 8080) with ``replicas`` tasks."""
+    root = state / "www"
+    root.mkdir()
+    (root / "index.html").write_text("web\n")
+    client.create_network("app", driver="overlay", attachable=True)
+    client.create_service("web", networks=["app"], publish=["8080:8080"], replicas=replicas,
+                          command=["busybox", "httpd", "-f", "-p", "8080", "-h", str(root)])
 
 
 def _tasks_on_workers(lab: Lab) -> set[str]:

@@ -18,7 +18,8 @@ import pytest
 from netfabric import Client
 from netfabric.lab.cluster import Lab
 from netfabric.lab.etcd import EtcdLab
-from tests.cluster.test_services import _HOSTS, dig, poll, wget
+from tests.cluster.test_service_state import web_service
+from tests.cluster.test_services import _HOSTS, _running, dig, poll, wget
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -58,23 +59,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
                 _HOSTS.clear()
 
 
-def _running(client: Client, name: str) -> list[dict[str, object]]:
-    return [t for t in client.service_ps(name)
-            if t["desired"] == "running" and t["state"] == "running"]
-
-
 def test_a_service_outlives_the_manager_that_created_it(lab: tuple[Lab, Path]) -> None:
     lab_, state = lab
     a, b, worker = (lab_.agent(n) for n in ("node1", "node2", "node3"))
     ca, cb, cw = Client(a.url), Client(b.url), Client(worker.url)
     for name in ("node1", "node2"):
         ca.update_node(name, availability="drain")        # the task runs on the worker
-    root = state / "www"
-    root.mkdir()
-    (root / "index.html").write_text("web\n")
-    ca.create_network("app", driver="overlay", attachable=True)
-    ca.create_service("web", networks=["app"], publish=["8080:8080"], replicas=1,
-                      command=["busybox", "httpd", "-f", "-p", "8080", "-h", str(root)])
+    web_service(ca, state, replicas=1)
     assert poll(lambda: len(_running(ca, "web")) == 1, timeout=30), ca.service_ps("web")
     vip = ca.inspect_service("web")["vips"][0]["addr"]
     c3 = cw.run("c3", network="app").netns

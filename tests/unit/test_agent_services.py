@@ -50,9 +50,10 @@ class Tables:
             self.owner.synced.pop(self.netns, None)
 
 
-def test_remote_backends_join_the_vip_once_programmed(tmp_path: Path) -> None:
-    layers = FakeLayers()
-    ctx = layers.context(str(tmp_path), role=Role.WORKER)
+def _registry(layers: FakeLayers, path: Path, role: Role
+              ) -> tuple[ServiceRegistry, Tables, PeerSync]:
+    """A node's service registry over fakes, subscribed to the mesh; its tables and peers."""
+    ctx = layers.context(str(path), role=role)
     addresses = AddressRouter(ctx)
     networks = NetworkRegistry(ctx, addresses)
     peers = PeerSync(ctx)
@@ -60,8 +61,15 @@ def test_remote_backends_join_the_vip_once_programmed(tmp_path: Path) -> None:
     tables = Tables()
     fabric = ServiceFabric(NodeView(ctx.node_id, {}, "nfst-h1"), datapath=tables.factory)
     services = ServiceRegistry(ctx, networks, addresses, endpoints, peers, fabric=fabric)
-    layers.mesh.subscribe(peers.on_mesh_event)
     layers.mesh.subscribe(services.on_mesh_event)
+    return services, tables, peers
+
+
+def test_remote_backends_join_the_vip_once_programmed(tmp_path: Path) -> None:
+    layers = FakeLayers()
+    services, tables, peers = _registry(layers, tmp_path, Role.WORKER)
+    ctx = services._ctx
+    layers.mesh.subscribe(peers.on_mesh_event)
     sb = SandboxRecord(id="s", name="client", netns="nfst-h1-c1", netns_path="/run/netns/x",
                        external=False, created=0.0)
     ctx.ledger.add_endpoint(sb, EndpointRecord(
@@ -100,17 +108,6 @@ def test_remote_backends_join_the_vip_once_programmed(tmp_path: Path) -> None:
     assert tables.synced == {}   # closing removed every table
 
 
-def _registry(layers: FakeLayers, path: Path, role: Role) -> tuple[ServiceRegistry, Tables]:
-    ctx = layers.context(str(path), role=role)
-    addresses = AddressRouter(ctx)
-    networks = NetworkRegistry(ctx, addresses)
-    peers = PeerSync(ctx)
-    endpoints = Endpoints(ctx, networks, addresses, peers)
-    tables = Tables()
-    fabric = ServiceFabric(NodeView(ctx.node_id, {}, "nfst-h1"), datapath=tables.factory)
-    services = ServiceRegistry(ctx, networks, addresses, endpoints, peers, fabric=fabric)
-    layers.mesh.subscribe(services.on_mesh_event)
-    return services, tables
 
 
 WEB = encode_service(Service("web", (NET.id,), vips=((NET.id, "10.8.0.250"),)))
@@ -123,7 +120,7 @@ def test_a_worker_keeps_a_dead_managers_services_across_its_own_restart(
     layers = FakeLayers()
 
     async def go() -> None:
-        services, _ = _registry(layers, tmp_path, Role.WORKER)
+        services, _, _ = _registry(layers, tmp_path, Role.WORKER)
         await services._ctx.mesh.start(secret="s", seeds=[])
         layers.mesh.alive["mgr"] = True
         layers.mesh.set_record(SERVICES, "web", WEB)
@@ -138,7 +135,7 @@ def test_a_worker_keeps_a_dead_managers_services_across_its_own_restart(
         await services.close()
         # The worker restarts while no manager answers: the kept definition is read back.
         layers.mesh.listeners.clear()
-        again, _ = _registry(layers, tmp_path, Role.WORKER)
+        again, _, _ = _registry(layers, tmp_path, Role.WORKER)
         await again._ctx.mesh.start(secret="s", seeds=[])
         await again.sync()
         assert await _infos(again) == ["web"]
@@ -166,7 +163,7 @@ def test_a_manager_writes_the_store_republishes_it_and_upgrades_an_old_file(
     (tmp_path / "services.json").write_text(json.dumps(old))
 
     async def go() -> None:
-        services, _ = _registry(layers, tmp_path, Role.MANAGER)
+        services, _, _ = _registry(layers, tmp_path, Role.MANAGER)
         ctx = services._ctx
         await ctx.mesh.start(secret="s", seeds=[])
         ctx.ledger.put_network(NET)
