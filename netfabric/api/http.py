@@ -197,17 +197,25 @@ class ClientConnection:
         """Bytes from the server; ``b""`` is the end of its stream."""
         self._conn.receive_data(data)
 
+    def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """The next h11 event of the answer; a broken or cut-short answer is
+        :class:`MalformedAnswer`."""
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise MalformedAnswer(f"{self._peer} sent a malformed HTTP answer: {exc}") \
+                from None
+        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            raise MalformedAnswer(f"{self._peer} closed the connection mid-answer")
+        return event
+
     def next_part(self) -> tuple[int, bytes, bool] | None:
         """For an answer read as it comes (a stream such as dockerd's ``/events``): once its
         head has arrived, ``(status, body bytes received since the last call, ended)``;
         ``None`` while more bytes are needed. Errors as :meth:`next_response`."""
         data = bytearray()
         while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise MalformedAnswer(f"{self._peer} sent a malformed HTTP answer: {exc}") \
-                    from None
+            event = self._next_event()
             if isinstance(event, h11.Response):
                 self._head = event
             elif isinstance(event, h11.Data):
@@ -215,9 +223,7 @@ class ClientConnection:
             elif isinstance(event, h11.EndOfMessage):
                 assert self._head is not None
                 return self._head.status_code, bytes(data), True
-            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                raise MalformedAnswer(f"{self._peer} closed the connection mid-answer")
-            else:   # NEED_DATA
+            elif event is h11.NEED_DATA:
                 if self._head is None:
                     return None
                 return self._head.status_code, bytes(data), False
@@ -226,15 +232,9 @@ class ClientConnection:
         """The complete response, ``None`` if more bytes are needed; a broken or cut-short
         answer is :class:`MalformedAnswer`."""
         while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise MalformedAnswer(f"{self._peer} sent a malformed HTTP answer: {exc}") \
-                    from None
+            event = self._next_event()
             if event is h11.NEED_DATA:
                 return None
-            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                raise MalformedAnswer(f"{self._peer} closed the connection mid-answer")
             if isinstance(event, h11.Response):
                 self._head = event
             elif isinstance(event, h11.Data):
