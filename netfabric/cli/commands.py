@@ -284,26 +284,24 @@ def _cmd_node_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_node_promote(args: argparse.Namespace) -> int:
-    client = _client(args)
-    for ref in args.nodes:
-        before = _find_node(client.nodes(), ref)
-        if before.role is Role.MANAGER:
-            print(f"Node {ref} is already a manager.")
-            continue
-        client.promote_node(ref)
-        print(f"Node {ref} promoted to a manager in the swarm.")
-    return 0
+    return _change_roles(args, Role.MANAGER)
 
 
 def _cmd_node_demote(args: argparse.Namespace) -> int:
+    return _change_roles(args, Role.WORKER)
+
+
+def _change_roles(args: argparse.Namespace, role: Role) -> int:
+    """``node promote`` / ``node demote``, with Docker's words for each node."""
     client = _client(args)
+    change = client.promote_node if role is Role.MANAGER else client.demote_node
     for ref in args.nodes:
-        before = _find_node(client.nodes(), ref)
-        if before.role is not Role.MANAGER:
-            print(f"Node {ref} is already a worker.")
+        if _find_node(client.nodes(), ref).role is role:
+            print(f"Node {ref} is already a {role}.")
             continue
-        client.demote_node(ref)
-        print(f"Manager {ref} demoted in the swarm.")
+        change(ref)
+        print(f"Node {ref} promoted to a manager in the swarm." if role is Role.MANAGER
+              else f"Manager {ref} demoted in the swarm.")
     return 0
 
 
