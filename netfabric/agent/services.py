@@ -459,11 +459,12 @@ class ServiceRegistry:
             self._adopted[netns_path] = frozenset(networks)
         else:
             self._adopted.pop(netns_path, None)
-        await self.sync()
+        if self._republisher is not None:   # (before resume, a front end's restore: later)
+            await self.sync()
 
     async def close_sandbox(self, netns_path: str) -> None:
         self._pending.pop(netns_path, None)
-        if self._adopted.pop(netns_path, None) is not None:
+        if self._adopted.pop(netns_path, None) is not None and self._republisher is not None:
             await self.sync()
 
     def _reachable(self, b: Backend) -> Backend:

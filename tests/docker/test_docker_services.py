@@ -2,7 +2,8 @@
 limit: Docker and CNI sandboxes had no VIP tables), on real dockerd in two machines: the
 service's task is a netfabric container on the other host; the Docker container's netns
 (Join's SandboxKey) gets the VIP load balancer, by address and by name, and gives it up when
-the container goes."""
+the container goes; after a kill -9 and restart of the agent it is taken back with the
+container's other endpoints."""
 
 from __future__ import annotations
 
@@ -70,8 +71,24 @@ def test_a_docker_container_reaches_a_service_vip(lab: tuple[DockerLab, Path]) -
     a.docker("run", "-d", "--network", "svnet", "--name", "dc2", "--stop-timeout", "1",
              IMAGE, "sleep", "600")
     assert wait_for(lambda: get("dc2", f"http://{vip}/") == "web1", 15)
+    # node1's agent is killed and restarted under dc2: it takes dc2's netns back, so a
+    # change of the service's tasks still reaches dc2's load balancer.
+    node1 = dlab.agent("node1")
+    dlab.stop_agent(node1)
+    dlab.start_agent(node1)
+    dlab.wait_ready(node1)
+    (root / "web2").mkdir()
+    (root / "web2" / "index.html").write_text("web2\n")
+    task2 = worker.run("web2", network="svnet")
+    subprocess.run(node2.enter(["ip", "netns", "exec", task2.netns, "busybox", "httpd",
+                                "-p", "80", "-h", str(root / "web2")]), check=True, timeout=10)
+    worker.add_backend("web", "web2")
+    worker.remove_backend("web", "web1")
+    assert wait_for(lambda: [get("dc2", f"http://{vip}/") for _ in range(4)] == ["web2"] * 4,
+                    15), _why(dlab, "dc2")
     a.docker("rm", "-f", "dc2")
-    worker.remove_container("web1", force=True)
+    for name in ("web1", "web2"):
+        worker.remove_container(name, force=True)
     manager.remove_service("web")
 
 

@@ -406,7 +406,7 @@ class DockerPlugin:
             if ep.endpoint_id in self.state.endpoints:
                 self.state.endpoints[ep.endpoint_id] = EndpointRecord(
                     endpoint_id=ep.endpoint_id, network_id=ep.network_id, address=ep.address,
-                    mac=ep.mac, ifname=att.ifname)
+                    mac=ep.mac, ifname=att.ifname, sandbox_key=req.sandbox_key)
                 self._save()
         self._connected[req.endpoint_id] = asyncio.Event()
         self._spawn(self._publish_names(fab.name, req.network_id, req.endpoint_id, engine))
@@ -420,7 +420,7 @@ class DockerPlugin:
                 await self.fabric.leave(rec.name, endpoint_id=req.endpoint_id)
             self._published.pop(req.endpoint_id, None)
             if ep is not None and ep.ifname:   # no longer Docker's: not restored
-                self.state.endpoints[ep.endpoint_id] = replace(ep, ifname="")
+                self.state.endpoints[ep.endpoint_id] = replace(ep, ifname="", sandbox_key="")
                 self._save()
         return s.EmptyResponse()
 
@@ -458,7 +458,8 @@ class DockerPlugin:
                 address = str(ipaddress.ip_interface(ep.address).ip)
                 try:
                     await self.fabric.attach(rec.name, endpoint_id=ep.endpoint_id,
-                                             address=address, mac=ep.mac)
+                                             address=address, mac=ep.mac,
+                                             sandbox_key=ep.sandbox_key)
                     if ep.names:
                         await self.fabric.set_names(rec.name, endpoint_id=ep.endpoint_id,
                                                     names=ep.names)

@@ -63,6 +63,9 @@ class EndpointRecord:
     the endpoint's interface is Docker's and an agent restart re-attaches it."""
     names: tuple[str, ...] = ()
     """Container name then aliases, once learnt from dockerd (republished after a restart)."""
+    sandbox_key: str = ""
+    """The container's netns (Join's SandboxKey), given the services' VIP tables again after
+    an agent restart."""
 
 
 @dataclass
