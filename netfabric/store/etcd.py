@@ -347,7 +347,7 @@ class EtcdStore:
                     errors.append(f"{self._endpoints[index][0]}: {_etcd_words(text)}")
                     continue
                 if "HTTPS server" in text:
-                    errors.append(f"{self._endpoints[index][0]}: it speaks TLS: give the CA "
+                    errors.append(f"{self._endpoints[index][0]}: it serves TLS: give the CA "
                                   "and a client certificate (--store-cacert, --store-cert, "
                                   "--store-key)")
                     continue

@@ -80,7 +80,7 @@ def _refused(lab: Lab, etcd: EtcdLab, *flags: str) -> str:
 def test_init_without_certificates_is_refused_naming_etcd(lab: tuple[Lab, EtcdLab]) -> None:
     lab_, etcd = lab
     line = _refused(lab_, etcd)
-    assert "if it serves TLS" in line and "--store-cacert" in line, line
+    assert "serves TLS" in line and "--store-cacert" in line, line
     line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/ca.pem")
     assert "TLS handshake failed" in line, line   # etcd asks for a client certificate
     line = _refused(lab_, etcd, "--store-cacert", f"{PKI}/other-ca.pem", "--store-cert",
