@@ -23,6 +23,7 @@ rewritten without them, so a crash in between moves them again).
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from netfabric.agent.ports import ClusterRecords, NetworkTable
@@ -35,9 +36,13 @@ from netfabric.agent.state import (
     to_network,
 )
 from netfabric.api.types import Availability, Role
+from netfabric.errors import NetfabricError
 from netfabric.model import Network, Scope
 
 __all__ = ["Ledger", "managers_of"]
+
+MISS_RELOAD_S = 1.0
+"""At most one re-read of the network rows a second for networks asked for and unknown."""
 
 
 def managers_of(nodes: list[NodeRecord] | tuple[NodeRecord, ...]) -> list[str]:
@@ -59,6 +64,10 @@ class Ledger:
             self._save()
         self._networks = {n.id: n for n in table.load_networks()}
         self._records: ClusterRecords | None = None
+        self._reloaded = 0.0
+        self.generation = 0
+        """Counts this node's own changes to the networks it knows (a re-read done off the
+        lock applies only if none came meanwhile)."""
 
     def _save(self) -> None:
         self.state.save(self._data_dir)
@@ -177,15 +186,18 @@ class Ledger:
         return list(self._networks.values())
 
     def put_network(self, network: Network) -> None:
+        self.generation += 1
         self._table.save_network(network)
         self._networks[network.id] = network
 
     def cache_network(self, network: Network) -> None:
         """A network whose row the address book has just written (with its subnets)."""
+        self.generation += 1
         self._networks[network.id] = network
 
     def forget_network(self, network_id: str) -> None:
         """A network whose row the address book has just dropped (with its subnets)."""
+        self.generation += 1
         self._networks.pop(network_id, None)
 
     def remember_network(self, network: Network) -> None:
@@ -193,12 +205,30 @@ class Ledger:
         if network.id not in self._networks:
             self.put_network(network)
 
-    def reload_networks(self) -> None:
-        """Read the network rows again: for a table other writers share (several managers
-        on one distributed store), after they changed it."""
-        self._networks = {n.id: n for n in self._table.load_networks()}
+    def reload_networks(self, rows: list[Network] | None = None) -> None:
+        """Read the network rows again (or take ``rows``, read off the lock): for a table
+        other writers share (several managers on one distributed store), after they
+        changed it."""
+        if rows is None:
+            rows = self._table.load_networks()
+        self._networks = {n.id: n for n in rows}
+        self._reloaded = time.monotonic()
+
+    def network_missed(self) -> bool:
+        """A network asked for is not known: on shared records, read the rows again (at
+        most once a second, and never an error: the cache is the answer when etcd is
+        not). True if they were read."""
+        if self._records is None or time.monotonic() - self._reloaded < MISS_RELOAD_S:
+            return False
+        try:
+            self.reload_networks()
+        except NetfabricError:
+            self._reloaded = time.monotonic()
+            return False
+        return True
 
     def drop_network(self, network_id: str) -> None:
+        self.generation += 1
         if network_id in self._networks:
             self._table.drop_network(network_id)
             del self._networks[network_id]

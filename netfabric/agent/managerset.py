@@ -163,6 +163,7 @@ class ManagerSet:
             self._elect.set()   # a lease went (or came): look again at once
 
     async def _sync_loop(self) -> None:
+        failing = False
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._resync)
@@ -174,7 +175,14 @@ class ManagerSet:
             try:
                 await self.sync(dirty)
             except NetfabricError as exc:
-                log.warning("cannot re-read the cluster's store: %s", exc)
+                if not failing:   # once per outage, not every re-read
+                    log.warning("cannot re-read the cluster's store: %s", exc)
+                failing = True
+                self._dirty |= dirty   # read again once it answers
+            else:
+                if failing:
+                    log.info("the cluster's store answers again")
+                failing = False
 
     async def sync(self, dirty: set[str]) -> None:
         """Re-read what changed: the registry and secrets, the networks and their IPAM."""
@@ -194,9 +202,14 @@ class ManagerSet:
         if dirty & _NETWORK_KINDS:
             if "s" in dirty:   # a subnet came or went; blocks need no re-read (CAS)
                 await ctx.thread(ctx.book.reload)
+            generation = ctx.ledger.generation
+            rows = await ctx.thread(ctx.book.load_networks)   # etcd, off the lock
             async with ctx.lock:
                 before = {n.id for n in ctx.ledger.networks() if n.scope == Scope.SWARM}
-                await ctx.thread(ctx.ledger.reload_networks)
+                if ctx.ledger.generation == generation:
+                    ctx.ledger.reload_networks(rows)
+                else:   # this node changed one meanwhile: read again, now
+                    await ctx.thread(ctx.ledger.reload_networks)
                 after = {n.id for n in ctx.ledger.networks() if n.scope == Scope.SWARM}
             for network_id in sorted(after - before):
                 ctx.mesh.join_network(network_id)

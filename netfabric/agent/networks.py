@@ -61,8 +61,7 @@ class NetworkRegistry:
 
     def by_id(self, network_id: str) -> Network:
         net = self._ctx.ledger.network(network_id)
-        if net is None and self._ctx.ledger.records is not None:
-            self._ctx.ledger.reload_networks()   # another manager's newest?
+        if net is None and self._ctx.ledger.network_missed():   # another manager's newest?
             net = self._ctx.ledger.network(network_id)
         if net is None:
             raise NotFound(f"network {network_id} not found")
@@ -74,9 +73,8 @@ class NetworkRegistry:
         try:
             return self._find(ref)
         except NotFound:
-            if self._ctx.ledger.records is None:
+            if not self._ctx.ledger.network_missed():
                 raise
-        self._ctx.ledger.reload_networks()
         return self._find(ref)
 
     def _find(self, ref: str) -> Network:
