@@ -571,7 +571,9 @@ class ClusterService:
             if rec.id == ctx.ledger.state.node_id:
                 raise ClusterError(f"node {rec.hostname} is this node: use `netfabric leave`")
             if rec.role is Role.MANAGER:
-                raise ClusterError(f"node {rec.hostname} is a manager and can't be removed")
+                raise ClusterError(f"node {rec.hostname} is a cluster manager: it must be "
+                                   f"demoted to worker before removal (netfabric node demote "
+                                   f"{rec.hostname})")
             alive = {m.node_id: m.alive for m in ctx.mesh.members()}
             if alive.get(rec.id, False) and not force:
                 raise ClusterError(f"node {rec.hostname} is not down and can't be removed "

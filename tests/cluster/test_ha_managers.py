@@ -164,6 +164,8 @@ def test_promote_a_worker_then_demote_it_back(lab: Lab) -> None:
     assert n3.run("m3", network="on3").networks[0].ipv4 != \
         n1.run("m1", network="on3").networks[0].ipv4
     assert len(n1.info().managers) == 3
+    rm = lab.run("node1", ["netfabric", "node", "rm", "--force", "node3"])
+    assert rm.returncode != 0 and "must be demoted to worker before removal" in rm.stderr
 
     down = lab.run("node2", ["netfabric", "node", "demote", "node3"])
     assert down.returncode == 0, down.stdout + down.stderr
