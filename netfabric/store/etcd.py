@@ -331,11 +331,15 @@ class EtcdStore:
                                           cert=self._session.cert)
             except requests.exceptions.SSLError as exc:
                 errors.append(f"{self._endpoints[index][0]}: TLS handshake failed: "
-                              f"{_ssl_reason(exc)}")
+                              f"{self._tls_reason(exc)}")
                 continue
             except requests.RequestException as exc:
                 if isinstance(exc, requests.exceptions.ReadTimeout):
                     unconfirmed = True   # sent: etcd may still commit it
+                if self._hung_up_on_tls(exc):
+                    errors.append(f"{self._endpoints[index][0]}: TLS handshake failed: "
+                                  f"{self._tls_reason(exc)}")
+                    continue
                 why = self._request_reason(exc)
                 errors.append(f"{self._endpoints[index][0]}: {why}")
                 continue
@@ -361,6 +365,34 @@ class EtcdStore:
                    "safe (every write compares revisions)")
         raise StoreUnavailable(f"etcd {self.location} unavailable (no member answered with "
                                f"quorum: {'; '.join(errors)}); {outcome}")
+
+    def _hung_up_on_tls(self, exc: Exception) -> bool:
+        """A TLS 1.3 member that wants a client certificate refuses it only after the
+        client's side of the handshake is done: its alert races our request, and the
+        connection is often just reset or ended. Without a client certificate that is the
+        handshake failing, not a member that is down."""
+        import requests
+
+        if self._scheme != "https" or self._session.cert is not None or \
+                not isinstance(exc, requests.exceptions.ConnectionError) or \
+                isinstance(exc, requests.exceptions.ConnectTimeout):
+            return False
+        text = str(exc)
+        return any(w in text for w in ("reset by peer", "without response", "[Errno 104]",
+                                       "Broken pipe", "[Errno 32]"))
+
+    def _tls_reason(self, exc: Exception) -> str:
+        """The alert or check that failed; where the member gave none (it hung up), why
+        it may have, in words that say what to give."""
+        reason = _ssl_reason(exc)
+        if reason != str(exc)[-160:]:
+            found = reason
+        else:
+            found = "the member ended the connection without saying why"
+        if self._session.cert is None and "verify failed" not in found:
+            found += (" (does it require a client certificate? give --store-cert and "
+                      "--store-key)")
+        return found
 
     def _request_reason(self, exc: Exception) -> str:
         """Why a member did not answer, in a few words (not requests' and urllib3's
