@@ -23,7 +23,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 
 def add_cni_commands(sub: Any) -> None:
-    from netfabric.agent.daemon import DEFAULT_DATA_DIR
+    from netfabric.agent.flags import DEFAULT_DATA_DIR
     from netfabric.plugin.cni.install import BIN_DIR, CONF_DIR
 
     _, cnisub = group(sub, "cni", "the CNI plugin: podman and other CNI runtimes",

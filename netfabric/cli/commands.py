@@ -640,7 +640,7 @@ def _cmd_docker_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
-    from netfabric.agent.daemon import DOCKER_PLUGIN_SOCKET
+    from netfabric.agent.flags import DOCKER_PLUGIN_SOCKET
     from netfabric.client import DEFAULT_SOCKET
     from netfabric.host.reset import Reset
 
@@ -956,7 +956,7 @@ def add_commands(sub: Any) -> None:
                    help="the program and its arguments")
     p.set_defaults(func=_cmd_exec)
 
-    from netfabric.agent.daemon import DEFAULT_DATA_DIR, DEFAULT_NETNS_PREFIX, add_argument_flags
+    from netfabric.agent.flags import DEFAULT_DATA_DIR, DEFAULT_NETNS_PREFIX, add_argument_flags
     from netfabric.host.docker import RESOLV_CONF
     from netfabric.plugin.cni.install import BIN_DIR as CNI_BIN_DIR
     from netfabric.plugin.cni.install import CONF_DIR as CNI_CONF_DIR

@@ -15,6 +15,7 @@ from netfabric.plugin.docker.agent_fabric import AgentFabric, docker_ifname
 
 FRONT_ENDS = ("plugin", "cli", "api", "cni", "services")
 ALLOWED = {"netfabric.agent.frontend", "netfabric.agent.ports", "netfabric.agent.daemon",
+           "netfabric.agent.flags",   # the daemon's flags and defaults, light for the CLI
            "netfabric.agent.rpc"}
 
 
