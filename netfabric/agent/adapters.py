@@ -376,11 +376,12 @@ class IpamBook:
         return self._on_thread(run)
 
     def block_owners(self) -> set[str]:
-        """Every host that leases a block or holds an address of the cluster's rows."""
+        """Every host that leases a block of the cluster's rows, as the store has them now
+        (another manager leased some since this view was read)."""
         def run() -> set[str]:
+            self._reload()
             ipam = self.shared_ipam or self.ipam
-            owners = {b.host_id for b in ipam.blocks()}
-            return owners
+            return {b.host_id for b in ipam.blocks()}
         return self._on_thread(run)
 
     def objects(self, kinds: Sequence[str]) -> dict[str, dict[str, bytes]]:

@@ -153,7 +153,7 @@ class AddressBook(NetworkTable, Protocol):
         """Re-read a shared store's rows (another manager changed them); no-op otherwise."""
 
     def block_owners(self) -> set[str]:
-        """Every host that leases a block of the cluster's networks."""
+        """Every host that leases a block of the cluster's networks (read afresh)."""
 
     def leased(self, network_id: str) -> list[BlockLease]:
         """The blocks of a network leased to hosts."""

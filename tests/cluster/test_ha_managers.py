@@ -21,10 +21,13 @@ from pathlib import Path
 import pytest
 
 from netfabric import Client
-from netfabric.errors import InvalidToken
+from netfabric.errors import InUse, InvalidToken
+from netfabric.ipam.shared import SharedIpam
 from netfabric.lab.cluster import Lab
 from netfabric.lab.etcd import EtcdLab
 from netfabric.lab.topology import wait_for
+from netfabric.netns import entered
+from netfabric.store.etcd import EtcdStore, cluster_prefix
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -209,6 +212,30 @@ def test_the_leader_moves_within_the_lease_ttl_after_kill_9(lab: Lab) -> None:
     lab.wait_ready(lab.agent(leader))
     assert wait_for(lambda: sorted(_ls(lab, leader).values()) == ["", "Leader", "Reachable"]
                     and "after" in {n.name for n in _client(lab, leader).networks()}, 10)
+
+
+def test_the_leader_reclaims_blocks_of_a_host_not_in_the_registry(lab: Lab,
+                                                                  etcd: EtcdLab) -> None:
+    """A block leased to a host the registry does not have (a node removed while its
+    manager died mid-way) keeps `network rm` refused until the leader's job frees it."""
+    n1 = _client(lab, "node1")
+    net = n1.create_network("orphaned", driver="overlay")
+    cid = n1.info().cluster_id
+    with entered(etcd.hosts[2].netns_path()), \
+            EtcdStore(etcd.url, prefix=cluster_prefix(cid)) as store:
+        SharedIpam(store).lease_block(net.id, "ghost-host-not-in-the-registry")
+    with pytest.raises(InUse, match="address blocks leased to ghost"):
+        n1.remove_network("orphaned")
+
+    def removed() -> bool:
+        try:
+            n1.remove_network("orphaned")
+        except InUse:
+            return False
+        return True
+    start = time.monotonic()
+    assert wait_for(removed, 15, 0.5), "the leader never reclaimed the orphaned block"
+    print(f"orphaned block reclaimed by the leader after {time.monotonic() - start:.1f} s")
 
 
 def test_a_manager_without_etcd_quorum_refuses_changes_naming_etcd(lab: Lab,
