@@ -18,13 +18,10 @@ import pytest
 from netfabric import Client
 from netfabric.lab.cluster import Lab
 from netfabric.lab.etcd import EtcdLab
-from tests.cluster.test_service_state import web_service
+from tests.cluster.test_service_state import seen_dead, web_service
 from tests.cluster.test_services import _HOSTS, _running, dig, poll, wget
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-DETECT_S = 4.0
-"""Longer than the ``local`` profile's failure detection: A's gossip entries are gone."""
 
 
 def nf(lab: Lab, host: str, *argv: str) -> str:
@@ -76,7 +73,7 @@ def test_a_service_outlives_the_manager_that_created_it(lab: tuple[Lab, Path]) -
     assert "web" in nf(lab_, "node2", "service", "ls")
 
     lab_.stop_agent(a)                                     # kill -9 of the creator
-    time.sleep(DETECT_S)
+    seen_dead([b, worker])                                # A's gossip entries are gone
     assert dig(c3, "web") == [vip]
     assert len(dig(c3, "tasks.web")) == 1
     assert [wget(c3, f"http://{vip}:8080/") for _ in range(5)] == ["web"] * 5
