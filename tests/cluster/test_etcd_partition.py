@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from netfabric import Client
+from netfabric.errors import StoreUnavailable
 from netfabric.lab.cluster import Lab
-from netfabric.lab.etcd import EtcdLab
-from netfabric.lab.topology import wait_for
+from netfabric.lab.etcd import CLIENT_PORT, EtcdLab
+from netfabric.lab.topology import Host, wait_for
 from netfabric.netns import entered
 from netfabric.store.base import Snapshot
 from netfabric.store.etcd import EtcdStore, cluster_prefix
@@ -50,6 +51,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, EtcdLab
             yield lab, etcd
 
 
+def _alone(host: Host, cluster_id: str) -> bool:
+    """``host``'s own etcd member answers 'no leader' (asked from inside its machine)."""
+    try:
+        with entered(host.netns_path()), EtcdStore(
+                [(host.address, CLIENT_PORT)], prefix=cluster_prefix(cluster_id),
+                timeout=0.5) as store:
+            store.load()
+    except StoreUnavailable as exc:
+        return "no leader" in str(exc)
+    return False
+
+
 def _rows(etcd: EtcdLab, host: int, cluster_id: str) -> tuple[set[str], Snapshot]:
     with entered(etcd.hosts[host].netns_path()), \
             EtcdStore(etcd.url, prefix=cluster_prefix(cluster_id)) as store:
@@ -72,7 +85,9 @@ def test_a_manager_cut_off_from_quorum_refuses_and_catches_up(
     healed = False
     healed_at = 0.0
     try:
-        time.sleep(2.5)   # past etcd's election timeout: node1's member knows it is alone
+        # past etcd's election timeout: node1's member knows it is alone
+        assert wait_for(lambda: _alone(node1, cid), 15, 0.1), \
+            "node1's etcd member never said it has no leader"
         start = time.monotonic()
         proc = lab_.run("node1", ["netfabric", "network", "create", "-d", "overlay",
                                   "fo-cut"], timeout=60)
