@@ -3,6 +3,7 @@
 Every row is one etcd key under a prefix (default ``/netfabric/``)::
 
     n/<network id>                       network record (canonical JSON)
+    N/<network name>                     the id of the network of that name (uniqueness)
     p/<address space>                    the last subnet taken from that space (CAS unit)
     s/<network id>/<cidr>                subnet row
     b/<network id>/<cidr>/<index>        block row: owner and one byte per address
@@ -48,6 +49,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from netfabric.errors import (
+    AlreadyExists,
     InvalidArgument,
     StoreConflict,
     StoreCorrupt,
@@ -562,7 +564,29 @@ class EtcdStore:
         self._write(self._key("h", network_id, subnet, address), None)
 
     def put_network(self, network: Network) -> None:
-        self._write(self._key("n", network.id), encode_network(network).encode())
+        """The network row and its name row (``N/<name>`` -> id) in one txn, the name row
+        compared to what was just read: two managers creating one name at once both see
+        it free, and the later txn fails and is retried, to find the name taken
+        (AlreadyExists, Docker's line, nothing written). A row of before name rows (none
+        for its name) is found by its record and gets its name row on its next write."""
+        name_key = self._key("N", network.name)
+        with self.transaction():
+            answer = self._post("/kv/range", {"key": _b64(name_key)})
+            kvs = answer.get("kvs", [])
+            owner = _unb64(kvs[0].get("value", "")).decode() if kvs else None
+            if owner is None:
+                owner = next((n.id for n in self._networks_named(network.name)
+                              if n.id != network.id), None)
+            if owner is not None and owner != network.id:
+                raise AlreadyExists(f"network with name {network.name} already exists")
+            if name_key not in self._ops:
+                self._compares[name_key] = int(kvs[0].get("mod_revision", 0)) if kvs else 0
+            if not kvs:
+                self._write(name_key, network.id.encode())
+            self._write(self._key("n", network.id), encode_network(network).encode())
+
+    def _networks_named(self, name: str) -> list[Network]:
+        return [n for n in self.list_networks() if n.name == name]
 
     def get_network(self, network_id: str) -> Network | None:
         key = self._key("n", network_id)
@@ -590,9 +614,19 @@ class EtcdStore:
         return sorted((self._decode(k, v) for k, v, _ in rows), key=lambda n: n.id)
 
     def delete_network(self, network_id: str) -> bool:
-        if self.get_network(network_id) is None:
-            return False
-        self._write(self._key("n", network_id), None)
+        """The network row and its name row (if it still names this network), at once."""
+        with self.transaction():
+            network = self.get_network(network_id)
+            if network is None:
+                return False
+            name_key = self._key("N", network.name)
+            answer = self._post("/kv/range", {"key": _b64(name_key)})
+            kvs = answer.get("kvs", [])
+            if kvs and _unb64(kvs[0].get("value", "")).decode() == network_id:
+                if name_key not in self._ops:
+                    self._compares[name_key] = int(kvs[0].get("mod_revision", 0))
+                self._write(name_key, None)
+            self._write(self._key("n", network_id), None)
         return True
 
     def put_object(self, kind: str, key: str, value: bytes) -> None:

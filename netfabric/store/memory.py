@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from netfabric.errors import AlreadyExists
 from netfabric.model import Network
 from netfabric.store.base import BlockRecord, HolderRecord, Snapshot, SubnetRecord
 
@@ -107,6 +108,9 @@ class MemoryStore:
         self._holders.pop(key, None)
 
     def put_network(self, network: Network) -> None:
+        if any(n.name == network.name and n.id != network.id
+               for n in self._networks.values()):
+            raise AlreadyExists(f"network with name {network.name} already exists")
         self._remember(self._networks, network.id)  # type: ignore[arg-type]
         self._networks[network.id] = network
 

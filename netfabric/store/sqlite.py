@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-from netfabric.errors import InvalidArgument, StoreCorrupt, StoreError
+from netfabric.errors import AlreadyExists, InvalidArgument, StoreCorrupt, StoreError
 from netfabric.model import Network
 from netfabric.store.base import (
     BlockRecord,
@@ -261,8 +261,19 @@ class SqliteStore:
                     (network_id, subnet, address))
 
     def put_network(self, network: Network) -> None:
-        self._write("INSERT OR REPLACE INTO networks VALUES (?, ?)",
-                    (network.id, encode_network(network)))
+        """One name, one network: another row of that name refuses the write (Docker's
+        line), checked in the same immediate transaction as the write."""
+        with self.transaction():
+            try:
+                taken = self._db.execute(
+                    "SELECT 1 FROM networks WHERE id<>? AND json_extract(record, '$.name')=? "
+                    "LIMIT 1", (network.id, network.name)).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read store file {self._path}: {exc}") from exc
+            if taken is not None:
+                raise AlreadyExists(f"network with name {network.name} already exists")
+            self._write("INSERT OR REPLACE INTO networks VALUES (?, ?)",
+                        (network.id, encode_network(network)))
 
     def _decode(self, network_id: object, text: object) -> Network:
         if not isinstance(text, str):

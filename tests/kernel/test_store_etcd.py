@@ -16,17 +16,20 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from netfabric.errors import StoreConflict, StoreUnavailable
-from netfabric.ipam import HostAllocator, Ipam
+from netfabric.errors import AlreadyExists, StoreConflict, StoreUnavailable
+from netfabric.ipam import AddressSpace, HostAllocator, Ipam
 from netfabric.ipam.shared import SharedIpam
 from netfabric.lab.etcd import EtcdLab
 from netfabric.lab.topology import Topology, wait_for
+from netfabric.model import Driver, Network, Scope
 from netfabric.netns import entered
 from netfabric.store import Store
+from netfabric.store.base import encode_network
 from netfabric.store.etcd import EtcdStore, EtcdTls, retry_on_conflict
 from tests.unit.test_store import (  # the shared Store contract, run here against etcd
     test_block_lease_cursor_survives_a_returned_block,
     test_cursor_survives_when_last_address_was_released,
+    test_network_names_are_unique,
     test_network_records,
     test_objects,
     test_reopen_gives_back_exactly_the_same_state,
@@ -36,6 +39,7 @@ from tests.unit.test_store import (  # the shared Store contract, run here again
 __all__ = [
     "test_block_lease_cursor_survives_a_returned_block",
     "test_cursor_survives_when_last_address_was_released",
+    "test_network_names_are_unique",
     "test_network_records",
     "test_objects",
     "test_reopen_gives_back_exactly_the_same_state",
@@ -309,3 +313,68 @@ def test_managers_with_block_affinity_conflict_only_on_leases(url: str, prefix: 
     with EtcdStore(url, prefix=prefix) as s1:
         owners = {b.host_id for b in Ipam(s1).blocks(network_id="n")}
         assert owners == {"m0", "m1", "m2"}
+
+
+def test_two_managers_creating_one_name_at_once_one_wins(url: str, prefix: str) -> None:
+    """Two clients create a network of the same name at the same instant, as a manager does
+    (subnet and row in one txn, retried on a lost CAS), many times: exactly one wins each
+    time, the other gets Docker's line, and the loser leaves no subnet behind."""
+    rounds = 15
+    start = threading.Barrier(2)
+    outcome: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
+
+    def manager(i: int) -> None:
+        try:
+            with EtcdStore(url, prefix=prefix) as store:
+                ref = [Ipam(store)]
+
+                def reload() -> None:
+                    ref[0] = Ipam(store)
+                for r in range(rounds):
+                    net = Network(id=f"m{i}r{r}", name=f"nm-race-{r}", driver=Driver.OVERLAY,
+                                  scope=Scope.SWARM)
+
+                    def create(net: Network = net) -> None:
+                        with store.transaction():
+                            ref[0].request_subnet(net.id, space=AddressSpace.GLOBAL)
+                            store.put_network(net)
+                    start.wait(timeout=30)
+                    try:
+                        retry_on_conflict(create, reload)
+                        outcome[i].append("won")
+                    except AlreadyExists as exc:
+                        assert str(exc) == f"network with name nm-race-{r} already exists"
+                        outcome[i].append("lost")
+                        reload()   # the loser's in-memory subnet is dropped with its view
+        except BaseException as exc:   # reported by the main thread
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=manager, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert [sorted((a, b)) for a, b in zip(*outcome, strict=True)] == [["lost", "won"]] * rounds
+    with EtcdStore(url, prefix=prefix) as store:
+        names = [n.name for n in store.list_networks()]
+        assert sorted(names) == sorted(f"nm-race-{r}" for r in range(rounds))
+        winners = {n.id for n in store.list_networks()}
+        assert {s.network_id for s in store.load().subnets} == winners   # no half-made one
+        store.drop_all()
+
+
+def test_a_network_of_before_name_rows_keeps_its_name(url: str, prefix: str) -> None:
+    """A network row written before name rows existed still owns its name."""
+    with EtcdStore(url, prefix=prefix) as store:
+        old = Network(id="old1", name="nm-legacy", driver=Driver.OVERLAY, scope=Scope.SWARM)
+        store._write(store._key("n", old.id), encode_network(old).encode())
+        with pytest.raises(AlreadyExists, match="network with name nm-legacy already exists"):
+            store.put_network(Network(id="new1", name="nm-legacy", driver=Driver.OVERLAY,
+                                      scope=Scope.SWARM))
+        store.put_network(old)   # its next write gives it its name row
+        assert store.records("N") == {"nm-legacy": b"old1"}
+        assert store.delete_network(old.id) and store.records("N") == {}
+        store.drop_all()

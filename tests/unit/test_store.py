@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netfabric.errors import InvalidArgument, StoreCorrupt, StoreError
+from netfabric.errors import AlreadyExists, InvalidArgument, StoreCorrupt, StoreError
 from netfabric.ipam import HostAllocator, Ipam, IpamConfig, IPFamily
 from netfabric.model import Driver, Network, Scope, SubnetSpec
 from netfabric.store import (
@@ -318,6 +318,22 @@ def test_network_records(make_store: Callable[[], Store]) -> None:
     assert store.delete_network("b2") is False
     store = make_store()
     assert store.list_networks() == [NET]
+
+
+def test_network_names_are_unique(make_store: Callable[[], Store]) -> None:
+    """A second network of a taken name is refused with Docker's line and writes nothing;
+    the name is free again once its network is removed; a rewrite of the owner is fine."""
+    store = make_store()
+    store.put_network(NET)
+    store.put_network(replace(NET, attachable=not NET.attachable))   # same id: an update
+    twin = replace(NET, id="twin9")
+    with pytest.raises(AlreadyExists, match=f"^network with name {NET.name} already exists$"):
+        store.put_network(twin)
+    store = make_store()
+    assert [n.id for n in store.list_networks()] == [NET.id]
+    assert store.delete_network(NET.id) is True
+    store.put_network(twin)
+    assert [n.id for n in make_store().list_networks()] == ["twin9"]
 
 
 def test_objects(make_store: Callable[[], Store]) -> None:
