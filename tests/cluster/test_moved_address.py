@@ -64,6 +64,11 @@ class Pinger:
         for line in out:
             self.lines.append(line)
 
+    def seen(self) -> list[float]:
+        """The times of the replies seen so far (whole lines only), without stopping."""
+        return [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from.*\n",
+                                                       "".join(self.lines), re.M)]
+
     def replies(self) -> list[float]:
         """Stop; the times of the replies seen."""
         self.proc.terminate()
@@ -94,8 +99,8 @@ def first_reply_after(lab: Lab, host: str, sandbox: str, target: str,
         t0 = time.time()
         start()
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
+        while time.monotonic() < deadline and not any(t >= t0 for t in pinger.seen()):
+            time.sleep(0.05)   # until the first reply, not the whole wait
         times = [t for t in pinger.replies() if t >= t0]
     finally:
         pinger.close()
