@@ -34,7 +34,9 @@ WORKERS = ["w1", "w2", "w3"]
 RUN_BOUND_S = 25.0
 """No run may take longer, whatever is being killed (etcd's election is ~2 s here, a dead
 manager costs a refused connection, a cut one 0.5 s)."""
-KILL_ETCD_AT_S, KILL_MANAGER_AT_S, STREAM_S, STREAM_MAX_S = 6.0, 14.0, 30.0, 75.0
+KILL_ETCD_AT_S, KILL_MANAGER_AT_S, STREAM_S, STREAM_MAX_S = 6.0, 14.0, 24.0, 75.0
+"""The stream runs at least STREAM_S: 6 s past the recovery time (and then on until every
+worker has started a run after it)."""
 FAILOVER_BOUND_S = 3.0
 """w1's first change that needs a manager, right after the kill of the one it talks to."""
 RECOVERED_S = 4.0
