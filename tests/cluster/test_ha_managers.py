@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +128,36 @@ def test_a_second_manager_joins_and_serves_every_cluster_verb(lab: Lab) -> None:
     assert [n.name for n in n1.networks() if n.name == "bridge"] == ["bridge"]
     assert [n.name for n in n2.networks() if n.name == "bridge"] == ["bridge"]
     print(f"network on node2 listed on node1 after {seen_after * 1000:.0f} ms")
+
+
+def test_one_name_created_on_both_managers_at_once_exists_once(lab: Lab) -> None:
+    """`network create X` on both managers at the same instant (a few names, to meet the
+    race): one succeeds, the other prints Docker's one line, every manager lists one X."""
+    for name in ("nmdup1", "nmdup2", "nmdup3"):
+        start = threading.Barrier(2)
+        got: dict[str, subprocess.CompletedProcess[str]] = {}
+
+        def create(node: str, name: str = name, start: threading.Barrier = start,
+                   got: dict[str, subprocess.CompletedProcess[str]] = got) -> None:
+            start.wait(timeout=30)
+            got[node] = lab.run(node, ["netfabric", "network", "create", "--driver",
+                                       "overlay", name])
+        threads = [threading.Thread(target=create, args=(n,)) for n in ("node1", "node2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=90)
+        codes = sorted(p.returncode for p in got.values())
+        assert len(got) == 2 and codes[0] == 0 and codes[1] != 0, got
+        loser = next(p for p in got.values() if p.returncode != 0)
+        lines = [line for line in loser.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and f"network with name {name} already exists" in lines[0], \
+            loser.stderr
+        for node in ("node1", "node2"):
+            assert wait_for(lambda node=node, name=name: [
+                n.name for n in _client(lab, node).networks()].count(name) == 1, 2.0, 0.05), \
+                f"{node} does not list exactly one {name}"
+        _client(lab, "node1").remove_network(name)
 
 
 def test_join_token_rotate_takes_effect_on_every_manager(lab: Lab) -> None:
