@@ -28,6 +28,7 @@ from netfabric.agent.rpc import (
     BECOME_MANAGER,
     BECOME_WORKER,
     JOIN,
+    LEAVE,
     BecomeManagerArgs,
     os_reason,
     split_addr,
@@ -319,17 +320,27 @@ class ClusterService:
             role, managers, nodes = answer.role, answer.managers, answer.nodes
             cluster_id = answer.cluster_id
             if role is Role.MANAGER:
-                store = answer.store
-                if store and tls is not None:
-                    store = with_tls(store, tls)
-                elif store and (theirs := store_tls(store)) is not None:
-                    try:
-                        await ctx.thread(check_tls_files, theirs)
-                    except InvalidArgument as exc:
-                        raise InvalidArgument(
-                            f"{exc} (the cluster's etcd needs TLS: give this host's files "
-                            "with --store-cacert, --store-cert, --store-key)") from None
-                await self._join_as_manager(store, cluster_id, secret)
+                try:
+                    store = answer.store
+                    if store and tls is not None:
+                        store = with_tls(store, tls)
+                    elif store and (theirs := store_tls(store)) is not None:
+                        try:
+                            await ctx.thread(check_tls_files, theirs)
+                        except InvalidArgument as exc:
+                            raise InvalidArgument(
+                                f"{exc} (the cluster's etcd needs TLS: give this host's "
+                                "files with --store-cacert, --store-cert, "
+                                "--store-key)") from None
+                    await self._join_as_manager(store, cluster_id, secret)
+                except BaseException:
+                    # the manager put this node in the registry when it answered (the
+                    # store's url, hence what it needs, comes only with the answer): take
+                    # the row back, so a failed join leaves no node behind
+                    with contextlib.suppress(Exception):
+                        await ctx.links([f"{host}:{port}"], secret).call(
+                            LEAVE.name, {"node_id": state.node_id})
+                    raise
                 return
             ctx.ledger.set_cluster(ClusterRecord(cluster_id=cluster_id, secret=secret,
                                                  role=role, managers=managers), nodes)
