@@ -108,7 +108,7 @@ class MemoryStore:
         self._holders.pop(key, None)
 
     def put_network(self, network: Network) -> None:
-        if any(n.name == network.name and n.id != network.id
+        if any(n.name == network.name and n.scope == network.scope and n.id != network.id
                for n in self._networks.values()):
             raise AlreadyExists(f"network with name {network.name} already exists")
         self._remember(self._networks, network.id)  # type: ignore[arg-type]

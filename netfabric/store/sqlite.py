@@ -261,13 +261,15 @@ class SqliteStore:
                     (network_id, subnet, address))
 
     def put_network(self, network: Network) -> None:
-        """One name, one network: another row of that name refuses the write (Docker's
-        line), checked in the same immediate transaction as the write."""
+        """One name, one network of a scope: another row of that name and scope refuses the
+        write (Docker's line), checked in the same immediate transaction as the write. A
+        worker's file may keep a cluster network of the name of one of its own bridges."""
         with self.transaction():
             try:
                 taken = self._db.execute(
                     "SELECT 1 FROM networks WHERE id<>? AND json_extract(record, '$.name')=? "
-                    "LIMIT 1", (network.id, network.name)).fetchone()
+                    "AND json_extract(record, '$.scope')=? LIMIT 1",
+                    (network.id, network.name, network.scope.value)).fetchone()
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot read store file {self._path}: {exc}") from exc
             if taken is not None:

@@ -336,6 +336,16 @@ def test_network_names_are_unique(make_store: Callable[[], Store]) -> None:
     assert [n.id for n in make_store().list_networks()] == ["twin9"]
 
 
+def test_a_bridge_and_a_cluster_network_may_share_a_name(
+        make_store: Callable[[], Store]) -> None:
+    """A worker's own file keeps the cluster's network "web" beside its own bridge "web"
+    (as before name rows): uniqueness is per scope in one file."""
+    store = make_store()
+    store.put_network(NET)
+    store.put_network(Network(id="b7", name=NET.name, driver=Driver.BRIDGE, scope=Scope.LOCAL))
+    assert sorted(n.id for n in make_store().list_networks()) == [NET.id, "b7"]
+
+
 def test_objects(make_store: Callable[[], Store]) -> None:
     """Opaque (kind, key) values: kept across a reopen, written with IPAM rows atomically."""
     store = make_store()
