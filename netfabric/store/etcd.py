@@ -571,22 +571,23 @@ class EtcdStore:
         for its name) is found by its record and gets its name row on its next write."""
         name_key = self._key("N", network.name)
         with self.transaction():
-            answer = self._post("/kv/range", {"key": _b64(name_key)})
-            kvs = answer.get("kvs", [])
-            owner = _unb64(kvs[0].get("value", "")).decode() if kvs else None
-            if owner is None:
-                owner = next((n.id for n in self._networks_named(network.name)
-                              if n.id != network.id), None)
+            owner = self._name_owner(name_key)
+            if owner is None:   # a network of before name rows may have it
+                owner = next((n.id for n in self.list_networks()
+                              if n.name == network.name and n.id != network.id), None)
+                if owner is None:
+                    self._write(name_key, network.id.encode())
             if owner is not None and owner != network.id:
                 raise AlreadyExists(f"network with name {network.name} already exists")
-            if name_key not in self._ops:
-                self._compares[name_key] = int(kvs[0].get("mod_revision", 0)) if kvs else 0
-            if not kvs:
-                self._write(name_key, network.id.encode())
             self._write(self._key("n", network.id), encode_network(network).encode())
 
-    def _networks_named(self, name: str) -> list[Network]:
-        return [n for n in self.list_networks() if n.name == name]
+    def _name_owner(self, name_key: str) -> str | None:
+        """The id a name row holds (None: no row), its revision read into the current
+        transaction's compare-and-swap: a name taken or freed meanwhile fails the txn."""
+        kvs = self._post("/kv/range", {"key": _b64(name_key)}).get("kvs", [])
+        if name_key not in self._ops:
+            self._compares[name_key] = int(kvs[0].get("mod_revision", 0)) if kvs else 0
+        return _unb64(kvs[0].get("value", "")).decode() if kvs else None
 
     def get_network(self, network_id: str) -> Network | None:
         key = self._key("n", network_id)
@@ -620,11 +621,7 @@ class EtcdStore:
             if network is None:
                 return False
             name_key = self._key("N", network.name)
-            answer = self._post("/kv/range", {"key": _b64(name_key)})
-            kvs = answer.get("kvs", [])
-            if kvs and _unb64(kvs[0].get("value", "")).decode() == network_id:
-                if name_key not in self._ops:
-                    self._compares[name_key] = int(kvs[0].get("mod_revision", 0))
+            if self._name_owner(name_key) == network_id:
                 self._write(name_key, None)
             self._write(self._key("n", network_id), None)
         return True
