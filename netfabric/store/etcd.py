@@ -39,6 +39,7 @@ import base64
 import contextlib
 import json
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -705,7 +706,7 @@ class EtcdStore:
 
         plen = len(self._prefix)
         stop = threading.Event()
-        live: list[requests.Response] = []
+        live: list[Any] = []   # the open stream's socket
         body: dict[str, Any] = {"create_request": {
             "key": _b64(self._prefix), "range_end": _range_end(self._prefix),
             "progress_notify": True}}
@@ -717,7 +718,7 @@ class EtcdStore:
                 resp = session.post(self._url(index, "/watch"), json=body, stream=True,
                                     timeout=(self._timeout, WATCH_IDLE_S),
                                     verify=self._session.verify, cert=self._session.cert)
-                live[:] = [resp]
+                live[:] = [getattr(getattr(resp.raw, "connection", None), "sock", None)]
                 if resp.status_code != 200:
                     return
                 for line in resp.iter_lines():
@@ -745,10 +746,14 @@ class EtcdStore:
         threading.Thread(target=run, name="etcd-watch", daemon=True).start()
 
         def stopper() -> None:
+            # shut the socket down: its blocked read returns and the stream's thread ends
+            # (closing the response here waited on that read's buffer lock, up to
+            # WATCH_IDLE_S: a manager's stop or leave took 30 s)
             stop.set()
-            for resp in live:
-                with contextlib.suppress(Exception):
-                    resp.close()
+            for sock in live:
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
         self._watchers.append(stopper)
         return stopper

@@ -179,11 +179,13 @@ def test_watch_sees_another_managers_change_at_once(url: str, prefix: str) -> No
         ipam = Ipam(sb)
         t0 = time.monotonic()
         ipam.request_subnet("n", cidr="10.3.0.0/24")
-        wait_for(lambda: ("s/n/10.3.0.0/24", False) in seen, timeout=5)
+        assert wait_for(lambda: ("s/n/10.3.0.0/24", False) in seen, timeout=5), seen
         assert time.monotonic() - t0 < 2
         ipam.release_network("n")
-        wait_for(lambda: ("s/n/10.3.0.0/24", True) in seen, timeout=5)
-        stop()
+        assert wait_for(lambda: ("s/n/10.3.0.0/24", True) in seen, timeout=5), seen
+        t1 = time.monotonic()
+        stop()   # at once, not after the stream's idle timeout
+        assert time.monotonic() - t1 < 2, f"stopping the watch took {time.monotonic() - t1:.1f}s"
 
 
 def test_unreachable_etcd_is_named_and_a_live_member_is_used(url: str, prefix: str) -> None:
