@@ -389,9 +389,11 @@ class ClusterService:
     async def nodes(self) -> list[NodeInfo]:
         ctx = self._ctx
         ctx.require_manager()
+        shared = ctx.ledger.records is not None
+        if shared:
+            await self._managers.leases_read()
         state = ctx.ledger.state
         alive = {m.node_id: m.alive for m in ctx.mesh.members()}
-        shared = ctx.ledger.records is not None
         rows = []
         for n in state.nodes.values():
             up = n.id == state.node_id or alive.get(n.id, False)

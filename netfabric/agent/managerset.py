@@ -71,6 +71,7 @@ class ManagerSet:
         self._last_reclaim = 0.0
         self.leases: dict[str, str] = {}
         """Who holds each lease, as last read (leader, managers' liveness)."""
+        self._first_read = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._on_demoted: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._demoting: asyncio.Task[None] | None = None
@@ -110,6 +111,7 @@ class ManagerSet:
             self._stop_watch = await self._ctx.thread(records.watch, changed)
         except NetfabricError as exc:   # the periodic re-read still follows the others
             log.warning("cannot watch the cluster's store: %s", exc)
+        self._first_read.clear()
         self._tasks = [asyncio.create_task(self._sync_loop(), name="nf-manager-sync"),
                        asyncio.create_task(self._lease_loop(), name="nf-manager-leases")]
         self._mark("nodes")   # demoted while down? the registry says so
@@ -145,6 +147,14 @@ class ManagerSet:
             self._ctx.ledger.attach_records(None)
 
     # -- what node ls shows ----------------------------------------------------------------------
+
+    async def leases_read(self, timeout: float = LEASE_TTL) -> None:
+        """Wait (at most ``timeout``) for the first pass of the lease loop since
+        :meth:`start`: a manager just promoted or restarted has read no lease yet, and would
+        show every manager Unreachable."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_read.wait(), timeout)
 
     def status(self, node_id: str, *, gossip_alive: bool | None) -> ManagerStatus:
         if node_id == self._ctx.node_id:
@@ -232,6 +242,7 @@ class ManagerSet:
                 self._ctx.leader_id = ""
                 self.leases = {}
                 log.warning("cannot hold the manager leases: %s", exc)
+            self._first_read.set()
             if self._ctx.leader_id != was:
                 log.info("leader is now %s", self._ctx.leader_id or "unknown")
                 for listener in self._listeners:
