@@ -71,7 +71,7 @@ class ManagerSet:
         self._last_reclaim = 0.0
         self.leases: dict[str, str] = {}
         """Who holds each lease, as last read (leader, managers' liveness)."""
-        self._first_read = asyncio.Event()
+        self._leases_known = False
         self._listeners: list[Callable[[], None]] = []
         self._on_demoted: Callable[[], Coroutine[Any, Any, None]] | None = None
         self._demoting: asyncio.Task[None] | None = None
@@ -111,7 +111,6 @@ class ManagerSet:
             self._stop_watch = await self._ctx.thread(records.watch, changed)
         except NetfabricError as exc:   # the periodic re-read still follows the others
             log.warning("cannot watch the cluster's store: %s", exc)
-        self._first_read.clear()
         self._tasks = [asyncio.create_task(self._sync_loop(), name="nf-manager-sync"),
                        asyncio.create_task(self._lease_loop(), name="nf-manager-leases")]
         self._mark("nodes")   # demoted while down? the registry says so
@@ -137,6 +136,7 @@ class ManagerSet:
         self._leader = self._alive = None
         self._ctx.leader_id = ""
         self.leases = {}
+        self._leases_known = False
         if records is not None:
             if forget_self:
                 with contextlib.suppress(Exception):
@@ -148,13 +148,15 @@ class ManagerSet:
 
     # -- what node ls shows ----------------------------------------------------------------------
 
-    async def leases_read(self, timeout: float = LEASE_TTL) -> None:
-        """Wait (at most ``timeout``) for the first pass of the lease loop since
-        :meth:`start`: a manager just promoted or restarted has read no lease yet, and would
-        show every manager Unreachable."""
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._first_read.wait(), timeout)
+    async def leases_read(self) -> None:
+        """Read the leases now if the lease loop has not yet since :meth:`start`: a manager
+        just promoted or restarted would otherwise show every manager Unreachable."""
+        records = self._records
+        if self._leases_known or records is None:
+            return
+        with contextlib.suppress(NetfabricError):   # etcd unreachable: the loop says so
+            self.leases = await self._ctx.thread(records.leases)
+            self._leases_known = True
 
     def status(self, node_id: str, *, gossip_alive: bool | None) -> ManagerStatus:
         if node_id == self._ctx.node_id:
@@ -241,8 +243,8 @@ class ManagerSet:
                 self._leader = self._alive = None
                 self._ctx.leader_id = ""
                 self.leases = {}
+                self._leases_known = True   # known to be none: node ls need not ask again
                 log.warning("cannot hold the manager leases: %s", exc)
-            self._first_read.set()
             if self._ctx.leader_id != was:
                 log.info("leader is now %s", self._ctx.leader_id or "unknown")
                 for listener in self._listeners:
@@ -269,6 +271,7 @@ class ManagerSet:
         if self._leader is None:
             self._leader = await ctx.thread(records.hold, LEADER_LEASE, me, self._ttl)
         self.leases = await ctx.thread(records.leases)
+        self._leases_known = True
         ctx.leader_id = self.leases.get(LEADER_LEASE, "")
         if ctx.leader_id != me:
             self._leader = None
