@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -64,6 +65,23 @@ def sqlite_rate(n: int) -> float:
 def etcd_rate(url: str, n: int) -> float:
     with EtcdStore(url, prefix="/bench-single/") as store:
         return alloc_rate(store, n)
+
+
+def _race(manager: Callable[[int], None], managers: int, barrier: threading.Barrier,
+          errors: list[BaseException]) -> float:
+    """Run ``manager(i)`` for each manager in its own thread, all let go at once through
+    ``barrier``: seconds until the last one is done (the first error raised)."""
+    threads = [threading.Thread(target=manager, args=(i,)) for i in range(managers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return elapsed
 
 
 def contended(lab: EtcdLab, per_manager: int, managers: int = 3) -> dict[str, float]:
@@ -95,16 +113,7 @@ def contended(lab: EtcdLab, per_manager: int, managers: int = 3) -> dict[str, fl
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=manager, args=(i,)) for i in range(managers)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
+    elapsed = _race(manager, managers, barrier, errors)
     every = [a for g in got for a in g]
     return {"conflicts_per_1000": 1000 * sum(conflicts) / len(every),
             "allocs_per_s_etcd_3managers": len(every) / elapsed,
@@ -135,16 +144,7 @@ def affinity(lab: EtcdLab, per_manager: int, managers: int = 3) -> dict[str, flo
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=manager, args=(i,)) for i in range(managers)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
+    elapsed = _race(manager, managers, barrier, errors)
     every = [a for g in got for a in g]
     return {"conflicts_per_1000_affinity": 1000 * sum(s.conflicts for s in sources) / len(every),
             "allocs_per_s_etcd_3managers_affinity": len(every) / elapsed,
